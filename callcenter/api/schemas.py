@@ -1,0 +1,327 @@
+"""Typed request and response bodies. Every input is bounded, so bad input is a clear 422."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ticketing.enums import (
+    CaseKind,
+    CaseStatus,
+    Channel,
+    DispatchMode,
+    Duty,
+    RejectReason,
+    RequestState,
+    Role,
+    Satisfaction,
+    WorkOrderRole,
+    WorkOrderStatus,
+)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+RequiredShort = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+\-() ]*$")]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(Strict):
+    username: RequiredShort
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    username: str
+    role: Role
+    unit_code: str | None = None
+
+
+class RejectIn(Strict):
+    reason: RejectReason
+    referral: RequiredText = Field(description="R3.2: the competent body, its contact, where the citizen was sent")
+    expected_version: int | None = None
+
+
+class CaseIn(Strict):
+    kind: CaseKind
+    channel: Channel
+    title: RequiredShort
+    description: RequiredText
+    category_code: Code | None = None
+    citizen_name: ShortText = ""
+    citizen_phone: Phone = ""
+    citizen_id_number: Annotated[str, StringConstraints(max_length=18, pattern=r"^[0-9Xx]*$")] = ""
+    location: ShortText = ""
+    reject: RejectIn | None = Field(default=None, description="refuse at intake (R3.1) in the same step")
+
+
+class Versioned(Strict):
+    expected_version: int | None = Field(default=None, description="the version you saw; 409 if the case moved on")
+
+
+class AnswerIn(Versioned):
+    answer: RequiredText
+    satisfaction: Satisfaction
+    knowledge_entry_id: int | None = None
+
+
+class EscalateIn(Versioned):
+    note: Text = ""
+
+
+class ConsentIn(Strict):
+    disclaimer_read: bool
+    consent: bool
+
+
+class DispatchIn(Versioned):
+    units: list[Code] | None = Field(default=None, max_length=20,
+                                     description="unit codes; omitted: the category's routing rule")
+    mode: DispatchMode | None = None
+    lead: Code | None = None
+    instructions: Text = ""
+
+
+class LiveOutcomeIn(Versioned):
+    answer: RequiredText
+    satisfaction: Satisfaction
+
+
+class CallbackIn(Versioned):
+    satisfaction: Satisfaction
+    note: Text = ""
+
+
+class CloseIn(Versioned):
+    provisional: bool = False
+    note: Text = ""
+
+
+class PublishIn(Strict):
+    public_summary: Text | None = None
+
+
+class NotifyIn(Strict):
+    channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    notified_at: datetime | None = None
+    note: Text = ""
+
+
+class ReportIn(Strict):
+    answer: RequiredText
+    satisfaction: Satisfaction | None = None
+
+
+class ExtensionIn(Strict):
+    legal_basis: RequiredText
+    extra_working_days: int = Field(ge=1, le=60)
+
+
+class DecisionIn(Strict):
+    approve: bool
+    note: Text = ""
+
+
+class ReturnIn(Strict):
+    reason: RequiredText
+
+
+class UrgeIn(Strict):
+    note: Text = ""
+
+
+class WorkOrderOut(BaseModel):
+    id: int
+    case_number: str
+    unit_code: str
+    unit_name: str
+    mode: DispatchMode
+    role: WorkOrderRole
+    status: WorkOrderStatus
+    round: int
+    instructions: str
+    dispatched_at: datetime
+    received_at: datetime | None
+    notify_due_at: datetime
+    notified_at: datetime | None
+    notify_channel: str | None
+    notify_met: bool | None
+    report_due_at: datetime
+    reported_at: datetime | None
+    report_met: bool | None
+    answer: str | None
+    reported_satisfaction: Satisfaction | None
+    return_due_at: datetime
+    return_reason: str | None
+    urge_count: int
+    overdue: bool
+    pending_extension_id: int | None = None
+
+
+class CaseOut(BaseModel):
+    number: str
+    version: int
+    kind: CaseKind
+    channel: Channel
+    status: CaseStatus
+    category_code: str | None
+    title: str
+    description: str
+    location: str
+    citizen_name: str
+    citizen_phone: str
+    owner: str | None
+    accepted_at: datetime
+    confidential: bool
+    callback_required: bool
+    assessed: bool
+    reject_reason: RejectReason | None
+    referral: str | None
+    answer: str | None
+    answered_directly: bool
+    satisfaction: Satisfaction | None
+    satisfaction_source: str | None
+    dispatch_due_at: datetime | None
+    dispatch_met: bool | None
+    deadline_at: datetime | None
+    reported_at: datetime | None
+    callback_due_at: datetime | None
+    callback_met: bool | None
+    callback_manual: bool
+    close_due_at: datetime | None
+    closed_at: datetime | None
+    close_met: bool | None
+    closed_provisionally: bool
+    published_at: datetime | None
+    convenience_consent: bool
+    overdue: bool
+    work_orders: list[WorkOrderOut]
+    operator_message: str | None = Field(default=None, description="text the operator reads to the citizen")
+
+
+class ExtensionOut(BaseModel):
+    id: int
+    work_order_id: int
+    legal_basis: str
+    extra_working_days: int
+    state: RequestState
+    requested_at: datetime
+    decided_at: datetime | None
+    decision_note: str | None
+    old_due_at: datetime
+    new_due_at: datetime | None
+
+
+class EventOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    work_order_id: int | None
+    channel: str | None
+    call_id: int | None
+    data: dict
+
+
+class RosterIn(Strict):
+    duty: Duty
+    name: RequiredShort
+    phone: Annotated[Phone, StringConstraints(min_length=3)]
+    effective_from: datetime
+
+
+class RosterOut(BaseModel):
+    duty: Duty
+    name: str
+    phone: str
+    valid_from: datetime
+    valid_to: datetime | None
+    reported_at: datetime
+    report_due_at: datetime
+    reported_late: bool
+
+
+class UnitOut(BaseModel):
+    code: str
+    name: str
+    type: str
+    joined: bool
+    phone: str
+    on_duty: list[RosterOut] = []
+
+
+class CategoryOut(BaseModel):
+    code: str
+    name: str
+    kinds: list[str]
+    mode: str
+    units: list[str]
+    lead: str | None
+
+
+class KnowledgeIn(Strict):
+    question: RequiredShort
+    answer: RequiredText
+    keywords: ShortText = ""
+    category_code: Code | None = None
+
+
+class KnowledgeOut(BaseModel):
+    id: int
+    unit_code: str
+    unit_name: str
+    question: str
+    answer: str
+    keywords: str
+    category_code: str | None
+    updated_at: datetime
+
+
+class UserIn(Strict):
+    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    password: Annotated[str, StringConstraints(min_length=8, max_length=200)]
+    role: Role
+    display_name: ShortText = ""
+    unit_code: Code | None = None
+    operator_extension: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,8}$")] | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    unit_code: str | None
+    active: bool
+    operator_extension: str | None
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int
+    problems: list[str]
+
+
+class PublicCaseOut(BaseModel):
+    number: str
+    kind: CaseKind
+    category: str | None
+    title: str
+    summary: str
+    accepted_at: datetime
+    notified_at: datetime | None
+    answer: str | None
+    satisfaction: Satisfaction | None
+    closed_at: datetime | None
+    published_at: datetime

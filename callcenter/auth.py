@@ -1,0 +1,93 @@
+"""Users, password hashes (argon2) and bearer tokens (stored only as SHA-256)."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ticketing import audit
+from ticketing.audit import Actor
+from ticketing.enums import Role
+from ticketing.errors import DomainError, InvalidInput
+from ticketing.models import ApiToken, MemberUnit, User
+
+_hasher = PasswordHasher()
+UNIT_BOUND_ROLES = frozenset({Role.UNIT_STAFF, Role.DISCIPLINE})
+
+
+def actor_of(user: User) -> Actor:
+    return Actor(user_id=user.id, name=user.username, role=str(user.role.value if hasattr(user.role, "value") else user.role),
+                 unit_id=user.unit_id)
+
+
+def create_user(session: Session, *, username: str, password: str, role: Role | str, display_name: str = "",
+                unit_code: str | None = None, operator_extension: str | None = None, now: datetime,
+                created_by: Actor = audit.SYSTEM) -> User:
+    role = Role(role)
+    if role == Role.SYSTEM:
+        raise InvalidInput("users", "the system role is not for people")
+    if len(password) < 8:
+        raise InvalidInput("users", "a password has at least 8 characters")
+    if session.execute(select(User).where(User.username == username)).scalar_one_or_none():
+        raise DomainError("users", f"user '{username}' already exists")
+    unit_id = None
+    if role in UNIT_BOUND_ROLES:
+        if not unit_code:
+            raise InvalidInput("R5.3", f"a {role} user belongs to one member unit; give its code")
+        unit = session.execute(select(MemberUnit).where(MemberUnit.code == unit_code)).scalar_one_or_none()
+        if unit is None:
+            raise InvalidInput("R5.3", f"unknown member unit '{unit_code}'")
+        if role == Role.DISCIPLINE and unit.type != "discipline":
+            raise InvalidInput("R7.3c", "discipline users belong to the discipline commission")
+        unit_id = unit.id
+    elif unit_code:
+        raise InvalidInput("users", f"a {role} user does not belong to a member unit")
+    user = User(username=username, display_name=display_name or username, role=role, unit_id=unit_id,
+                password_hash=_hasher.hash(password), active=True, operator_extension=operator_extension,
+                created_at=now)
+    session.add(user)
+    session.flush()
+    audit.record(session, created_by, "user_add", at=now, data={"username": username, "role": role.value,
+                                                                "unit": unit_code})
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None or not user.active:
+        _hasher.hash("timing-equaliser")  # same cost whether or not the user exists
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(session: Session, user: User, *, now: datetime, ttl: timedelta) -> tuple[str, datetime]:
+    token = secrets.token_urlsafe(32)
+    expires = now + ttl
+    session.add(ApiToken(token_hash=_digest(token), user_id=user.id, created_at=now, expires_at=expires))
+    return token, expires
+
+
+def resolve_token(session: Session, token: str, *, now: datetime) -> User | None:
+    row = session.execute(select(ApiToken).where(ApiToken.token_hash == _digest(token))).scalar_one_or_none()
+    if row is None or row.revoked or row.expires_at <= now or not row.user.active:
+        return None
+    return row.user
+
+
+def revoke_token(session: Session, token: str) -> None:
+    row = session.execute(select(ApiToken).where(ApiToken.token_hash == _digest(token))).scalar_one_or_none()
+    if row is not None:
+        row.revoked = True

@@ -1,0 +1,145 @@
+"""`callcenter`: the command line for administrators (every command has --help)."""
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+
+import click
+
+from callcenter.settings import get_settings
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """12345 hotline: case workflow, voice menu and call control."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the schema (Alembic)."""
+    from ticketing.store import current_revision, upgrade
+
+    url = get_settings().effective_database_url
+    upgrade(url, revision)
+    click.echo(f"database at revision {current_revision(url)}")
+
+
+def _domain_and_sessions():
+    from ticketing.domain import Domain
+    from ticketing.store import make_engine, make_session_factory
+
+    settings = get_settings()
+    return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
+
+
+@main.command()
+def seed() -> None:
+    """Load member units and their duty roster from config/ (idempotent)."""
+    from ticketing.seed import seed_units
+    from ticketing.store import session_scope
+
+    domain, factory = _domain_and_sessions()
+    with session_scope(factory) as session:
+        report = seed_units(session, domain.city, domain.clock())
+    click.echo(f"units added {report.units_added}, updated {report.units_updated}, roster changes {report.roster_changes}"
+               if report.changed else "nothing to change: the store already matches config/")
+
+
+@main.group()
+def user() -> None:
+    """People who log in."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["front_desk", "back_office", "unit_staff", "discipline",
+                                                          "supervisor", "admin"]))
+@click.option("--unit", "unit_code", help="Member unit code (unit_staff, discipline).")
+@click.option("--name", "display_name", default="", help="Display name.")
+@click.option("--extension", help="Operator's softphone extension (front_desk).")
+@click.option("--password", envvar="CALLCENTER_NEW_PASSWORD", help="Default: asked for, or $CALLCENTER_NEW_PASSWORD.")
+def user_add(username, role, unit_code, display_name, extension, password) -> None:
+    """Add a user with an argon2-hashed password."""
+    from callcenter.auth import create_user
+    from ticketing.errors import DomainError
+    from ticketing.store import session_scope
+
+    if not password:
+        password = getpass.getpass("password: ")
+    domain, factory = _domain_and_sessions()
+    try:
+        with session_scope(factory) as session:
+            create_user(session, username=username, password=password, role=role, display_name=display_name,
+                        unit_code=unit_code, operator_extension=extension, now=domain.clock())
+    except DomainError as exc:
+        _fail(exc.message)
+    click.echo(f"user {username} ({role}) added")
+
+
+@main.command()
+@click.option("--host", default=None, help="Default: settings (127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Default: settings (8000).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP API (and pages)."""
+    import uvicorn
+
+    from callcenter.api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level="info")
+
+
+@main.group()
+def audit() -> None:
+    """The accountability record (A1)."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check every event in the hash chain; exit 1 if any was edited, inserted or deleted."""
+    from ticketing import audit as audit_log
+    from ticketing.store import session_scope
+
+    _domain, factory = _domain_and_sessions()
+    with session_scope(factory) as session:
+        report = audit_log.verify(session)
+    for problem in report.problems:
+        click.echo(f"PROBLEM {problem}")
+    click.echo(f"{report.checked} events checked: " + ("chain intact" if report.ok else f"{len(report.problems)} problems"))
+    sys.exit(0 if report.ok else 1)
+
+
+def _register_optional_groups() -> None:
+    # Groups owned by the telephony and scheduling parts of the application.
+    for module, name in (("callcenter.pbx.cli", "asterisk_group"), ("callcenter.ivr_cli", "ivr_group"),
+                         ("callcenter.agi_cli", "agi_group"), ("callcenter.calls_cli", "call_group"),
+                         ("callback.cli", "callbacks_group")):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        main.add_command(getattr(mod, name))
+
+
+_register_optional_groups()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Install-wide settings, from the environment (prefix CALLCENTER_) or `var/secrets.env`.
+
+Secrets (AMI password, SIP passwords) are generated per install into the state directory,
+which git ignores; nothing secret has a default here.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLCENTER_",
+        env_file=(str(PROJECT_ROOT / "var" / "secrets.env"),),
+        extra="ignore",
+    )
+
+    state_dir: Path = PROJECT_ROOT / "var"
+    config_dir: Path = PROJECT_ROOT / "config"
+    database_url: str = ""  # empty: SQLite file in state_dir
+    timezone: str = "Asia/Shanghai"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    token_ttl_hours: int = 12
+
+    # Asterisk, provisioned by `callcenter asterisk install`
+    asterisk_root: Path | None = None  # empty: state_dir/asterisk-root (Debian sid chroot)
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "callcenter"
+    ami_secret: str = Field(default="", repr=False)
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'callcenter.db'}"
+
+    @property
+    def effective_asterisk_root(self) -> Path:
+        return self.asterisk_root or (self.state_dir / "asterisk-root")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

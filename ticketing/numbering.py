@@ -1,0 +1,37 @@
+"""Human-readable case numbers: the local acceptance date and a per-day sequence (20261125-000123)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ticketing.models import CaseCounter
+
+
+def next_case_number(session: Session, local_now: datetime) -> str:
+    day = local_now.strftime("%Y%m%d")
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    # One atomic upsert: two operators accepting at the same instant never share a number.
+    stmt = insert(CaseCounter).values(day=day, last=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[CaseCounter.day], set_={"last": CaseCounter.last + 1})
+    stmt = stmt.returning(CaseCounter.last)
+    seq = session.execute(stmt).scalar_one()
+    return f"{day}-{seq:06d}"
+
+
+def normalize_case_number(text: str) -> str | None:
+    """Accept 20261125-000123, 20261125000123 or with spaces; None if it cannot be a case number."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) != 14:
+        return None
+    return f"{digits[:8]}-{digits[8:]}"
+
+
+def current_max(session: Session, day: str) -> int:
+    row = session.execute(select(CaseCounter.last).where(CaseCounter.day == day)).scalar_one_or_none()
+    return row or 0

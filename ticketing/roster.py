@@ -1,0 +1,64 @@
+"""R9.1: a unit's leader and duty staff, with history, and whether changes were reported in time."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from ticketing import audit
+from ticketing.audit import Actor
+from ticketing.enums import Duty, Role
+from ticketing.errors import Forbidden, InvalidInput
+from ticketing.models import MemberUnit, RosterEntry
+
+
+def on_duty(session: Session, unit_id: int, at: datetime) -> dict[str, RosterEntry]:
+    """Who held each duty at a unit at the given moment."""
+    rows = session.execute(
+        select(RosterEntry).where(
+            RosterEntry.unit_id == unit_id,
+            RosterEntry.valid_from <= at,
+            or_(RosterEntry.valid_to.is_(None), RosterEntry.valid_to > at),
+        )
+    ).scalars()
+    return {str(r.duty.value if hasattr(r.duty, "value") else r.duty): r for r in rows}
+
+
+def change_duty(
+    session: Session,
+    actor: Actor,
+    unit: MemberUnit,
+    *,
+    duty: Duty | str,
+    name: str,
+    phone: str,
+    effective_from: datetime,
+    now: datetime,
+    calendar,
+    policy,
+) -> RosterEntry:
+    """Record a change of leader or A/B staff; late if reported after the limit (R9.1)."""
+    if actor.role not in {Role.ADMIN, Role.BACK_OFFICE} and not (
+        actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE} and actor.unit_id == unit.id
+    ):
+        raise Forbidden("R9.1", "only the unit itself or the center changes a unit's roster")
+    duty = Duty(duty)
+    if not name.strip() or not phone.strip():
+        raise InvalidInput("R9.1", "a duty holder needs a name and a phone number")
+    if effective_from > now:
+        raise InvalidInput("R9.1", "report a change once it has taken effect")
+    current = on_duty(session, unit.id, effective_from).get(duty.value)
+    if current is not None:
+        current.valid_to = effective_from
+    due = calendar.add_working_days(effective_from, policy.limits.roster_change_working_days)
+    entry = RosterEntry(
+        unit_id=unit.id, duty=duty, name=name.strip(), phone=phone.strip(), valid_from=effective_from,
+        valid_to=None, reported_at=now, report_due_at=due, reported_late=now > due,
+    )
+    session.add(entry)
+    session.flush()
+    audit.record(session, actor, "roster_change", at=now,
+                 data={"unit": unit.code, "duty": duty.value, "effective_from": effective_from,
+                       "reported_late": entry.reported_late})
+    return entry
