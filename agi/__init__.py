@@ -1,0 +1,22 @@
+"""FastAGI server for the hotline's voice menus (asyncio, no third-party AGI library)."""
+from .channel import AGIChannel, AGIError, AGIHangup, AGITimeout, RecordResult
+from .protocol import AGIRequest, Response
+from .server import FastAGIServer, Router, ServerStats, ServerThread, run_in_thread
+from .util import mask_in_text, mask_number
+
+__all__ = [
+    "AGIChannel",
+    "AGIError",
+    "AGIHangup",
+    "AGITimeout",
+    "AGIRequest",
+    "FastAGIServer",
+    "RecordResult",
+    "Response",
+    "Router",
+    "ServerStats",
+    "ServerThread",
+    "mask_in_text",
+    "mask_number",
+    "run_in_thread",
+]

@@ -1,0 +1,404 @@
+"""Asyncio FastAGI server: routes each call to an async handler by script path.
+
+Safety rule: whatever goes wrong inside a call (unknown script, handler bug,
+timeout), the server tries to set ``IVR_NEXT=queue`` and ``AGI_ERROR=<Class>``
+so the dialplan after ``AGI()`` hands the caller to an operator. Whatever goes
+wrong on a connection (garbage, silence, a vanished client) costs one log line
+and that connection only.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import logging
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
+from .protocol import AGIRequest, HeaderError, build_request, parse_header_line
+from .util import mask_in_text, mask_number
+
+__all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
+
+log = logging.getLogger("agi.server")
+
+Handler = Callable[[AGIChannel], Awaitable[None]]
+ContextFactory = Callable[[AGIRequest], contextlib.AbstractAsyncContextManager[Any]]
+
+
+def _normalize(path: str) -> str:
+    return path.strip("/")
+
+
+class Router(Mapping[str, Handler]):
+    """Script path -> async handler. ``@router.route("ivr/main")`` registers one."""
+
+    def __init__(self, routes: Mapping[str, Handler] | None = None):
+        self._routes: dict[str, Handler] = {}
+        for path, handler in (routes or {}).items():
+            self.add(path, handler)
+
+    def add(self, path: str, handler: Handler) -> None:
+        if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)
+        ):
+            raise TypeError(f"AGI handler for {path!r} must be an async function")
+        key = _normalize(path)
+        if key in self._routes:
+            raise ValueError(f"AGI route {key!r} registered twice")
+        self._routes[key] = handler
+
+    def route(self, path: str) -> Callable[[Handler], Handler]:
+        def decorator(handler: Handler) -> Handler:
+            self.add(path, handler)
+            return handler
+
+        return decorator
+
+    def __getitem__(self, path: str) -> Handler:
+        return self._routes[_normalize(path)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+
+@dataclass
+class ServerStats:
+    """Counters since start. ``errors`` keys: header_timeout, malformed_header,
+    line_too_long, bad_encoding, too_many_header_lines, client_vanished,
+    unknown_script, handler_exception, context_error, safety_failed, internal."""
+
+    connections: int = 0  # TCP connections accepted
+    sessions_served: int = 0  # handler ran to its end (including caller hangups)
+    hangups: int = 0  # sessions ended by the caller hanging up
+    sent_to_safety: int = 0  # calls where IVR_NEXT=queue was set after a failure
+    active: int = 0  # connections open now
+    errors: Counter = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "connections": self.connections,
+            "sessions_served": self.sessions_served,
+            "hangups": self.hangups,
+            "sent_to_safety": self.sent_to_safety,
+            "active": self.active,
+            "errors": dict(self.errors),
+        }
+
+
+class FastAGIServer:
+    """FastAGI server.
+
+    ``router``: mapping script path -> ``async def handler(channel)``.
+    ``context_factory(request)``: optional async context manager entered per call;
+    its value is ``channel.context``. A caller hanging up is a normal end of a
+    call: the context then exits without an exception.
+    """
+
+    def __init__(
+        self,
+        router: Mapping[str, Handler],
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        *,
+        header_timeout: float = 5.0,
+        max_line: int = 65536,
+        max_header_lines: int = 256,
+        context_factory: ContextFactory | None = None,
+        safe_next: tuple[str, str] = ("IVR_NEXT", "queue"),
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        safety_timeout: float = 5.0,
+        stop_timeout: float = 10.0,
+        backlog: int = 1024,
+    ):
+        self.router = router
+        self.host = host
+        self._requested_port = port
+        self.header_timeout = header_timeout
+        self.max_line = max_line
+        self.max_header_lines = max_header_lines
+        self.context_factory = context_factory
+        self.safe_next = safe_next
+        self.command_timeout = command_timeout
+        self.safety_timeout = safety_timeout
+        self.stop_timeout = stop_timeout
+        self.backlog = backlog
+        self.stats = ServerStats()
+        self._server: asyncio.base_events.Server | None = None
+        self._sessions: set[asyncio.Task] = set()
+        self._ids = itertools.count(1)
+        self._stopped: asyncio.Event | None = None
+
+    # ---- lifecycle -----------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port=0), else the configured one."""
+        if self._server is not None and self._server.sockets:
+            return self._server.sockets[0].getsockname()[1]
+        return self._requested_port
+
+    @property
+    def sessions(self) -> frozenset[asyncio.Task]:
+        """Session tasks currently running (for tests and diagnostics)."""
+        return frozenset(self._sessions)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._stopped = asyncio.Event()
+        self._server = await asyncio.start_server(
+            self._on_connect,
+            self.host,
+            self._requested_port,
+            limit=self.max_line,
+            backlog=self.backlog,
+        )
+        log.info("FastAGI server listening on %s:%d", self.host, self.port)
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop listening, let calls in flight finish (bounded), then close."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        limit = self.stop_timeout if timeout is None else timeout
+        pending = set(self._sessions)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=limit)
+        if pending:
+            log.warning("FastAGI stop: cancelling %d call(s) still running after %.1fs", len(pending), limit)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 2.0)
+        assert self._stopped is not None
+        self._stopped.set()
+        log.info("FastAGI server stopped (%s)", self.stats.snapshot())
+
+    async def __aenter__(self) -> FastAGIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # ---- one connection ------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        sid = f"agi-{next(self._ids)}"
+        if task is not None:
+            task.set_name(sid)
+            self._sessions.add(task)
+        self.stats.connections += 1
+        self.stats.active += 1
+        peer = _peer(writer)
+        try:
+            try:
+                request = await self._read_header(reader)
+            except HeaderError as exc:
+                self.stats.errors[exc.kind] += 1
+                log.warning("%s from %s: closed, %s: %s", sid, peer, exc.kind, mask_in_text(str(exc)))
+                return
+            await self._run_call(sid, request, reader, writer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not take the server down
+            self.stats.errors["internal"] += 1
+            log.error("%s: internal error %s: %s", sid, type(exc).__name__, mask_in_text(str(exc)))
+        finally:
+            try:
+                await self._close(writer)
+            finally:
+                self.stats.active -= 1
+                if task is not None:
+                    self._sessions.discard(task)
+
+    async def _read_header(self, reader: asyncio.StreamReader) -> AGIRequest:
+        env: dict[str, str] = {}
+        count = 0
+        try:
+            async with asyncio.timeout(self.header_timeout):
+                while True:
+                    raw = await reader.readuntil(b"\n")
+                    line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
+                    if not line:
+                        return build_request(env)
+                    count += 1
+                    if count > self.max_header_lines:
+                        raise HeaderError(
+                            "too_many_header_lines", f"more than {self.max_header_lines} header lines"
+                        )
+                    key, value = parse_header_line(line)
+                    env[key] = value
+        except TimeoutError:
+            raise HeaderError(
+                "header_timeout", f"no complete header within {self.header_timeout:g}s ({count} lines)"
+            ) from None
+        except asyncio.IncompleteReadError:
+            raise HeaderError("client_vanished", f"connection closed after {count} header lines") from None
+        except asyncio.LimitOverrunError:
+            raise HeaderError("line_too_long", f"header line longer than {self.max_line} bytes") from None
+        except UnicodeDecodeError:
+            raise HeaderError("bad_encoding", f"header line {count + 1} is not UTF-8") from None
+        except (ConnectionError, OSError) as exc:
+            raise HeaderError("client_vanished", f"connection lost ({type(exc).__name__})") from None
+
+    async def _run_call(
+        self, sid: str, request: AGIRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        channel = AGIChannel(reader, writer, request, command_timeout=self.command_timeout, session_id=sid)
+        who = f"{sid} {request.script or '/'} uid={request.unique_id or '-'} from={mask_number(request.caller_id) or '-'}"
+        handler = self.router.get(request.script)
+        if handler is None:
+            self.stats.errors["unknown_script"] += 1
+            log.warning("%s: unknown AGI script %r, sending call to %s=%s", who, request.script, *self.safe_next)
+            await self._to_safety(who, channel, "UnknownScript")
+            return
+        log.debug("%s: start", who)
+        started = False
+        try:
+            if self.context_factory is None:
+                started = True
+                await self._call(handler, channel)
+            else:
+                async with self.context_factory(request) as ctx:
+                    channel.context = ctx
+                    started = True
+                    await self._call(handler, channel)
+            self.stats.sessions_served += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            kind = "handler_exception" if started else "context_error"
+            self.stats.errors[kind] += 1
+            log.error("%s: %s %s, sending call to %s=%s", who, kind.replace("_", " "), _describe(exc), *self.safe_next)
+            await self._to_safety(who, channel, type(exc).__name__)
+        else:
+            log.debug("%s: done (%d commands)", who, channel.commands_sent)
+
+    async def _call(self, handler: Handler, channel: AGIChannel) -> None:
+        try:
+            result = handler(channel)
+            if not inspect.isawaitable(result):
+                raise TypeError("AGI handler is not an async function")
+            await result
+        except AGIHangup:
+            self.stats.hangups += 1  # a normal end of a call, not an error
+
+    async def _to_safety(self, who: str, channel: AGIChannel, error_name: str) -> None:
+        """Best effort: IVR_NEXT=queue and AGI_ERROR=<Class> so the dialplan queues the caller."""
+        if channel.hungup or channel.closed:
+            return  # nobody left to route
+        name, value = self.safe_next
+        try:
+            async with asyncio.timeout(self.safety_timeout):
+                await channel.set_variable(name, value)
+                await channel.set_variable("AGI_ERROR", error_name)
+            self.stats.sent_to_safety += 1
+        except (AGIHangup, AGIError, TimeoutError, OSError) as exc:
+            self.stats.errors["safety_failed"] += 1
+            log.warning("%s: could not set %s: %s", who, name, type(exc).__name__)
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        try:
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except Exception:  # peer gone, or not reading what we wrote: drop it
+            transport.abort()
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and len(info) >= 2:
+        return f"{info[0]}:{info[1]}"
+    return str(info)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line: Class: message (at file:line in function), numbers masked."""
+    where = ""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        f = frames[-1]
+        where = f" (at {f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name})"
+    message = mask_in_text(str(exc)).replace("\n", " ")[:300]
+    return f"{type(exc).__name__}: {message}{where}"
+
+
+class ServerThread:
+    """A FastAGIServer running on its own event loop in a background thread."""
+
+    def __init__(self, server: FastAGIServer):
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fastagi-server", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            try:
+                await self.server.start()
+            except BaseException as exc:
+                self._error = exc
+                self._ready.set()
+                return
+            self._ready.set()
+            await self.server.serve_forever()
+
+        asyncio.run(main())
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("FastAGI server thread did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.loop is not None and self._thread.is_alive():
+            fut = asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop)
+            fut.result(timeout)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def run_in_thread(server: FastAGIServer, timeout: float = 10.0) -> ServerThread:
+    """Start ``server`` in a background thread; returns a handle with ``.stop()``/``.port``."""
+    return ServerThread(server).start(timeout)
