@@ -1,0 +1,34 @@
+"""The AMI link: our own small asyncio client for Asterisk's manager interface (see docs/ami.md)."""
+from callcenter.ami.client import AMIClient, AMIStats, EventStream, Subscription
+from callcenter.ami.errors import (
+    ActionEncodingError,
+    AMIAuthError,
+    AMIConnectError,
+    AMIError,
+    AMILinkLost,
+    AMINotConnected,
+    AMIProtocolError,
+    AMITimeout,
+)
+from callcenter.ami.protocol import Message, Parser, encode_action, redacted
+from callcenter.ami.redact import mask_phone_numbers
+
+__all__ = [
+    "AMIClient",
+    "AMIStats",
+    "EventStream",
+    "Subscription",
+    "Message",
+    "Parser",
+    "encode_action",
+    "redacted",
+    "mask_phone_numbers",
+    "AMIError",
+    "AMIProtocolError",
+    "ActionEncodingError",
+    "AMIAuthError",
+    "AMIConnectError",
+    "AMINotConnected",
+    "AMILinkLost",
+    "AMITimeout",
+]
