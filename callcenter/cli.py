@@ -21,6 +21,7 @@ def main(verbose: bool) -> None:
     """12345 hotline: case workflow, voice menu and call control."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @main.group()
@@ -103,6 +104,19 @@ def serve(host: str | None, port: int | None) -> None:
     settings = get_settings()
     uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
                 log_level="info")
+
+
+@main.command()
+@click.option("--no-asterisk", is_flag=True, help="Do not install or start Asterisk (API and FastAGI only).")
+def run(no_asterisk: bool) -> None:
+    """Run the hotline: migrate and seed the store, start Asterisk, then serve the API and FastAGI."""
+    import asyncio
+
+    from callcenter.runtime import prepare, run_hotline
+
+    settings = get_settings()
+    prepare(settings, asterisk=not no_asterisk)
+    asyncio.run(run_hotline(settings))
 
 
 @main.group()

@@ -1,0 +1,213 @@
+"""AGI entry points of the hotline: `ivr/main` runs the citizen's voice menu.
+
+Each call gets its own CallContext (one database session, used in short transactions so a
+case created in the menu is durable even if the caller hangs up a second later). The call is
+logged (A2) from its first command to its outcome.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ivr_flows import flow_path
+from ivr_flows.actions import status_prompt_name
+from ivr_flows.engine import Flow, FlowRunner, load_flow, load_prompts
+from ivr_flows import PROMPTS_PATH
+from ticketing import calls
+from ticketing.audit import Actor
+from ticketing.domain import Domain
+from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, Channel, Role
+from ticketing.models import Case
+from ticketing.numbering import normalize_case_number
+from ticketing.privacy import mask_phone
+
+from .channel import AGIChannel, AGIHangup
+from .driver import AGIDriver
+
+log = logging.getLogger("agi.hotline")
+IVR_ACTOR = Actor(user_id=None, name="ivr", role=Role.SYSTEM.value)
+MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
+KIND_TITLES = {"consultation": "电话咨询", "suggestion": "电话建议批评", "complaint": "电话投诉举报",
+               "urgent_help": "电话紧急求助"}
+
+
+def channel_for_number(number: str) -> Channel:
+    return Channel.MOBILE if MOBILE.match(number or "") else Channel.LANDLINE
+
+
+@dataclass
+class Hotline:
+    """What every call shares: config, sessions, flows."""
+
+    domain: Domain
+    session_factory: sessionmaker[Session]
+    recordings_dir: str
+    flows: dict[str, Flow]
+    prompts: set[str]
+
+    @classmethod
+    def create(cls, domain: Domain, session_factory: sessionmaker[Session], recordings_dir: str) -> Hotline:
+        flows = {name: load_flow(flow_path(name)) for name in ("main", "survey")}
+        return cls(domain, session_factory, recordings_dir, flows, set(load_prompts(PROMPTS_PATH)))
+
+
+class CallContext:
+    """One call's database session and the actions the flow may call."""
+
+    def __init__(self, hotline: Hotline, caller: str):
+        self.hotline = hotline
+        self.caller = caller
+        self.session = hotline.session_factory()
+        self.call_id: int | None = None
+        self.case_id: int | None = None
+
+    def close(self) -> None:
+        self.session.close()
+
+    async def tx(self, fn: Callable[[Session], Any]) -> Any:
+        """Run fn in its own transaction off the event loop."""
+        def run():
+            try:
+                result = fn(self.session)
+                self.session.commit()
+                return result
+            except BaseException:
+                self.session.rollback()
+                raise
+        return await asyncio.to_thread(run)
+
+    # ---- the actions ivr_flows/main.yaml calls ---------------------------------------------
+    def actions(self) -> dict[str, Callable]:
+        return {
+            "caller_open_cases": self.caller_open_cases,
+            "in_service_hours": self.in_service_hours,
+            "create_case": self.create_case,
+            "find_case": self.find_case,
+            "leave_message": self.leave_message,
+        }
+
+    async def caller_open_cases(self, caller: str) -> dict:
+        def q(s: Session):
+            if not caller:
+                return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
+            # R7.3c cases are never spoken: the calling number may not be the reporter's own line.
+            base = select(Case).where(Case.citizen_phone == caller, Case.status.in_(OPEN_CASE_STATUSES),
+                                      Case.confidential.is_(False))
+            count = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+            latest = s.execute(base.order_by(Case.id.desc()).limit(1)).scalar_one_or_none()
+            if latest is None:
+                return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
+            return {"count": count, "latest_number": latest.number.replace("-", ""),
+                    "latest_status_prompt": status_prompt_name(latest.status.value, self.hotline.prompts)}
+        return await self.tx(q)
+
+    async def in_service_hours(self) -> dict:
+        return {"open": self.hotline.domain.policy.ivr_open_at(self.hotline.domain.clock())}
+
+    async def create_case(self, caller: str, kind: str) -> dict:
+        kind = CaseKind(kind)
+
+        def create(s: Session):
+            wf = self.hotline.domain.workflow(s)
+            case = wf.accept(IVR_ACTOR, kind=kind, channel=channel_for_number(caller), title=KIND_TITLES[kind.value],
+                             description="来电经语音菜单选择，详情待话务员记录。", citizen_phone=caller,
+                             call_id=self.call_id)
+            return case.id, case.number
+        self.case_id, number = await self.tx(create)
+        return {"case_number": number.replace("-", "")}
+
+    async def find_case(self, number: str) -> dict:
+        normalized = normalize_case_number(number or "")
+
+        def q(s: Session):
+            if normalized is None:
+                return {"found": False, "status_prompt": "", "deadline": None}
+            case = s.execute(select(Case).where(Case.number == normalized)).scalar_one_or_none()
+            if case is None:
+                return {"found": False, "status_prompt": "", "deadline": None}
+            self.case_id = case.id
+            deadline = case.deadline_at.astimezone(self.hotline.domain.calendar.tz).date().isoformat() if case.deadline_at else None
+            return {"found": True, "status_prompt": status_prompt_name(case.status.value, self.hotline.prompts),
+                    "deadline": deadline}
+        return await self.tx(q)
+
+    async def leave_message(self, caller: str, recording: str) -> dict:
+        def create(s: Session):
+            wf = self.hotline.domain.workflow(s)
+            case = wf.accept(IVR_ACTOR, kind=CaseKind.CONSULTATION, channel=channel_for_number(caller),
+                             title="非服务时间留言", description=f"来电人在服务时间外留言，录音：{Path(recording).name}，请回电。",
+                             citizen_phone=caller, call_id=self.call_id)
+            return case.id, case.number
+        self.case_id, number = await self.tx(create)
+        return {"case_number": number.replace("-", "")}
+
+
+async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variables: dict | None = None,
+                   purpose: str = "hotline", direction: str = "inbound") -> None:
+    """Run one flow for one call and log the call (A2); the dialplan reads IVR_NEXT afterwards."""
+    env = channel.request.env
+    uniqueid = env.get("agi_uniqueid", "")
+    caller = env.get("agi_callerid", "")
+    if caller in ("unknown", "<unknown>"):
+        caller = ""
+    ctx = CallContext(hotline, caller)
+    now = hotline.domain.clock
+    try:
+        linkedid = (await channel.get_variable("CHANNEL(linkedid)")) or uniqueid
+
+        def start(s: Session):
+            call = calls.open_call(s, uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose,
+                                   caller_number=caller, callee_number=env.get("agi_dnid", "") or env.get("agi_extension", ""),
+                                   started_at=now(), answered_at=now())
+            return call.id
+        ctx.call_id = await ctx.tx(start)
+        driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid)
+        try:
+            runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
+                                {"caller": caller, **(variables or {})})
+            result = await runner.run()
+        except Exception:
+            await _finish(ctx, now, outcome="queued", reason="error", path=[], digits=[], recording=None)
+            raise  # the server sends the caller to the queue
+        outcome, reason = result.outcome, result.reason
+        log.info("call %s from %s: %s%s via %s", uniqueid, mask_phone(caller), outcome,
+                 f" ({reason})" if reason else "", ">".join(result.path))
+        if outcome == "queued" and not channel.hungup:
+            try:
+                await channel.set_variable("IVR_QUEUE_REASON", reason or "operator")
+                if ctx.case_id is not None:
+                    await channel.set_variable("CALLCENTER_CASE_ID", ctx.case_id)
+                await channel.set_variable("IVR_NEXT", "queue")
+            except AGIHangup:
+                outcome, reason = "abandoned", "hangup"
+        await _finish(ctx, now, outcome=outcome, reason=reason, path=result.path, digits=result.digits,
+                      recording=driver.recorded[-1] if driver.recorded else None)
+    finally:
+        ctx.close()
+
+
+async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recording) -> None:
+    if ctx.call_id is None:
+        return
+
+    def finish(s: Session):
+        from ticketing.models import Call
+
+        calls.finish_call(s.get(Call, ctx.call_id), outcome=outcome, reason=reason, ended_at=now(),
+                          flow_path=path, digits=digits, case_id=ctx.case_id, recording_path=recording)
+    await ctx.tx(finish)
+
+
+def router_for(hotline: Hotline) -> dict[str, Callable]:
+    async def ivr_main(channel: AGIChannel) -> None:
+        await run_flow(hotline, channel, "main")
+
+    return {"ivr/main": ivr_main}
