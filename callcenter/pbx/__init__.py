@@ -1,0 +1,1 @@
+"""Asterisk provisioning and control (`callcenter asterisk ...`): see docs/asterisk.md."""

@@ -1,0 +1,277 @@
+"""Asterisk provisioning without a running PBX: templates, idempotent install into a scratch root,
+secrets, prompt rendering. (The live side is tests/live/test_pbx_live.py.)"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from callcenter.pbx import prompts as prompts_mod
+from callcenter.pbx import provision
+from callcenter.pbx.prompts import DIGIT_WORDS, render_prompts
+from callcenter.pbx.provision import (
+    ProvisionError,
+    host_path,
+    install,
+    load_operators,
+    render_configs,
+    render_template,
+)
+from callcenter.pbx.root import ensure_tools
+from callcenter.settings import PROJECT_ROOT, Settings
+
+AST_UID = AST_GID = 101  # as in the sid root's /etc/passwd; deliberately not the test's own uid
+
+
+def _settings(tmp_path: Path, **overrides) -> Settings:
+    values = dict(
+        state_dir=tmp_path / "var", config_dir=tmp_path / "config", asterisk_root=tmp_path / "root",
+        ami_secret="", ami_port=15038, sip_port=15060, agi_port=14573,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A fake Asterisk root (what the package would leave) plus config and two short prompts."""
+    root = tmp_path / "root"
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/asterisk").write_text("#!/bin/sh\n")
+    (root / "etc/asterisk").mkdir(parents=True)
+    (root / "etc/passwd").write_text(f"root:x:0:0::/root:/bin/sh\nasterisk:x:{AST_UID}:{AST_GID}::/var/lib/asterisk:/usr/sbin/nologin\n")
+    (root / "etc/asterisk/iax.conf").write_text("[general]\nbindport=4569\n")  # package sample
+    (root / "etc/asterisk/extensions.conf").write_text("[demo]\nexten => s,1,Playback(demo-congrats)\n")
+    (root / "run").mkdir()
+    (root / "var").mkdir()
+    (root / "var/run").symlink_to("/run")  # absolute, as in Debian: must stay inside the root
+    config = tmp_path / "config"
+    config.mkdir()
+    shutil.copy(PROJECT_ROOT / "config/operators.yaml", config / "operators.yaml")
+    prompts_yaml = tmp_path / "prompts.yaml"
+    prompts_yaml.write_text("prompts:\n  greeting: 您好\n  menu: 请按1\n", encoding="utf-8")
+    monkeypatch.setattr(prompts_mod, "prompts_file", lambda settings=None: prompts_yaml)
+    return _settings(tmp_path)
+
+
+def _etc_snapshot(settings: Settings) -> dict[str, tuple[bytes, int]]:
+    etc = host_path(settings, "/etc/asterisk")
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(etc.iterdir()) if p.is_file()}
+
+
+def _wav(path: Path) -> tuple[int, int, int, int]:
+    with wave.open(str(path)) as w:
+        return w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_templates_render_with_no_leftover_placeholders(tmp_path):
+    settings = _settings(tmp_path, config_dir=PROJECT_ROOT / "config")
+    operators = load_operators(settings)
+    passwords = {op.endpoint: f"pw-{op.id}-abcdefgh" for op in operators}
+    configs = render_configs(settings, "secret-0123456789", passwords, operators)
+
+    expected = {"asterisk.conf", "modules.conf", "logger.conf", "manager.conf", "pjsip.conf",
+                "extensions.conf", "extensions_testing.conf", "queues.conf", "confbridge.conf",
+                "musiconhold.conf", "cdr.conf", "cel.conf", "rtp.conf"}
+    assert expected <= set(configs)
+    for name, text in configs.items():
+        assert "@@" not in text, name
+
+    manager = configs["manager.conf"]
+    assert "bindaddr = 127.0.0.1" in manager and "port = 15038" in manager
+    assert "[callcenter]" in manager and "secret = secret-0123456789" in manager
+    assert "permit = 127.0.0.1/255.255.255.255" in manager
+    pjsip = configs["pjsip.conf"]
+    assert "bind = 127.0.0.1:15060" in pjsip
+    for op in operators:
+        assert pjsip.count(f"[{op.endpoint}]") == 3  # endpoint, auth, aor
+        assert f"password = pw-{op.id}-abcdefgh" in pjsip
+    assert "remove_existing = yes" in pjsip and "max_contacts = 1" in pjsip
+    ext = configs["extensions.conf"]
+    assert "AGI(agi://127.0.0.1:14573/ivr/main)" in ext
+    for context in ("[citizen-in]", "[hotline-queue]", "[operators]", "[outbound-callback]"):
+        assert context in ext
+    testing = configs["extensions_testing.conf"]
+    for context in ("[test-citizen]", "[citizen-phones]"):
+        assert context in testing
+    queues = configs["queues.conf"]
+    for line in ("[hotline-12345]", "strategy = rrmemory", "joinempty = yes", "leavewhenempty = no",
+                 "timeout = 15", "retry = 2", "ringinuse = no"):
+        assert line in queues
+    assert "rtpstart = 10000" in configs["rtp.conf"] and "rtpend = 10999" in configs["rtp.conf"]
+    assert "noload => chan_iax2.so" in configs["modules.conf"]
+    assert re.search(r"^\[manager\]\s*\nenabled = yes", configs["cel.conf"], re.M)
+
+
+def test_render_template_refuses_unknown_placeholders():
+    assert render_template("port=@@PORT@@", {"PORT": "1"}) == "port=1"
+    with pytest.raises(ProvisionError, match="@@NOPE@@"):
+        render_template("x=@@NOPE@@", {"PORT": "1"})
+
+
+def test_install_is_idempotent(scratch):
+    first = install(scratch)
+    assert first.changed and first.mode == "chroot"
+    before = _etc_snapshot(scratch)
+    secrets_before = (Path(scratch.state_dir) / "sip-secrets.json").read_bytes()
+
+    second = install(scratch)
+    assert not second.changed, second.summary()
+    assert "nothing changed" in second.summary()
+    assert _etc_snapshot(scratch) == before  # same bytes, not even rewritten (mtime)
+    assert (Path(scratch.state_dir) / "sip-secrets.json").read_bytes() == secrets_before
+
+
+def test_install_replaces_package_samples_and_owns_dirs(scratch):
+    install(scratch)
+    etc = host_path(scratch, "/etc/asterisk")
+    assert not (etc / "iax.conf").exists()  # would open a listener on 4569
+    assert (etc / "package-samples/iax.conf").exists()
+    assert "[citizen-in]" in (etc / "extensions.conf").read_text()
+    manager = etc / "manager.conf"
+    assert stat.S_IMODE(manager.stat().st_mode) == 0o640
+    assert (manager.stat().st_uid, manager.stat().st_gid) == (AST_UID, AST_GID)
+    recordings = provision.recordings_dir(scratch)
+    assert recordings == Path(scratch.asterisk_root) / "var/spool/asterisk/monitor/callcenter"
+    assert recordings.stat().st_uid == AST_UID and stat.S_IMODE(recordings.stat().st_mode) == 0o750
+    # /var/run is an absolute symlink to /run: resolved inside the root, never the host's /run
+    assert host_path(scratch, "/var/run/asterisk") == Path(scratch.asterisk_root) / "run/asterisk"
+    assert (Path(scratch.asterisk_root) / "run/asterisk").stat().st_uid == AST_UID
+    assert list(host_path(scratch, provision.MOH_DIR).glob("*.wav"))  # no package music: a tone
+
+
+def test_secrets_are_private_and_outside_git(scratch):
+    install(scratch)
+    state = Path(scratch.state_dir)
+    env_file, sip_file = state / "secrets.env", state / "sip-secrets.json"
+    for path in (env_file, sip_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    secret = re.search(r"^CALLCENTER_AMI_SECRET=(\S+)$", env_file.read_text(), re.M).group(1)
+    assert len(secret) >= 24 and provision.ami_secret(scratch) == secret
+    passwords = json.loads(sip_file.read_text())
+    assert set(passwords) == {"op8001", "op8002", "op8003", "op8004"}
+    assert len(set(passwords.values())) == 4
+    manager = (host_path(scratch, "/etc/asterisk") / "manager.conf").read_text()
+    assert f"secret = {secret}" in manager
+    # the default state directory (where the real secrets live) is ignored by git
+    for name in ("var/secrets.env", "var/sip-secrets.json"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=PROJECT_ROOT)
+        assert ignored.returncode == 0, f"{name} is not ignored by git"
+
+
+def test_secret_from_environment_is_used_and_not_written(scratch, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLCENTER_SIP_PASSWORD_8002", "given-sip-password-8002")
+    settings = _settings(tmp_path, ami_secret="given-ami-secret-0123")
+    install(settings)
+    manager = (host_path(settings, "/etc/asterisk") / "manager.conf").read_text()
+    assert "secret = given-ami-secret-0123" in manager
+    assert not (Path(settings.state_dir) / "secrets.env").exists()
+    pjsip = (host_path(settings, "/etc/asterisk") / "pjsip.conf").read_text()
+    assert "password = given-sip-password-8002" in pjsip
+
+
+def test_unsafe_secret_is_refused(scratch, tmp_path):
+    with pytest.raises(ProvisionError, match="config parser"):
+        install(_settings(tmp_path, ami_secret="short;comment"))
+
+
+def test_operator_with_unsafe_name_is_refused(tmp_path):
+    (tmp_path / "operators.yaml").write_text('- {id: "8001", name: "王芳\\"; evil"}\n', encoding="utf-8")
+    with pytest.raises(ProvisionError, match="forbidden character"):
+        load_operators(_settings(tmp_path, config_dir=tmp_path))
+
+
+def test_prompts_are_8khz_mono_wav(scratch):
+    report = render_prompts(scratch)
+    zh = host_path(scratch, "/usr/share/asterisk/sounds/zh")
+    assert zh == Path(scratch.asterisk_root) / "usr/share/asterisk/sounds/zh"
+    for rel in ["hotline/greeting.wav", "hotline/menu.wav"] + [f"digits/{w}.wav" for w in DIGIT_WORDS]:
+        rate, channels, width, frames = _wav(zh / rel)
+        assert (rate, channels, width) == (8000, 1, 2), rel
+        assert frames > 800, rel  # > 0.1 s of speech
+        assert rel in report.rendered
+    assert _wav(zh / "hotline/short-silence.wav") == (8000, 1, 2, 160)  # 20 ms
+    # digits are trimmed of espeak's ~0.3 s of leading/trailing silence
+    assert _wav(zh / "digits/wan.wav")[3] < 8000 * 0.5
+
+    again = render_prompts(scratch)
+    assert not again.changed and again.rendered == []
+
+
+def test_changed_text_rerenders_only_that_prompt_and_stale_ones_go(scratch, tmp_path):
+    render_prompts(scratch)
+    zh = host_path(scratch, "/usr/share/asterisk/sounds/zh")
+    menu_before = (zh / "hotline/menu.wav").read_bytes()
+    prompts_yaml = tmp_path / "prompts.yaml"
+    prompts_yaml.write_text("prompts:\n  greeting: 您好，欢迎致电\n", encoding="utf-8")
+    report = render_prompts(scratch)
+    assert report.rendered == ["hotline/greeting.wav"]
+    assert report.removed == ["hotline/menu.wav"]
+    assert not (zh / "hotline/menu.wav").exists() and menu_before
+
+
+def test_recorded_prompt_replaces_rendered_one(scratch):
+    render_prompts(scratch)
+    zh = host_path(scratch, "/usr/share/asterisk/sounds/zh")
+    tts = (zh / "hotline/greeting.wav").read_bytes()
+    recordings = Path(scratch.config_dir) / "prompts"
+    recordings.mkdir()
+    # a studio recording: 44.1 kHz stereo, 1.5 s
+    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", str(recordings / "greeting.wav"),
+                    "synth", "1.5", "sine", "440", "vol", "0.5"], check=True)
+
+    report = render_prompts(scratch)
+    assert report.from_recordings == ["hotline/greeting.wav"]
+    rate, channels, width, frames = _wav(zh / "hotline/greeting.wav")
+    assert (rate, channels, width) == (8000, 1, 2) and abs(frames - 12000) < 100
+    assert (zh / "hotline/greeting.wav").read_bytes() != tts
+
+    (recordings / "greeting.wav").unlink()  # back to the synthesized voice
+    report = render_prompts(scratch)
+    assert report.rendered == ["hotline/greeting.wav"] and not report.from_recordings
+    assert (zh / "hotline/greeting.wav").read_bytes() == tts
+
+
+def test_missing_tts_tools_fail_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda cmd: None)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: must not try apt-get
+    with pytest.raises(ProvisionError, match="apt-get install espeak-ng sox"):
+        ensure_tools({"espeak-ng": "espeak-ng", "sox": "sox"})
+
+
+def test_cli_group_install_and_prompts(scratch, monkeypatch):
+    from callcenter.pbx import cli as pbx_cli
+
+    monkeypatch.setattr(pbx_cli, "get_settings", lambda: scratch)
+    runner = CliRunner()
+    commands = runner.invoke(pbx_cli.asterisk_group, ["--help"]).output
+    for name in ("install", "start", "stop", "status", "cli", "prompts"):
+        assert re.search(rf"^\s+{name}\b", commands, re.M), name
+    first = runner.invoke(pbx_cli.asterisk_group, ["install"])
+    assert first.exit_code == 0 and "generated the AMI secret" in first.output
+    second = runner.invoke(pbx_cli.asterisk_group, ["install"])
+    assert second.exit_code == 0 and "nothing changed" in second.output
+    prompts = runner.invoke(pbx_cli.asterisk_group, ["prompts"])
+    assert prompts.exit_code == 0 and "nothing rendered" in prompts.output
+    # nothing runs in the scratch root: status says so and exits non-zero for scripts
+    status = runner.invoke(pbx_cli.asterisk_group, ["status", "--json"])
+    assert status.exit_code == 3 and json.loads(status.output)["running"] is False
+
+
+def test_start_fails_clearly_when_asterisk_cannot_run(scratch):
+    """start() never hangs or claims success: the scratch root's 'asterisk' cannot even execute."""
+    install(scratch)
+    with pytest.raises(ProvisionError, match="exited during start-up") as failure:
+        provision.start(scratch, timeout=10)
+    assert "asterisk-console.log" in str(failure.value)  # the log tail says why
