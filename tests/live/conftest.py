@@ -6,10 +6,13 @@ started it: other sessions and engineers share the same PBX.
 """
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 import pytest
 
 from callcenter.settings import get_settings
-from tests.live.helpers import ensure_running, stop_if_started
+from tests.live.helpers import agi_port_lock, ensure_running, stop_if_started
 
 
 def pytest_collection_modifyitems(items):
@@ -25,3 +28,52 @@ def asterisk():
     started = ensure_running(settings)
     yield settings
     stop_if_started(settings, started)
+
+
+IN_HOURS = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)  # Wednesday 10:00 Shanghai: the menu is open
+
+
+@pytest.fixture
+async def hotline(asterisk, tmp_path):
+    """Our FastAGI server on the install's port (the dialplan calls that port), over a fresh
+    SQLite store seeded from config/, with a FakeClock. Holds the cross-process port lock, so
+    parallel sessions sharing this Asterisk take turns. Gives: .domain, .clock, .sessions,
+    .server, .ami (a started AMIClient), .flows."""
+    from agi.app import RECORDINGS_DIR
+    from agi.hotline import Hotline, router_for
+    from agi.server import FastAGIServer
+    from callcenter.ami.client import AMIClient
+    from tests.conftest import CONFIG_DIR, FakeClock
+    from ticketing.domain import Domain
+    from ticketing.seed import seed_units
+    from ticketing.store import make_engine, make_session_factory, session_scope, upgrade
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    upgrade(url)
+    clock = FakeClock(IN_HOURS)
+    base = Domain.load(CONFIG_DIR)
+    domain = Domain(policy=base.policy, calendar=base.calendar, city=base.city, clock=clock)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    with session_scope(sessions) as s:
+        seed_units(s, domain.city, clock())
+    hot = Hotline.create(domain, sessions, RECORDINGS_DIR)
+    with agi_port_lock(asterisk):
+        server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port)
+        for attempt in range(180):  # a server of another session that skipped the lock: wait for it
+            try:
+                await server.start()
+                break
+            except OSError:
+                if attempt == 179:
+                    raise
+                await asyncio.sleep(1)
+        ami = AMIClient.from_settings(asterisk)
+        await ami.start()
+        hot.clock, hot.sessions, hot.server, hot.ami = clock, sessions, server, ami
+        try:
+            yield hot
+        finally:
+            await ami.stop()
+            await server.stop()
+            engine.dispose()
