@@ -23,6 +23,16 @@ PG_BASE_URL = os.environ.get("CALLCENTER_TEST_PG_URL", "postgresql+psycopg://pos
 PASSWORD = "correct-horse-12345"
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch):
+    """argon2 at test strength: production cost is deliberate, but it would dominate the suite."""
+    from argon2 import PasswordHasher
+
+    import callcenter.auth
+
+    monkeypatch.setattr(callcenter.auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
 class FakeClock:
     """Injectable clock: tests travel across working days and holidays."""
 

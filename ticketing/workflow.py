@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from ticketing import audit
 from ticketing.audit import Actor
@@ -99,6 +100,8 @@ class Workflow:
     def _touch(self, case: Case) -> None:
         # Every operation bumps the case's version, so two concurrent writers cannot both win.
         case.updated_at = self.now()
+        # Forced: an unchanged value (same clock reading) would otherwise emit no UPDATE and no version bump.
+        flag_modified(case, "updated_at")
 
     def _check_version(self, case: Case, expected_version: int | None) -> None:
         if expected_version is not None and case.version != expected_version:
@@ -157,7 +160,9 @@ class Workflow:
         answering = self._answering(case)
         if not answering:
             return
-        case.deadline_at = max(wo.report_due_at for wo in answering)
+        # Only the current round counts: an earlier round's (reported) orders keep their old limits.
+        latest = max(wo.round for wo in answering)
+        case.deadline_at = max(wo.report_due_at for wo in answering if wo.round == latest)
         if case.callback_required:
             case.callback_due_at = self.calendar.add_calendar_days(case.deadline_at, self.policy.limits.callback_days_after_deadline)
         case.close_due_at = self.calendar.add_calendar_days(case.deadline_at, self.policy.limits.close_days_after_deadline)
@@ -508,14 +513,19 @@ class Workflow:
         self._log(actor, "report", case, wo, answer=answer, met=wo.report_met,
                   satisfaction=wo.reported_satisfaction.value if wo.reported_satisfaction else None)
         if wo.role != WorkOrderRole.CO_UNIT and not self._answering(case, include_reported=False):
-            answers = [o.answer for o in self._answering(case) if o.answer]
-            case.answer = "\n\n".join(answers)
-            case.reported_at = now
-            case.status = CaseStatus.REPORTED
-            self._log(SYSTEM_ACTOR, "case_reported", case, callback_required=case.callback_required,
-                      callback_due_at=case.callback_due_at)
+            self._case_reported(case, wo.round)
         self._touch(case)
         return wo
+
+    def _case_reported(self, case: Case, round_no: int) -> None:
+        """Every answering unit of the round has reported: the case's answer is theirs (R8.4)."""
+        # This round's answers: after a re-dispatch the answer the citizen rejected is not the case's.
+        answers = [o.answer for o in self._answering(case) if o.answer and o.round == round_no]
+        case.answer = "\n\n".join(answers)
+        case.reported_at = self.now()
+        case.status = CaseStatus.REPORTED
+        self._log(SYSTEM_ACTOR, "case_reported", case, callback_required=case.callback_required,
+                  callback_due_at=case.callback_due_at)
 
     def request_extension(self, actor: Actor, wo: WorkOrder, *, legal_basis: str, extra_working_days: int) -> ExtensionRequest:
         """R8.5: a longer limit, citing the rule that allows it."""
@@ -546,6 +556,10 @@ class Workflow:
         if ext.state != RequestState.PENDING:
             raise DomainError("R8.5", f"extension request {ext.id} was already {ext.state}")
         wo = ext.work_order
+        if approve and wo.status not in ACTIVE_WORK_ORDER_STATUSES:
+            # A finished work order's limit is history: moving it would move the case's callback and
+            # close limits after the fact. The request can still be denied to clear the list.
+            raise DomainError("R8.5", f"work order {wo.id} is {wo.status}; an extension can no longer be approved")
         now = self.now()
         ext.state = RequestState.APPROVED if approve else RequestState.DENIED
         ext.decided_at = now
@@ -582,12 +596,15 @@ class Workflow:
         case = wo.case
         if approve:
             wo.status = WorkOrderStatus.RETURNED
-            if not self._answering(case, include_reported=False) and not any(
-                o.status == WorkOrderStatus.REPORTED and o.role in ANSWERING_ROLES and o.round == wo.round
-                for o in case.work_orders
-            ):
-                case.status = CaseStatus.PENDING_BACK_OFFICE
-                case.dispatch_due_at = self.calendar.add_calendar_days(self.now(), self.policy.limits.back_office_dispatch_days)
+            if not self._answering(case, include_reported=False):
+                if any(o.status == WorkOrderStatus.REPORTED and o.role in ANSWERING_ROLES and o.round == wo.round
+                       for o in case.work_orders):
+                    # The other units of this round have all answered: the case is answered by them
+                    # (the back office may still re-dispatch); without this it would wait forever.
+                    self._case_reported(case, wo.round)
+                else:
+                    case.status = CaseStatus.PENDING_BACK_OFFICE
+                    case.dispatch_due_at = self.calendar.add_calendar_days(self.now(), self.policy.limits.back_office_dispatch_days)
         else:
             wo.status = WorkOrderStatus.NOTIFIED if wo.notified_at else (
                 WorkOrderStatus.RECEIVED if wo.received_at else WorkOrderStatus.DISPATCHED)
@@ -655,8 +672,12 @@ class Workflow:
     def close(self, actor: Actor, case: Case, *, provisional: bool = False, note: str = "",
               expected_version: int | None = None) -> Case:
         """R7.5: satisfied cases are closed and archived; unsatisfied ones only by the back office."""
-        _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE}, "R7.5", "close cases")
+        _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R7.5", "close cases")
         self._check_version(case, expected_version)
+        if actor.role == Role.SYSTEM and not (case.status == CaseStatus.AWAITING_CLOSE
+                                              and case.satisfaction_source == "callback" and not provisional):
+            # R7.5: the callback survey closes what the citizen rated satisfied in it; nothing else.
+            raise Forbidden("R7.5", "the system closes only cases rated satisfied in the callback survey")
         if case.status == CaseStatus.UNSATISFIED:
             if actor.role != Role.BACK_OFFICE:
                 raise Forbidden("R7.5", "an unsatisfied case goes to the back office, which closes it provisionally or dispatches again")
@@ -667,7 +688,9 @@ class Workflow:
             if provisional:
                 raise DomainError("R7.5", "only an unsatisfied case is closed provisionally")
         elif case.status == CaseStatus.REPORTED and not case.callback_required:
-            pass  # R7.3c discipline cases and convenience transfers: no callback, close on report
+            # R7.3c discipline cases and convenience transfers: no callback, close on report;
+            # still by the first-contact operator (R4.1).
+            self._check_owner(actor, case, "close it")
         elif case.status == CaseStatus.REPORTED:
             raise DomainError("R7.4", f"case {case.number} waits for its callback before it can be closed")
         else:
@@ -692,7 +715,7 @@ class Workflow:
             raise DomainError("R7.6", "a request that was not accepted is not published as a handled case")
         from ticketing.privacy import scrub
 
-        case.public_summary = scrub(public_summary or case.description)
+        case.public_summary = scrub(public_summary or case.description, names=[case.citizen_name])
         case.published_at = self.now()
         self._touch(case)
         self._log(actor, "publish", case)

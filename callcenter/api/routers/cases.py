@@ -25,7 +25,7 @@ from callcenter.api.views import case_out
 from ticketing.access import may_read_content, require_view, visible_cases
 from ticketing.audit import Actor
 from ticketing.enums import CaseKind, CaseStatus, DispatchMode, Role
-from ticketing.errors import DomainError, InvalidInput
+from ticketing.errors import Forbidden, InvalidInput
 from ticketing.models import AuditEvent, Case
 from ticketing.numbering import normalize_case_number
 from ticketing.workflow import Workflow
@@ -101,7 +101,7 @@ def get_case(number: str, actor: ActorDep, wf: WorkflowDep, domain: DomainDep) -
 def case_events(number: str, actor: ActorDep, wf: WorkflowDep, session: SessionDep) -> list[EventOut]:
     case = _load(wf, actor, number)
     if actor.role == Role.UNIT_STAFF:
-        raise DomainError("A1", "the full audit trail is for the center, supervision and discipline")
+        raise Forbidden("A1", "the full audit trail is for the center, supervision and discipline")
     rows = session.execute(select(AuditEvent).where(AuditEvent.case_id == case.id).order_by(AuditEvent.id)).scalars()
     show_data = may_read_content(actor, case)
     return [EventOut(id=e.id, at=e.at, actor=e.actor_name, role=e.actor_role, action=e.action,
