@@ -30,6 +30,7 @@ __all__ = [
     "MAX_COMMAND_BYTES",
     "parse_header_line",
     "parse_header_block",
+    "parse_header_lines",
     "build_request",
     "parse_response",
     "is_usage_start",
@@ -45,12 +46,13 @@ MAX_ARGV = 127  # res_agi MAX_ARGS is 128 including the terminating NULL
 HANGUP_LINE = "HANGUP"
 USAGE_END = "520 End of proper usage."
 
-_HEADER_RE = re.compile(r"^(agi_[A-Za-z0-9_]+):(?: (.*))?$")
+_HEADER_KEY_RE = re.compile(r"agi_[A-Za-z0-9_]+\Z")
 _STATUS_RE = re.compile(r"^(\d{3})(?:[ -](.*))?$")
 _RESULT_RE = re.compile(r"^result=(\S*)\s*(.*)$")
 _KV_TAIL_RE = re.compile(r"^((?:\s*[A-Za-z_]+=\S*)+)\s*$")
 _PAREN_TAIL_RE = re.compile(r"^\((.*)\)((?:\s+[A-Za-z_]+=\S*)*)\s*$", re.S)
-_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+_NEEDS_QUOTES = re.compile(r'[\s"\\\0]')  # \s covers \n and \r, which then get refused
+_FORBIDDEN = re.compile(r"[\n\r\0]")
 
 
 class ProtocolError(Exception):
@@ -146,10 +148,24 @@ def parse_header_line(line: str) -> tuple[str, str]:
     """
     if line.endswith("\r"):
         line = line[:-1]
-    m = _HEADER_RE.match(line)
-    if not m:
+    key, sep, value = line.partition(":")
+    if not sep or not _HEADER_KEY_RE.match(key) or (value and value[0] != " "):
         raise HeaderError("malformed_header", f"not an agi_ header line: {line[:80]!r}")
-    return m.group(1), m.group(2) or ""
+    return key, value[1:]
+
+
+def parse_header_lines(lines: list[str]) -> dict[str, str]:
+    """Header lines (no terminating blank line) -> env dict; HeaderError on a bad line."""
+    env: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        # fast path for the usual "agi_name: value"; anything unusual gets the strict parser
+        if sep and key.startswith("agi_") and _HEADER_KEY_RE.match(key) and not value.endswith("\r"):
+            env[key] = value
+        else:
+            key, value = parse_header_line(line)
+            env[key] = value
+    return env
 
 
 def build_request(env: dict[str, str]) -> AGIRequest:
@@ -165,7 +181,7 @@ def build_request(env: dict[str, str]) -> AGIRequest:
     path, _, query_string = raw_script.partition("?")
     if not query_string and "?" in request_url:
         query_string = request_url.split("?", 1)[1]
-    query = dict(parse_qsl(query_string, keep_blank_values=True))
+    query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
     numbered = []
     for key, value in env.items():
         if key.startswith("agi_arg_"):
@@ -191,7 +207,7 @@ def parse_header_block(text: str, *, max_lines: int = 256) -> AGIRequest:
     raise HeaderError("client_vanished", "header block not terminated by a blank line")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Response:
     """One AGI response.
 
@@ -236,7 +252,15 @@ def parse_response(lines: list[str]) -> Response:
     """Parse one response: a single line, or the lines of a multi-line 520."""
     if not lines:
         raise ProtocolError("empty response")
-    first = lines[0].rstrip("\r")
+    first = lines[0]
+    if len(lines) == 1 and first.startswith("200 result="):
+        # fast path for the usual "200 result=N" and "200 result=N endpos=M"
+        parts = first[11:].split(" ")
+        if len(parts) == 1 and "(" not in first and "\r" not in first:
+            return Response(code=200, result_raw=parts[0], text=first)
+        if len(parts) == 2 and parts[1].startswith("endpos=") and parts[1][7:].isdigit():
+            return Response(code=200, result_raw=parts[0], endpos=int(parts[1][7:]), text=first)
+    first = first.rstrip("\r")
     m = _STATUS_RE.match(first)
     if not m:
         raise ProtocolError(f"not an AGI response: {first[:80]!r}")
@@ -296,11 +320,11 @@ def quote_arg(value: object) -> str:
     backslashes is double-quoted with ``\\`` and ``"`` escaped. Line breaks and
     NUL cannot travel in a command line and raise ValueError.
     """
-    s = str(value)
-    if any(c in s for c in "\n\r\0"):
-        raise ValueError("AGI arguments cannot contain line breaks or NUL")
+    s = value if type(value) is str else str(value)
     if s and not _NEEDS_QUOTES.search(s):
         return s
+    if _FORBIDDEN.search(s):
+        raise ValueError("AGI arguments cannot contain line breaks or NUL")
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -310,13 +334,15 @@ def format_command(command: str, *args: object) -> str:
     ``command`` is the bare command word(s); each arg is quoted as needed.
     Raises CommandTooLong when the line would not fit Asterisk's buffer.
     """
-    words = command.split()
-    if len(words) + len(args) > MAX_ARGV:
-        raise CommandTooLong(f"{len(words) + len(args)} words; Asterisk takes at most {MAX_ARGV}")
-    line = " ".join([command, *(quote_arg(a) for a in args)])
-    size = len(line.encode("utf-8", "surrogateescape"))
-    if size > MAX_COMMAND_BYTES:
-        raise CommandTooLong(f"command of {size} bytes; Asterisk reads at most {MAX_COMMAND_BYTES}")
+    if len(args) > 8:  # only a long argument list can come near Asterisk's 128 words
+        words = len(command.split()) + len(args)
+        if words > MAX_ARGV:
+            raise CommandTooLong(f"{words} words; Asterisk takes at most {MAX_ARGV}")
+    line = " ".join([command, *map(quote_arg, args)])
+    if len(line) * 4 > MAX_COMMAND_BYTES:  # a UTF-8 character takes at most 4 bytes
+        size = len(line.encode("utf-8", "surrogateescape"))
+        if size > MAX_COMMAND_BYTES:
+            raise CommandTooLong(f"command of {size} bytes; Asterisk reads at most {MAX_COMMAND_BYTES}")
     return line
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
-from .protocol import AGIRequest, HeaderError, build_request, parse_header_line
+from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_lines
 from .util import mask_in_text, mask_number
 
 __all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
@@ -74,7 +74,7 @@ class Router(Mapping[str, Handler]):
 @dataclass
 class ServerStats:
     """Counters since start. ``errors`` keys: header_timeout, malformed_header,
-    line_too_long, bad_encoding, too_many_header_lines, client_vanished,
+    header_too_long, bad_encoding, too_many_header_lines, client_vanished,
     unknown_script, handler_exception, context_error, safety_failed, internal."""
 
     connections: int = 0  # TCP connections accepted
@@ -223,47 +223,57 @@ class FastAGIServer:
             self.stats.errors["internal"] += 1
             log.error("%s: internal error %s: %s", sid, type(exc).__name__, mask_in_text(str(exc)))
         finally:
-            try:
-                await self._close(writer)
-            finally:
-                self.stats.active -= 1
-                if task is not None:
-                    self._sessions.discard(task)
+            self._close(writer)
+            self.stats.active -= 1
+            if task is not None:
+                self._sessions.discard(task)
 
     async def _read_header(self, reader: asyncio.StreamReader) -> AGIRequest:
-        env: dict[str, str] = {}
+        # The first line alone (so garbage such as an HTTP request is refused at once), then the
+        # rest of the block in one read: per-line reads cost ~45 us more per call.
+        # (A block of a single header line then waits for header_timeout; Asterisk sends ~25.)
         count = 0
         try:
             async with asyncio.timeout(self.header_timeout):
-                while True:
-                    raw = await reader.readuntil(b"\n")
-                    line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
-                    if not line:
-                        return build_request(env)
-                    count += 1
-                    if count > self.max_header_lines:
-                        raise HeaderError(
-                            "too_many_header_lines", f"more than {self.max_header_lines} header lines"
-                        )
-                    key, value = parse_header_line(line)
-                    env[key] = value
+                first = await reader.readuntil(b"\n")
+                if first in (b"\n", b"\r\n"):
+                    raise HeaderError("malformed_header", "empty header block")
+                parse_header_line(first.decode("utf-8").rstrip("\n"))
+                count = 1
+                rest = await reader.readuntil(b"\n\n")
         except TimeoutError:
             raise HeaderError(
                 "header_timeout", f"no complete header within {self.header_timeout:g}s ({count} lines)"
             ) from None
-        except asyncio.IncompleteReadError:
-            raise HeaderError("client_vanished", f"connection closed after {count} header lines") from None
+        except asyncio.IncompleteReadError as exc:
+            seen = count + exc.partial.count(b"\n")
+            raise HeaderError("client_vanished", f"connection closed after {seen} header lines") from None
         except asyncio.LimitOverrunError:
-            raise HeaderError("line_too_long", f"header line longer than {self.max_line} bytes") from None
+            raise HeaderError("header_too_long", f"header line or block longer than {self.max_line} bytes") from None
         except UnicodeDecodeError:
-            raise HeaderError("bad_encoding", f"header line {count + 1} is not UTF-8") from None
+            raise HeaderError("bad_encoding", "header line 1 is not UTF-8") from None
         except (ConnectionError, OSError) as exc:
             raise HeaderError("client_vanished", f"connection lost ({type(exc).__name__})") from None
+        try:
+            text = (first + rest).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line_no = (first + rest)[: exc.start].count(b"\n") + 1
+            raise HeaderError("bad_encoding", f"header line {line_no} is not UTF-8") from None
+        lines = text.split("\n")[:-2]  # the block ends with "\n\n"
+        if len(lines) > self.max_header_lines:
+            raise HeaderError("too_many_header_lines", f"{len(lines)} header lines (max {self.max_header_lines})")
+        return build_request(parse_header_lines(lines))
 
     async def _run_call(
         self, sid: str, request: AGIRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         channel = AGIChannel(reader, writer, request, command_timeout=self.command_timeout, session_id=sid)
+        try:
+            await self._run_channel(sid, request, channel)
+        finally:
+            channel.release()
+
+    async def _run_channel(self, sid: str, request: AGIRequest, channel: AGIChannel) -> None:
         who = f"{sid} {request.script or '/'} uid={request.unique_id or '-'} from={mask_number(request.caller_id) or '-'}"
         handler = self.router.get(request.script)
         if handler is None:
@@ -316,16 +326,16 @@ class FastAGIServer:
             self.stats.errors["safety_failed"] += 1
             log.warning("%s: could not set %s: %s", who, name, type(exc).__name__)
 
-    async def _close(self, writer: asyncio.StreamWriter) -> None:
+    def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close without waiting (waiting costs a task per call); a peer that does not read what
+        is still buffered gets the connection aborted after a second."""
         transport = writer.transport
-        try:
-            writer.close()
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except asyncio.CancelledError:
-            transport.abort()
-            raise
-        except Exception:  # peer gone, or not reading what we wrote: drop it
-            transport.abort()
+        if transport.is_closing():
+            return
+        pending = transport.get_write_buffer_size()
+        transport.close()
+        if pending:
+            asyncio.get_running_loop().call_later(1.0, transport.abort)
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

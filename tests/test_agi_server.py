@@ -376,8 +376,8 @@ async def test_exec_missing_application_raises(start):
         (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "malformed_header"),
         (b"\n", "malformed_header"),
         (b"agi_network: yes\nagi_calleridname: \xd5\xc5\xc8\xfd\n\n", "bad_encoding"),
-        (b"agi_network: yes\nagi_x: " + b"a" * (70 * 1024) + b"\n\n", "line_too_long"),
-        (b"agi_x: " + b"a" * (70 * 1024), "line_too_long"),
+        (b"agi_network: yes\nagi_x: " + b"a" * (70 * 1024) + b"\n\n", "header_too_long"),
+        (b"agi_x: " + b"a" * (70 * 1024), "header_too_long"),
         (b"".join(b"agi_h%d: v\n" % i for i in range(300)) + b"\n", "too_many_header_lines"),
     ],
     ids=["garbage-line", "http", "empty-block", "non-utf8", "long-line", "long-line-no-newline", "too-many-lines"],
@@ -608,3 +608,63 @@ async def test_header_error_log_masks_phone_numbers(start, caplog):
     await wait_until(lambda: not server.sessions)
     (record,) = server_warnings(caplog)
     assert "138****5678" in record.getMessage() and "13812345678" not in record.getMessage()
+
+
+async def test_shorter_deadline_after_a_long_one_still_times_out_on_time(start):
+    outcome = {}
+
+    async def handler(channel):
+        await channel.command("GET DATA menu 10000 4", timeout=30)  # arms a far deadline
+        t0 = time.monotonic()
+        try:
+            await channel.command("ANSWER", timeout=0.2)
+        except AGITimeout:
+            outcome["elapsed"] = time.monotonic() - t0
+
+    server = await start({"x": handler}, safety_timeout=0.2)
+    async with FakeAsterisk(HOST, server.port, "x") as fake:
+        assert await fake.read_command() == "GET DATA menu 10000 4"
+        await fake.reply("200 result=1 (timeout)")
+        assert await fake.read_command() == "ANSWER"
+        assert await fake.closed_by_server(timeout=3)
+    assert 0.15 <= outcome["elapsed"] < 1.0
+
+
+async def test_outside_cancellation_is_not_turned_into_a_timeout(start):
+    outcome = {}
+
+    async def handler(channel):
+        task = asyncio.create_task(channel.command("WAIT FOR DIGIT -1"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            outcome["cancelled"] = True
+        except AGITimeout:
+            outcome["cancelled"] = False
+
+    server = await start({"x": handler}, command_timeout=5)
+    async with FakeAsterisk(HOST, server.port, "x") as fake:
+        assert await fake.read_command() == "WAIT FOR DIGIT -1"
+        assert await fake.closed_by_server(timeout=3)
+    assert outcome == {"cancelled": True}
+
+
+async def test_finished_session_leaves_nothing_behind(start):
+    """The per-channel deadline timer is dropped, so 1,000 calls/s do not pile up channels for 120 s."""
+    import gc
+    import weakref
+
+    refs = []
+
+    async def handler(channel):
+        refs.append(weakref.ref(channel))
+        await channel.answer()
+
+    server = await start({"x": handler})
+    async with FakeAsterisk(HOST, server.port, "x") as fake:
+        await fake.run()
+    await wait_until(lambda: not server.sessions)
+    gc.collect()
+    assert refs and refs[0]() is None
