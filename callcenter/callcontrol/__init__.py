@@ -1,0 +1,74 @@
+"""Operators at work: the AMI link service (live state + call log), the 12345 queue, screen-pop and
+the CEL reconciliation. See docs/call-control.md.
+
+    cc = CallControl.from_settings(settings, session_factory, domain)
+    app = create_app(settings, domain=domain, engine=engine, callcontrol=cc)   # the API starts/stops it
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from callcenter.ami.client import AMIClient
+from callcenter.callcontrol.cel import CelFile, CelSource
+from callcenter.callcontrol.link import (
+    BridgeState,
+    CallControlError,
+    CallLink,
+    ChannelGone,
+    ChannelState,
+    Feed,
+    LinkDown,
+    NotYourCall,
+    QueueCaller,
+    QueueMember,
+    UnknownChannel,
+)
+from callcenter.callcontrol.queue import QueueService
+from callcenter.callcontrol.screenpop import ScreenPop
+from ticketing.domain import Domain
+
+
+@dataclass
+class CallControl:
+    """The link with the services that hang off it; one per process."""
+
+    link: CallLink
+    queue: QueueService
+    screenpop: ScreenPop
+
+    @classmethod
+    def create(cls, ami: AMIClient, session_factory: sessionmaker[Session], domain: Domain, *,
+               cel_source: CelSource | None = None, **link_kwargs: Any) -> CallControl:
+        link = CallLink(ami, session_factory, cel_source=cel_source, **link_kwargs)
+        return cls(link=link, queue=QueueService(link), screenpop=ScreenPop(link, session_factory, domain))
+
+    @classmethod
+    def from_settings(cls, settings: Any, session_factory: sessionmaker[Session], domain: Domain,
+                      **ami_kwargs: Any) -> CallControl:
+        """For the install's Asterisk: AMI from settings (reconnect backoff capped at 2 s: the link is
+        back within seconds of Asterisk), the CEL file inside the Asterisk root."""
+        ami_kwargs.setdefault("reconnect_backoff", (0.2, 2.0))
+        # a restart is seen at once (EOF); the Pong deadline only catches a hung Asterisk, and under a
+        # flood of events (benchmarks: 7,000/s) a Pong can queue behind seconds of events
+        ami_kwargs.setdefault("ping_timeout", 15.0)
+        ami = AMIClient.from_settings(settings, **ami_kwargs)
+        return cls.create(ami, session_factory, domain, cel_source=CelFile.from_settings(settings))
+
+    @property
+    def ami(self) -> AMIClient:
+        return self.link.ami
+
+    async def start(self, *, wait: bool = True) -> None:
+        await self.link.start(wait=wait)
+
+    async def stop(self) -> None:
+        await self.link.stop()
+
+
+__all__ = [
+    "BridgeState", "CallControl", "CallControlError", "CallLink", "ChannelGone", "ChannelState", "Feed",
+    "LinkDown", "NotYourCall", "QueueCaller", "QueueMember", "QueueService", "ScreenPop", "UnknownChannel",
+]

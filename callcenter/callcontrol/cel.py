@@ -1,0 +1,298 @@
+"""The call log (A2) from Asterisk's Channel Event Logging, live and after an outage.
+
+Why CEL, and why a file next to the AMI events (measured on Asterisk 22.10.1, docs/call-control.md):
+- ``cel_manager`` sends every CEL record as an AMI ``CEL`` event: that feeds the log live. But an AMI
+  client that is disconnected simply misses events; Asterisk keeps no backlog for it.
+- ``cel_custom`` (with ``res_cdrel_custom``, Asterisk 22's "advanced" DSV mapping) appends the same
+  records to ``/var/log/asterisk/callcenter-cel.csv`` inside the root. It is written whether or not
+  we are connected, so after every reconnect the link reads what was added since and fills the gap.
+  The mapping (asterisk/cel_custom.conf) writes no caller-id fields.
+- The CDR backends give one summary per call, not the legs/bridges/transfers A2 asks for.
+
+The same CEL record may thus reach us twice (live and from the file). Both carry the record's event
+time: AMI as ``YYYY-MM-DD HH:MM:SS`` (cel_manager ignores cel.conf's dateformat), the file with
+microseconds (our dateformat). The dedup key uses uniqueid, event type, the time to the second and
+the bridge id (a channel can enter two bridges within one second), so either copy lands once.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from callcenter.ami.redact import mask_phone_numbers
+from ticketing import calls
+from ticketing.models import Call, User
+
+log = logging.getLogger("callcenter.callcontrol.cel")
+
+CEL_FILE = "/var/log/asterisk/callcenter-cel.csv"  # inside the Asterisk root (asterisk/cel_custom.conf)
+CEL_FIELDS = ("eventtype", "eventtime", "uniqueid", "linkedid", "channame", "appname", "extra")
+
+# CEL event -> call-log kind. CHAN_END and LOCAL_OPTIMIZE add nothing a reader of the log needs.
+CEL_KINDS = {
+    "CHAN_START": "leg_start",
+    "ANSWER": "leg_answer",
+    "BRIDGE_ENTER": "bridge_enter",
+    "BRIDGE_EXIT": "bridge_exit",
+    "HANGUP": "leg_end",
+    "BLINDTRANSFER": "transfer_blind",
+    "ATTENDEDTRANSFER": "transfer_attended",
+    "LINKEDID_END": "call_end",
+}
+
+
+def parse_ami_time(stamp: str | None) -> datetime:
+    """An AMI ``Timestamp`` header (epoch seconds with microseconds); now if absent."""
+    try:
+        return datetime.fromtimestamp(float(stamp), UTC) if stamp else datetime.now(UTC)
+    except ValueError:
+        return datetime.now(UTC)
+
+
+def parse_cel_time(text: str) -> datetime | None:
+    """CEL event time: ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC: the root's zone) or epoch seconds."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass
+class LogEntry:
+    """One call-log row to write: ``linkedid`` finds the call, ``dedup_key`` makes it exactly-once."""
+
+    linkedid: str
+    uniqueid: str
+    kind: str
+    at: datetime
+    dedup_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    create_call: bool = False  # open the call's row if the IVR did not (e.g. FastAGI was down)
+    final: bool = False  # the last record of this call (LINKEDID_END)
+
+
+def _operator(channel: str) -> str | None:
+    from callcenter.callcontrol.link import operator_of_channel
+
+    return operator_of_channel(channel)
+
+
+def cel_entry(fields: dict[str, str], *, at_override: datetime | None = None) -> LogEntry | None:
+    """A CEL record (from AMI or the file, as a CEL_FIELDS dict) -> call-log entry, or None if not logged."""
+    event = (fields.get("eventtype") or "").upper()
+    kind = CEL_KINDS.get(event)
+    uid = fields.get("uniqueid") or ""
+    if kind is None or not uid:
+        return None
+    at = parse_cel_time(fields.get("eventtime") or "")
+    if at is None:
+        return None
+    try:
+        extra = json.loads(fields.get("extra") or "{}") or {}
+    except ValueError:
+        extra = {}
+    if not isinstance(extra, dict):
+        extra = {}
+    channel = fields.get("channame") or ""
+    data: dict[str, Any] = {"channel": mask_phone_numbers(channel), "operator": _operator(channel)}
+    if fields.get("appname"):
+        data["app"] = fields["appname"]
+    bridge = str(extra.get("bridge_id") or "")
+    if bridge:
+        data["bridge_id"] = bridge
+        if extra.get("bridge_technology"):
+            data["bridge_technology"] = extra["bridge_technology"]
+    if event == "HANGUP":
+        data["cause"] = extra.get("hangupcause")
+        if extra.get("dialstatus"):
+            data["dialstatus"] = extra["dialstatus"]
+    if event in ("BLINDTRANSFER", "ATTENDEDTRANSFER"):
+        # channel names and the dialled extension only: no caller ids are in these records
+        data["transfer"] = {k: mask_phone_numbers(str(v)) for k, v in extra.items()
+                            if k in ("extension", "context", "bridge1_id", "bridge2_id", "channel2_name",
+                                     "transferee_channel_name", "transfer_target_channel_name", "transferee")}
+    second = at.strftime("%Y-%m-%dT%H:%M:%S")
+    return LogEntry(linkedid=fields.get("linkedid") or uid, uniqueid=uid, kind=kind,
+                    at=at_override or at, dedup_key=f"cel:{uid}:{event}:{second}:{bridge}", data=data,
+                    final=event == "LINKEDID_END")
+
+
+# -------------------------------------------------------------------------------------------
+# writing
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    duplicates: int = 0
+    unmatched: list[LogEntry] = field(default_factory=list)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class CallLogWriter:
+    """Writes entries on the call they belong to (synchronous: run it in a thread)."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self.session_factory = session_factory
+
+    def _calls_for(self, session: Session, entries: list[LogEntry]) -> dict[str, Call]:
+        """linkedid -> the call it belongs to (its first row), for a whole batch in a few queries."""
+        linked = sorted({e.linkedid for e in entries})
+        found: dict[str, Call] = {}
+        for i in range(0, len(linked), 500):
+            part = linked[i:i + 500]
+            rows = session.execute(select(Call).where(Call.linkedid.in_(part)).order_by(Call.id)).scalars().all()
+            for call in rows:
+                found.setdefault(call.linkedid, call)
+            missing = [lid for lid in part if lid not in found]
+            if missing:  # a row written with its own uniqueid as linkedid
+                for call in session.execute(select(Call).where(Call.uniqueid.in_(missing))).scalars().all():
+                    found.setdefault(call.uniqueid, call)
+        return found
+
+    def write(self, entries: Iterable[LogEntry]) -> WriteResult:
+        result = WriteResult()
+        entries = list(entries)
+        with self.session_factory() as session:
+            by_linkedid = self._calls_for(session, entries)
+            for entry in entries:
+                call = by_linkedid.get(entry.linkedid)
+                if call is None and entry.create_call:
+                    call = session.execute(select(Call).where(Call.uniqueid == entry.uniqueid)).scalar_one_or_none()
+                    if call is None:
+                        call = calls.open_call(session, uniqueid=entry.uniqueid, linkedid=entry.linkedid,
+                                               caller_number=str(entry.data.get("caller_number") or ""),
+                                               started_at=entry.at)
+                        call.outcome = "queued"
+                        call.outcome_reason = str(entry.data.get("reason") or "operator")[:64]
+                    by_linkedid[entry.linkedid] = call
+                if call is None:
+                    result.unmatched.append(entry)
+                    continue
+                data = {k: v for k, v in entry.data.items() if k != "caller_number"}
+                data["uniqueid"] = entry.uniqueid
+                if calls.add_event(session, call, kind=entry.kind, at=entry.at, dedup_key=entry.dedup_key,
+                                   data=data) is None:
+                    result.duplicates += 1
+                    continue
+                result.written += 1
+                self._update_call(session, call, entry)
+            session.commit()
+        return result
+
+    def _update_call(self, session: Session, call: Call, entry: LogEntry) -> None:
+        if entry.kind == "operator_connected":
+            ext = entry.data.get("operator")
+            if ext and call.operator_id is None:
+                call.operator_id = session.execute(
+                    select(User.id).where(User.operator_extension == ext, User.active.is_(True))
+                    .order_by(User.id).limit(1)).scalar_one_or_none()
+            if call.outcome in (None, "queued"):
+                call.outcome = "answered"
+        elif entry.kind == "queue_abandoned" and call.outcome in (None, "queued"):
+            call.outcome = "abandoned"
+            call.outcome_reason = "caller_hung_up_in_queue"
+        elif entry.kind == "leg_end" and entry.uniqueid == call.uniqueid:
+            ended = _aware(call.ended_at)
+            if ended is None or entry.at > ended:
+                call.ended_at = entry.at
+
+
+# -------------------------------------------------------------------------------------------
+# reading the file
+
+
+class CelSource(Protocol):
+    def read_new(self, since: float | None) -> list[dict[str, str]]:
+        """CEL records added since the last call (the first call: those after ``since`` epoch s)."""
+
+
+class CelFile:
+    """Incremental reader of the CEL DSV file. Remembers how far it read; a truncated or replaced
+    (rotated) file is read again from the start (the call log's dedup keys make re-reading harmless).
+
+    The first read of a process looks back at most ``backlog_bytes`` from the end and
+    ``backlog_seconds`` in time: under load Asterisk writes ~15,000 records a minute, and what a
+    process missed before it started is bounded by that window (documented in docs/call-control.md).
+    """
+
+    def __init__(self, path: str | Path, *, backlog_seconds: float = 900, backlog_bytes: int = 8 << 20) -> None:
+        self.path = Path(path)
+        self.backlog_seconds = backlog_seconds
+        self.backlog_bytes = backlog_bytes
+        self._offset: int | None = None
+        self._inode: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> CelFile:
+        from callcenter.pbx.root import host_path
+
+        return cls(host_path(settings, CEL_FILE), **kwargs)
+
+    def read_new(self, since: float | None = None) -> list[dict[str, str]]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        first = self._offset is None
+        skip_partial = False
+        if first:
+            self._offset = max(0, stat.st_size - self.backlog_bytes)
+            skip_partial = self._offset > 0
+        elif stat.st_ino != self._inode or stat.st_size < (self._offset or 0):
+            self._offset = 0
+        self._inode = stat.st_ino
+        with open(self.path, "rb") as fh:
+            fh.seek(self._offset or 0)
+            data = fh.read()
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        start = data.find(b"\n") + 1 if skip_partial else 0
+        chunk = data[start: end + 1]
+        self._offset = (self._offset or 0) + end + 1
+        records = list(parse_cel_lines(chunk.decode("utf-8", "replace")))
+        if first:
+            floor = (since if since is not None else time.time() - self.backlog_seconds) - 5.0
+            cut = datetime.fromtimestamp(floor, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            records = [r for r in records if r["eventtime"][:19] >= cut]  # ISO-like text sorts by time
+        return records
+
+
+def parse_cel_lines(text: str) -> Iterable[dict[str, str]]:
+    """Rows of the events the call log keeps (the others are skipped before any further parsing)."""
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) < len(CEL_FIELDS) or row[0] not in CEL_KINDS:
+            continue
+        yield dict(zip(CEL_FIELDS, row[: len(CEL_FIELDS)]))
+
+
+__all__ = [
+    "CEL_FILE", "CEL_KINDS", "CallLogWriter", "CelFile", "CelSource", "LogEntry", "WriteResult", "cel_entry",
+    "parse_ami_time", "parse_cel_lines", "parse_cel_time",
+]

@@ -1,0 +1,159 @@
+"""Operators in the 12345 queue: log in, log out, pause with a reason (AMI QueueAdd/QueueRemove/QueuePause).
+
+Asterisk keeps no members across a restart (queues.conf ``persistentmembers = no``), so the service
+remembers who asked to be in the queue and in which pause state, and puts them back after a resync
+that finds them missing. When the application itself restarts while Asterisk keeps running, it
+adopts the members Asterisk has. An action whose outcome is unknown (link lost before the answer) is
+not retried: the next resync compares and repairs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
+from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown, QueueMember, operator_of_interface
+
+log = logging.getLogger("callcenter.callcontrol.queue")
+
+PAUSE_REASONS = ("break", "meal", "training", "meeting", "after_call_work", "other")
+
+
+class NotInQueue(CallControlError):
+    status_code = 409
+
+    def __init__(self, extension: str):
+        super().__init__("not_in_queue", f"operator {extension} is not logged in to the queue; log in first")
+
+
+class QueueActionFailed(CallControlError):
+    status_code = 502
+
+    def __init__(self, message: str):
+        super().__init__("queue_action_failed", message)
+
+
+class OutcomeUnknown(CallControlError):
+    status_code = 503
+
+    def __init__(self, what: str):
+        super().__init__("telephony_outcome_unknown",
+                         f"the link to Asterisk dropped before it answered {what}; the state is checked again "
+                         "as soon as the link is back: read the queue state and retry if needed")
+
+
+@dataclass
+class Wanted:
+    extension: str
+    name: str
+    paused: bool = False
+    reason: str = ""
+
+
+def interface_of(extension: str) -> str:
+    return f"PJSIP/op{extension}"
+
+
+class QueueService:
+    def __init__(self, link: CallLink) -> None:
+        self.link = link
+        self.queue = link.queue_name
+        self.wanted: dict[str, Wanted] = {}
+        link.on_resync(self._after_resync)
+
+    def member(self, extension: str) -> QueueMember | None:
+        return self.link.queue.members.get(interface_of(extension))
+
+    def state_of(self, extension: str) -> dict[str, Any]:
+        member = self.member(extension)
+        return {"extension": extension, "logged_in": member is not None,
+                "member": member.public() if member else None}
+
+    async def _send(self, action: dict[str, Any], what: str, ok_when: tuple[str, ...] = ()) -> None:
+        try:
+            reply = await self.link.ami.send_action(action)
+        except AMINotConnected:
+            raise LinkDown() from None
+        except (AMILinkLost, AMITimeout):
+            raise OutcomeUnknown(what) from None
+        if not reply.success:
+            message = reply.get_first("Message") or ""
+            if any(marker in message.lower() for marker in ok_when):
+                return
+            raise QueueActionFailed(f"Asterisk refused {what}: {message}")
+
+    async def login(self, extension: str, name: str = "", *, paused: bool = False, reason: str = "") -> dict[str, Any]:
+        """Add ``PJSIP/op<ext>`` to the queue (idempotent)."""
+        self.link.require_link()
+        before = self.wanted.get(extension)
+        self.wanted[extension] = Wanted(extension, name or f"op{extension}", paused, reason)
+        try:
+            await self._add(self.wanted[extension])
+        except LinkDown:
+            # nothing was sent: forget the wish too, so no later resync acts on it by itself
+            if before is None:
+                self.wanted.pop(extension, None)
+            else:
+                self.wanted[extension] = before
+            raise
+        return self.state_of(extension)
+
+    async def _add(self, wanted: Wanted) -> None:
+        iface = interface_of(wanted.extension)
+        await self._send({"Action": "QueueAdd", "Queue": self.queue, "Interface": iface, "MemberName": wanted.name,
+                          "StateInterface": iface, "Paused": "true" if wanted.paused else "false"},
+                         f"the queue login of {wanted.extension}", ok_when=("already there",))
+        if wanted.paused:
+            await self._send({"Action": "QueuePause", "Queue": self.queue, "Interface": iface, "Paused": "true",
+                              "Reason": wanted.reason}, f"the pause of {wanted.extension}")
+
+    async def logout(self, extension: str) -> dict[str, Any]:
+        self.link.require_link()
+        self.wanted.pop(extension, None)
+        await self._send({"Action": "QueueRemove", "Queue": self.queue, "Interface": interface_of(extension)},
+                         f"the queue logout of {extension}", ok_when=("not there",))
+        self.link.queue.members.pop(interface_of(extension), None)
+        return self.state_of(extension)
+
+    async def pause(self, extension: str, reason: str) -> dict[str, Any]:
+        return await self._set_pause(extension, True, reason)
+
+    async def unpause(self, extension: str) -> dict[str, Any]:
+        return await self._set_pause(extension, False, "")
+
+    async def _set_pause(self, extension: str, paused: bool, reason: str) -> dict[str, Any]:
+        self.link.require_link()
+        if self.member(extension) is None and extension not in self.wanted:
+            raise NotInQueue(extension)
+        wanted = self.wanted.setdefault(extension, Wanted(extension, f"op{extension}"))
+        wanted.paused, wanted.reason = paused, reason
+        action = {"Action": "QueuePause", "Queue": self.queue, "Interface": interface_of(extension),
+                  "Paused": "true" if paused else "false"}
+        if paused:
+            action["Reason"] = reason
+        await self._send(action, f"the {'pause' if paused else 'unpause'} of {extension}")
+        member = self.member(extension)
+        if member is not None:  # the QueueMemberPause event follows; answer with the state asked for
+            member.paused, member.paused_reason = paused, reason if paused else ""
+        return self.state_of(extension)
+
+    async def _after_resync(self, link: CallLink, first: bool) -> None:
+        present = {operator_of_interface(i): m for i, m in link.queue.members.items()}
+        if first:
+            for ext, member in present.items():
+                if ext and ext not in self.wanted:
+                    self.wanted[ext] = Wanted(ext, member.name, member.paused, member.paused_reason)
+        for ext, wanted in list(self.wanted.items()):
+            member = present.get(ext)
+            try:
+                if member is None:
+                    log.info("queue: operator %s was logged in before the link dropped; logging in again", ext)
+                    await self._add(wanted)
+                elif member.paused != wanted.paused:
+                    await self._set_pause(ext, wanted.paused, wanted.reason)
+            except (AMIError, CallControlError) as exc:
+                log.warning("queue: could not restore operator %s: %s", ext, exc)
+
+
+__all__ = ["PAUSE_REASONS", "NotInQueue", "OutcomeUnknown", "QueueActionFailed", "QueueService", "interface_of"]

@@ -1,0 +1,154 @@
+"""Screen-pop: when the queue connects a caller to an operator, that operator's feed gets who is
+calling, what the caller did in the voice menu and the number's open and recent cases.
+
+Matching: the queue's ``AgentConnect`` names the caller's channel (``Uniqueid``) and the operator's
+(``DestUniqueid``). The IVR ran on that same channel, so its call record has ``Call.uniqueid`` equal
+to it (``flow_path``, ``digits``, ``case_id``). If the record has no case, the channel variable
+``CALLCENTER_CASE_ID`` (set by the IVR before queueing) is read as a fallback.
+
+R4.1: if the call carries a case made in the voice menu, the operator who answers becomes its owner
+(first-contact responsibility), unless another operator already owns it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from callcenter.ami.errors import AMIError
+from callcenter.ami.protocol import Message
+from callcenter.auth import actor_of
+from callcenter.callcontrol.link import CallLink, operator_of_interface
+from ticketing.access import CONFIDENTIAL_PLACEHOLDER
+from ticketing.domain import Domain
+from ticketing.enums import OPEN_CASE_STATUSES, Role
+from ticketing.errors import DomainError
+from ticketing.models import Call, Case, User
+from ticketing.privacy import mask_phone
+
+log = logging.getLogger("callcenter.callcontrol.screenpop")
+
+
+def case_summary(case: Case) -> dict[str, Any]:
+    """What an operator sees of a case in the pop; R7.3c content stays hidden (front desk may not read it)."""
+    hidden = case.confidential
+    return {
+        "id": case.id, "number": case.number, "status": case.status.value, "kind": case.kind.value,
+        "title": CONFIDENTIAL_PLACEHOLDER if hidden else case.title,
+        "confidential": hidden,
+        "accepted_at": case.accepted_at.isoformat() if case.accepted_at else None,
+        "deadline_at": case.deadline_at.isoformat() if getattr(case, "deadline_at", None) else None,
+    }
+
+
+class ScreenPop:
+    def __init__(self, link: CallLink, session_factory: sessionmaker[Session], domain: Domain, *,
+                 recent_days: int = 180, recent_limit: int = 5) -> None:
+        self.link = link
+        self.session_factory = session_factory
+        self.domain = domain
+        self.recent_days = recent_days
+        self.recent_limit = recent_limit
+        self.sent: list[dict[str, Any]] = []  # last pops, for diagnostics/tests
+        link.on_event(self._on_event)
+
+    async def _on_event(self, msg: Message) -> None:
+        if (msg.name or "").lower() != "agentconnect" or msg.get_first("Queue") != self.link.queue_name:
+            return
+        ext = operator_of_interface(msg.get_first("Interface"))
+        if not ext:
+            return
+        try:
+            await self.pop(ext, caller_uniqueid=msg.get_first("Uniqueid") or "",
+                           linkedid=msg.get_first("Linkedid") or "",
+                           operator_uniqueid=msg.get_first("DestUniqueid") or "",
+                           caller_number=msg.get_first("CallerIDNum") or "",
+                           holdtime=msg.get_first("HoldTime"))
+        except Exception:
+            log.exception("screen-pop for operator %s failed", ext)
+
+    async def pop(self, extension: str, *, caller_uniqueid: str, linkedid: str = "", operator_uniqueid: str = "",
+                  caller_number: str = "", holdtime: str | None = None) -> dict[str, Any]:
+        """Build the pop, apply R4.1, publish it on ``operator:<ext>`` and return it."""
+        channel_case: int | None = None
+        chan = self.link.channel(caller_uniqueid)
+        if chan is not None:
+            try:
+                reply = await self.link.ami.send_action(
+                    {"Action": "Getvar", "Channel": chan.name, "Variable": "CALLCENTER_CASE_ID"}, timeout=3)
+                value = (reply.get_first("Value") or "").strip()
+                channel_case = int(value) if value.isdigit() else None
+            except AMIError:
+                pass
+        payload = await asyncio.to_thread(self._build, extension, caller_uniqueid, linkedid or caller_uniqueid,
+                                          caller_number, channel_case)
+        payload.update(type="screen_pop", operator=extension, caller_uniqueid=caller_uniqueid,
+                       operator_uniqueid=operator_uniqueid, linkedid=linkedid or caller_uniqueid,
+                       holdtime=float(holdtime) if holdtime and holdtime.replace(".", "", 1).isdigit() else None)
+        self.sent.append(payload)
+        del self.sent[:-100]
+        self.link.publish(f"operator:{extension}", payload)
+        log.info("screen-pop to operator %s: call %s from %s, %d open case(s)", extension, payload.get("call_id"),
+                 mask_phone(payload.get("caller_number")), len(payload["open_cases"]))
+        return payload
+
+    def _build(self, extension: str, uniqueid: str, linkedid: str, caller_number: str,
+               channel_case: int | None) -> dict[str, Any]:
+        with self.session_factory() as session:
+            call = session.execute(select(Call).where(Call.uniqueid == uniqueid)).scalar_one_or_none()
+            if call is None and linkedid:
+                call = session.execute(select(Call).where(Call.linkedid == linkedid).order_by(Call.id)
+                                       .limit(1)).scalar_one_or_none()
+            number = (call.caller_number if call is not None and call.caller_number else caller_number) or ""
+            case_id = (call.case_id if call is not None else None) or channel_case
+            owner_note = None
+            user = session.execute(select(User).where(User.operator_extension == extension, User.active.is_(True))
+                                   .order_by(User.id).limit(1)).scalar_one_or_none()
+            if call is not None and user is not None and call.operator_id is None:
+                call.operator_id = user.id
+            if case_id is not None and user is not None and user.role == Role.FRONT_DESK:
+                case = session.get(Case, case_id)
+                if case is not None:
+                    try:
+                        self.domain.workflow(session).take_ownership(actor_of(user), case,
+                                                                     call_id=call.id if call else None)
+                        owner_note = "you"
+                    except DomainError as exc:
+                        owner_note = "other"
+                        log.info("R4.1: case %s keeps its owner: %s", case.number, exc.message)
+            open_cases: list[dict[str, Any]] = []
+            recent: list[dict[str, Any]] = []
+            if number:
+                rows = session.execute(select(Case).where(Case.citizen_phone == number).order_by(Case.id.desc())
+                                       .limit(200)).scalars().all()
+                since = self.domain.clock() - timedelta(days=self.recent_days)
+                for case in rows:
+                    if case.status in OPEN_CASE_STATUSES:
+                        open_cases.append(case_summary(case))
+                    elif len(recent) < self.recent_limit and _aware(case.accepted_at) >= since:
+                        recent.append(case_summary(case))
+            session.commit()
+            return {
+                "call_id": call.id if call is not None else None,
+                "caller_number": number,
+                "flow_path": list(call.flow_path or []) if call is not None else [],
+                "digits": list(call.digits or []) if call is not None else [],
+                "queue_reason": call.outcome_reason if call is not None else None,
+                "case_id": case_id,
+                "case_owner": owner_note,
+                "open_cases": open_cases,
+                "recent_cases": recent,
+            }
+
+
+def _aware(value):
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+__all__ = ["ScreenPop", "case_summary"]
