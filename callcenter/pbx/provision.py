@@ -49,8 +49,8 @@ from callcenter.pbx.root import (
 from callcenter.settings import PROJECT_ROOT, Settings
 
 __all__ = [
-    "AsteriskNotRunning", "InstallReport", "Operator", "ProvisionError", "RECORDINGS_DIR",
-    "ami_secret", "asterisk_root", "cli", "host_path", "install", "is_running", "load_operators",
+    "AsteriskNotRunning", "InstallReport", "Operator", "PhoneRoutes", "ProvisionError", "RECORDINGS_DIR",
+    "ami_secret", "load_phone_routes", "asterisk_root", "cli", "host_path", "install", "is_running", "load_operators",
     "render_configs", "render_template", "running_pids", "sip_passwords", "start", "status", "stop",
 ]
 
@@ -134,6 +134,64 @@ def load_operators(settings: Settings) -> list[Operator]:
 
 
 # --------------------------------------------------------------------------------------------
+# member units' duty phones (config/phone_routes.yaml)
+
+_ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+@dataclass(frozen=True)
+class PhoneRoutes:
+    """How the dialplan context [unit-phones] reaches a roster number: a number in ``routes`` rings a
+    local SIP endpoint (test phones provisioned like operators), any other number ``default``."""
+
+    endpoints: tuple[str, ...] = ()
+    routes: dict[str, str] = field(default_factory=dict)  # digits -> endpoint
+    default: str = "PJSIP/{number}@trunk"
+
+
+def dial_digits(number: str) -> str:
+    """A roster number as the dialplan dials it: digits only ('0510-87900350' -> '051087900350')."""
+    return re.sub(r"[^0-9]", "", number or "")
+
+
+def load_phone_routes(settings: Settings) -> PhoneRoutes:
+    """config/phone_routes.yaml; no file = no test phones, everything to the trunk."""
+    path = Path(settings.config_dir) / "phone_routes.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return PhoneRoutes()
+    if not isinstance(data, dict):
+        raise ProvisionError(f"{path}: expected a mapping with endpoints, routes, default")
+    endpoints = tuple(str(e) for e in data.get("endpoints") or ())
+    for name in endpoints:
+        # rendered into pjsip.conf section names: nothing the parser treats specially
+        if not _ENDPOINT_NAME.match(name) or re.fullmatch(r"op[0-9]+", name):
+            raise ProvisionError(f"{path}: endpoint name {name!r} must be lower-case letters, digits, '-' "
+                                 "and not look like an operator's (opNNNN)")
+    routes: dict[str, str] = {}
+    for number, endpoint in (data.get("routes") or {}).items():
+        digits = dial_digits(str(number))
+        if not digits or len(digits) > 20:
+            raise ProvisionError(f"{path}: route {number!r} is not a phone number")
+        if str(endpoint) not in endpoints:
+            raise ProvisionError(f"{path}: route {number} goes to {endpoint!r}, which is not under endpoints")
+        routes[digits] = str(endpoint)
+    default = str(data.get("default") or PhoneRoutes.default)
+    if "{number}" not in default or any(c in default for c in ",;\r\n()&|"):
+        raise ProvisionError(f"{path}: default {default!r} must be one dial string containing {{number}}")
+    return PhoneRoutes(endpoints=endpoints, routes=routes, default=default)
+
+
+def _render_unit_phone_routes(routes: PhoneRoutes) -> str:
+    lines = []
+    for number, endpoint in sorted(routes.routes.items()):
+        lines.append(f"exten => {number},1,Set(UNIT_DIAL=PJSIP/{endpoint})")
+        lines.append(" same => n,Goto(dial,1)")
+    return "\n".join(lines) + "\n" if lines else "; (no routes to local test phones)\n"
+
+
+# --------------------------------------------------------------------------------------------
 # secrets
 
 
@@ -208,7 +266,8 @@ def sip_passwords(settings: Settings) -> dict[str, str]:
         return {}
 
 
-def _ensure_sip_passwords(settings: Settings, operators: list[Operator], changes: list[str]) -> dict[str, str]:
+def _ensure_sip_passwords(settings: Settings, operators: list[Operator], changes: list[str],
+                          other_endpoints: tuple[str, ...] = ()) -> dict[str, str]:
     path = Path(settings.state_dir) / SIP_SECRETS
     current = sip_passwords(settings)
     wanted: dict[str, str] = {}
@@ -221,6 +280,12 @@ def _ensure_sip_passwords(settings: Settings, operators: list[Operator], changes
         else:
             wanted[op.endpoint] = secrets.token_urlsafe(16)
             changes.append(f"generated the SIP password of {op.endpoint}")
+    for name in other_endpoints:  # member-unit test phones (config/phone_routes.yaml)
+        if name in current:
+            wanted[name] = current[name]
+        else:
+            wanted[name] = secrets.token_urlsafe(16)
+            changes.append(f"generated the SIP password of {name}")
     if _write_private(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n"):
         changes.append(f"wrote {path} (0600)")
     return wanted
@@ -279,6 +344,18 @@ def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
             "ENDPOINT": op.endpoint, "PASSWORD": _check_secret(passwords[op.endpoint], op.endpoint),
         }))
     values["OPERATOR_ENDPOINTS"] = "".join(endpoints).rstrip("\n") + "\n"
+    routes = load_phone_routes(settings)
+    unit_block = (TEMPLATE_DIR / "pjsip-unit-phone.conf.in").read_text(encoding="utf-8")
+    unit_endpoints = []
+    for name in routes.endpoints:
+        # a caller that passes only the operators' passwords (a render check) gets no test phones;
+        # install always generates theirs
+        if name in passwords:
+            unit_endpoints.append(render_template(unit_block, {
+                "ENDPOINT": name, "PASSWORD": _check_secret(passwords[name], name)}))
+    values["UNIT_PHONE_ENDPOINTS"] = "".join(unit_endpoints).rstrip("\n") + "\n"
+    values["UNIT_PHONE_ROUTES"] = _render_unit_phone_routes(routes)
+    values["UNIT_PHONE_DEFAULT"] = routes.default.replace("{number}", "${EXTEN}")
     return {
         path.name: render_template(path.read_text(encoding="utf-8"), values)
         for path in sorted(TEMPLATE_DIR.glob("*.conf"))
@@ -543,7 +620,7 @@ def install(settings: Settings) -> InstallReport:
         report = InstallReport(mode=mode, root=root, changes=changes)
         operators = load_operators(settings)
         secret = _ensure_ami_secret(settings, changes)
-        passwords = _ensure_sip_passwords(settings, operators, changes)
+        passwords = _ensure_sip_passwords(settings, operators, changes, load_phone_routes(settings).endpoints)
         _move_samples_aside(settings, changes)
         changed_configs = _write_configs(settings, secret, passwords, operators, changes)
         _ensure_dirs(settings, changes)
