@@ -1,4 +1,5 @@
-"""AGI entry points of the hotline: `ivr/main` runs the citizen's voice menu.
+"""AGI entry points of the hotline: `ivr/main` runs the citizen's voice menu, `ivr/survey` the
+回访 callback survey (R7.4) on a call placed by callback/runner.py.
 
 Each call gets its own CallContext (one database session, used in short transactions so a
 case created in the menu is durable even if the caller hangs up a second later). The call is
@@ -62,9 +63,10 @@ class Hotline:
 class CallContext:
     """One call's database session and the actions the flow may call."""
 
-    def __init__(self, hotline: Hotline, caller: str):
+    def __init__(self, hotline: Hotline, caller: str, callback_key: str = ""):
         self.hotline = hotline
         self.caller = caller
+        self.callback_key = callback_key  # the survey's attempt (callback/attempts.py)
         self.session = hotline.session_factory()
         self.call_id: int | None = None
         self.case_id: int | None = None
@@ -92,6 +94,7 @@ class CallContext:
             "create_case": self.create_case,
             "find_case": self.find_case,
             "leave_message": self.leave_message,
+            "record_satisfaction": self.record_satisfaction,
         }
 
     async def caller_open_cases(self, caller: str) -> dict:
@@ -139,6 +142,17 @@ class CallContext:
                     "deadline": deadline}
         return await self.tx(q)
 
+    async def record_satisfaction(self, case_number: str, value: str) -> dict:
+        """R7.4/R7.5: the survey's answer, stored on the case with this call (callback/attempts.py)."""
+        from callback.attempts import record_survey_answer  # the scheduler's side of the survey
+
+        def store(s: Session):
+            result = record_survey_answer(s, self.hotline.domain, key=self.callback_key, case_number=case_number,
+                                          value=value, call_id=self.call_id)
+            self.case_id = self.hotline.domain.workflow(s).get_case(case_number).id
+            return result
+        return await self.tx(store)
+
     async def leave_message(self, caller: str, recording: str) -> dict:
         def create(s: Session):
             wf = self.hotline.domain.workflow(s)
@@ -151,14 +165,17 @@ class CallContext:
 
 
 async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variables: dict | None = None,
-                   purpose: str = "hotline", direction: str = "inbound") -> None:
-    """Run one flow for one call and log the call (A2); the dialplan reads IVR_NEXT afterwards."""
+                   purpose: str = "hotline", direction: str = "inbound", callback_key: str = "",
+                   on_finish: Callable[[Session, CallContext, Any], Any] | None = None) -> Any:
+    """Run one flow for one call and log the call (A2); the dialplan reads IVR_NEXT afterwards.
+    `on_finish(session, ctx, result)` runs in the call record's closing transaction. Returns the
+    FlowResult (None if the flow broke)."""
     env = channel.request.env
     uniqueid = env.get("agi_uniqueid", "")
     caller = env.get("agi_callerid", "")
     if caller in ("unknown", "<unknown>"):
         caller = ""
-    ctx = CallContext(hotline, caller)
+    ctx = CallContext(hotline, caller, callback_key)
     now = hotline.domain.clock
     try:
         linkedid = (await channel.get_variable("CHANNEL(linkedid)")) or uniqueid
@@ -169,13 +186,14 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
                                    started_at=now(), answered_at=now())
             return call.id
         ctx.call_id = await ctx.tx(start)
-        driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid)
+        driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
         try:
             runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
                                 {"caller": caller, **(variables or {})})
             result = await runner.run()
         except Exception:
-            await _finish(ctx, now, outcome="queued", reason="error", path=[], digits=[], recording=None)
+            await _finish(ctx, now, outcome="queued", reason="error", path=[], digits=[], recording=None,
+                          on_finish=on_finish, result=None)
             raise  # the server sends the caller to the queue
         outcome, reason = result.outcome, result.reason
         log.info("call %s from %s: %s%s via %s", uniqueid, mask_phone(caller), outcome,
@@ -188,13 +206,20 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
                 await channel.set_variable("IVR_NEXT", "queue")
             except AGIHangup:
                 outcome, reason = "abandoned", "hangup"
+        elif not channel.hungup:
+            try:
+                await channel.set_variable("IVR_NEXT", "done")  # the dialplan queues anything else
+            except AGIHangup:
+                pass
         await _finish(ctx, now, outcome=outcome, reason=reason, path=result.path, digits=result.digits,
-                      recording=driver.recorded[-1] if driver.recorded else None)
+                      recording=driver.recorded[-1] if driver.recorded else None, on_finish=on_finish, result=result)
+        return result
     finally:
         ctx.close()
 
 
-async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recording) -> None:
+async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recording, on_finish=None,
+                  result=None) -> None:
     if ctx.call_id is None:
         return
 
@@ -203,11 +228,38 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
 
         calls.finish_call(s.get(Call, ctx.call_id), outcome=outcome, reason=reason, ended_at=now(),
                           flow_path=path, digits=digits, case_id=ctx.case_id, recording_path=recording)
+        if on_finish is not None:
+            on_finish(s, ctx, result)
     await ctx.tx(finish)
+
+
+async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
+    """R7.4: the callback survey on a call placed by callback/runner.py. The dialplan passes the
+    attempt's idempotency key and the case number (`ivr/survey?key=...&case=...`)."""
+    from callback.attempts import finish_survey
+
+    key = channel.request.query.get("key", "")
+    case_number = channel.request.query.get("case", "")
+    if not case_number:
+        log.warning("survey call %s without a case number; hanging up", channel.request.env.get("agi_uniqueid", ""))
+        return
+
+    def settle(s: Session, ctx: CallContext, result) -> None:
+        satisfaction = result.variables.get("satisfaction") if result is not None else None
+        reason = "no key pressed" if result is not None and result.reason != "hangup" else "hung up before rating"
+        if result is None:
+            reason = "survey failed"
+        finish_survey(s, hotline.domain, key=key, satisfaction=satisfaction, call_id=ctx.call_id, reason=reason)
+
+    await run_flow(hotline, channel, "survey", {"case_number": case_number}, purpose="callback",
+                   direction="outbound", callback_key=key, on_finish=settle)
 
 
 def router_for(hotline: Hotline) -> dict[str, Callable]:
     async def ivr_main(channel: AGIChannel) -> None:
         await run_flow(hotline, channel, "main")
 
-    return {"ivr/main": ivr_main}
+    async def ivr_survey(channel: AGIChannel) -> None:
+        await run_survey(hotline, channel)
+
+    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey}

@@ -95,15 +95,18 @@ def user_add(username, role, unit_code, display_name, extension, password) -> No
 @main.command()
 @click.option("--host", default=None, help="Default: settings (127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Default: settings (8000).")
-def serve(host: str | None, port: int | None) -> None:
-    """Run the HTTP API (and pages)."""
+@click.option("--no-telephony", is_flag=True, help="API only: no AMI link, no callback scheduler.")
+def serve(host: str | None, port: int | None, no_telephony: bool) -> None:
+    """Run the HTTP API (and pages) with the AMI link and the callback scheduler.
+
+    Several `serve` processes may share one PostgreSQL: exactly one runs the scheduler at a time."""
     import uvicorn
 
-    from callcenter.api.app import create_app
+    from callcenter.runtime import build_app
 
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level="info")
+    uvicorn.run(build_app(settings, telephony=not no_telephony), host=host or settings.api_host,
+                port=port or settings.api_port, log_level="info")
 
 
 @main.command()

@@ -2,9 +2,7 @@
 background services that hook in here (call control over AMI, the callback scheduler)."""
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 
 from callcenter.settings import Settings
 
@@ -30,11 +28,35 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
         provision.start(settings)
 
 
+def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool = True):
+    """The API with what runs beside it: the call-control link over AMI and the callback scheduler
+    (leader-elected, so several processes may share one database)."""
+    from callcenter.api.app import create_app
+    from ticketing.domain import Domain
+    from ticketing.store import make_engine
+
+    domain = domain or Domain.load(settings.config_dir)
+    engine = engine or make_engine(settings.effective_database_url)
+    callcontrol, background = None, []
+    if telephony:
+        from callback.service import CallbackService
+
+        callcontrol = _callcontrol(settings, domain, engine)
+        background.append(CallbackService(settings, domain=domain, engine=engine))
+    return create_app(settings, domain=domain, engine=engine, callcontrol=callcontrol, background=background)
+
+
+def _callcontrol(settings: Settings, domain, engine):
+    from callcenter.callcontrol import CallControl
+    from ticketing.store import make_session_factory
+
+    return CallControl.from_settings(settings, make_session_factory(engine), domain)
+
+
 async def run_hotline(settings: Settings) -> None:
     import uvicorn
 
     from agi.app import build_hotline, build_server
-    from callcenter.api.app import create_app
     from ticketing.domain import Domain
     from ticketing.store import make_engine
 
@@ -42,33 +64,13 @@ async def run_hotline(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     hotline = build_hotline(settings, domain=domain, engine=engine)
     agi = build_server(settings, hotline=hotline)
-    app = create_app(settings, domain=domain, engine=engine)
+    app = build_app(settings, domain=domain, engine=engine)
     api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info"))
-
-    services = []
-    for name in ("callcenter.callcontrol.service", "callback.service"):
-        try:
-            module = __import__(name, fromlist=["start_service"])
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        services.append(await module.start_service(settings, domain=domain, engine=engine, app=app))
-
     await agi.start()
     log.info("FastAGI on %s:%s, API on http://%s:%s", settings.agi_host, settings.agi_port,
              settings.api_host, settings.api_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    api_task = asyncio.create_task(api.serve())
     try:
-        await asyncio.wait([api_task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await api.serve()  # handles SIGINT/SIGTERM itself
     finally:
-        api.should_exit = True
         await agi.stop()
-        for service in reversed(services):
-            await service.stop()
-        await api_task
         engine.dispose()

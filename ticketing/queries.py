@@ -1,12 +1,14 @@
 """Read-side queries the people who must act rely on (T3): what is due soon and what is late.
 
-Each is one indexed range scan: (status, due) composite indexes on work orders and cases.
+Each is one indexed range scan: (status, due) composite indexes on work orders and cases, and
+for reports the partial index of open work orders in deadline order (ix_wo_open_report_due),
+which keeps "first 100 overdue" as fast at a million cases as at ten thousand.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 
 from ticketing.enums import CaseStatus, WorkOrderStatus
 from ticketing.models import Case, WorkOrder
@@ -16,14 +18,22 @@ NOT_REPORTED = (WorkOrderStatus.DISPATCHED, WorkOrderStatus.RECEIVED, WorkOrderS
                 WorkOrderStatus.RETURN_REQUESTED)
 
 
+def _not_reported():
+    # Written into the SQL as literals, not bound parameters: the planners (PostgreSQL generic
+    # plans, SQLite) match a query to a partial index only on the literal predicate
+    # `status IN ('dispatched', ...)`, which is the index's own WHERE (models.OPEN_WORK_ORDER_SQL).
+    return WorkOrder.status.in_(bindparam("not_reported", list(NOT_REPORTED), unique=True, expanding=True,
+                                          literal_execute=True))
+
+
 def overdue_reports(now: datetime) -> Select:
     """R8.3: work orders past their report-back deadline."""
-    return select(WorkOrder).where(WorkOrder.status.in_(NOT_REPORTED), WorkOrder.report_due_at < now)
+    return select(WorkOrder).where(_not_reported(), WorkOrder.report_due_at < now)
 
 
 def reports_due_soon(now: datetime, within: timedelta) -> Select:
     return select(WorkOrder).where(
-        WorkOrder.status.in_(NOT_REPORTED), WorkOrder.report_due_at >= now, WorkOrder.report_due_at < now + within
+        _not_reported(), WorkOrder.report_due_at >= now, WorkOrder.report_due_at < now + within
     )
 
 

@@ -211,6 +211,7 @@ class Workflow:
             callback_required=not discipline,
             assessed=not discipline,
             updated_at=now,
+            work_orders=[],  # known empty: answering with the case needs no query for them
         )
         self.session.add(case)
         self.session.flush()
@@ -394,6 +395,7 @@ class Workflow:
                 report_due_at=self.calendar.add_working_days(now, limit),
                 return_due_at=self.calendar.add_working_days(now, self.policy.limits.return_working_days),
                 urged_thresholds=[],
+                extensions=[],  # known empty: no query when the work order is shown
             )
             self.session.add(wo)
             created.append(wo)
@@ -406,9 +408,11 @@ class Workflow:
         case.satisfaction_source = None
         if live and any(u.type == UnitType.CONVENIENCE for u in resolved):
             case.callback_required = False  # R7.4: convenience services get no callback
-        self.session.flush()
+        # Deadlines come from the new work orders already in case.work_orders: one UPDATE of the
+        # case (one version step) in the flush that gives the work orders their ids.
         self._recompute_case_deadlines(case)
         self._touch(case)
+        self.session.flush()
         for wo in created:
             self._log(actor, "dispatch", case, wo, call_id=call_id, unit=wo.unit.code, mode=mode.value,
                       role=wo.role.value, round=round_no, report_due_at=wo.report_due_at)

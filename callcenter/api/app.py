@@ -1,16 +1,20 @@
 """The FastAPI application: /api/v1 routers, error mapping, request size limit."""
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.settings import Settings, get_settings
-from ticketing.calendar import CalendarError
+from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
 from ticketing.errors import DomainError
 from ticketing.store import make_engine, make_session_factory
@@ -22,17 +26,98 @@ MAX_BODY_BYTES = 256 * 1024
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:10]:
+        if err.get("type") == "json_invalid":
+            loc = err.get("loc", ())
+            where = f" at character {loc[-1]}" if len(loc) > 1 else ""
+            reason = (err.get("ctx") or {}).get("error", "")
+            parts.append(f"body: malformed JSON{where}" + (f" ({reason})" if reason else ""))
+            continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{loc or 'body'}: {err.get('msg')}")
     return "; ".join(parts)
 
 
-def create_app(settings: Settings | None = None, *, domain: Domain | None = None, engine: Engine | None = None) -> FastAPI:
+class BodyLimit:
+    """413 for bodies over the limit, declared (Content-Length) or streamed (chunked).
+
+    A chunked body has no length to check up front, so it is read here, at most the limit,
+    before the application sees it: an oversized one is never buffered whole.
+    """
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, scope, receive, send) -> None:
+        response = JSONResponse(status_code=413, content={
+            "error": "too_large", "detail": f"request bodies are limited to {self.max_bytes // 1024} KiB"})
+        await response(scope, receive, send)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None:
+            if not length.isdigit() or int(length) > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def create_app(settings: Settings | None = None, *, domain: Domain | None = None, engine: Engine | None = None,
+               callcontrol=None, background: Sequence = ()) -> FastAPI:
+    """``callcontrol``: a ``callcenter.callcontrol.CallControl`` when this process runs the telephone
+    link (started and stopped with the app; the API comes up even while Asterisk is down). Without
+    it the operator/queue endpoints answer 503. ``background``: services with async start()/stop()
+    run for the app's lifetime (the callback scheduler)."""
     settings = settings or get_settings()
     domain = domain or Domain.load(settings.config_dir)
     engine = engine or make_engine(settings.effective_database_url)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if callcontrol is not None and not callcontrol.link.ami.connected:
+            await callcontrol.start(wait=False)
+        started = []
+        try:
+            for service in background:
+                await service.start()
+                started.append(service)
+            yield
+        finally:
+            for service in reversed(started):
+                await service.stop()
+            if callcontrol is not None:
+                await callcontrol.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="12345 hotline",
         version="0.1.0",
         description="Cases, work orders and member units of a 12345 government public-service hotline.",
@@ -42,14 +127,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.domain = domain
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.callcontrol = callcontrol
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(status_code=413, content={
-                "error": "too_large", "detail": f"request bodies are limited to {MAX_BODY_BYTES // 1024} KiB"})
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError):
@@ -60,18 +140,36 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         return JSONResponse(status_code=409, content={"error": "concurrent_update",
                                                       "detail": "the case was changed by someone else; reload and try again"})
 
+    @app.exception_handler(DataError)
+    async def unstorable(_request: Request, exc: DataError):
+        # A value the database refuses (out-of-range number, NUL byte in a path or query): the
+        # caller's input, not a server fault. The driver's message stays in the log.
+        log.warning("store refused a value: %s", exc.orig)
+        return JSONResponse(status_code=422, content={"error": "invalid_input",
+                                                      "detail": "a value in the request cannot be stored or searched for"})
+
     @app.exception_handler(CalendarError)
     async def calendar_error(_request: Request, exc: CalendarError):
         log.error("calendar: %s", exc)
+        if isinstance(exc, CalendarUnknownYear):
+            # A configuration gap, not the caller's fault: say what is missing, that nothing was
+            # saved, and who can fix it - without the server's file-system layout.
+            where = Path(exc.overrides_file)
+            return JSONResponse(status_code=503, content={"error": "T1", "year": exc.year, "detail": (
+                f"a deadline of this action falls in {exc.year}, and no official working-day calendar for "
+                f"{exc.year} is configured, so deadlines cannot be counted (T1). Nothing was changed. "
+                f"An administrator must add the State Council's {exc.year} holiday arrangement (holidays "
+                f"and make-up working days) to {where.parent.name}/{where.name}; then try again.")})
         return JSONResponse(status_code=503, content={"error": "T1", "detail": str(exc)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content={"error": "invalid_input", "detail": _validation_message(exc)})
 
-    from callcenter.api.routers import admin, auth, cases, public, units, work_orders
+    from callcenter.api.routers import admin, auth, cases, operators, public, units, work_orders
+    from callcenter.api.routers import calls as call_control
 
-    for module in (auth, cases, work_orders, units, admin):
+    for module in (auth, cases, work_orders, units, admin, call_control, operators):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
 

@@ -1,0 +1,361 @@
+"""回访 callback attempts (R7.4, R7.5): the durable state machine behind every callback call.
+
+Pure domain + store code (no telephony): the runner (callback/runner.py) and the survey's AGI
+handler (agi/hotline.py) both move attempts through it, each in short committed transactions.
+
+An attempt's life::
+
+    scheduled --claim--> dialing --answered--> answered --rated--> done
+                            |                      |--not rated / survey broke--> not_rated | failed
+                            |--busy / no answer / failure--> busy | no_answer | failed
+    (an unsuccessful attempt schedules the next one with backoff, or puts the case on the front
+     desk's manual-callback list after `policy.callback.max_attempts`)
+
+Restart safety (issue 5 item 5): `claim` commits `dialing` BEFORE the Originate is sent, and
+state changes are conditional UPDATEs (`WHERE state = ...`), so no two runners can claim one
+attempt and a late or repeated event cannot move a finished attempt again. An idempotency key
+is never dialled twice: an attempt found in `dialing` after a crash is settled by asking
+Asterisk (callback/runner.py, `reconcile`).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ticketing import calls
+from ticketing.audit import Actor
+from ticketing.domain import Domain
+from ticketing.enums import CaseStatus, Role, Satisfaction
+from ticketing.models import CallbackAttempt, Case
+from ticketing.privacy import mask_phone
+from ticketing.queries import callbacks_due
+
+log = logging.getLogger("callback")
+
+CALLBACK_ACTOR = Actor(user_id=None, name="callback", role=Role.SYSTEM.value)
+
+SCHEDULED = "scheduled"
+DIALING = "dialing"
+ANSWERED = "answered"
+DONE = "done"
+NO_ANSWER = "no_answer"
+BUSY = "busy"
+FAILED = "failed"
+NOT_RATED = "not_rated"
+CANCELLED = "cancelled"  # the case no longer needs this attempt (rated by hand meanwhile)
+
+OPEN_STATES = (SCHEDULED, DIALING, ANSWERED)
+IN_FLIGHT_STATES = (DIALING, ANSWERED)
+UNSUCCESSFUL = frozenset({NO_ANSWER, BUSY, FAILED, NOT_RATED})
+FINAL_STATES = frozenset({DONE, CANCELLED}) | UNSUCCESSFUL
+
+# OriginateResponse Reason (Asterisk's AST_CONTROL_* of the dialled leg) -> attempt state.
+ORIGINATE_REASONS = {3: NO_ANSWER, 5: BUSY, 8: FAILED, 1: NO_ANSWER, 0: FAILED}
+CALL_OUTCOME = {NO_ANSWER: "no_answer", BUSY: "busy", FAILED: "failed"}
+
+
+def idempotency_key(case_number: str, attempt_no: int) -> str:
+    return f"cb-{case_number}-{attempt_no}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the runner needs to place one call, read in the claiming transaction."""
+
+    attempt_id: int
+    key: str
+    attempt_no: int
+    case_id: int
+    case_number: str
+    phone: str
+
+
+def _now(domain: Domain) -> datetime:
+    now = domain.clock()
+    if now.tzinfo is None:
+        raise ValueError("the clock must return aware datetimes")
+    return now
+
+
+def _round_attempts(session: Session, case: Case) -> int:
+    """Attempts made for the case's current report (a re-dispatched case is called again)."""
+    q = select(func.count()).select_from(CallbackAttempt).where(
+        CallbackAttempt.case_id == case.id,
+        CallbackAttempt.state.in_(tuple(UNSUCCESSFUL) + (DONE,)),
+    )
+    if case.reported_at is not None:
+        q = q.where(CallbackAttempt.scheduled_for >= case.reported_at)
+    return session.execute(q).scalar_one()
+
+
+def _next_attempt_no(session: Session, case_id: int) -> int:
+    last = session.execute(select(func.max(CallbackAttempt.attempt_no)).where(CallbackAttempt.case_id == case_id)).scalar_one()
+    return (last or 0) + 1
+
+
+# ---- planning ----------------------------------------------------------------------------------
+def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int | None = None) -> int:
+    """Give every reported case that needs its 回访 and has no open attempt a scheduled attempt.
+
+    Exclusions (R7.3c discipline cases, direct answers, three-way calls rated live, convenience
+    transfers) are the cases whose `callback_required` the workflow cleared. Works in pages of
+    `batch` (at most `pages` pages) so memory does not grow with the backlog. Returns how many
+    attempts were created.
+    """
+    now = _now(domain)
+    policy = domain.policy
+    slot = policy.next_callback_slot(now, domain.calendar)
+    open_attempt = exists().where(CallbackAttempt.case_id == Case.id, CallbackAttempt.state.in_(OPEN_STATES))
+    created = 0
+    while True:
+        rows = session.execute(
+            callbacks_due(now).with_only_columns(Case.id, Case.number, Case.citizen_phone)
+            .where(~open_attempt).order_by(Case.callback_due_at, Case.id).limit(batch)
+        ).all()
+        if not rows:
+            return created
+        values = []
+        for case_id, number, _phone in rows:
+            n = _next_attempt_no(session, case_id)
+            values.append({"case_id": case_id, "attempt_no": n, "idempotency_key": idempotency_key(number, n),
+                           "state": SCHEDULED, "scheduled_for": slot})
+        # Core insert: no ORM objects pile up in the session however large the backlog
+        session.execute(insert(CallbackAttempt), values)
+        created += len(values)
+        if pages is not None:
+            pages -= 1
+        if len(rows) < batch or pages == 0:
+            return created
+
+
+# ---- claiming (before the Originate) -----------------------------------------------------------
+def in_flight_count(session: Session, *, exclude: Iterable[int] = ()) -> int:
+    q = select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.state.in_(IN_FLIGHT_STATES))
+    ex = list(exclude)
+    if ex:
+        q = q.where(CallbackAttempt.id.not_in(ex))
+    return session.execute(q).scalar_one()
+
+
+def claim(session: Session, domain: Domain, limit: int, *, exclude: Iterable[int] = ()) -> list[Claimed]:
+    """Move up to `limit` due attempts to `dialing` (caller commits BEFORE dialling).
+
+    Only within calling hours and days (policy.callback). A case without a phone number goes
+    straight to the manual list.
+    """
+    now = _now(domain)
+    if limit <= 0 or not domain.policy.callback_may_call_at(now, domain.calendar):
+        return []
+    rows = session.execute(
+        select(CallbackAttempt.id, CallbackAttempt.idempotency_key, CallbackAttempt.attempt_no, Case.id, Case.number,
+               Case.citizen_phone, Case.status, Case.callback_manual)
+        .join(Case, Case.id == CallbackAttempt.case_id)
+        .where(CallbackAttempt.state == SCHEDULED, CallbackAttempt.scheduled_for <= now,
+               CallbackAttempt.id.not_in(list(exclude)) if exclude else True)
+        .order_by(CallbackAttempt.scheduled_for, CallbackAttempt.id)
+        .limit(limit)
+    ).all()
+    out: list[Claimed] = []
+    for attempt_id, key, attempt_no, case_id, number, phone, status, manual in rows:
+        if status != CaseStatus.REPORTED or manual:
+            _set_state(session, attempt_id, (SCHEDULED,), CANCELLED, now, detail=f"case is {status}")
+            continue
+        if not phone:
+            if _set_state(session, attempt_id, (SCHEDULED,), FAILED, now, detail="no phone number"):
+                wf = domain.workflow(session)
+                wf.mark_callback_manual(CALLBACK_ACTOR, wf.get_case(case_id), reason="no phone number to call")
+            continue
+        if _set_state(session, attempt_id, (SCHEDULED,), DIALING, now, started=True):
+            out.append(Claimed(attempt_id, key, attempt_no, case_id, number, phone))
+    return out
+
+
+def _set_state(session: Session, attempt_id: int, from_states: tuple[str, ...], to_state: str, now: datetime, *,
+               detail: str | None = None, started: bool = False, result: Satisfaction | None = None,
+               call_id: int | None = None) -> bool:
+    """Conditional transition; False if the attempt was not in `from_states` (someone else moved it)."""
+    values: dict = {"state": to_state}
+    if started:
+        values["started_at"] = now
+    if to_state in FINAL_STATES:
+        values["finished_at"] = now
+    if detail is not None:
+        values["detail"] = detail
+    if result is not None:
+        values["result"] = result.value
+    if call_id is not None:
+        values["call_id"] = call_id
+    res = session.execute(
+        update(CallbackAttempt).where(CallbackAttempt.id == attempt_id, CallbackAttempt.state.in_(from_states))
+        .values(**values).execution_options(synchronize_session=False)
+    )
+    return res.rowcount == 1
+
+
+def unclaim(session: Session, attempt_id: int) -> bool:
+    """The Originate was certainly NOT sent (AMI link down before writing): back to scheduled."""
+    res = session.execute(
+        update(CallbackAttempt).where(CallbackAttempt.id == attempt_id, CallbackAttempt.state == DIALING)
+        .values(state=SCHEDULED, started_at=None).execution_options(synchronize_session=False)
+    )
+    return res.rowcount == 1
+
+
+# ---- outcomes ----------------------------------------------------------------------------------
+def mark_answered(session: Session, domain: Domain, attempt_id: int) -> bool:
+    return _set_state(session, attempt_id, (DIALING,), ANSWERED, _now(domain))
+
+
+def record_unsuccessful(session: Session, domain: Domain, attempt_id: int, outcome: str, *, detail: str = "",
+                        from_states: tuple[str, ...] = IN_FLIGHT_STATES, log_call: bool = False,
+                        channel_id: str | None = None) -> str | None:
+    """No answer, busy, failure or not rated: retry with backoff, or the manual list after the
+    configured number of attempts. Returns "retry", "manual", or None if the attempt had already
+    moved on (e.g. the survey recorded a rating)."""
+    if outcome not in UNSUCCESSFUL:
+        raise ValueError(f"not an unsuccessful outcome: {outcome}")
+    now = _now(domain)
+    attempt = session.get(CallbackAttempt, attempt_id)
+    if attempt is None:
+        return None
+    call_id = None
+    if log_call and outcome in CALL_OUTCOME:
+        call = calls.open_call(session, uniqueid=channel_id or attempt.idempotency_key, direction="outbound",
+                               purpose="callback", caller_number="12345",
+                               callee_number=_case_phone(session, attempt.case_id), started_at=attempt.started_at or now)
+        calls.finish_call(call, outcome=CALL_OUTCOME[outcome], ended_at=now, reason=detail or None,
+                          case_id=attempt.case_id)
+        call_id = call.id
+    if not _set_state(session, attempt_id, from_states, outcome, now, detail=detail or outcome, call_id=call_id,
+                      result=Satisfaction.NOT_RATED if outcome == NOT_RATED else None):
+        return None
+    session.expire(attempt)
+    case = session.get(Case, attempt.case_id)
+    if case is None or case.status != CaseStatus.REPORTED or case.callback_manual:
+        return None  # settled by someone else meanwhile (e.g. a manual callback)
+    made = _round_attempts(session, case)
+    delay = domain.policy.callback.retry_delay(max(made, 1))
+    if delay is None:
+        wf = domain.workflow(session)
+        wf.mark_callback_manual(CALLBACK_ACTOR, case,
+                                reason=f"{made} automatic callback attempts without a rating (last: {outcome})")
+        log.info("callback %s: %s; case on the manual-callback list", attempt.idempotency_key, outcome)
+        return "manual"
+    n = _next_attempt_no(session, case.id)
+    when = domain.policy.next_callback_slot(now + delay, domain.calendar)
+    session.add(CallbackAttempt(case_id=case.id, attempt_no=n, idempotency_key=idempotency_key(case.number, n),
+                                state=SCHEDULED, scheduled_for=when))
+    session.flush()
+    log.info("callback %s: %s; attempt %d at %s", attempt.idempotency_key, outcome, n, when.isoformat())
+    return "retry"
+
+
+def _case_phone(session: Session, case_id: int) -> str:
+    return session.execute(select(Case.citizen_phone).where(Case.id == case_id)).scalar_one_or_none() or ""
+
+
+def attempt_by_key(session: Session, key: str) -> CallbackAttempt | None:
+    return session.execute(select(CallbackAttempt).where(CallbackAttempt.idempotency_key == key)).scalar_one_or_none()
+
+
+def record_survey_answer(session: Session, domain: Domain, *, key: str, case_number: str, value: str,
+                         call_id: int | None = None) -> dict:
+    """The survey's `record_satisfaction` action: the rating is stored on the case with the call
+    (R7.4); satisfied / basically satisfied cases are closed (R7.5), unsatisfied ones go to the
+    back office's list (status `unsatisfied`)."""
+    satisfaction = Satisfaction(value)
+    now = _now(domain)
+    attempt = attempt_by_key(session, key) if key else None
+    wf = domain.workflow(session)
+    case = wf.get_case(case_number)
+    if attempt is not None and attempt.case_id != case.id:
+        raise ValueError(f"callback {key} is not for case {case_number}")
+    if case.status == CaseStatus.REPORTED:
+        wf.record_callback(CALLBACK_ACTOR, case, satisfaction=satisfaction, call_id=call_id,
+                           note=f"automatic callback {key}" if key else "automatic callback")
+        if satisfaction != Satisfaction.UNSATISFIED:
+            wf.close(CALLBACK_ACTOR, case, note="satisfied in the callback survey")
+    else:
+        log.warning("callback %s: case %s is %s, rating %s kept on the attempt only", key, case.number, case.status,
+                    satisfaction.value)
+    if attempt is not None:
+        _set_state(session, attempt.id, (SCHEDULED, DIALING, ANSWERED), DONE, now, result=satisfaction,
+                   call_id=call_id, detail="rated")
+    return {"status": case.status.value}
+
+
+def finish_survey(session: Session, domain: Domain, *, key: str, satisfaction: str | None,
+                  call_id: int | None = None, reason: str = "") -> str | None:
+    """The survey call ended. Without a rating the attempt counts as unsuccessful (retry / manual)."""
+    attempt = attempt_by_key(session, key) if key else None
+    if attempt is None:
+        return None
+    if call_id is not None and attempt.call_id is None:
+        attempt.call_id = call_id
+        session.flush()
+    if satisfaction and satisfaction != Satisfaction.NOT_RATED.value and attempt.state == DONE:
+        return "done"
+    return record_unsuccessful(session, domain, attempt.id, NOT_RATED, detail=reason or "no key pressed",
+                               from_states=(DIALING, ANSWERED))
+
+
+# ---- read side (CLI, API) ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttemptRow:
+    key: str
+    case_number: str
+    phone_masked: str
+    attempt_no: int
+    state: str
+    scheduled_for: datetime
+    result: str | None
+    detail: str | None
+
+
+def list_attempts(session: Session, *, states: Iterable[str] | None = None, limit: int = 100) -> list[AttemptRow]:
+    q = (select(CallbackAttempt, Case.number, Case.citizen_phone).join(Case, Case.id == CallbackAttempt.case_id)
+         .order_by(CallbackAttempt.scheduled_for.desc(), CallbackAttempt.id.desc()).limit(limit))
+    if states:
+        q = q.where(CallbackAttempt.state.in_(list(states)))
+    return [AttemptRow(a.idempotency_key, number, mask_phone(phone), a.attempt_no, a.state, a.scheduled_for,
+                       a.result.value if a.result else None, a.detail)
+            for a, number, phone in session.execute(q).all()]
+
+
+def manual_list(session: Session, limit: int = 100) -> list[Case]:
+    """The front desk's manual-callback list."""
+    return list(session.execute(
+        select(Case).where(Case.status == CaseStatus.REPORTED, Case.callback_manual.is_(True))
+        .order_by(Case.callback_due_at).limit(limit)).scalars())
+
+
+def counts(session: Session) -> dict[str, int]:
+    return dict(session.execute(select(CallbackAttempt.state, func.count()).group_by(CallbackAttempt.state)).all())
+
+
+def due_count(session: Session, domain: Domain) -> int:
+    now = _now(domain)
+    return session.execute(select(func.count()).select_from(CallbackAttempt).where(
+        CallbackAttempt.state == SCHEDULED, CallbackAttempt.scheduled_for <= now)).scalar_one()
+
+
+def orphans(session: Session, exclude: Iterable[int]) -> list[tuple[int, str, str]]:
+    """Attempts in flight that this process is not driving: (id, key, state)."""
+    q = select(CallbackAttempt.id, CallbackAttempt.idempotency_key, CallbackAttempt.state).where(
+        CallbackAttempt.state.in_(IN_FLIGHT_STATES))
+    ex = list(exclude)
+    if ex:
+        q = q.where(CallbackAttempt.id.not_in(ex))
+    return [tuple(r) for r in session.execute(q).all()]
+
+
+__all__ = [
+    "CALLBACK_ACTOR", "Claimed", "AttemptRow", "plan_due", "claim", "unclaim", "in_flight_count", "mark_answered",
+    "record_unsuccessful", "record_survey_answer", "finish_survey", "list_attempts", "manual_list", "counts",
+    "due_count", "orphans", "idempotency_key", "attempt_by_key", "ORIGINATE_REASONS",
+]

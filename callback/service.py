@@ -1,0 +1,197 @@
+"""The callback and deadline scheduler service (issue 5 item 1).
+
+Runs inside any long-lived asyncio process (`callcenter callbacks run`, or the web server's
+lifespan: `await CallbackService(settings).start()` / `await service.stop()`). Every process
+competes for leadership (callback/leader.py); only the leader runs APScheduler (persistent
+SQLAlchemy job store in the project's database) with two jobs:
+
+- `callback-sweep` every `sweep_seconds`: plan, reconcile and place callbacks (callback/runner.py);
+- `deadline-sweep` every `deadline_seconds`: urges and alerts (callback/deadlines.py).
+
+Standbys poll every `poll_seconds` and take over when the leader's lock is released (PostgreSQL:
+at once when its connection dies; SQLite: when its lease expires).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from callback.deadlines import sweep_deadlines
+from callback.leader import Leadership, is_paused, leadership_for
+from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions
+from callcenter.ami.client import AMIClient
+from ticketing.domain import Domain
+from ticketing.store import make_engine, make_session_factory, session_scope
+
+log = logging.getLogger("callback.service")
+
+JOB_TABLE = "callcenter_scheduler_jobs"
+# The persistent job store keeps jobs by function name, not by object: the job functions below
+# find the running service(s) of this process here.
+_SERVICES: set[CallbackService] = set()
+
+
+async def callback_tick() -> None:
+    """APScheduler job: one callback sweep (referenced by name in the persistent job store)."""
+    for service in list(_SERVICES):
+        if service.is_leader:
+            await service.runner.sweep()
+
+
+async def deadline_tick() -> None:
+    """APScheduler job: one deadline sweep (referenced by name in the persistent job store)."""
+    for service in list(_SERVICES):
+        if service.is_leader:
+            await service.run_deadline_sweep()
+
+
+async def retention_tick() -> None:
+    """APScheduler job: delete call recordings past their retention (policy.recordings)."""
+    for service in list(_SERVICES):
+        if service.is_leader:
+            await service.run_retention()
+
+
+class CallbackService:
+    def __init__(self, settings=None, *, domain: Domain | None = None, engine: Engine | None = None,
+                 ami: AMIClient | None = None, options: RunnerOptions | None = None, sweep_seconds: float = 30.0,
+                 deadline_seconds: float = 300.0, poll_seconds: float = 5.0, lease_seconds: float = 20.0,
+                 holder: str | None = None, on_leadership: Callable[[bool], None] | None = None):
+        if settings is None:
+            from callcenter.settings import get_settings
+
+            settings = get_settings()
+        self.settings = settings
+        self.domain = domain or Domain.load(settings.config_dir)
+        self.engine = engine or make_engine(settings.effective_database_url)
+        self.sessions = make_session_factory(self.engine)
+        self._own_ami = ami is None
+        self.ami = ami or AMIClient.from_settings(settings, events=AMI_EVENTS)
+        self.runner = CallbackRunner(self.domain, self.sessions, self.ami, options, paused=self._paused)
+        self.sweep_seconds = sweep_seconds
+        self.deadline_seconds = deadline_seconds
+        self.poll_seconds = poll_seconds
+        self.leadership: Leadership = leadership_for(self.engine, holder, lease_seconds=lease_seconds)
+        self.on_leadership = on_leadership
+        self.is_leader = False
+        self.scheduler = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+
+    @property
+    def holder(self) -> str:
+        return self.leadership.holder
+
+    def _paused(self) -> bool:
+        try:
+            return is_paused(self.engine)
+        except Exception:  # noqa: BLE001 - an unreadable flag must not stop the runner's bookkeeping
+            log.exception("cannot read the pause flag; treating callbacks as paused")
+            return True
+
+    async def run_deadline_sweep(self):
+        def run():
+            with session_scope(self.sessions) as s:
+                return sweep_deadlines(s, self.domain)
+        return await asyncio.to_thread(run)
+
+    async def run_retention(self) -> int:
+        from callcenter.callcontrol.recording import purge_recordings
+
+        def run():
+            with session_scope(self.sessions) as s:
+                return purge_recordings(s, self.domain.clock(), self.domain.policy.recordings.retention_days,
+                                        settings=self.settings)
+        deleted = await asyncio.to_thread(run)
+        if deleted:
+            log.info("recordings past %d days deleted: %d", self.domain.policy.recordings.retention_days, deleted)
+        return deleted
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        _SERVICES.add(self)
+        if self._own_ami:
+            await self.ami.start(wait=False)  # keeps trying in the background; Asterisk may start later
+        self.runner.attach()
+        self._task = asyncio.create_task(self._leader_loop(), name="callback leadership")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._step_down()
+        await self.runner.stop(wait=False)
+        if self._own_ami:
+            await self.ami.stop()
+        await asyncio.to_thread(self.leadership.release)
+        _SERVICES.discard(self)
+
+    async def _leader_loop(self) -> None:
+        while not self._stopping:
+            try:
+                if not self.is_leader:
+                    if await asyncio.to_thread(self.leadership.try_acquire):
+                        await self._become_leader()
+                elif not await asyncio.to_thread(self.leadership.still_held):
+                    await self._step_down()
+            except Exception:  # noqa: BLE001 - the database may be briefly away; keep trying
+                log.exception("scheduler leadership check failed")
+                if self.is_leader:
+                    await self._step_down()
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _become_leader(self) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        log.info("scheduler %s is now the active one", self.holder)
+        self.is_leader = True
+        self.runner._stopping = False
+        scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 120},
+        )
+        now = datetime.now().astimezone()
+        scheduler.add_job("callback.service:callback_tick", "interval", seconds=self.sweep_seconds,
+                          id="callback-sweep", name="callback survey sweep (R7.4)", replace_existing=True,
+                          next_run_time=now)
+        scheduler.add_job("callback.service:deadline_tick", "interval", seconds=self.deadline_seconds,
+                          id="deadline-sweep", name="deadline keeping (R7.7, R8.2, R8.3)", replace_existing=True,
+                          next_run_time=now)
+        scheduler.add_job("callback.service:retention_tick", "interval", hours=24, id="recording-retention",
+                          name="recording retention clean-up", replace_existing=True, next_run_time=now)
+        scheduler.start()
+        self.scheduler = scheduler
+        if self.on_leadership is not None:
+            self.on_leadership(True)
+
+    async def _step_down(self) -> None:
+        if not self.is_leader:
+            return
+        log.warning("scheduler %s steps down", self.holder)
+        self.is_leader = False
+        self.runner._stopping = True  # no new calls; calls already placed finish in Asterisk
+        if self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        if self.on_leadership is not None:
+            self.on_leadership(False)
+
+
+async def run_forever(service: CallbackService) -> None:
+    await service.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await service.stop()
+
+
+__all__ = ["CallbackService", "callback_tick", "deadline_tick", "run_forever", "JOB_TABLE"]
