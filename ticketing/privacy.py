@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Mainland mobile numbers, fixed lines with area code, 18-digit ID numbers, and any long digit run.
-_ID_NUMBER = re.compile(r"\b\d{17}[\dXx]\b")
-_MOBILE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+# Digit-run boundaries, not \b: Chinese characters count as word characters, so \b never
+# matches between "号" and "3" and an ID number written right after its label would slip through.
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+# Written by hand a mobile is often grouped: 138-1234-5678, 138 1234 5678.
+_MOBILE = re.compile(r"(?<!\d)1[3-9]\d[ \-]?\d{4}[ \-]?\d{4}(?!\d)")
 _FIXED = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
 _LONG_DIGITS = re.compile(r"(?<!\d)\d{7,}(?!\d)")
 
@@ -29,8 +33,11 @@ def mask_name(name: str | None) -> str:
     return name[0] + "*" * (len(name) - 1)
 
 
-def scrub(text: str) -> str:
-    """Remove ID numbers and phone numbers from free text before it is published."""
+def scrub(text: str, names: Iterable[str] = ()) -> str:
+    """Remove ID numbers, phone numbers and the given personal names (the citizen's) from free
+    text before it is published."""
+    for name in sorted({n.strip() for n in names if n and len(n.strip()) >= 2}, key=len, reverse=True):
+        text = text.replace(name, "[姓名已隐藏]")
     text = _ID_NUMBER.sub("[身份证号已隐藏]", text)
     text = _MOBILE.sub("[电话已隐藏]", text)
     text = _FIXED.sub("[电话已隐藏]", text)

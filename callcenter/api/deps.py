@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -38,6 +38,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# Row ids in paths: bounded to the store's 32-bit integer keys, so a huge id is a 422, not a driver overflow.
+IdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
 DomainDep = Annotated[Domain, Depends(get_domain)]
 
 
@@ -47,6 +49,9 @@ def get_actor(session: SessionDep, domain: DomainDep, authorization: Annotated[s
     user = resolve_token(session, authorization.split(" ", 1)[1].strip(), now=domain.clock())
     if user is None:
         raise Unauthorized("the token is unknown, expired or revoked; log in again")
+    # Held for the request: the session's identity map is weak, and without this every later
+    # look-up of the acting user (a case's owner, a work order's dispatcher) is another query.
+    session.info["user"] = user
     return actor_of(user)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from ticketing.enums import (
     CaseKind,
@@ -20,10 +20,19 @@ from ticketing.enums import (
     WorkOrderStatus,
 )
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-RequiredShort = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here with a clear 422 instead of a driver error.
+    if "\x00" in value:
+        raise ValueError("text may not contain NUL (\\u0000) characters")
+    return value
+
+
+Storable = AfterValidator(_storable)
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), Storable]
+RequiredShort = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+RequiredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), Storable]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40, pattern=r"^[0-9+\-() ]*$")]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")]
 
@@ -63,6 +72,8 @@ class CaseIn(Strict):
     citizen_id_number: Annotated[str, StringConstraints(max_length=18, pattern=r"^[0-9Xx]*$")] = ""
     location: ShortText = ""
     reject: RejectIn | None = Field(default=None, description="refuse at intake (R3.1) in the same step")
+    dispatch: DispatchIn | None = Field(default=None, description="dispatch in the same step (R7.3: the "
+                                        "front desk dispatches the day it accepts); {} follows the category's routing")
 
 
 class Versioned(Strict):
@@ -112,7 +123,7 @@ class PublishIn(Strict):
 
 
 class NotifyIn(Strict):
-    channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    channel: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), Storable]
     notified_at: datetime | None = None
     note: Text = ""
 
@@ -238,7 +249,7 @@ class RosterIn(Strict):
     duty: Duty
     name: RequiredShort
     phone: Annotated[Phone, StringConstraints(min_length=3)]
-    effective_from: datetime
+    effective_from: AwareDatetime
 
 
 class RosterOut(BaseModel):

@@ -1,9 +1,8 @@
 """Users, the audit chain (A1) and unit assessment (R5.2, R6.1)."""
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter
+from pydantic import AwareDatetime
 from sqlalchemy import case as when
 from sqlalchemy import func, select
 
@@ -47,8 +46,8 @@ def verify_audit(actor: ActorDep, session: SessionDep) -> VerifyOut:
 
 
 @router.get("/assessment", summary="R5.2/R6.1: units scored on timeliness and satisfaction (R7.3c cases excluded)")
-def assessment(actor: ActorDep, session: SessionDep, since: datetime | None = None,
-               until: datetime | None = None) -> list[dict]:
+def assessment(actor: ActorDep, session: SessionDep, since: AwareDatetime | None = None,
+               until: AwareDatetime | None = None) -> list[dict]:
     require_roles(actor, Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN, rule="R5.2", what="see the assessment")
     stmt = (
         select(

@@ -1,13 +1,13 @@
 """Member units, their duty roster (R5.3, R9.1), categories and the knowledge base (R7.2)."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 from sqlalchemy import or_, select
 
-from callcenter.api.deps import ActorDep, DomainDep, SessionDep, commit, require_roles
+from callcenter.api.deps import ActorDep, DomainDep, IdPath, SessionDep, commit, require_roles
 from callcenter.api.schemas import CategoryOut, KnowledgeIn, KnowledgeOut, RosterIn, RosterOut, UnitOut
 from ticketing import audit
 from ticketing.enums import Role
@@ -40,7 +40,7 @@ def list_units(actor: ActorDep, session: SessionDep, type: str | None = None) ->
 
 
 @router.get("/units/{code}", response_model=UnitOut, summary="A unit with who is on duty now (or at ?at=)")
-def get_unit(code: str, actor: ActorDep, session: SessionDep, domain: DomainDep, at: datetime | None = None) -> UnitOut:
+def get_unit(code: str, actor: ActorDep, session: SessionDep, domain: DomainDep, at: AwareDatetime | None = None) -> UnitOut:
     unit = _unit(session, code)
     duty = on_duty(session, unit.id, at or domain.clock())
     return UnitOut(code=unit.code, name=unit.name, type=unit.type, joined=unit.joined, phone=unit.phone,
@@ -119,7 +119,7 @@ def add_knowledge(code: str, body: KnowledgeIn, actor: ActorDep, session: Sessio
 
 
 @router.put("/knowledge/{entry_id}", response_model=KnowledgeOut)
-def update_knowledge(entry_id: int, body: KnowledgeIn, actor: ActorDep, session: SessionDep, domain: DomainDep) -> KnowledgeOut:
+def update_knowledge(entry_id: IdPath, body: KnowledgeIn, actor: ActorDep, session: SessionDep, domain: DomainDep) -> KnowledgeOut:
     entry = session.get(KnowledgeEntry, entry_id)
     if entry is None:
         raise NotFound("knowledge entry", entry_id)
@@ -133,7 +133,7 @@ def update_knowledge(entry_id: int, body: KnowledgeIn, actor: ActorDep, session:
 
 
 @router.delete("/knowledge/{entry_id}", status_code=204)
-def retire_knowledge(entry_id: int, actor: ActorDep, session: SessionDep, domain: DomainDep) -> None:
+def retire_knowledge(entry_id: IdPath, actor: ActorDep, session: SessionDep, domain: DomainDep) -> None:
     entry = session.get(KnowledgeEntry, entry_id)
     if entry is None:
         raise NotFound("knowledge entry", entry_id)
