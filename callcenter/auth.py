@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ticketing import audit
 from ticketing.audit import Actor
@@ -81,7 +81,10 @@ def issue_token(session: Session, user: User, *, now: datetime, ttl: timedelta) 
 
 
 def resolve_token(session: Session, token: str, *, now: datetime) -> User | None:
-    row = session.execute(select(ApiToken).where(ApiToken.token_hash == _digest(token))).scalar_one_or_none()
+    # One round trip: the token and its user together (every request pays for this).
+    row = session.execute(
+        select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_hash == _digest(token))
+    ).scalar_one_or_none()
     if row is None or row.revoked or row.expires_at <= now or not row.user.active:
         return None
     return row.user

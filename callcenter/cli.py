@@ -142,21 +142,33 @@ def audit_verify() -> None:
     sys.exit(0 if report.ok else 1)
 
 
-def _register_optional_groups() -> None:
+def _register_groups() -> None:
     # Groups owned by the telephony and scheduling parts of the application.
-    for module, name in (("callcenter.pbx.cli", "asterisk_group"), ("callcenter.ivr_cli", "ivr_group"),
-                         ("callcenter.agi_cli", "agi_group"), ("callcenter.calls_cli", "call_group"),
-                         ("callback.cli", "callbacks_group")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        main.add_command(getattr(mod, name))
+    from callback.cli import callbacks_group
+    from callcenter.agi_cli import agi_group
+    from callcenter.calls_cli import call_group
+    from callcenter.ivr_cli import ivr_group
+    from callcenter.pbx.cli import asterisk_group
+
+    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group):
+        main.add_command(group)
 
 
-_register_optional_groups()
+_register_groups()
+
+
+def entry_point() -> None:
+    """Console entry point: a store that was never migrated gets a clear word, not a traceback."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        main(standalone_mode=True)
+    except (OperationalError, ProgrammingError) as exc:
+        text = str(exc.orig if getattr(exc, "orig", None) else exc).lower()
+        if "no such table" in text or "does not exist" in text:
+            _fail("the database has no schema yet: run `callcenter db upgrade` first")
+        raise
+
 
 if __name__ == "__main__":
-    main()
+    entry_point()

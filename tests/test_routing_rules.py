@@ -67,3 +67,24 @@ def test_r7_3d_service_attitude_goes_to_the_unit_concerned(api, domain):
     assert r.status_code == 422 and "unit" in r.json()["detail"]
     r = api.post(f"/api/v1/cases/{number}/dispatch", "op1", json={"units": ["tax"]})
     assert r.status_code == 200 and r.json()["work_orders"][0]["unit_code"] == "tax"
+
+
+def test_r7_3_accept_and_dispatch_in_one_request(api):
+    """R7.3: the front desk dispatches the day it accepts — in the same request if it likes."""
+    r = api.post("/api/v1/cases", "op1", json={
+        "kind": "complaint", "channel": "web", "title": "小区停水", "description": "三天未恢复供水",
+        "category_code": "water_supply", "citizen_phone": "13900001111", "dispatch": {}})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "dispatched" and body["work_orders"][0]["unit_code"] == "water_supply"
+    events = api.get(f"/api/v1/cases/{body['number']}/events", "sup1").json()
+    assert [e["action"] for e in events] == ["accept", "dispatch"]  # A1: both steps on record
+
+
+def test_r7_3_refused_dispatch_in_the_intake_request_stores_nothing(api):
+    before = api.get("/api/v1/cases/count", "sup1").json()
+    r = api.post("/api/v1/cases", "op1", json={
+        "kind": "complaint", "channel": "web", "title": "x", "description": "y",
+        "dispatch": {"units": ["cable_tv"]}})  # a unit that has not joined (R3.1(6))
+    assert r.status_code == 409 and r.json()["error"] == "R3.1"
+    assert api.get("/api/v1/cases/count", "sup1").json() == before

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from ticketing.models import AuditEvent, AuditHead
@@ -66,13 +66,32 @@ def _hashed_fields(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
+_HEAD_KEY = "audit_head_locked"
+_HEAD_TX = "audit_head_locked_in"
+
+
 def _lock_head(session: Session) -> AuditHead:
+    """The chain head, locked until the (sub)transaction that locked it ends; later events of the
+    same transaction reuse it instead of locking it again."""
+    head = session.info.get(_HEAD_KEY)
+    if head is not None and head in session:
+        return head
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, last_id=0, last_hash=GENESIS, count=0)
         session.add(head)
         session.flush()
+    session.info[_HEAD_KEY] = head
+    session.info[_HEAD_TX] = session.get_nested_transaction() or session.get_transaction()
     return head
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head(session: Session, transaction) -> None:
+    # The lock ends with the (sub)transaction that took it: a savepoint rolled back releases it.
+    if session.info.get(_HEAD_TX) is transaction:
+        session.info.pop(_HEAD_KEY, None)
+        session.info.pop(_HEAD_TX, None)
 
 
 def record(

@@ -171,6 +171,7 @@ class WorkCalendar:
         if office_day_end.tzinfo is not None:
             raise CalendarError("office_day_end is a local wall-clock time; give it without tzinfo")
         self.office_day_end = office_day_end
+        self._working: dict[date, bool] = {}  # answers never change for a loaded calendar
 
     # -- days ---------------------------------------------------------------------------------
 
@@ -186,6 +187,12 @@ class WorkCalendar:
 
     def is_working_day(self, d: date | datetime) -> bool:
         d = self._as_date(d)
+        known = self._working.get(d)
+        if known is None:
+            known = self._working[d] = self._is_working_day(d)
+        return known
+
+    def _is_working_day(self, d: date) -> bool:
         override = self.overrides.years.get(d.year)
         if override is not None:
             if d in override.holidays:

@@ -54,8 +54,12 @@ def create_case(body: CaseIn, actor: ActorDep, wf: WorkflowDep, session: Session
                      citizen_name=body.citizen_name, citizen_phone=body.citizen_phone,
                      citizen_id_number=body.citizen_id_number, location=body.location,
                      category_code=body.category_code)
+    if body.reject is not None and body.dispatch is not None:
+        raise InvalidInput("R3.1", "a request is either refused or dispatched, not both")
     if body.reject is not None:
         wf.reject(actor, case, reason=body.reject.reason, referral=body.reject.referral)
+    if body.dispatch is not None:
+        _dispatch(wf, actor, case, body.dispatch)
     commit(session)
     return _out(case, actor, domain)
 
@@ -151,6 +155,13 @@ def consent(number: str, body: ConsentIn, actor: ActorDep, wf: WorkflowDep, sess
              summary="R7.3: work order, three-way call or transfer; to one unit, a lead with co-units, or several")
 def dispatch(number: str, body: DispatchIn, actor: ActorDep, wf: WorkflowDep, session: SessionDep, domain: DomainDep) -> CaseOut:
     case = _load(wf, actor, number)
+    _dispatch(wf, actor, case, body)
+    commit(session)
+    return _out(case, actor, domain)
+
+
+def _dispatch(wf: Workflow, actor: Actor, case: Case, body: DispatchIn) -> None:
+    """Units and mode as given, or else from the case category's routing rule (config/categories.yaml)."""
     units, mode, lead = body.units, body.mode, body.lead
     if units is None:
         category = wf.category(case.category_code)
@@ -162,8 +173,6 @@ def dispatch(number: str, body: DispatchIn, actor: ActorDep, wf: WorkflowDep, se
             mode = DispatchMode.WORK_ORDER if category.route.mode == "discipline" else DispatchMode(category.route.mode)
     wf.dispatch(actor, case, units=units, mode=mode or DispatchMode.WORK_ORDER, lead=lead,
                 instructions=body.instructions, expected_version=body.expected_version)
-    commit(session)
-    return _out(case, actor, domain)
 
 
 @router.post("/{number}/live-outcome", response_model=CaseOut,
