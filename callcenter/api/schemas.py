@@ -1,10 +1,10 @@
 """Typed request and response bodies. Every input is bounded, so bad input is a clear 422."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
 from ticketing.enums import (
     CaseKind,
@@ -37,6 +37,16 @@ Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=40, p
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")]
 
 
+class Out(BaseModel):
+    """Response bodies: every time in UTC (ISO 8601, "Z"), however it was computed."""
+
+    @field_serializer("*", mode="wrap")
+    def _utc(self, value, handler):
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return handler(value)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,7 +56,7 @@ class LoginIn(Strict):
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-class TokenOut(BaseModel):
+class TokenOut(Out):
     access_token: str
     token_type: str = "bearer"
     expires_at: datetime
@@ -151,7 +161,7 @@ class UrgeIn(Strict):
     note: Text = ""
 
 
-class WorkOrderOut(BaseModel):
+class WorkOrderOut(Out):
     id: int
     case_number: str
     unit_code: str
@@ -179,7 +189,7 @@ class WorkOrderOut(BaseModel):
     pending_extension_id: int | None = None
 
 
-class CaseOut(BaseModel):
+class CaseOut(Out):
     number: str
     version: int
     kind: CaseKind
@@ -220,7 +230,7 @@ class CaseOut(BaseModel):
     operator_message: str | None = Field(default=None, description="text the operator reads to the citizen")
 
 
-class ExtensionOut(BaseModel):
+class ExtensionOut(Out):
     id: int
     work_order_id: int
     legal_basis: str
@@ -233,7 +243,7 @@ class ExtensionOut(BaseModel):
     new_due_at: datetime | None
 
 
-class EventOut(BaseModel):
+class EventOut(Out):
     id: int
     at: datetime
     actor: str
@@ -252,7 +262,7 @@ class RosterIn(Strict):
     effective_from: AwareDatetime
 
 
-class RosterOut(BaseModel):
+class RosterOut(Out):
     duty: Duty
     name: str
     phone: str
@@ -263,7 +273,7 @@ class RosterOut(BaseModel):
     reported_late: bool
 
 
-class UnitOut(BaseModel):
+class UnitOut(Out):
     code: str
     name: str
     type: str
@@ -272,7 +282,7 @@ class UnitOut(BaseModel):
     on_duty: list[RosterOut] = []
 
 
-class CategoryOut(BaseModel):
+class CategoryOut(Out):
     code: str
     name: str
     kinds: list[str]
@@ -288,7 +298,7 @@ class KnowledgeIn(Strict):
     category_code: Code | None = None
 
 
-class KnowledgeOut(BaseModel):
+class KnowledgeOut(Out):
     id: int
     unit_code: str
     unit_name: str
@@ -308,7 +318,7 @@ class UserIn(Strict):
     operator_extension: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,8}$")] | None = None
 
 
-class UserOut(BaseModel):
+class UserOut(Out):
     id: int
     username: str
     display_name: str
@@ -318,13 +328,13 @@ class UserOut(BaseModel):
     operator_extension: str | None
 
 
-class VerifyOut(BaseModel):
+class VerifyOut(Out):
     ok: bool
     checked: int
     problems: list[str]
 
 
-class PublicCaseOut(BaseModel):
+class PublicCaseOut(Out):
     number: str
     kind: CaseKind
     category: str | None
