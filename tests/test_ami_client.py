@@ -14,6 +14,7 @@ from callcenter.ami import (
     AMIConnectError,
     AMILinkLost,
     AMINotConnected,
+    AMIProtocolError,
     AMITimeout,
     Message,
 )
@@ -102,7 +103,8 @@ async def test_login_failure_retried_with_backoff_and_logged_once(ami, make_clie
     # The delay between attempts doubles up to the maximum.
     times = [s for s in _login_times(ami)]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert gaps[0] < 0.15 and all(0.15 < g < 0.6 for g in gaps[3:])
+    assert gaps[0] < 0.18, "first retry after the initial 0.05 s"
+    assert min(gaps[3:]) >= 0.19 and max(gaps) < 1.0, "then 0.1, 0.2, and capped at 0.2 s"
     # Fix the secret: the next attempt logs in.
     client._secret = ami.secret
     assert await client.wait_connected(2)
@@ -393,3 +395,24 @@ async def test_no_secret_and_no_clear_phone_number_in_debug_logs(ami, make_clien
     assert ami.secret not in text
     assert "13812345678" not in text and "138****5678" in text
     assert ami.secret not in repr(client)
+
+
+@pytest.mark.parametrize("greeting, error", [(b"HTTP/1.1 400 Bad Request\r\n\r\n", AMIProtocolError),
+                                             (b"", AMIConnectError)])
+async def test_peer_that_is_not_ami_gives_a_clear_error(greeting, error):
+    async def handle(reader, writer):
+        writer.write(greeting)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = AMIClient("127.0.0.1", port, "u", "s", **FAST)
+    try:
+        with pytest.raises(error):
+            await client.start()
+        assert not client.connected
+    finally:
+        await client.stop()
+        server.close()
+        await server.wait_closed()

@@ -80,7 +80,7 @@ def test_garbage_lines_without_colon_are_kept_aside_and_parsing_goes_on():
     parser = Parser()
     follows, hangup = parser.feed(data)
     assert follows.action_id == "x"
-    assert follows.unparsed == ["some raw CLI output", "--END COMMAND--"]
+    assert follows.unparsed == ("some raw CLI output", "--END COMMAND--")
     assert parser.garbage_lines == 2
     assert hangup.name == "Hangup" and hangup.get("Cause") == "16"
 
@@ -162,3 +162,19 @@ def test_repr_and_redacted_hide_secret_and_mask_numbers():
     assert shown["Secret"] == "***"
     assert shown["Channel"] == "PJSIP/138****5678@t"
     assert shown["Variable"] == {"CALLER": "139****5678"}
+    # Ids stay in clear even when they are long digit runs: callers reconcile with them.
+    ids = redacted({"Action": "Originate", "ActionID": "cc-12345678", "ChannelId": "cc-o12345678"})
+    assert ids["ActionID"] == "cc-12345678" and ids["ChannelId"] == "cc-o12345678"
+
+
+def test_parsed_message_keeps_header_order_and_spelling():
+    (msg,) = Parser(expect_banner=False).feed(
+        b"Response: Success\r\nActionID: 7\r\nOutput: a\r\nmessage: x\r\nOutput: b\r\nno colon here\r\n\r\n"
+    )
+    assert msg.items() == [("Response", "Success"), ("ActionID", "7"), ("Output", "a"), ("message", "x"),
+                           ("Output", "b")]
+    assert msg.keys() == ["Response", "ActionID", "Output", "message"]
+    assert msg.as_dict() == {"Response": "Success", "ActionID": "7", "Output": ["a", "b"], "message": "x"}
+    assert msg.get("MESSAGE") == "x" and len(msg) == 5 and "output" in msg
+    assert msg == Message([("Response", "Success"), ("ActionID", "7"), ("Output", "a"), ("message", "x"),
+                           ("Output", "b")], ["no colon here"])

@@ -25,7 +25,7 @@ import inspect
 import itertools
 import logging
 import secrets as _secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,6 @@ from callcenter.ami.errors import (
     AMITimeout,
 )
 from callcenter.ami.protocol import Message, Parser, action_name_of, encode_action, redacted
-from callcenter.ami.redact import mask_phone_numbers
 
 log = logging.getLogger("callcenter.ami")
 
@@ -161,6 +160,9 @@ class _Link:
                     action_id=item.action_id,
                 )
             )
+        # Wake whoever waits for the banner or FullyBooted: they check ``closed`` next.
+        self.greeted.set()
+        self.booted.set()
         with contextlib.suppress(Exception):
             if graceful:
                 self.writer.close()
@@ -200,7 +202,7 @@ class Subscription:
                 self._client.stats.callback_errors += 1
                 log.exception("AMI event subscriber %s failed on %s", _cb_name(self.callback), msg.name)
                 return
-            if inspect.isawaitable(result):  # a plain function that returned a coroutine
+            if result is not None and inspect.isawaitable(result):  # a plain function returning a coroutine
                 task = asyncio.ensure_future(result)
                 task.add_done_callback(self._log_task_error)
             return
@@ -361,7 +363,8 @@ class AMIClient:
         self.banner: str | None = None  # "Asterisk Call Manager/x.y.z" of the current/last link
 
         # Random per client: ActionIDs and ChannelIds never collide with an earlier process's.
-        self._id_prefix = f"cc{_secrets.token_hex(4)}"
+        # Letters only, so no id ever looks like a phone number to the log masking.
+        self._id_prefix = "cc" + "".join(_secrets.choice("abcdefghjkmnpqrstuvwxyz") for _ in range(8))
         self._ids = itertools.count(1)
         self._link: _Link | None = None
         self._connected = False
@@ -674,6 +677,9 @@ class AMIClient:
             self._last_failure = None
             self._failures_in_row = 0
             self._keepalive_task = asyncio.get_running_loop().create_task(self._keepalive(link))
+            if self._callbacks_task is not None and not self._callbacks_task.done():
+                # A resync for a link that already died is moot; do not let two run at once.
+                self._callbacks_task.cancel()
             self._callbacks_task = asyncio.get_running_loop().create_task(
                 self._run_on_connected(first, first_attempt)
             )
@@ -723,13 +729,15 @@ class AMIClient:
             try:
                 await asyncio.wait_for(link.greeted.wait(), self.connect_timeout)
             except TimeoutError:
-                if link.closed:
-                    raise AMIConnectError(
-                        f"AMI at {self.label} closed the connection before its banner ({link.close_reason})"
-                    ) from None
                 raise AMIConnectError(f"no AMI banner from {self.label} within {self.connect_timeout}s") from None
             if link.parser.banner is None:
-                raise AMIProtocolError(f"{self.label} is not an AMI server (no 'Asterisk Call Manager/' banner)")
+                if link.parser.banner_checked:
+                    raise AMIProtocolError(
+                        f"{self.label} is not an AMI server (no 'Asterisk Call Manager/' banner)"
+                    )
+                raise AMIConnectError(
+                    f"AMI at {self.label} closed the connection before its banner ({link.close_reason})"
+                )
             self.banner = link.parser.banner
             try:
                 pending = self._submit(
@@ -750,7 +758,8 @@ class AMIClient:
                     f"{reply.get_first('Message') or reply.response} "
                     "(check CALLCENTER_AMI_USERNAME/CALLCENTER_AMI_SECRET and manager.conf)"
                 )
-            if not link.booted.is_set():
+            # FullyBooted is a "system" event: not sent to a session logged in with Events: off.
+            if not link.booted.is_set() and self.events_filter.lower() != "off":
                 try:
                     await asyncio.wait_for(link.booted.wait(), self.boot_timeout)
                 except TimeoutError:
@@ -847,5 +856,4 @@ __all__ = [
     "AMIStats",
     "EventStream",
     "Subscription",
-    "mask_phone_numbers",
 ]
