@@ -809,7 +809,8 @@ def _wait_for_ami(settings: Settings, timeout: float) -> None:
         reachable, logged_in, detail = _ami_check(settings, timeout=2.0)
         if logged_in:
             return
-        if reachable and detail.startswith("login refused"):
+        # While Asterisk shuts down (a restart) it refuses every login: wait, that is not a bad secret.
+        if reachable and detail.startswith("login refused") and "shutting down" not in detail.lower():
             raise ProvisionError(f"Asterisk answers on AMI but refuses {settings.ami_username!r}: {detail}. "
                                  "Run `callcenter asterisk install` (it writes manager.conf) and restart.")
         if time.monotonic() - started > 2.0 and not running_pids(settings):
