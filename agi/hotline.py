@@ -104,10 +104,10 @@ class CallContext:
             # R7.3c cases are never spoken: the calling number may not be the reporter's own line.
             base = select(Case).where(Case.citizen_phone == caller, Case.status.in_(OPEN_CASE_STATUSES),
                                       Case.confidential.is_(False))
-            count = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
             latest = s.execute(base.order_by(Case.id.desc()).limit(1)).scalar_one_or_none()
-            if latest is None:
+            if latest is None:  # most callers: no count query needed
                 return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
+            count = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
             return {"count": count, "latest_number": latest.number.replace("-", ""),
                     "latest_status_prompt": status_prompt_name(latest.status.value, self.hotline.prompts)}
         return await self.tx(q)
