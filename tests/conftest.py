@@ -93,6 +93,9 @@ def engine(engine_for):
         if engine_for.dialect.name == "postgresql":
             conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
         else:
+            # cases and calls point at each other: cut those links before deleting
+            conn.execute(text("UPDATE cases SET created_by_call_id = NULL"))
+            conn.execute(text("UPDATE audit_events SET call_id = NULL"))
             for name in tables:
                 conn.execute(text(f"DELETE FROM {name}"))
     return engine_for
