@@ -747,6 +747,17 @@ def _port_in_use_tcp(host: str, port: int) -> bool:
     return False
 
 
+def _ports_busy(settings: Settings, wait: float) -> bool:
+    """True if AMI (tcp) or SIP (udp) is still taken after waiting up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        busy = (_port_in_use_tcp(settings.ami_host, settings.ami_port)
+                or _port_in_use_udp(settings.sip_host, settings.sip_port))
+        if not busy or time.monotonic() >= deadline:
+            return busy and _port_in_use_tcp(settings.ami_host, settings.ami_port)
+        time.sleep(0.2)
+
+
 def _port_in_use_udp(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
@@ -774,12 +785,14 @@ def _start_locked(settings: Settings, timeout: float) -> str:
     if running_pids(settings):
         _wait_for_ami(settings, timeout)
         return "already running"
-    # Someone else on our ports would make Asterisk start half-deaf; say so instead.
-    if _port_in_use_tcp(settings.ami_host, settings.ami_port):
+    # Someone else on our ports would make Asterisk start half-deaf; say so instead. A process
+    # that is still exiting (a multi-threaded Asterisk closes its sockets after its main thread
+    # is gone) gets a few seconds to let go first.
+    if _ports_busy(settings, wait=10.0):
         raise ProvisionError(
             f"AMI port {settings.ami_host}:{settings.ami_port} is already in use by another program "
             "(another Asterisk?): stop it or change CALLCENTER_AMI_PORT")
-    if _port_in_use_udp(settings.sip_host, settings.sip_port):
+    if _port_in_use_udp(settings.sip_host, settings.sip_port):  # _ports_busy waited already
         raise ProvisionError(
             f"SIP port {settings.sip_host}:{settings.sip_port}/udp is already in use: stop that program "
             "or change CALLCENTER_SIP_PORT")
@@ -846,8 +859,9 @@ def _stop_locked(settings: Settings, timeout: float = 15.0) -> bool:
             deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             # /proc/PID/exe is unreadable while a process exits, before it closes its sockets:
-            # wait for the PIDs themselves to vanish
+            # wait for the PIDs themselves to vanish, then for the ports to be free
             if not any(_alive(pid) for pid in pids):
+                _ports_busy(settings, wait=10.0)
                 return True
             time.sleep(0.1)
     raise ProvisionError(f"Asterisk (pid {pids}) did not stop")
