@@ -26,7 +26,6 @@ import asyncio
 import os
 import pickle
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -5,13 +5,12 @@ regulation says must hold. The clock is the fixture's FakeClock (Shanghai local 
 """
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
 
 from ticketing.models import AuditEvent
+from tests.helpers import local, ok, refused, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
 PHONE = "13812345678"
@@ -19,34 +18,7 @@ ID_NUMBER = "32028219900101123X"
 NAME = "张三丰"
 
 
-
-
 # ---- helpers ---------------------------------------------------------------------------------
-def ok(r, status: int = 200) -> dict:
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-def refused(r, status: int, rule: str) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["error"] == rule, body
-    assert body["detail"], body  # the person refused is told why
-    return body
-
-
-def local(iso: str) -> datetime:
-    return datetime.fromisoformat(iso).replace(tzinfo=SH)
-
-
-def when(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def travel(api, clock, iso: str) -> None:
-    """Move the clock; tokens live 12 h, so everyone logs in again."""
-    clock.set(iso)
-    api.tokens.clear()
 
 
 def new_case(api, as_: str = "op1", **fields) -> dict:

@@ -7,11 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -22,27 +20,10 @@ from ticketing.models import AuditEvent, Case, User, WorkOrder
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR, PASSWORD
+from tests.helpers import serve
 
 CASE = {"kind": "complaint", "channel": "mobile", "title": "夜间施工噪音",
         "description": "某工地夜间施工扰民", "citizen_phone": "13800002222"}
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    """The app on a real uvicorn server in a thread, on an ephemeral port."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 class Live:

@@ -9,32 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from ticketing.calendar import CalendarOverrides
 from ticketing.domain import Domain
+from tests.helpers import local, ok, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
-
-
-
-
-def ok(r, status: int = 200):
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-def local(iso: str) -> datetime:
-    return datetime.fromisoformat(iso).replace(tzinfo=SH)
-
-
-def when(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def travel(api, clock, iso: str) -> None:
-    clock.set(iso)
-    api.tokens.clear()  # tokens live 12 h
 
 
 def dispatched(api, kind: str = "consultation", unit: str = "water_supply", as_: str = "op1") -> tuple[str, dict]:

@@ -4,14 +4,9 @@ satisfaction, and none of the citizen's personal data; an R7.3c report never app
 Headless Debian Chromium driven by Playwright, against the app on a real uvicorn server."""
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select, update
 
 from ticketing.errors import DomainError
@@ -19,6 +14,7 @@ from ticketing.models import Case, User
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR
+from tests.helpers import serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,23 +26,6 @@ MOBILE = "13912345678"
 MOBILE_GROUPED = "139-1234-5678"
 ID_NUMBER = "320282199001011234"
 PERSONAL = [NAME, MOBILE, MOBILE_GROUPED, ID_NUMBER, "1234-5678", "199001011234"]
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _actor(session, username):

@@ -5,46 +5,19 @@ Clock: the fixture's FakeClock starts Monday 2026-03-02 09:00 Shanghai, when the
 """
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
 
 from ticketing.enums import Channel, RejectReason
 from ticketing.models import UnitNotification
+from tests.helpers import local, ok, refused, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
 PHONE = "13812345678"
 
 
-
-
 # ---- helpers ---------------------------------------------------------------------------------
-def ok(r, status: int = 200):
-    assert r.status_code == status, r.text
-    return r.json()
-
-
-def refused(r, status: int, rule: str) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["error"] == rule, body
-    assert body["detail"], body
-    return body
-
-
-def local(iso: str) -> datetime:
-    return datetime.fromisoformat(iso).replace(tzinfo=SH)
-
-
-def when(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def travel(api, clock, iso: str) -> None:
-    clock.set(iso)
-    api.tokens.clear()  # tokens live 12 h
 
 
 def new_case(api, as_: str = "op1", **fields) -> dict:

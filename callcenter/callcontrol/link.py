@@ -30,17 +30,17 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.ami.client import AMIClient
-from callcenter.ami.errors import AMIError, AMINotConnected
+from callcenter.ami.errors import AMIError
 from callcenter.ami.protocol import Message
-from callcenter.callcontrol.cel import CEL_KINDS, CallLogWriter, CelSource, LogEntry, cel_entry, parse_ami_time
+from callcenter.callcontrol.cel import CallLogWriter, CelSource, LogEntry, cel_entry, parse_ami_time
 from ticketing.errors import DomainError
 from ticketing.privacy import mask_phone
 

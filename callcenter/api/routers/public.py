@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from callcenter.api.deps import DomainDep, SessionDep
 from callcenter.api.schemas import PublicCaseOut
-from ticketing.models import Case, WorkOrder
+from ticketing.models import Case
 from ticketing.privacy import scrub
 
 router = APIRouter(tags=["public"])

@@ -1,0 +1,59 @@
+"""Small helpers the API tests share: reading answers, refusals, local times, time travel, a real server."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def ok(r, status: int = 200):
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def refused(r, status: int, rule: str) -> dict:
+    """A refusal names the rule and tells the person why."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"] == rule, body
+    assert body["detail"], body
+    return body
+
+
+def local(iso: str) -> datetime:
+    return datetime.fromisoformat(iso).replace(tzinfo=SH)
+
+
+def when(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def travel(api, clock, iso: str) -> None:
+    """Move the clock; tokens live 12 h, so everyone logs in again."""
+    clock.set(iso)
+    api.tokens.clear()
+
+
+@contextmanager
+def serve(app) -> Iterator[str]:
+    """The app on a real uvicorn server in a thread, on an ephemeral port."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
