@@ -305,6 +305,14 @@ class AGIChannel:
             return r.data if r.data is not None else ""
         return None
 
+    async def get_full_variable(self, expression: str) -> str | None:
+        """An expression with ``${...}`` substitutions evaluated on the channel (GET FULL VARIABLE):
+        several values in one round trip. None when Asterisk reports it unset (result=0)."""
+        r = await self.send("GET FULL VARIABLE", expression)
+        if r.result == 1:
+            return r.data if r.data is not None else ""
+        return None
+
     async def verbose(self, message: str, level: int = 1) -> None:
         await self.send("VERBOSE", message, level)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivr_flows import flow_path
@@ -25,7 +25,7 @@ from ivr_flows import PROMPTS_PATH
 from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
-from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, Channel, Role
+from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
 from ticketing.privacy import mask_phone
@@ -38,6 +38,15 @@ IVR_ACTOR = Actor(user_id=None, name="ivr", role=Role.SYSTEM.value)
 MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
 KIND_TITLES = {"consultation": "电话咨询", "suggestion": "电话建议批评", "complaint": "电话投诉举报",
                "urgent_help": "电话紧急求助"}
+
+
+# The open-cases lookup runs on every call: statements built once (building one costs more than
+# running it), columns instead of Case objects. R7.3c: confidential cases are never spoken -- the
+# calling number may not be the reporter's own line.
+_OPEN_CASES = (Case.citizen_phone == bindparam("caller"), Case.status.in_(OPEN_CASE_STATUSES),
+               Case.confidential.is_(False))
+_LATEST_OPEN_CASE = select(Case.number, Case.status).where(*_OPEN_CASES).order_by(Case.id.desc()).limit(1)
+_OPEN_CASE_COUNT = select(func.count()).select_from(Case).where(*_OPEN_CASES)
 
 
 def channel_for_number(number: str) -> Channel:
@@ -70,19 +79,33 @@ class CallContext:
         self.session = hotline.session_factory()
         self.call_id: int | None = None
         self.case_id: int | None = None
+        # The call record is written by the call's first transaction (or its closing one), not by
+        # a transaction of its own: one thread hop and one commit fewer per call.
+        self._open_call: Callable[[Session], int] | None = None
 
     def close(self) -> None:
         self.session.close()
 
+    def open_call_with_first_tx(self, open_call: Callable[[Session], int]) -> None:
+        self._open_call = open_call
+
     async def tx(self, fn: Callable[[Session], Any]) -> Any:
-        """Run fn in its own transaction off the event loop."""
+        """Run fn in its own transaction off the event loop; the call record is opened in the same
+        transaction if it is not yet (so fn sees ctx.call_id)."""
         def run():
+            opened = self.call_id is None and self._open_call is not None
             try:
+                if opened:
+                    self.call_id = self._open_call(self.session)
                 result = fn(self.session)
                 self.session.commit()
+                if opened:
+                    self._open_call = None
                 return result
             except BaseException:
                 self.session.rollback()
+                if opened:
+                    self.call_id = None  # rolled back with fn: the next transaction opens it again
                 raise
         return await asyncio.to_thread(run)
 
@@ -101,15 +124,13 @@ class CallContext:
         def q(s: Session):
             if not caller:
                 return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
-            # R7.3c cases are never spoken: the calling number may not be the reporter's own line.
-            base = select(Case).where(Case.citizen_phone == caller, Case.status.in_(OPEN_CASE_STATUSES),
-                                      Case.confidential.is_(False))
-            latest = s.execute(base.order_by(Case.id.desc()).limit(1)).scalar_one_or_none()
+            conn = s.connection()
+            latest = conn.execute(_LATEST_OPEN_CASE, {"caller": caller}).first()
             if latest is None:  # most callers: no count query needed
                 return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
-            count = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+            count = conn.execute(_OPEN_CASE_COUNT, {"caller": caller}).scalar_one()
             return {"count": count, "latest_number": latest.number.replace("-", ""),
-                    "latest_status_prompt": status_prompt_name(latest.status.value, self.hotline.prompts)}
+                    "latest_status_prompt": status_prompt_name(CaseStatus(latest.status).value, self.hotline.prompts)}
         return await self.tx(q)
 
     async def in_service_hours(self) -> dict:
@@ -178,14 +199,18 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
     ctx = CallContext(hotline, caller, callback_key)
     now = hotline.domain.clock
     try:
-        linkedid = (await channel.get_variable("CHANNEL(linkedid)")) or uniqueid
-
-        def start(s: Session):
-            call = calls.open_call(s, uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose,
-                                   caller_number=caller, callee_number=env.get("agi_dnid", "") or env.get("agi_extension", ""),
-                                   started_at=now(), answered_at=now())
-            return call.id
-        ctx.call_id = await ctx.tx(start)
+        # The dialplan passes the linkedid as the AGI's first argument (AGI(agi://.../ivr/main,
+        # ${CHANNEL(linkedid)})): one round trip fewer than asking for it.
+        linkedid = channel.request.args[0] if channel.request.args and channel.request.args[0] else None
+        if linkedid is None:
+            linkedid = (await channel.get_variable("CHANNEL(linkedid)")) or uniqueid
+        callee = env.get("agi_dnid", "") or env.get("agi_extension", "")
+        started = now()
+        ctx.open_call_with_first_tx(lambda s: calls.open_call_id(
+            s, uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose, caller_number=caller,
+            callee_number=callee, started_at=started, answered_at=started))
+        # A2: the call is on record from its first second, even if this server dies mid-greeting.
+        await ctx.tx(lambda s: None)
         driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
         try:
             runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
@@ -198,19 +223,13 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
         outcome, reason = result.outcome, result.reason
         log.info("call %s from %s: %s%s via %s", uniqueid, mask_phone(caller), outcome,
                  f" ({reason})" if reason else "", ">".join(result.path))
-        if outcome == "queued" and not channel.hungup:
+        if not channel.hungup:
             try:
-                await channel.set_variable("IVR_QUEUE_REASON", reason or "operator")
-                if ctx.case_id is not None:
-                    await channel.set_variable("CALLCENTER_CASE_ID", ctx.case_id)
-                await channel.set_variable("IVR_NEXT", "queue")
+                # One SET VARIABLE instead of three; the dialplan splits it (ivr_result_value).
+                await channel.set_variable(RESULT_VARIABLE, ivr_result_value(outcome, reason, ctx.case_id))
             except AGIHangup:
-                outcome, reason = "abandoned", "hangup"
-        elif not channel.hungup:
-            try:
-                await channel.set_variable("IVR_NEXT", "done")  # the dialplan queues anything else
-            except AGIHangup:
-                pass
+                if outcome == "queued":
+                    outcome, reason = "abandoned", "hangup"
         await _finish(ctx, now, outcome=outcome, reason=reason, path=result.path, digits=result.digits,
                       recording=driver.recorded[-1] if driver.recorded else None, on_finish=on_finish, result=result)
         return result
@@ -218,16 +237,32 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
         ctx.close()
 
 
+RESULT_VARIABLE = "IVR_RESULT"
+_UNSAFE_IN_RESULT = re.compile(r"[^0-9A-Za-z_.-]")
+
+
+def ivr_result_value(outcome: str, reason: str | None, case_id: int | None) -> str:
+    """The menu's answer to the dialplan as one channel variable, ``<next>|<queue reason>|<case id>``:
+    ``queue|consultation|42`` or ``done||``. The dialplan after AGI() (asterisk/extensions.conf
+    [citizen-in]) cuts it into IVR_NEXT (only ``done`` hangs up, anything else queues),
+    IVR_QUEUE_REASON (the CallcenterQueued Reason) and CALLCENTER_CASE_ID (the screen pop's
+    fallback). The reason is reduced to [0-9A-Za-z_.-] so it can neither add a field nor break the
+    dialplan application arguments it lands in."""
+    if outcome != "queued":
+        return "done||"
+    reason = _UNSAFE_IN_RESULT.sub("_", reason or "operator")[:64]
+    return f"queue|{reason}|{case_id if case_id is not None else ''}"
+
+
 async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recording, on_finish=None,
                   result=None) -> None:
-    if ctx.call_id is None:
+    if ctx.call_id is None and ctx._open_call is None:
         return
 
     def finish(s: Session):
-        from ticketing.models import Call
-
-        calls.finish_call(s.get(Call, ctx.call_id), outcome=outcome, reason=reason, ended_at=now(),
-                          flow_path=path, digits=digits, case_id=ctx.case_id, recording_path=recording)
+        # ctx.tx opened the record in this same transaction if no earlier one did
+        calls.finish_call_id(s, ctx.call_id, outcome=outcome, reason=reason, ended_at=now(), flow_path=path,
+                             digits=digits, case_id=ctx.case_id, recording_path=recording)
         if on_finish is not None:
             on_finish(s, ctx, result)
     await ctx.tx(finish)

@@ -66,6 +66,8 @@ def default_responder(command: str) -> str:
         return "200 result=1"
     if upper.startswith("GET DATA"):
         return "200 result= (timeout)"
+    if upper.startswith("GET FULL VARIABLE") and "READSTATUS" in upper:
+        return "200 result=1 (TIMEOUT|)"  # after EXEC Read: nothing pressed (agi/driver.py _read_app)
     if upper.startswith(("STREAM FILE", "CONTROL STREAM FILE")):
         return "200 result=0 endpos=1600"
     if upper.startswith("RECORD FILE"):

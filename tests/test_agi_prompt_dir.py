@@ -35,6 +35,8 @@ def _press_one(command: str) -> str:
         return "200 result=1 (1732512345.7)"
     if upper.startswith("GET DATA"):
         return "200 result=1"
+    if upper.startswith("GET FULL VARIABLE"):  # the menu's Read(): status OK, digit 1
+        return "200 result=1 (OK|1)"
     if upper.startswith("STREAM FILE"):
         return "200 result=0 endpos=160"
     if upper.startswith("SET VARIABLE"):
@@ -57,13 +59,16 @@ async def test_a2_menu_key_1_over_fastagi_uses_the_asked_prompts_and_logs_call_a
     finally:
         await server.stop()
     prompts = [c.split()[2] for c in commands if c.startswith(("STREAM FILE", "GET DATA"))]
+    # the menu's 6 prompts are one Read(): EXEC Read "IVR_DIGITS,<folder>/menu_consultation&...,1,,1,5"
+    read = next(c for c in commands if c.startswith("EXEC Read"))
+    prompts += read.split(",")[1].split("&")
     assert prompts[0] == f"{folder}/welcome" and f"{folder}/menu_operator" in prompts
     assert all(p.startswith(f"{folder}/") for p in prompts), prompts
-    assert "SET VARIABLE IVR_NEXT queue" in commands
     with session_scope(store) as s:
         call = s.execute(select(Call).where(Call.uniqueid == "1732512345.7")).scalar_one()
         case = s.execute(select(Case).where(Case.created_by_call_id == call.id)).scalar_one()
         assert (call.outcome, call.outcome_reason, call.case_id) == ("queued", "consultation", case.id)
+        assert f"SET VARIABLE IVR_RESULT queue|consultation|{case.id}" in commands
         assert case.citizen_phone == "13900000001" and case.kind.value == "consultation"
         spoken = next(c for c in commands if c.startswith("SAY DIGITS"))
         assert spoken.split()[2] == case.number.replace("-", "")

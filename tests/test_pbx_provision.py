@@ -99,7 +99,7 @@ def test_templates_render_with_no_leftover_placeholders(tmp_path):
         assert f"password = pw-{op.id}-abcdefgh" in pjsip
     assert "remove_existing = yes" in pjsip and "max_contacts = 1" in pjsip
     ext = configs["extensions.conf"]
-    assert "AGI(agi://127.0.0.1:14573/ivr/main)" in ext
+    assert "AGI(agi://127.0.0.1:14573/ivr/main,${CHANNEL(linkedid)})" in ext  # the linkedid as argument
     for context in ("[citizen-in]", "[hotline-queue]", "[operators]", "[outbound-callback]"):
         assert context in ext
     testing = configs["extensions_testing.conf"]

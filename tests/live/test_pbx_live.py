@@ -38,8 +38,8 @@ def test_asterisk_does_not_run_as_root(asterisk):
 
 def test_dialplan_contract_is_loaded(asterisk):
     citizen_in = provision.cli(asterisk, "dialplan show citizen-in")
-    assert f"AGI(agi://{asterisk.agi_host}:{asterisk.agi_port}/ivr/main)" in citizen_in
-    assert "2 extensions (8 priorities)" in citizen_in  # 12345 and h, nothing lost to a syntax error
+    assert f"AGI(agi://{asterisk.agi_host}:{asterisk.agi_port}/ivr/main,${{CHANNEL(linkedid)}})" in citizen_in
+    assert "2 extensions (13 priorities)" in citizen_in  # 12345 and h, nothing lost to a syntax error
     for context in ("hotline-queue", "operators", "test-citizen", "test-dtmf", "outbound-callback",
                     "citizen-phones"):
         out = provision.cli(asterisk, f"dialplan show {context}")

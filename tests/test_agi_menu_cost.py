@@ -1,0 +1,158 @@
+"""The voice menu's cost per call (issue 3 benchmark (b)) without losing what a call must leave behind
+(A2): the linkedid comes as the AGI argument, the menu's 6 prompts are one Read(), the answer to the
+dialplan is one variable, and the call record is written by the call's first and last transactions
+-- still one record per call with uniqueid, linkedid, caller, path, digits, outcome and case."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from agi.app import RECORDINGS_DIR
+from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
+from agi.server import FastAGIServer
+from agi.testing import FakeAsterisk
+from ticketing import calls
+from ticketing.models import Call, Case
+from ticketing.store import session_scope
+
+CALLER = "13900000002"
+
+
+@pytest.fixture
+def store(seeded):
+    yield seeded
+    with session_scope(seeded) as s:  # cases <-> calls point at each other: cut before emptying
+        s.execute(update(Case).values(created_by_call_id=None))
+
+
+def answers(*, linkedid="1732512345.9", key="1", read_status="OK", hangup_at=None):
+    """Asterisk's answers on a live channel; `hangup_at`: the first command the caller is gone for."""
+    def respond(command: str) -> str:
+        upper = command.upper()
+        if hangup_at and upper.startswith(hangup_at):
+            return "511 result=-1 Command Not Permitted on a dead channel or intercepted channel"
+        if upper.startswith("GET FULL VARIABLE"):
+            return f"200 result=1 ({read_status}|{key})"
+        if upper.startswith("GET VARIABLE"):
+            return f"200 result=1 ({linkedid})"
+        if upper.startswith("STREAM FILE"):
+            return "200 result=0 endpos=160"
+        if upper.startswith("SET VARIABLE"):
+            return "200 result=1"
+        return "200 result=0"
+    return respond
+
+
+async def call_menu(store, domain, responder, **header):
+    hotline = Hotline.create(domain, store, RECORDINGS_DIR)
+    server = FastAGIServer(router_for(hotline), "127.0.0.1", 0)
+    await server.start()
+    try:
+        fake = FakeAsterisk("127.0.0.1", server.port, "ivr/main", callerid=CALLER, **header)
+        await fake.connect()
+        return await fake.run(responder, timeout=20)
+    finally:
+        await server.stop()
+
+
+def the_call(store, uniqueid):
+    with session_scope(store) as s:
+        call = s.execute(select(Call).where(Call.uniqueid == uniqueid)).scalar_one()
+        case = s.execute(select(Case).where(Case.created_by_call_id == call.id)).scalar_one_or_none()
+        s.expunge_all()
+        return call, case
+
+
+async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(store, domain):
+    commands = await call_menu(store, domain, answers(), uniqueid="1732512345.21", args=["1732512345.20"])
+    call, case = the_call(store, "1732512345.21")
+    assert not any(c.startswith("GET VARIABLE") for c in commands)  # no round trip for the linkedid
+    assert (call.linkedid, call.caller_number, call.direction) == ("1732512345.20", CALLER, "inbound")
+    assert (call.outcome, call.outcome_reason, call.case_id) == ("queued", "consultation", case.id)
+    assert call.flow_path[:2] == ["greeting", "open_cases"] and "main_menu" in call.flow_path
+    assert any(d.get("digits") == "1" for d in call.digits), call.digits
+    assert call.ended_at is not None and case.citizen_phone == CALLER
+    # the case is committed before its number is said: SAY DIGITS comes after create_case's transaction
+    assert next(c for c in commands if c.startswith("SAY DIGITS")).split()[2] == case.number.replace("-", "")
+    # one variable for the dialplan, and nothing after it
+    sets = [c for c in commands if c.startswith("SET VARIABLE")]
+    assert sets == [f"SET VARIABLE IVR_RESULT queue|consultation|{case.id}"] and commands[-1] == sets[0]
+
+
+async def test_menu_prompts_are_one_read_and_without_argument_the_linkedid_is_asked(store, domain):
+    commands = await call_menu(store, domain, answers(linkedid="1732512345.30"), uniqueid="1732512345.31")
+    call, _ = the_call(store, "1732512345.31")
+    assert commands[0] == "GET VARIABLE CHANNEL(linkedid)" and call.linkedid == "1732512345.30"
+    read = [c for c in commands if c.startswith("EXEC Read")]
+    assert len(read) == 1 and "hotline/menu_consultation&" in read[0] and "&hotline/menu_operator,1,,1," in read[0]
+    assert not any(c.startswith("GET DATA") for c in commands)
+
+
+async def test_a2_hangup_in_the_greeting_still_leaves_a_call_record(store, domain):
+    commands = await call_menu(store, domain, answers(hangup_at="STREAM FILE"), uniqueid="1732512345.41",
+                               args=["1732512345.40"])
+    call, case = the_call(store, "1732512345.41")
+    assert (call.outcome, call.linkedid, case) == ("abandoned", "1732512345.40", None)
+    assert call.flow_path == ["greeting"] and not any(c.startswith("SET VARIABLE") for c in commands)
+
+
+async def test_missing_menu_prompt_sends_the_caller_to_an_operator_and_logs_it(store, domain):
+    # Read() returns at once with READSTATUS=ERROR when a prompt exists in no language
+    commands = await call_menu(store, domain, answers(read_status="ERROR", key=""), uniqueid="1732512345.51",
+                               args=["1732512345.50"])
+    call, case = the_call(store, "1732512345.51")
+    assert "SET VARIABLE IVR_RESULT queue|error|" in commands  # the dialplan queues: nobody stranded
+    assert (call.outcome, call.outcome_reason, case) == ("queued", "error", None)
+
+
+async def test_r7_3_open_cases_are_looked_up_in_the_first_transaction_and_spoken(store, domain):
+    with session_scope(store) as s:
+        wf = domain.workflow(s)
+        older = wf.accept(IVR_ACTOR, kind="consultation", channel="mobile", title="t", description="d",
+                          citizen_phone=CALLER)
+        domain.clock.advance(minutes=1)
+        latest = wf.accept(IVR_ACTOR, kind="complaint", channel="mobile", title="t", description="d",
+                           citizen_phone=CALLER)
+        # R7.3c: a confidential case is neither counted nor spoken
+        secret = wf.accept(IVR_ACTOR, kind="complaint", channel="mobile", title="t", description="d",
+                           citizen_phone=CALLER)
+        secret.confidential = True
+        numbers = older.number, latest.number
+    commands = await call_menu(store, domain, answers(), uniqueid="1732512345.61", args=["1732512345.60"])
+    assert any(c.startswith("SAY NUMBER 2 ") for c in commands), commands  # two open cases, not three
+    said = [c.split()[2] for c in commands if c.startswith("SAY DIGITS")]
+    assert said[0] == numbers[1].replace("-", "")
+    call, case = the_call(store, "1732512345.61")
+    assert call.flow_path[:3] == ["greeting", "open_cases", "open_cases_count"] and case is not None
+
+
+@pytest.mark.parametrize("outcome, reason, case_id, value", [
+    ("queued", "consultation", 42, "queue|consultation|42"),
+    ("queued", None, None, "queue|operator|"),
+    ("queued", "bad|reason:x,y", None, "queue|bad_reason_x_y|"),
+    ("self_served", None, 7, "done||"),
+    ("abandoned", "hangup", None, "done||"),
+])
+def test_the_dialplan_answer_is_one_variable_it_can_cut(outcome, reason, case_id, value):
+    # [citizen-in] cuts IVR_RESULT at "|": IVR_NEXT (only "done" hangs up), IVR_QUEUE_REASON, CALLCENTER_CASE_ID
+    assert ivr_result_value(outcome, reason, case_id) == value
+
+
+def test_a2_open_call_id_is_idempotent_and_finish_keeps_what_it_is_not_given(sessions, clock):
+    with session_scope(sessions) as s:
+        first = calls.open_call_id(s, uniqueid="u.1", linkedid="l.1", caller_number=CALLER, started_at=clock())
+    with session_scope(sessions) as s:  # a replayed AGI session: the same row
+        assert calls.open_call_id(s, uniqueid="u.1", caller_number="other", started_at=clock()) == first
+        calls.finish_call_id(s, first, outcome="queued", reason="operator", ended_at=clock(),
+                             flow_path=["greeting"], digits=[{"node": "main_menu", "digits": "0"}], recording_path="r.wav")
+    ended = clock()
+    clock.advance(seconds=30)
+    with session_scope(sessions) as s:
+        calls.finish_call_id(s, first, outcome="abandoned", reason="hangup", ended_at=clock())
+        with pytest.raises(ValueError):
+            calls.finish_call_id(s, first, outcome="nonsense", ended_at=clock())
+    with session_scope(sessions) as s:
+        call = s.get(Call, first)
+        assert (call.linkedid, call.caller_number, call.outcome, call.outcome_reason) == ("l.1", CALLER, "abandoned", "hangup")
+        assert call.flow_path == ["greeting"] and call.digits == [{"node": "main_menu", "digits": "0"}]
+        assert call.recording_path == "r.wav" and call.ended_at == ended  # the first end time stays
