@@ -289,8 +289,13 @@ async def test_a2_asterisk_restart_during_call_link_back_in_5s_log_exactly_once(
             if "op8004" in provision.endpoint_contacts(stack.settings):
                 break
             await asyncio.sleep(0.25)
-        member = stack.cc.queue.member("8004")
+        for _ in range(40):  # the QueueMemberAdded event of the re-login follows the resync
+            member = stack.cc.queue.member("8004")
+            if member is not None:
+                break
+            await asyncio.sleep(0.25)
         assert member is not None, "the operator was put back into the queue after the restart"
+        assert "op8004" in provision.cli(stack.settings, "queue show hotline-12345")  # Asterisk agrees
         await link.reconcile()
         await link.flush_log()
         feed.close()
