@@ -92,22 +92,24 @@ class CallContext:
     async def tx(self, fn: Callable[[Session], Any]) -> Any:
         """Run fn in its own transaction off the event loop; the call record is opened in the same
         transaction if it is not yet (so fn sees ctx.call_id)."""
-        def run():
-            opened = self.call_id is None and self._open_call is not None
-            try:
-                if opened:
-                    self.call_id = self._open_call(self.session)
-                result = fn(self.session)
-                self.session.commit()
-                if opened:
-                    self._open_call = None
-                return result
-            except BaseException:
-                self.session.rollback()
-                if opened:
-                    self.call_id = None  # rolled back with fn: the next transaction opens it again
-                raise
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(self.run_tx, fn)
+
+    def run_tx(self, fn: Callable[[Session], Any]) -> Any:
+        """The transaction itself, on the calling thread."""
+        opened = self.call_id is None and self._open_call is not None
+        try:
+            if opened:
+                self.call_id = self._open_call(self.session)
+            result = fn(self.session)
+            self.session.commit()
+            if opened:
+                self._open_call = None
+            return result
+        except BaseException:
+            self.session.rollback()
+            if opened:
+                self.call_id = None  # rolled back with fn: the next transaction opens it again
+            raise
 
     # ---- the actions ivr_flows/main.yaml calls ---------------------------------------------
     def actions(self) -> dict[str, Callable]:

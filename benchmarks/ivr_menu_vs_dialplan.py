@@ -86,20 +86,7 @@ def _run_transactions_inline() -> None:
     from agi.hotline import CallContext
 
     async def tx(self, fn):
-        opened = self.call_id is None and self._open_call is not None  # as CallContext.tx
-        try:
-            if opened:
-                self.call_id = self._open_call(self.session)
-            result = fn(self.session)
-            self.session.commit()
-            if opened:
-                self._open_call = None
-            return result
-        except BaseException:
-            self.session.rollback()
-            if opened:
-                self.call_id = None
-            raise
+        return self.run_tx(fn)
 
     CallContext.tx = tx
 
