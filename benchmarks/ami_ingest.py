@@ -290,6 +290,57 @@ async def measure(calls: int, inflight: int, wait: str) -> tuple[list[tuple[floa
     }
 
 
+def replay_link_logging(chunks: list[tuple[float, bytes]]) -> dict:
+    """The same bytes through the call-control link, which parses each event, updates its channel
+    state and writes the call log (A2) to a fresh SQLite store — as every event arrives on the live
+    link. Each call of the burst gets its call row first (as the voice menu writes it), so every
+    log entry has a call to land on. Returns events, call-log rows written, wall time and rate."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from callcenter.callcontrol.link import CallLink
+    from ticketing import calls as call_records
+    from ticketing.models import CallEvent
+    from ticketing.store import make_engine, make_session_factory, session_scope, upgrade
+
+    workdir = tempfile.mkdtemp(prefix="ami-ingest-store-")
+    url = f"sqlite:///{workdir}/ingest.db"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    parser = Parser(expect_banner=False)
+    linkedids = {m.get_first("Linkedid") for _, d in chunks for m in parser.feed(d)} - {None, ""}
+    now = datetime.now(UTC)
+    with session_scope(sessions) as s:
+        for lid in linkedids:
+            call_records.open_call(s, uniqueid=lid, linkedid=lid, started_at=now)
+
+    async def run() -> tuple[int, float, float]:
+        link = CallLink(AMIClient("127.0.0.1", 1, "x", "x"), sessions)
+        link._log_queue = asyncio.Queue()  # the log worker, as start() runs it, without an AMI login
+        link._log_task = asyncio.get_running_loop().create_task(link._log_worker())
+        feed = Parser(expect_banner=False)
+        events = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _, data in chunks:
+            for msg in feed.feed(data):
+                link._on_event(msg)
+                events += 1
+            await asyncio.sleep(0)  # let the writer run between reads, as on the live link
+        assert await link.flush_log(timeout=600)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        link._log_task.cancel()
+        return events, wall, cpu
+
+    events, wall, cpu = asyncio.run(run())
+    with session_scope(sessions) as s:
+        rows = s.execute(select(func.count()).select_from(CallEvent)).scalar_one()
+    engine.dispose()
+    return {"link_events": events, "link_rows": rows, "link_wall_s": wall, "link_cpu_s": cpu,
+            "link_rate": events / wall if wall else 0.0}
+
+
 def report(r: dict) -> str:
     return "\n".join([
         f"burst: {r['calls']} originated Local calls, {r['inflight']} in flight, originates done in "
@@ -309,6 +360,10 @@ def report(r: dict) -> str:
         f"{100 * r['machine_busy']:.0f}% busy",
         f"client capacity (same bytes replayed through parser + dispatch, one core): "
         f"{r['replay_rate']:.0f} events/s ({r['replay_rate'] / max(r['raw_peak'], 1):.1f}x Asterisk's peak)",
+        f"call-control link (parse + state + call log to SQLite, same bytes): {r['link_events']} events, "
+        f"{r['link_rows']} call-log rows in {r['link_wall_s']:.2f} s = {r['link_rate']:.0f} events/s "
+        f"({r['link_rate'] / max(r['raw_peak'], 1):.1f}x Asterisk's peak, {r['link_rate'] / max(r['raw_rate'], 1):.1f}x "
+        f"its average); CPU {r['link_cpu_s']:.2f} s",
     ])
 
 
@@ -324,6 +379,7 @@ def main() -> None:
         return
     chunks, result = asyncio.run(measure(args.calls, args.inflight, args.wait))
     result["replay_events"], result["replay_rate"] = replay_capacity(chunks)
+    result.update(replay_link_logging(chunks))
     print(report(result))
 
 
