@@ -112,6 +112,12 @@ def _call_row(session: Session, uniqueid: str) -> Call | None:
     return session.execute(select(Call).where(Call.uniqueid == uniqueid)).scalar_one_or_none()
 
 
+async def _my_call(control, session: Session, actor: Actor, uniqueid: str):
+    """The front-desk operator's own live call (403 another operator's, 404 unknown, 410 hung up)."""
+    _front_desk(actor)
+    return await control.resolve(_endpoint(session, actor), uniqueid, known=_call_row(session, uniqueid) is not None)
+
+
 def _unit(wf: Workflow, code: str) -> MemberUnit:
     return wf.unit_by_code(code)
 
@@ -195,9 +201,7 @@ async def warm_transfer(uniqueid: Uniqueid, body: UnitCallIn, request: Request, 
 @router.post("/{uniqueid}/transfer/complete", summary="Complete the warm transfer: the unit takes the citizen")
 async def complete_transfer(uniqueid: Uniqueid, request: Request, actor: ActorDep, session: SessionDep,
                             wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
-    _front_desk(actor)
-    known = _call_row(session, uniqueid) is not None
-    cc = await control.resolve(_endpoint(session, actor), uniqueid, known=known)
+    cc = await _my_call(control, session, actor, uniqueid)
     if cc.state != "consulting" or cc.unit is None or cc.case_number is None:
         raise CallStateError("no warm transfer with a unit on the line to complete")
     case = wf.get_case(cc.case_number)
@@ -212,9 +216,7 @@ async def complete_transfer(uniqueid: Uniqueid, request: Request, actor: ActorDe
 @router.post("/{uniqueid}/transfer/cancel", summary="Cancel the warm transfer: back to the citizen")
 async def cancel_transfer(uniqueid: Uniqueid, request: Request, actor: ActorDep, session: SessionDep,
                           wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
-    _front_desk(actor)
-    known = _call_row(session, uniqueid) is not None
-    cc = await control.resolve(_endpoint(session, actor), uniqueid, known=known)
+    cc = await _my_call(control, session, actor, uniqueid)
     outcome = await control.cancel_transfer(cc)
     case = wf.get_case(cc.case_number) if cc.case_number else None
     _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(), settings=_settings(request))
@@ -249,8 +251,7 @@ async def start_conference(uniqueid: Uniqueid, body: UnitCallIn, request: Reques
 @router.post("/{uniqueid}/conference/leave", summary="The operator drops out; citizen and unit stay")
 async def leave_conference(uniqueid: Uniqueid, request: Request, actor: ActorDep, session: SessionDep,
                            wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
-    _front_desk(actor)
-    cc = await control.resolve(_endpoint(session, actor), uniqueid, known=_call_row(session, uniqueid) is not None)
+    cc = await _my_call(control, session, actor, uniqueid)
     outcome = await conference.leave(control, cc)
     _log(session, actor, uniqueid, outcome.steps, case=None, now=domain.clock(), settings=_settings(request))
     commit(session)
@@ -260,8 +261,7 @@ async def leave_conference(uniqueid: Uniqueid, request: Request, actor: ActorDep
 @router.post("/{uniqueid}/conference/rejoin", summary="Call the operator's phone back into the three-way call")
 async def rejoin_conference(uniqueid: Uniqueid, request: Request, actor: ActorDep, session: SessionDep,
                             wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
-    _front_desk(actor)
-    cc = await control.resolve(_endpoint(session, actor), uniqueid, known=_call_row(session, uniqueid) is not None)
+    cc = await _my_call(control, session, actor, uniqueid)
     outcome = await conference.rejoin(control, cc)
     _log(session, actor, uniqueid, outcome.steps, case=None, now=domain.clock(), settings=_settings(request))
     commit(session)
@@ -271,8 +271,7 @@ async def rejoin_conference(uniqueid: Uniqueid, request: Request, actor: ActorDe
 @router.get("/{uniqueid}/conference", summary="Who is in the call's room now (ConfbridgeList)")
 async def conference_members(uniqueid: Uniqueid, actor: ActorDep, session: SessionDep,
                              control: ControlDep) -> dict:
-    _front_desk(actor)
-    cc = await control.resolve(_endpoint(session, actor), uniqueid, known=_call_row(session, uniqueid) is not None)
+    cc = await _my_call(control, session, actor, uniqueid)
     return {"uniqueid": uniqueid, "state": cc.state, "room": cc.room,
             "members": await conference.members(control, cc)}
 
@@ -303,8 +302,7 @@ def live_outcome(uniqueid: Uniqueid, body: OutcomeIn, actor: ActorDep, session: 
 @router.post("/{uniqueid}/consent", summary="R7.3f: disclaimer read to the citizen, and their answer")
 async def convenience_consent(uniqueid: Uniqueid, body: ConsentIn, request: Request, actor: ActorDep,
                               session: SessionDep, wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
-    _front_desk(actor)
-    cc = await control.resolve(_endpoint(session, actor), uniqueid, known=_call_row(session, uniqueid) is not None)
+    cc = await _my_call(control, session, actor, uniqueid)
     case = _case(wf, body.case_number)
     call = _log(session, actor, uniqueid, [control.step("convenience_consent", consent=body.consent,
                                                         disclaimer_read=body.disclaimer_read)],
