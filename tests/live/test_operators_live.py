@@ -212,9 +212,13 @@ async def test_r5_1_r4_1_queued_citizen_rings_operator_phone_and_screen_pop_has_
         q = (await api.get("/api/v1/queue", headers=headers)).json()
         assert q["operators"]["busy"] >= 1 and q["callers_waiting"] == 0
         op_leg = next(c for c in mine if c["operator"] == "8003")
+        # waiting starts before the hangup: the citizen's Hangup event may arrive before the POST returns
+        citizen_gone = asyncio.ensure_future(
+            stack.cc.link.wait_for(lambda m: m.name == "Hangup" and m.get_first("Uniqueid") == uniqueid, 10))
+        await asyncio.sleep(0)
         r = await api.post(f"/api/v1/operators/me/calls/{op_leg['uniqueid']}/hangup", headers=headers)
         assert r.status_code == 200, r.text
-        await stack.cc.link.wait_for(lambda m: m.name == "Hangup" and m.get_first("Uniqueid") == uniqueid, 10)
+        await citizen_gone
         # hung up: acting on it again is a clear 410
         r = await api.post(f"/api/v1/operators/me/calls/{op_leg['uniqueid']}/hangup", headers=headers)
         assert r.status_code == 410 and r.json()["error"] == "call_ended"
