@@ -172,6 +172,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     for module in (auth, cases, work_orders, units, admin, call_control, operators):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
+    app.include_router(__import__("callcenter.web", fromlist=["router"]).router)  # staff console: /app pages
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict:

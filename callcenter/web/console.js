@@ -1,0 +1,978 @@
+// 12345 staff console: one module for every page (body[data-page] says which).
+// It only calls the /api/v1 JSON API with the bearer token kept in sessionStorage; the API
+// decides who may see and do what (R5.3, R7.3c), this code never works around it.
+
+const API = "/api/v1";
+const store = window.sessionStorage;
+
+// ---- names shown to people ---------------------------------------------------------------
+const L = {
+  kind: { consultation: "咨询", suggestion: "建议批评", complaint: "投诉举报", urgent_help: "非警务紧急求助" },
+  channel: { landline: "固定电话", mobile: "手机", web: "网站", fax: "传真", sms: "短信" },
+  caseStatus: {
+    new: "新受理", rejected: "不予受理", pending_back_office: "待后台派单", dispatched: "已交办",
+    reported: "已报结", awaiting_close: "待办结", unsatisfied: "不满意", closed: "已办结",
+  },
+  woStatus: {
+    dispatched: "待签收", received: "已签收", notified: "已告知", reported: "已报结",
+    return_requested: "退回待审核", returned: "已退回", cancelled: "已撤销",
+  },
+  mode: { work_order: "电子工单", three_way: "三方通话", transfer: "电话转接", discipline: "转纪委监察局（工单）" },
+  woRole: { sole: "单独办理", lead: "牵头单位", co_unit: "协办单位", independent: "分别办理" },
+  satisfaction: { satisfied: "满意", basically_satisfied: "基本满意", unsatisfied: "不满意", not_rated: "未评价" },
+  reject: {
+    outside_jurisdiction: "(1) 不属于本市管辖",
+    military_or_police: "(2) 涉军涉警或属110报警事项",
+    legal_proceedings: "(3) 已进入诉讼、仲裁、行政审批或复议程序",
+    secrets_or_privacy: "(4) 涉及国家秘密、商业秘密或个人隐私",
+    unlawful_or_immoral: "(5) 违反法律法规或社会公德",
+    unit_not_joined: "(6) 承办单位未加入平台",
+    cannot_be_handled: "(7) 无法办理或答复",
+  },
+  role: { front_desk: "前台话务员", back_office: "后台", unit_staff: "成员单位", discipline: "纪委监察局",
+          supervisor: "监督", admin: "管理员" },
+  mark: { overdue: "已超期", soon: "即将到期", met: "按时", late: "超期", pending: "" },
+  notifyChannel: { phone: "电话", sms: "短信", visit: "上门", original: "原渠道", other: "其他" },
+  pause: { break: "小休", meal: "用餐", training: "培训", meeting: "会议", after_call_work: "话后整理", other: "其他" },
+};
+const ROLE_HOME = { front_desk: "/app/desk", unit_staff: "/app/unit", discipline: "/app/unit",
+                    back_office: "/app/back", supervisor: "/app/back", admin: "/app/back" };
+const PAGE_ROLES = { desk: ["front_desk"], unit: ["unit_staff", "discipline"], back: ["back_office", "supervisor", "admin"] };
+const STATUS_WORDS = {
+  0: "无法连接服务器", 400: "请求有误", 401: "登录已失效，请重新登录", 403: "无权执行此操作", 404: "未找到",
+  409: "当前状态不允许此操作", 410: "通话已结束", 413: "提交的内容过长", 422: "输入有误", 503: "服务暂不可用",
+};
+// The regulation's rule behind a refusal, in the words staff use (REQUIREMENTS.md).
+const RULE_HINTS = {
+  "R3.1": "不予受理须选择原因", "R3.2": "须记录告知诉求人的去向", "R4.1": "首问负责：仅受理人或后台可处理",
+  "R5.1": "前台职责范围", "R5.2": "后台职责范围", "R5.3": "工单属于其他单位",
+  "R7.2": "直接答复须记录答复内容", "R7.3": "交办规则", "R7.3c": "党员干部经济问题举报只交纪委监察局",
+  "R7.3f": "便民服务须先告知可能收费并经诉求人同意", "R7.3g": "应急事项须与应急办三方通话",
+  "R7.3h": "多单位件由后台确定牵头单位", "R7.4": "回访与满意度", "R7.5": "办结规则", "R7.6": "公开规则",
+  "R7.7": "催办", "R8.1": "签收工单", "R8.2": "告知诉求人", "R8.4": "报结须先告知诉求人并写明答复",
+  "R8.5": "延期须引用依据，1至60个工作日", "R8.6": "退回须在退回期限内并说明理由", "T1": "工作日历",
+};
+const FIELD_WORDS = {
+  title: "标题", description: "诉求内容", citizen_phone: "联系电话", citizen_id_number: "身份证号",
+  citizen_name: "诉求人姓名", location: "地点", answer: "答复内容", referral: "告知去向", reason: "原因",
+  legal_basis: "延期依据", extra_working_days: "延期工作日数", channel: "告知方式", satisfaction: "满意度",
+  note: "说明", username: "用户名", password: "密码", category_code: "分类", kind: "诉求类型",
+};
+
+// ---- small helpers -----------------------------------------------------------------------
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "value") el.value = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+
+const TIME = new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit",
+  day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+function fmt(iso) {
+  if (!iso) return "—";
+  const p = Object.fromEntries(TIME.formatToParts(new Date(iso)).map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+}
+const CATEGORIES = [];  // from /console/categories, loaded once per page
+const categoryName = (code) => (CATEGORIES.find((c) => c.code === code) || { name: code || "—" }).name;
+const label = (table, key) => (key === null || key === undefined ? "—" : (L[table][key] ?? key));
+
+class ApiError extends Error {
+  constructor(status, rule, detail) {
+    super(detail || "");
+    this.status = status; this.rule = rule; this.detail = detail;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const token = store.getItem("token");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let r;
+  try {
+    r = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, "network", "请检查网络后重试");
+  }
+  if (r.status === 204) return null;
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!r.ok) {
+    const detail = data && typeof data.detail === "string" ? data.detail
+      : (data && data.detail ? JSON.stringify(data.detail) : text.slice(0, 300));
+    if (r.status === 401 && path !== "/auth/token") expired();
+    throw new ApiError(r.status, data && data.error, detail);
+  }
+  return data;
+}
+const get = (path) => api("GET", path);
+const post = (path, body = {}) => api("POST", path, body);
+
+function explain(err) {
+  if (!(err instanceof ApiError)) return `出错了：${err && err.message ? err.message : err}`;
+  const words = STATUS_WORDS[err.status] || `出错了（${err.status}）`;
+  let detail = err.detail || "";
+  if (err.rule === "invalid_input") {
+    detail = detail.replace(/(^|; )([a-z_.]+):/g, (m, sep, field) => {
+      const last = field.split(".").pop();
+      return `${sep}${FIELD_WORDS[last] || field}：`;
+    });
+  }
+  const hint = RULE_HINTS[err.rule];
+  const rule = hint ? `（${err.rule} ${hint}）` : (err.rule && /^[RTA]\d/.test(err.rule) ? `（${err.rule}）` : "");
+  return `${words}${rule}${detail ? "：" + detail : ""}`;
+}
+function showError(el, err) {
+  if (!el) return;
+  el.textContent = explain(err);
+  el.hidden = false;
+}
+function clearError(el) { if (el) { el.textContent = ""; el.hidden = true; } }
+
+function expired() {
+  store.removeItem("token");
+  const who = $(".who");
+  if (who && !$(".relogin")) who.after(h("a", { class: "relogin", href: "/app/login" }, "登录已失效，请重新登录"));
+}
+
+function markBadge(mark) {
+  if (!mark || mark === "pending") return null;
+  return h("span", { class: `mark ${mark}` }, L.mark[mark]);
+}
+function due(iso, mark) {
+  return h("span", { class: `due ${mark || ""}` }, fmt(iso), " ", markBadge(mark));
+}
+// For case-level deadlines the API gives `overdue` (dispatched and past the deadline) and the met flags.
+function caseDue(iso, met, overdue) {
+  const mark = met === true ? "met" : met === false ? "late" : overdue ? "overdue" : null;
+  return due(iso, mark);
+}
+
+// ---- action forms: values stay in the form when the API refuses -----------------------------
+// fields: [{name, label, type: text|textarea|select|checkbox|number|hidden, options: {value: label}, value, required}]
+// buttons: [{label, value}] - several submit buttons (values._button tells which); default one `submit`.
+function actionForm({ title, fields = [], submit = "提交", buttons = null, onSubmit, cls = "" }) {
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const done = h("p", { class: "done", hidden: true });
+  const form = h("form", { class: `action ${cls}`, novalidate: true });
+  if (title) form.append(h("h4", {}, title));
+  for (const f of fields) {
+    let input;
+    if (f.type === "textarea") input = h("textarea", { name: f.name, rows: f.rows || 2, maxlength: 5000 });
+    else if (f.type === "select") {
+      input = h("select", { name: f.name },
+        Object.entries(f.options).map(([v, t]) => h("option", { value: v }, t)));
+    } else if (f.type === "checkbox") input = h("input", { type: "checkbox", name: f.name });
+    else input = h("input", { type: f.type || "text", name: f.name, maxlength: f.type === "number" ? null : 200,
+                              min: f.min, max: f.max });
+    if (f.value !== undefined && f.value !== null) input.value = f.value;
+    if (f.type === "hidden") { form.append(input); continue; }
+    form.append(h("label", { class: f.type === "checkbox" ? "inline" : "" }, f.label, " ", input));
+  }
+  const bar = h("div", { class: "actions" });
+  for (const b of buttons || [{ label: submit, value: "submit" }]) {
+    bar.append(h("button", { type: "submit", value: b.value, class: b.cls || "" }, b.label));
+  }
+  form.append(bar, error, done);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearError(error);
+    done.hidden = true;
+    const values = { _button: ev.submitter ? ev.submitter.value : "submit" };
+    for (const f of fields) {
+      const el = form.elements[f.name];
+      values[f.name] = f.type === "checkbox" ? el.checked : f.type === "number" ? Number(el.value) : el.value.trim();
+      if (f.required && (values[f.name] === "" || (f.type === "number" && !el.value))) {
+        showError(error, new ApiError(422, "invalid_input", `请填写「${f.label}」`));
+        el.focus();
+        return;
+      }
+    }
+    $$("button", form).forEach((b) => { b.disabled = true; });
+    try {
+      const message = await onSubmit(values);
+      done.textContent = message || "已完成";
+      done.hidden = false;
+    } catch (err) {
+      showError(error, err);
+    } finally {
+      $$("button", form).forEach((b) => { b.disabled = false; });
+    }
+  });
+  return form;
+}
+
+const SATISFACTION_ASK = { "": "— 请选择 —", satisfied: "满意", basically_satisfied: "基本满意", unsatisfied: "不满意" };
+const rejectOptions = () => Object.fromEntries(Object.entries(L.reject));
+function unitOptions(units, first) {
+  const out = first ? { "": first } : {};
+  for (const u of units) if (u.joined) out[u.code] = u.name;
+  return out;
+}
+
+// ---- session and page guard --------------------------------------------------------------
+function session() {
+  return { token: store.getItem("token"), username: store.getItem("username"), role: store.getItem("role"),
+           unit: store.getItem("unit_code") };
+}
+
+async function guard(page) {
+  const s = session();
+  if (!s.token) { location.replace("/app/login"); return null; }
+  if (!PAGE_ROLES[page].includes(s.role)) { location.replace(ROLE_HOME[s.role] || "/app/login"); return null; }
+  let me;
+  try { me = await get("/auth/me"); } catch (err) {
+    if (err.status === 401) { location.replace("/app/login"); return null; }
+    throw err;
+  }
+  let unitName = me.unit_code;
+  try {
+    CATEGORIES.push(...await get("/console/categories"));
+    if (me.unit_code) unitName = (await get(`/units/${encodeURIComponent(me.unit_code)}`)).name;
+  } catch { /* names only: the codes stay readable */ }
+  const who = $(".who");
+  if (who) {
+    who.textContent = `${me.display_name || me.username}（${label("role", me.role)}${unitName ? " · " + unitName : ""}）`;
+  }
+  const out = $(".logout");
+  if (out) out.addEventListener("click", logout);
+  return me;
+}
+
+async function logout() {
+  try { await post("/auth/logout"); } catch { /* the token may have expired already */ }
+  store.clear();
+  location.assign("/app/login");
+}
+
+function initLogin() {
+  const form = $("#login-form");
+  const error = $(".error", form);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearError(error);
+    const username = form.elements.username.value.trim();
+    const password = form.elements.password.value;
+    if (!username || !password) { showError(error, new ApiError(422, "", "请输入用户名和密码")); return; }
+    try {
+      const t = await post("/auth/token", { username, password });
+      const home = ROLE_HOME[t.role];
+      if (!home) { showError(error, new ApiError(403, "", "此账号的角色没有工作台页面")); return; }
+      store.setItem("token", t.access_token);
+      store.setItem("username", t.username);
+      store.setItem("role", t.role);
+      store.setItem("unit_code", t.unit_code || "");
+      location.assign(home);
+    } catch (err) {
+      if (err.status === 401) showError(error, new ApiError(401, "", "用户名或密码错误"));
+      else showError(error, err);
+    }
+  });
+}
+
+// ---- shared case rendering ---------------------------------------------------------------
+function workOrderLine(wo) {
+  return h("li", { class: "wo", dataset: { wo: wo.id } },
+    h("b", {}, wo.unit_name), ` · ${label("mode", wo.mode)} · ${label("woRole", wo.role)} · `,
+    h("span", { class: "status" }, label("woStatus", wo.status)),
+    " · 告知时限 ", due(wo.notify_due_at, wo.notified_at ? (wo.notify_met ? "met" : "late") : null),
+    " · 报结时限 ", due(wo.report_due_at, wo.reported_at ? (wo.report_met ? "met" : "late") : (wo.overdue ? "overdue" : null)),
+    wo.urge_count ? ` · 已催办${wo.urge_count}次` : "",
+    wo.answer ? h("div", { class: "answer" }, "单位答复：", wo.answer) : null,
+    wo.return_reason ? h("div", {}, "退回理由：", wo.return_reason) : null);
+}
+
+function caseCard(c) {
+  return h("div", { class: "case-card", dataset: { number: c.number } },
+    h("h3", {}, `${c.number} · ${c.title}`),
+    h("p", { class: "meta" }, `${label("kind", c.kind)} · ${label("channel", c.channel)} · 分类 ${categoryName(c.category_code)} · `,
+      h("span", { class: "status" }, label("caseStatus", c.status)), ` · 受理 ${fmt(c.accepted_at)}`,
+      c.owner ? ` · 首问 ${c.owner}` : "", c.confidential ? h("span", { class: "mark confidential" }, "纪检监察件") : null),
+    h("p", { class: "desc" }, c.description),
+    c.location || c.citizen_name || c.citizen_phone
+      ? h("p", { class: "meta" }, `地点：${c.location || "—"} · 诉求人：${c.citizen_name || "—"} · 电话：${c.citizen_phone || "—"}`) : null,
+    c.operator_message && PAGE === "desk" ? h("p", { class: "read-aloud" }, "请向诉求人宣读：", c.operator_message) : null,
+    h("p", { class: "meta" }, "办理时限 ", caseDue(c.deadline_at, null, c.overdue),
+      c.dispatch_due_at ? [" · 后台派单时限 ", caseDue(c.dispatch_due_at, c.dispatch_met, false)] : null,
+      c.callback_due_at ? [" · 回访时限 ", caseDue(c.callback_due_at, c.callback_met, false)] : null,
+      c.close_due_at ? [" · 办结时限 ", caseDue(c.close_due_at, c.close_met, false)] : null),
+    c.reject_reason ? h("p", {}, `不予受理：${label("reject", c.reject_reason)}；告知去向：${c.referral || ""}`) : null,
+    c.answer ? h("p", { class: "answer" }, "答复：", c.answer) : null,
+    c.satisfaction ? h("p", {}, `满意度：${label("satisfaction", c.satisfaction)}`) : null,
+    c.work_orders.length ? h("ul", { class: "wos" }, c.work_orders.map(workOrderLine)) : null);
+}
+
+// ---- front desk --------------------------------------------------------------------------
+const desk = { categories: [], units: [], pending: null, me: null };
+
+function categoryOf(code) { return desk.categories.find((c) => c.code === code) || null; }
+
+function routingText(cat) {
+  if (!cat) return "未选分类：交办时请选择承办单位。";
+  const names = cat.units.map((u) => `${u.name}${u.code === cat.lead ? "（牵头）" : ""}${u.joined ? "" : "（未入驻）"}`);
+  let text = `路由：${label("mode", cat.mode)} → ${names.join("、") || "（所涉单位）"}`;
+  if (cat.concerned_unit) text += "；交所涉单位，请选择";
+  if (cat.units.length > 1 && !cat.concerned_unit) text += "；多单位件由后台派单（R7.3h），可转后台";
+  if (cat.description) text += `。${cat.description}`;
+  return text;
+}
+
+function fillCategories() {
+  const form = $("#case-form");
+  const kind = form.elements.kind.value;
+  const sel = form.elements.category_code;
+  const keep = sel.value;
+  sel.replaceChildren(h("option", { value: "" }, "— 未分类 —"),
+    ...desk.categories.filter((c) => c.kinds.includes(kind)).map((c) => h("option", { value: c.code }, c.name)));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  onCategory();
+}
+
+function dispatchTargets(cat) {
+  // What the front desk can send: one unit (R7.3h: several units are the back office's).
+  const sel = $("#case-form").elements.dispatch_unit;
+  const opts = [];
+  if (cat && cat.units.length === 1 && !cat.concerned_unit) {
+    opts.push(h("option", { value: "" }, `按分类路由：${cat.units[0].name}`));
+  } else {
+    opts.push(h("option", { value: "" }, "— 请选择承办单位 —"));
+  }
+  const listed = new Set();
+  for (const u of cat ? cat.units : []) {
+    listed.add(u.code);
+    opts.push(h("option", { value: u.code, disabled: !u.joined }, u.name + (u.joined ? "" : "（未入驻）")));
+  }
+  if (!cat || cat.concerned_unit || cat.units.length === 0) {
+    for (const u of desk.units) if (!listed.has(u.code) && u.joined) opts.push(h("option", { value: u.code }, u.name));
+  }
+  sel.replaceChildren(...opts);
+}
+
+function onCategory() {
+  const form = $("#case-form");
+  const cat = categoryOf(form.elements.category_code.value);
+  $("#routing").textContent = routingText(cat);
+  const read = $("#category-read-aloud");
+  read.hidden = !(cat && cat.mode === "discipline");
+  read.textContent = cat && cat.mode === "discipline" ? `请向诉求人宣读（R7.3c）：${cat.read_aloud}` : "";
+  const consent = $(".consent", form);
+  consent.hidden = !(cat && cat.mode === "transfer");
+  $("#disclaimer").textContent = cat && cat.mode === "transfer" ? `转接前请宣读（R7.3f）：${cat.read_aloud}` : "";
+  dispatchTargets(cat);
+}
+
+function onHandling() {
+  const form = $("#case-form");
+  const which = form.elements.handling.value;
+  $$(".handling-part", form).forEach((p) => { p.hidden = p.dataset.for !== which; });
+}
+
+function dispatchBody(cat, unit, instructions) {
+  // Units omitted: the API follows the category's routing rule (units, lead, mode).
+  if (!unit) {
+    if (!cat || cat.units.length !== 1 || cat.concerned_unit) return null;
+    return { instructions };
+  }
+  const mode = cat ? (cat.mode === "discipline" ? "work_order" : cat.mode) : "work_order";
+  return { units: [unit], mode, instructions };
+}
+
+function resultPanel(c, note) {
+  const panel = $("#case-result");
+  panel.replaceChildren(h("p", { class: "done" }, note), caseCard(c));
+  panel.hidden = false;
+}
+
+function setPending(number) {
+  desk.pending = number;
+  const btn = $('#case-form button[type="submit"]');
+  btn.textContent = number ? `继续处理诉求件 ${number}` : "提交";
+}
+
+async function submitCase(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const error = $(".error", form);
+  clearError(error);
+  const f = form.elements;
+  const v = (name) => f[name].value.trim();
+  const handling = f.handling.value;
+  const cat = categoryOf(v("category_code"));
+  const fail = (msg) => showError(error, new ApiError(422, "", msg));
+  if (!desk.pending && (!v("title") || !v("description"))) return fail("请填写标题和诉求内容");
+  if (handling === "answer" && (!v("answer") || !v("satisfaction"))) return fail("直接答复须填写答复内容，并记录诉求人当场的满意度（R7.4）");
+  if (handling === "reject" && !v("referral")) return fail("不予受理须记录告知诉求人的去向：有权处理的机关及其联系方式（R3.2）");
+  const transfer = handling === "dispatch" && cat && cat.mode === "transfer";
+  let body = null;
+  if (handling === "dispatch" && !transfer) {
+    body = dispatchBody(cat, v("dispatch_unit"), v("instructions"));
+    if (!body) return fail("请选择一个承办单位；多单位件请选择「转后台派单」");
+  }
+  const submitBtn = $('button[type="submit"]', form);
+  submitBtn.disabled = true;
+  try {
+    let c;
+    const base = {
+      kind: v("kind"), channel: v("channel"), title: v("title"), description: v("description"),
+      category_code: v("category_code") || null, citizen_name: v("citizen_name"), citizen_phone: v("citizen_phone"),
+      citizen_id_number: v("citizen_id_number"), location: v("location"),
+    };
+    const rejectBody = { reason: v("reject_reason"), referral: v("referral") };
+    if (!desk.pending) {
+      // Dispatch and refusal go in the same request as acceptance: all or nothing.
+      c = await post("/cases", { ...base, dispatch: handling === "dispatch" && !transfer ? body : null,
+                                 reject: handling === "reject" ? rejectBody : null });
+      if (!["dispatch", "reject"].includes(handling) || transfer) setPending(c.number);
+    } else {
+      c = await get(`/cases/${encodeURIComponent(desk.pending)}`);
+      if (handling === "dispatch" && !transfer) c = await post(`/cases/${c.number}/dispatch`, { ...body, expected_version: c.version });
+      if (handling === "reject") c = await post(`/cases/${c.number}/reject`, { ...rejectBody, expected_version: c.version });
+    }
+    let note = `已受理：${c.number}（${label("caseStatus", c.status)}）`;
+    if (handling === "answer") {
+      const kb = v("knowledge_entry_id");
+      c = await post(`/cases/${c.number}/answer`, { answer: v("answer"), satisfaction: v("satisfaction"),
+        knowledge_entry_id: kb ? Number(kb) : null, expected_version: c.version });
+      note = `已直接答复：${c.number}（满意度：${label("satisfaction", c.satisfaction)}）`;
+    } else if (handling === "escalate") {
+      c = await post(`/cases/${c.number}/escalate`, { note: v("escalate_note"), expected_version: c.version });
+      note = `已转后台派单：${c.number}`;
+    } else if (handling === "reject") {
+      note = `已记录不予受理：${c.number}`;
+    } else if (transfer) {
+      c = await post(`/cases/${c.number}/consent`, { disclaimer_read: f.disclaimer_read.checked, consent: f.consent.checked });
+      if (!f.consent.checked) {
+        setPending(null);
+        note = `诉求人不同意转接：${c.number} 已受理，可在下方列表中直接答复或不予受理`;
+        resultPanel(c, note);
+        resetCaseForm();
+        loadMyCases();
+        return;
+      }
+      c = await post(`/cases/${c.number}/dispatch`, { expected_version: c.version, instructions: v("instructions") });
+      note = `已转接便民服务中心：${c.number}。通话结束后请在下方记录结果`;
+    } else if (handling === "dispatch") {
+      note = `已受理并交办：${c.number}`;
+    }
+    setPending(null);
+    resultPanel(c, note);
+    resetCaseForm();
+    loadMyCases();
+  } catch (err) {
+    showError(error, err);
+    if (desk.pending) {
+      error.append(h("br"), `诉求件 ${desk.pending} 已受理；改正后再次提交将继续处理这一件（不会重复受理）。`);
+      loadMyCases();
+    }
+  } finally {
+    submitBtn.disabled = false;
+  }
+}
+
+function resetCaseForm() {
+  const form = $("#case-form");
+  const keep = { kind: form.elements.kind.value, channel: form.elements.channel.value };
+  form.reset();
+  form.elements.kind.value = keep.kind;
+  form.elements.channel.value = keep.channel;
+  setPending(null);
+  fillCategories();
+  onHandling();
+}
+
+async function searchKnowledge(ev) {
+  ev.preventDefault();
+  const form = ev.target;
+  const box = $("#knowledge");
+  const error = $(".error", box);
+  clearError(error);
+  const q = form.elements.q.value.trim();
+  const list = $("#kb-results");
+  try {
+    const rows = await get(`/knowledge?q=${encodeURIComponent(q)}&limit=20`);
+    list.replaceChildren(...rows.map((e) => h("li", {},
+      h("b", {}, e.question), h("div", { class: "answer" }, e.answer),
+      h("div", { class: "meta" }, `${e.unit_name} · 更新 ${fmt(e.updated_at)}`),
+      h("button", { type: "button", class: "secondary", onclick: () => useAnswer(e) }, "用此答复"))));
+    if (!rows.length) list.replaceChildren(h("li", { class: "empty" }, "没有找到相关条目。"));
+  } catch (err) { showError(error, err); }
+}
+
+function useAnswer(entry) {
+  const f = $("#case-form").elements;
+  f.answer.value = entry.answer;
+  f.knowledge_entry_id.value = entry.id;
+  f.handling.value = "answer";
+  onHandling();
+  f.satisfaction.focus();
+}
+
+async function loadMyCases() {
+  const box = $("#my-cases");
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const rows = await get("/console/my-cases");
+    $("tbody", box).replaceChildren(...rows.map((c) => h("tr", { dataset: { number: c.number }, class: c.overdue ? "overdue" : "" },
+      h("td", {}, c.number), h("td", {}, label("kind", c.kind)), h("td", {}, c.title),
+      h("td", { class: "status" }, label("caseStatus", c.status)),
+      h("td", {}, c.work_orders.filter((w) => w.status !== "cancelled").map((w) => `${w.unit_name}（${label("woStatus", w.status)}）`).join("、") || "—"),
+      h("td", {}, caseDue(c.deadline_at, null, c.overdue)),
+      h("td", {}, c.callback_required ? caseDue(c.callback_due_at, c.callback_met, false) : "无需回访"),
+      h("td", {}, caseDue(c.close_due_at, c.close_met, false)),
+      h("td", {}, h("button", { type: "button", class: "secondary", onclick: () => openDeskCase(c.number) }, "处理")))));
+    if (!rows.length) $("tbody", box).replaceChildren(h("tr", {}, h("td", { colspan: 9, class: "empty" }, "暂无未办结的诉求件。")));
+  } catch (err) { showError(error, err); }
+}
+
+async function openDeskCase(number) {
+  const panel = $("#case-detail");
+  const error = $(".error", $("#my-cases"));
+  clearError(error);
+  let c;
+  try { c = await get(`/cases/${encodeURIComponent(number)}`); } catch (err) { showError(error, err); return; }
+  const cat = categoryOf(c.category_code);
+  const after = async (promise, msg) => {
+    const updated = await promise;
+    loadMyCases();
+    setTimeout(() => openDeskCase(number), 0);
+    return msg + (updated && updated.status ? `（${label("caseStatus", updated.status)}）` : "");
+  };
+  const forms = [];
+  const ver = { expected_version: c.version };
+  if (c.status === "new") {
+    const units = cat && cat.units.length && !cat.concerned_unit ? cat.units : desk.units;
+    forms.push(actionForm({ title: "交办", fields: [
+      { name: "unit", label: "承办单位", type: "select", options: unitOptions(units, cat && cat.units.length === 1 ? `按分类路由：${cat.units[0].name}` : "— 请选择 —") },
+      { name: "instructions", label: "交办意见", type: "textarea" }],
+      onSubmit: (v) => {
+        const body = dispatchBody(cat, v.unit, v.instructions);
+        if (!body) throw new ApiError(422, "", "请选择一个承办单位；多单位件请转后台派单");
+        return after(post(`/cases/${c.number}/dispatch`, { ...body, ...ver }), "已交办");
+      } }));
+    if (cat && cat.mode === "transfer") {
+      forms.push(actionForm({ title: `便民服务告知（R7.3f）：${cat.read_aloud}`, fields: [
+        { name: "disclaimer_read", label: "已宣读", type: "checkbox" }, { name: "consent", label: "诉求人同意", type: "checkbox" }],
+        onSubmit: (v) => after(post(`/cases/${c.number}/consent`, v), "已记录") }));
+    }
+    forms.push(actionForm({ title: "直接答复（R7.2）", fields: [
+      { name: "answer", label: "答复内容", type: "textarea", required: true },
+      { name: "satisfaction", label: "满意度", type: "select", options: SATISFACTION_ASK, required: true }],
+      onSubmit: (v) => after(post(`/cases/${c.number}/answer`, { answer: v.answer, satisfaction: v.satisfaction, ...ver }), "已答复") }));
+    forms.push(actionForm({ title: "不予受理（R3.1/R3.2）", fields: [
+      { name: "reason", label: "原因", type: "select", options: rejectOptions() },
+      { name: "referral", label: "告知去向", type: "textarea", required: true }],
+      onSubmit: (v) => after(post(`/cases/${c.number}/reject`, { reason: v.reason, referral: v.referral, ...ver }), "已记录") }));
+    forms.push(actionForm({ title: "转后台派单", fields: [{ name: "note", label: "说明", type: "textarea" }],
+      onSubmit: (v) => after(post(`/cases/${c.number}/escalate`, { note: v.note, ...ver }), "已转后台") }));
+  }
+  const live = c.work_orders.some((w) => w.mode !== "work_order" && w.status === "notified");
+  if (c.status === "dispatched" && live) {
+    forms.push(actionForm({ title: "记录通话结果（R7.4：三方通话/转接当场评价）", fields: [
+      { name: "answer", label: "处理结果", type: "textarea", required: true },
+      { name: "satisfaction", label: "满意度", type: "select", options: { ...SATISFACTION_ASK, not_rated: "未评价（转接）" }, required: true }],
+      onSubmit: (v) => after(post(`/cases/${c.number}/live-outcome`, { answer: v.answer, satisfaction: v.satisfaction, ...ver }), "已记录") }));
+  }
+  if (c.status === "reported" && c.callback_required) {
+    forms.push(actionForm({ title: "回访结果（R7.4）", fields: [
+      { name: "satisfaction", label: "满意度", type: "select", options: SATISFACTION_ASK, required: true },
+      { name: "note", label: "回访记录", type: "textarea" }],
+      onSubmit: (v) => after(post(`/cases/${c.number}/callback`, { satisfaction: v.satisfaction, note: v.note, ...ver }), "已记录回访") }));
+  }
+  if (c.status === "awaiting_close" || (c.status === "reported" && !c.callback_required)) {
+    forms.push(actionForm({ title: "办结（R7.5）", fields: [{ name: "note", label: "说明", type: "textarea" }],
+      onSubmit: (v) => after(post(`/cases/${c.number}/close`, { note: v.note, ...ver }), "已办结") }));
+  }
+  for (const wo of c.work_orders) {
+    if (["dispatched", "received", "notified", "return_requested"].includes(wo.status)) {
+      forms.push(actionForm({ title: `催办 ${wo.unit_name}（R7.7）`, fields: [{ name: "note", label: "催办意见", type: "text" }],
+        submit: "催办", onSubmit: async (v) => {
+          const n = await post(`/work-orders/${wo.id}/urge`, { note: v.note });
+          loadMyCases();
+          return `已催办，通知 ${n.recipient || wo.unit_name}`;
+        } }));
+    }
+  }
+  panel.replaceChildren(h("div", { class: "detail" },
+    h("div", { class: "detail-head" }, h("h3", {}, "诉求件详情"),
+      h("button", { type: "button", class: "secondary", onclick: () => panel.replaceChildren() }, "关闭")),
+    caseCard(c), h("div", { class: "forms" }, forms)));
+}
+
+// Screen-pop (issue 4): the operator's own event stream. It needs the Authorization header, so it
+// is read with fetch() streaming, not EventSource. Without telephony the API says 503 and the
+// page works on without it.
+async function phoneStream() {
+  const status = $("#phone-status");
+  let response;
+  try {
+    response = await fetch(`${API}/operators/me/events`, {
+      headers: { Authorization: `Bearer ${store.getItem("token")}`, Accept: "text/event-stream" } });
+  } catch {
+    status.textContent = "电话系统连接中断，10秒后重试……";
+    setTimeout(phoneStream, 10000);
+    return;
+  }
+  if (!response.ok) {
+    let body = null;
+    try { body = await response.json(); } catch { body = null; }
+    if (response.status === 503) status.textContent = "电话系统未连接（本服务未接入Asterisk）：来电弹屏与签入队列暂不可用，其余功能正常。";
+    else if (response.status === 403) status.textContent = "您的账号未配置坐席分机，来电弹屏不可用。";
+    else status.textContent = explain(new ApiError(response.status, body && body.error, body && body.detail));
+    return;
+  }
+  status.textContent = "电话系统已连接，等待来电。";
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+        if (data) { try { onPhoneEvent(JSON.parse(data)); } catch { /* one bad message is skipped */ } }
+      }
+    }
+  } catch { /* dropped: reconnect below */ }
+  status.textContent = "电话系统连接中断，10秒后重试……";
+  setTimeout(phoneStream, 10000);
+}
+
+function queueText(member) {
+  if (!member) return "未签入队列";
+  const state = { free: "空闲", busy: "通话中", paused: "小休", unavailable: "不可用" }[member.state] || member.state || "";
+  return `已签入队列：${state}${member.paused ? `（${label("pause", member.paused_reason) || ""}）` : ""}`;
+}
+
+function onPhoneEvent(ev) {
+  const status = $("#phone-status");
+  if (ev.type === "hello") status.textContent = `电话系统已连接 · 分机 ${ev.extension} · ${queueText(ev.queue)}`;
+  else if (ev.type === "member") status.textContent = queueText(ev.member);
+  else if (ev.type === "link") status.textContent = ev.connected ? "电话系统已连接。" : "电话系统断开，正在重连……";
+  else if (ev.type === "call" && ev.event === "hangup") $("#screen-pop").prepend(h("p", { class: "meta" }, "通话已结束。"));
+  else if (ev.type === "screen_pop") showScreenPop(ev);
+}
+
+function showScreenPop(ev) {
+  const caseItem = (c) => h("li", {}, h("button", { type: "button", class: "link", onclick: () => openDeskCase(c.number) }, c.number),
+    ` ${label("kind", c.kind)} · ${label("caseStatus", c.status)} · ${c.title}`, c.deadline_at ? ` · 时限 ${fmt(c.deadline_at)}` : "");
+  const pop = h("div", { class: "pop" },
+    h("h3", {}, "来电：", h("span", { class: "caller" }, ev.caller_number || "未显示号码")),
+    ev.flow_path && ev.flow_path.length ? h("p", { class: "meta" }, `语音导航：${ev.flow_path.join(" → ")}`) : null,
+    ev.case_owner === "other" ? h("p", { class: "meta" }, "该来电的诉求件已有首问话务员。") : null,
+    h("p", {}, `未办结诉求件 ${ev.open_cases.length} 件`), h("ul", {}, ev.open_cases.map(caseItem)),
+    ev.recent_cases && ev.recent_cases.length ? [h("p", {}, "近期诉求件"), h("ul", {}, ev.recent_cases.map(caseItem))] : null,
+    h("button", { type: "button", class: "secondary", onclick: () => {
+      const f = $("#case-form").elements;
+      f.citizen_phone.value = ev.caller_number || "";
+      f.title.focus();
+    } }, "以此来电新建诉求件"));
+  $("#screen-pop").replaceChildren(pop);
+}
+
+function initQueueButtons() {
+  const box = $("#phone");
+  const error = $(".error", box);
+  for (const b of $$("[data-queue]", box)) {
+    b.addEventListener("click", async () => {
+      clearError(error);
+      const action = b.dataset.queue;
+      try {
+        const body = action === "pause" ? { reason: $('[name="pause-reason"]', box).value } : {};
+        const r = await post(`/operators/me/queue/${action}`, body);
+        $("#phone-status").textContent = r && r.member !== undefined ? queueText(r.member) : `已${b.textContent}`;
+      } catch (err) { showError(error, err); }
+    });
+  }
+}
+
+async function initDesk(me) {
+  desk.me = me;
+  const form = $("#case-form");
+  form.elements.reject_reason.replaceChildren(...Object.entries(L.reject).map(([v, t]) => h("option", { value: v }, t)));
+  form.elements.kind.addEventListener("change", fillCategories);
+  form.elements.category_code.addEventListener("change", onCategory);
+  $$('[name="handling"]', form).forEach((r) => r.addEventListener("change", onHandling));
+  form.addEventListener("submit", submitCase);
+  $("#clear-form").addEventListener("click", () => { resetCaseForm(); $("#case-result").hidden = true; clearError($(".error", form)); });
+  $("#kb-form").addEventListener("submit", searchKnowledge);
+  $(".refresh", $("#my-cases")).addEventListener("click", loadMyCases);
+  initQueueButtons();
+  try {
+    desk.categories = CATEGORIES;
+    desk.units = await get("/units");
+  } catch (err) { showError($(".error", form), err); }
+  fillCategories();
+  onHandling();
+  loadMyCases();
+  phoneStream();
+}
+
+// ---- member unit -------------------------------------------------------------------------
+const unit = { open: null };
+
+async function loadInbox() {
+  const box = $("#inbox");
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const [rows, done] = await Promise.all([get("/console/work-orders?scope=active"), get("/console/work-orders?scope=done&limit=50")]);
+    $("tbody", box).replaceChildren(...rows.map(({ work_order: wo, case: c, notify_mark, report_mark }) =>
+      h("tr", { dataset: { wo: wo.id, number: c.number }, class: [notify_mark, report_mark].includes("overdue") ? "overdue" : "" },
+        h("td", {}, `#${wo.id}`), h("td", {}, c.number), h("td", {}, label("kind", c.kind)), h("td", {}, c.title),
+        h("td", {}, `${label("mode", wo.mode)}${wo.role !== "sole" ? " · " + label("woRole", wo.role) : ""}`),
+        h("td", { class: "status" }, label("woStatus", wo.status), wo.pending_extension_id ? h("span", { class: "mark soon" }, "延期待批") : null),
+        h("td", { class: "notify-due" }, due(wo.notify_due_at, notify_mark)),
+        h("td", { class: "report-due" }, due(wo.report_due_at, report_mark)),
+        h("td", {}, wo.urge_count ? h("span", { class: "mark overdue" }, `催办${wo.urge_count}次`) : "—"),
+        h("td", {}, h("button", { type: "button", class: "secondary", onclick: () => openOrder(wo.id) }, "办理")))));
+    $(".empty", box).hidden = rows.length > 0;
+    $("#done tbody").replaceChildren(...done.map(({ work_order: wo, case: c, notify_mark, report_mark }) =>
+      h("tr", { dataset: { wo: wo.id, number: c.number } }, h("td", {}, `#${wo.id}`), h("td", {}, c.number), h("td", {}, c.title),
+        h("td", { class: "status" }, label("woStatus", wo.status)),
+        h("td", {}, due(wo.notified_at, notify_mark)), h("td", {}, due(wo.reported_at, report_mark)))));
+  } catch (err) { showError(error, err); }
+}
+
+async function openOrder(id) {
+  const panel = $("#order-detail");
+  const error = $(".error", $("#inbox"));
+  clearError(error);
+  let wo, c;
+  try {
+    wo = await get(`/work-orders/${id}`);
+    c = await get(`/cases/${encodeURIComponent(wo.case_number)}`);
+  } catch (err) { showError(error, err); return; }
+  unit.open = id;
+  const after = async (promise, msg) => {
+    const updated = await promise;
+    loadInbox();
+    setTimeout(() => openOrder(id), 0);
+    return msg + (updated && updated.status ? `（${label("woStatus", updated.status)}）` : "");
+  };
+  const forms = [];
+  const s = wo.status;
+  if (s === "dispatched") {
+    forms.push(actionForm({ title: "签收（R8.1）", submit: "签收", cls: "receive",
+      onSubmit: () => after(post(`/work-orders/${id}/receive`), "已签收") }));
+  }
+  if (s === "dispatched" || s === "received") {
+    forms.push(actionForm({ title: "告知诉求人（R8.2：2个工作日内）", cls: "notify", submit: "已告知", fields: [
+      { name: "channel", label: "告知方式", type: "select", options: L.notifyChannel },
+      { name: "note", label: "说明", type: "text" }],
+      onSubmit: (v) => after(post(`/work-orders/${id}/notify`, { channel: v.channel, note: v.note }), "已记录告知") }));
+  }
+  if (s === "notified") {
+    forms.push(actionForm({ title: "报结（R8.4：告知时间、答复、满意度）", cls: "report", submit: "报结", fields: [
+      { name: "answer", label: "答复内容", type: "textarea", rows: 4, required: true },
+      { name: "satisfaction", label: "诉求人满意度", type: "select",
+        options: { "": "— 未询问 —", satisfied: "满意", basically_satisfied: "基本满意", unsatisfied: "不满意" } }],
+      onSubmit: (v) => after(post(`/work-orders/${id}/report`, { answer: v.answer, satisfaction: v.satisfaction || null }), "已报结") }));
+  }
+  if (["dispatched", "received", "notified"].includes(s)) {
+    forms.push(actionForm({ title: "申请延期（R8.5：须引用依据）", cls: "extension", submit: "提交延期申请", fields: [
+      { name: "legal_basis", label: "依据（法规条款）", type: "textarea", required: true },
+      { name: "extra_working_days", label: "延长工作日数", type: "number", value: 5, min: 1, max: 60, required: true }],
+      onSubmit: async (v) => {
+        const ext = await post(`/work-orders/${id}/extensions`, { legal_basis: v.legal_basis, extra_working_days: v.extra_working_days });
+        loadInbox();
+        return `延期申请已提交，待中心审批（原时限 ${fmt(ext.old_due_at)}）`;
+      } }));
+    forms.push(actionForm({ title: "退回（R8.6：不属本单位职责，见退回期限）", cls: "return", submit: "申请退回", fields: [
+      { name: "reason", label: "退回理由", type: "textarea", required: true }],
+      onSubmit: (v) => after(post(`/work-orders/${id}/return`, { reason: v.reason }), "已申请退回") }));
+  }
+  if (s === "return_requested") forms.push(h("p", { class: "meta" }, "退回申请待中心审核。"));
+  panel.replaceChildren(...[
+    h("div", { class: "detail-head" }, h("h2", {}, `工单 #${wo.id} · ${label("woStatus", wo.status)}`),
+      h("button", { type: "button", class: "secondary", onclick: () => { panel.hidden = true; unit.open = null; } }, "关闭")),
+    caseCard(c),
+    wo.instructions ? h("p", {}, "交办意见：", wo.instructions) : null,
+    h("p", { class: "meta" }, `派单 ${fmt(wo.dispatched_at)} · 签收 ${fmt(wo.received_at)} · 告知 ${fmt(wo.notified_at)}`,
+      wo.notify_channel ? `（${label("notifyChannel", wo.notify_channel)}）` : "", ` · 退回期限 ${fmt(wo.return_due_at)}`),
+    h("div", { class: "forms" }, forms)].filter(Boolean));
+  panel.hidden = false;
+  panel.scrollIntoView({ block: "nearest" });
+}
+
+async function initUnit() {
+  $(".refresh", $("#inbox")).addEventListener("click", loadInbox);
+  await loadInbox();
+}
+
+// ---- back office / supervisor --------------------------------------------------------------
+const back = { units: [], categories: [], canAct: false };
+
+function dispatchForm(c, title) {
+  const cat = back.categories.find((x) => x.code === c.category_code);
+  const routed = new Set(cat ? cat.units.map((u) => u.code) : []);
+  const select = h("select", { name: "units", multiple: true, size: 6 },
+    back.units.filter((u) => u.joined).map((u) => h("option", { value: u.code, selected: routed.has(u.code) }, u.name)));
+  const lead = h("select", { name: "lead" }, h("option", { value: "" }, "（不指定：各单位分别答复）"),
+    back.units.filter((u) => u.joined).map((u) => h("option", { value: u.code, selected: cat && cat.lead === u.code }, u.name)));
+  const mode = h("select", { name: "mode" }, ["work_order", "three_way", "transfer"].map((m) =>
+    h("option", { value: m, selected: cat && cat.mode === m }, L.mode[m])));
+  const form = actionForm({ fields: [{ name: "instructions", label: "交办意见", type: "textarea" }], submit: "交办",
+    onSubmit: async (v) => {
+      const units = [...select.selectedOptions].map((o) => o.value);
+      if (!units.length) throw new ApiError(422, "", "请至少选择一个承办单位");
+      const updated = await post(`/cases/${c.number}/dispatch`, { units, lead: lead.value || null, mode: mode.value,
+        instructions: v.instructions, expected_version: c.version });
+      setTimeout(loadBack, 0);
+      return `已交办（${label("caseStatus", updated.status)}）`;
+    } });
+  form.prepend(h("h4", {}, title), h("label", {}, "承办单位（可多选）", select), h("label", {}, "牵头单位（R7.3h）", lead),
+    h("label", {}, "方式", mode));
+  return form;
+}
+
+function item(cardEl, forms) {
+  return h("div", { class: "item" }, cardEl, back.canAct ? h("div", { class: "forms" }, forms) : null);
+}
+
+function woCard(wo, extra) {
+  return h("div", { class: "case-card", dataset: { number: wo.case_number, wo: wo.id } },
+    h("h3", {}, `工单 #${wo.id} · 诉求件 ${wo.case_number} · ${wo.unit_name}`),
+    h("p", { class: "meta" }, `${label("mode", wo.mode)} · `, h("span", { class: "status" }, label("woStatus", wo.status)),
+      " · 告知时限 ", due(wo.notify_due_at, wo.notified_at ? (wo.notify_met ? "met" : "late") : null),
+      " · 报结时限 ", due(wo.report_due_at, wo.overdue ? "overdue" : null), wo.urge_count ? ` · 已催办${wo.urge_count}次` : ""),
+    wo.instructions ? h("p", {}, "交办意见：", wo.instructions) : null, extra || null);
+}
+
+async function fill(sectionId, loader, render) {
+  const box = $(`#${sectionId}`);
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const rows = await loader();
+    $(".count", box).textContent = `（${rows.length}）`;
+    const items = await Promise.all(rows.map(render));
+    $(".items", box).replaceChildren(...items);
+    if (!rows.length) $(".items", box).replaceChildren(h("p", { class: "empty" }, "暂无。"));
+  } catch (err) { showError(error, err); }
+}
+
+const decision = (path, done) => actionForm({ fields: [{ name: "note", label: "意见", type: "text" }],
+  buttons: [{ label: "批准", value: "yes" }, { label: "不批准", value: "no", cls: "secondary" }],
+  onSubmit: async (v) => {
+    await post(path, { approve: v._button === "yes", note: v.note });
+    setTimeout(loadBack, 0);
+    return v._button === "yes" ? `已批准${done}` : `已驳回${done}`;
+  } });
+
+const urgeForm = (wo) => actionForm({ fields: [{ name: "note", label: "催办意见", type: "text" }], submit: "催办", cls: "urge",
+  onSubmit: async (v) => {
+    const n = await post(`/work-orders/${wo.id}/urge`, { note: v.note });
+    setTimeout(loadBack, 0);
+    return `已催办，通知 ${n.recipient || wo.unit_name}`;
+  } });
+
+function loadBack() {
+  fill("pending-dispatch", () => get("/cases?status=pending_back_office&limit=100"),
+    (c) => item(caseCard(c), [dispatchForm(c, "派单（R7.3：3日内）")]));
+  fill("unsatisfied", () => get("/cases?status=unsatisfied&limit=100"), (c) => item(caseCard(c), [
+    actionForm({ title: "暂结（R7.5）", fields: [{ name: "note", label: "说明", type: "textarea" }], submit: "暂结",
+      onSubmit: async (v) => {
+        await post(`/cases/${c.number}/close`, { provisional: true, note: v.note, expected_version: c.version });
+        setTimeout(loadBack, 0);
+        return "已暂结";
+      } }),
+    dispatchForm(c, "重新交办（R7.5）")]));
+  fill("extensions", () => get("/extensions"), async (e) => {
+    let wo = null;
+    try { wo = await get(`/work-orders/${e.work_order_id}`); } catch { wo = null; }
+    const info = h("p", {}, `申请延长 ${e.extra_working_days} 个工作日 · 依据：${e.legal_basis} · 申请时间 ${fmt(e.requested_at)} · 原时限 ${fmt(e.old_due_at)}`);
+    return item(wo ? woCard(wo, info) : h("div", { class: "case-card" }, `工单 #${e.work_order_id}`, info),
+      [decision(`/extensions/${e.id}/decision`, "延期")]);
+  });
+  fill("returns", () => get("/work-orders?status=return_requested&limit=100"), (wo) =>
+    item(woCard(wo, h("p", {}, "退回理由：", wo.return_reason || "")), [decision(`/work-orders/${wo.id}/return/decision`, "退回")]));
+  fill("manual-callbacks", () => get("/cases?status=reported&callback_manual=true&limit=100"), (c) => item(caseCard(c), [
+    actionForm({ title: "人工回访结果（R7.4）", fields: [
+      { name: "satisfaction", label: "满意度", type: "select", options: SATISFACTION_ASK, required: true },
+      { name: "note", label: "回访记录", type: "textarea" }],
+      onSubmit: async (v) => {
+        await post(`/cases/${c.number}/callback`, { satisfaction: v.satisfaction, note: v.note, expected_version: c.version });
+        setTimeout(loadBack, 0);
+        return "已记录回访";
+      } })]));
+  fill("overdue", () => get("/work-orders?due=overdue&limit=100"), (wo) => item(woCard(wo), [urgeForm(wo)]));
+  fill("publishable", () => get("/console/publishable"), (c) => item(caseCard(c), [
+    actionForm({ title: "公开（R7.6：个人信息自动隐去）", fields: [
+      { name: "public_summary", label: "公开摘要（留空则用诉求内容）", type: "textarea" }], submit: "公开",
+      onSubmit: async (v) => {
+        await post(`/cases/${c.number}/publish`, { public_summary: v.public_summary || null });
+        setTimeout(loadBack, 0);
+        return "已公开";
+      } })]));
+}
+
+async function lookup(ev) {
+  ev.preventDefault();
+  const box = $("#lookup");
+  const error = $(".error", box);
+  clearError(error);
+  const number = ev.target.elements.number.value.trim();
+  if (!number) return;
+  try {
+    const c = await get(`/cases/${encodeURIComponent(number)}`);
+    const forms = [];
+    for (const wo of c.work_orders) {
+      if (["dispatched", "received", "notified", "return_requested"].includes(wo.status)) {
+        const f = urgeForm(wo);
+        f.prepend(h("h4", {}, `催办 ${wo.unit_name}（R7.7）`));
+        forms.push(f);
+      }
+    }
+    if (["new", "pending_back_office", "dispatched", "unsatisfied", "reported"].includes(c.status)) {
+      forms.push(dispatchForm(c, "交办 / 重新交办（R7.7）"));
+    }
+    $("#lookup-result").replaceChildren(item(caseCard(c), forms));
+  } catch (err) { showError(error, err); $("#lookup-result").replaceChildren(); }
+}
+
+async function initBack(me) {
+  back.canAct = me.role === "back_office";
+  if (!back.canAct) {
+    $("main").prepend(h("p", { class: "notice" }, `${label("role", me.role)}角色：本页只读，办理操作由后台人员进行。`));
+  }
+  $("#lookup-form").addEventListener("submit", lookup);
+  $(".refresh-all").addEventListener("click", loadBack);
+  try {
+    back.categories = CATEGORIES;
+    back.units = await get("/units");
+  } catch (err) { showError($(".error", $("#lookup")), err); }
+  loadBack();
+}
+
+// ---- boot --------------------------------------------------------------------------------
+const PAGE = document.body.dataset.page;
+const INIT = { desk: initDesk, unit: initUnit, back: initBack };
+if (PAGE === "login") {
+  initLogin();
+} else if (INIT[PAGE]) {
+  guard(PAGE).then((me) => me && INIT[PAGE](me)).catch((err) => {
+    document.body.prepend(h("p", { class: "error" }, explain(err)));
+  });
+}
+document.documentElement.dataset.ready = "1";

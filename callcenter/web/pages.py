@@ -1,0 +1,49 @@
+"""Serves the console's pages and assets, and mounts its read-only helper endpoints under /api/v1."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse, RedirectResponse
+
+from callcenter.web import console_api
+
+HERE = Path(__file__).resolve().parent
+PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html"}
+ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+# Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+router = APIRouter()
+router.include_router(console_api.router, prefix="/api/v1")
+
+
+@router.get("/app", include_in_schema=False)
+@router.get("/app/", include_in_schema=False)
+def app_root() -> RedirectResponse:
+    return RedirectResponse("/app/login", status_code=307)
+
+
+def _page(name: str):
+    def serve() -> FileResponse:
+        return FileResponse(HERE / PAGES[name], media_type="text/html; charset=utf-8", headers=NO_CACHE)
+
+    serve.__name__ = f"page_{name}"
+    return serve
+
+
+for _name in PAGES:
+    router.add_api_route(f"/app/{_name}", _page(_name), methods=["GET"], include_in_schema=False)
+
+
+def _asset(name: str):
+    def serve() -> FileResponse:
+        media = ASSETS[name] + "; charset=utf-8"
+        return FileResponse(HERE / name, media_type=media, headers=NO_CACHE)
+
+    serve.__name__ = "asset_" + name.replace(".", "_")
+    return serve
+
+
+for _name in ASSETS:
+    router.add_api_route(f"/app/static/{_name}", _asset(_name), methods=["GET"], include_in_schema=False)
