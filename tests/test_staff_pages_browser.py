@@ -74,14 +74,15 @@ class Console:
                              headers={"Authorization": f"Bearer {self.token(username)}"}, **kw)
 
 
-@pytest.fixture
-def console(seeded, domain, engine, tmp_path):
+@contextmanager
+def running(domain, engine, tmp_path, callcontrol=None):
     from playwright.sync_api import sync_playwright
 
     from callcenter.api.app import create_app
     from callcenter.settings import Settings
 
-    app = create_app(Settings(state_dir=tmp_path, config_dir=CONFIG_DIR), domain=domain, engine=engine)
+    app = create_app(Settings(state_dir=tmp_path, config_dir=CONFIG_DIR), domain=domain, engine=engine,
+                     callcontrol=callcontrol)
     with serve(app) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         c = Console(base, browser)
@@ -90,6 +91,12 @@ def console(seeded, domain, engine, tmp_path):
         finally:
             browser.close()
         assert not c.errors, c.errors  # no script error on any page
+
+
+@pytest.fixture
+def console(seeded, domain, engine, tmp_path):
+    with running(domain, engine, tmp_path) as c:
+        yield c
 
 
 @contextmanager
@@ -454,3 +461,81 @@ def test_pages_and_script_need_nothing_from_the_network(console):
     for asset in ("console.js", "console.css"):
         body = httpx.get(f"{console.base}/app/static/{asset}").text
         assert not re.search(r"https?://", body), asset
+
+
+class FakeQueue:
+    """The queue service's answers (callcenter.callcontrol.queue.QueueService.state_of) without Asterisk."""
+
+    def __init__(self):
+        self.members: dict[str, dict] = {}
+
+    def state_of(self, ext):
+        member = self.members.get(ext)
+        return {"extension": ext, "logged_in": member is not None, "member": member}
+
+    async def login(self, ext, name=""):
+        self.members[ext] = {"extension": ext, "name": name, "state": "free", "paused": False, "paused_reason": ""}
+        return self.state_of(ext)
+
+
+class FakeLink:
+    """The call link's event broker (the real one), fed from the test thread into the server's loop."""
+
+    connected = True
+
+    def __init__(self):
+        from callcenter.callcontrol.link import Broker
+
+        self.broker = Broker()
+        self.loop = None
+
+    def subscribe(self, topics):
+        import asyncio
+
+        self.loop = asyncio.get_running_loop()
+        return self.broker.subscribe(topics)
+
+    def operator_channels(self, ext):
+        return []
+
+    def require_link(self):
+        return None
+
+    def publish(self, topic, event):
+        self.loop.call_soon_threadsafe(self.broker.publish, topic, event)
+
+
+def test_screen_pop_shows_the_caller_and_open_cases_and_queue_login_works(seeded, domain, engine, tmp_path, sessions):
+    from types import SimpleNamespace
+
+    from callcenter.auth import create_user
+    from callcenter.callcontrol.screenpop import case_summary
+
+    with workflow(sessions, domain) as (wf, a, s):
+        create_user(s, username="op9", password=PASSWORD, role="front_desk", operator_extension="8009",
+                    now=domain.clock())
+        s.flush()
+        open_case = wf.accept(a("op1"), kind="complaint", channel="mobile", title="路灯不亮", description="人民路路灯不亮",
+                              citizen_phone="13912345678", category_code="city_appearance")
+        wf.dispatch(a("op1"), open_case, units=["urban_management"])
+        secret = wf.accept(a("op1"), kind="complaint", channel="mobile", title="反映某局长收受红包", description="红包",
+                           citizen_phone="13912345678", category_code="discipline_economic")
+        pop = {"type": "screen_pop", "operator": "8009", "caller_number": "13912345678", "call_id": None,
+               "flow_path": ["main", "operator"], "digits": ["1"], "case_id": None, "case_owner": None,
+               "open_cases": [case_summary(open_case), case_summary(secret)], "recent_cases": []}
+        numbers = (open_case.number, secret.number)
+    link = FakeLink()
+    with running(domain, engine, tmp_path, callcontrol=SimpleNamespace(link=link, queue=FakeQueue())) as console:
+        desk = console.login("op9", expect="/app/desk")
+        desk.locator("#phone-status", has_text="分机 8009 · 未签入队列").wait_for()
+        desk.get_by_role("button", name="签入队列").click()
+        desk.locator("#phone-status", has_text="已签入队列：空闲").wait_for()
+        link.publish("operator:8009", pop)
+        shown_pop = desk.locator("#screen-pop .pop")
+        shown_pop.wait_for()
+        text = shown_pop.inner_text()
+        assert "13912345678" in text and numbers[0] in text and "路灯不亮" in text and numbers[1] in text
+        assert HIDDEN in text and "红包" not in text  # R7.3c: the pop hides it like the API does
+        shown_pop.get_by_role("button", name="以此来电新建诉求件").click()
+        assert desk.input_value("#case-form input[name=citizen_phone]") == "13912345678"
+        desk.screenshot(path="/tmp/console-desk-screenpop.png", full_page=True)

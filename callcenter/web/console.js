@@ -666,7 +666,7 @@ function queueText(member) {
 
 function onPhoneEvent(ev) {
   const status = $("#phone-status");
-  if (ev.type === "hello") status.textContent = `电话系统已连接 · 分机 ${ev.extension} · ${queueText(ev.queue)}`;
+  if (ev.type === "hello") status.textContent = `电话系统已连接 · 分机 ${ev.extension} · ${queueText(ev.queue && ev.queue.member)}`;
   else if (ev.type === "member") status.textContent = queueText(ev.member);
   else if (ev.type === "link") status.textContent = ev.connected ? "电话系统已连接。" : "电话系统断开，正在重连……";
   else if (ev.type === "call" && ev.event === "hangup") $("#screen-pop").prepend(h("p", { class: "meta" }, "通话已结束。"));
@@ -688,6 +688,7 @@ function showScreenPop(ev) {
       f.title.focus();
     } }, "以此来电新建诉求件"));
   $("#screen-pop").replaceChildren(pop);
+  if (ev.case_owner === "you") loadMyCases();  // R4.1: the voice menu's case is now this operator's
 }
 
 function initQueueButtons() {
