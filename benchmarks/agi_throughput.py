@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import resource
@@ -142,7 +143,7 @@ async def hangup_mid_prompt_handler(channel: AGIChannel) -> None:
     print("VERIFY-HANGUP", outcome, f"{time.monotonic() - t0:.2f}s", flush=True)
 
 
-def serve(impl: str, port: int) -> None:
+def serve(impl: str, port: int, loop: str = "asyncio") -> None:
     profile_to = os.environ.get("AGI_BENCH_PROFILE")  # write cProfile stats of the server there
     if profile_to:
         import cProfile
@@ -150,15 +151,17 @@ def serve(impl: str, port: int) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            _serve(impl, port)
+            _serve(impl, port, loop)
         finally:
             profiler.disable()
-            profiler.dump_stats(f"{profile_to}.{impl}")
+            profiler.dump_stats(f"{profile_to}.{impl}.{loop}")
     else:
-        _serve(impl, port)
+        _serve(impl, port, loop)
 
 
-def _serve(impl: str, port: int) -> None:
+def _serve(impl: str, port: int, loop: str) -> None:
+    from callcenter import eventloop
+
     _raise_nofile()
     if impl == "ours":
         routes = {
@@ -178,7 +181,7 @@ def _serve(impl: str, port: int) -> None:
             await server.serve_forever()
             print("STATS", server.stats.snapshot(), flush=True)
 
-        asyncio.run(main())
+        eventloop.run(main(), loop)
     elif impl == "panoramisk":
         from panoramisk.fast_agi import Application
 
@@ -208,15 +211,15 @@ def _serve(impl: str, port: int) -> None:
             await stop.wait()
             server.close()
 
-        asyncio.run(main())
+        eventloop.run(main(), loop)
     else:
         raise SystemExit(f"unknown impl {impl}")
 
 
 @contextlib.contextmanager
-def server_process(impl: str, port: int):
+def server_process(impl: str, port: int, loop: str = "asyncio"):
     proc = subprocess.Popen(
-        [sys.executable, __file__, "serve", impl, str(port)],
+        [sys.executable, __file__, "serve", impl, str(port), "--loop", loop],
         stdout=subprocess.PIPE,
         text=True,
         cwd=PROJECT,
@@ -479,7 +482,7 @@ def pyst2_files():
 
 @dataclass
 class RunResult:
-    impl: str
+    impl: str  # "ours", "panoramisk", "pyst2"; with " (uvloop)" when its server ran on uvloop
     calls: int
     completed: int
     elapsed: float
@@ -515,9 +518,9 @@ def _pct(values: list[float], p: float) -> float:
 
 
 async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
-                    server_pid: int | None, ast_pid: int, timeout: float = 15.0) -> RunResult:
+                    server_pid: int | None, ast_pid: int, timeout: float = 15.0, label: str | None = None) -> RunResult:
     sem = asyncio.Semaphore(inflight)
-    result = RunResult(impl, n, 0, 0.0)
+    result = RunResult(label or impl, n, 0, 0.0)
     server_cpu0 = cpu_seconds(server_pid) if server_pid else None
     ast_cpu0 = cpu_seconds(ast_pid, children=True)
 
@@ -558,30 +561,41 @@ async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
     return result
 
 
+def _label(impl: str, loop: str) -> str:
+    return impl if loop == "asyncio" or impl == "pyst2" else f"{impl} ({loop})"
+
+
 async def throughput(args) -> list[RunResult]:
+    """Rounds of N calls per implementation. With several event loops (`--loop asyncio,uvloop`) every
+    round runs each loop's pair of servers in turn (started for that round, warmed up, stopped), so
+    drift in the machine's load spreads over all of them; the orders alternate every round."""
     impls = args.impl.split(",")
+    loops = args.loop.split(",")
+    servers = [i for i in impls if i in PORTS]
     results: list[RunResult] = []
     ast_pid = asterisk_pid()
     with contextlib.ExitStack() as stack:
-        procs = {}
-        for impl in impls:
-            if impl in PORTS:
-                procs[impl] = stack.enter_context(server_process(impl, PORTS[impl]))
         if "pyst2" in impls:
             stack.enter_context(pyst2_files())
         ami = await ami_login()
         try:
-            for impl in impls:  # warm-up: first calls pay for module/JIT-free caches, ARP, etc.
-                n = min(50, args.calls)
-                await run_calls(ami, impl, n, args.inflight, f"warm-{impl}", None, ast_pid)
             for rnd in range(1, args.rounds + 1):
-                # alternate the order so drift in machine load does not favour one implementation
-                for impl in impls if rnd % 2 else [*reversed([i for i in impls if i != "pyst2"]), *[i for i in impls if i == "pyst2"]]:
-                    n = args.pyst2_calls if impl == "pyst2" else args.calls
-                    if impl == "pyst2" and rnd > args.pyst2_rounds:
-                        continue
-                    pid = procs[impl].pid if impl in procs else None
-                    r = await run_calls(ami, impl, n, args.inflight, f"r{rnd}-{impl}", pid, ast_pid)
+                for loop in loops if rnd % 2 else list(reversed(loops)):
+                    with contextlib.ExitStack() as running:
+                        procs = {impl: running.enter_context(server_process(impl, PORTS[impl], loop)) for impl in servers}
+                        for impl in servers:  # warm-up: first calls pay for caches, ARP, etc.
+                            await run_calls(ami, impl, min(50, args.calls), args.inflight, f"warm{rnd}-{loop}-{impl}",
+                                            None, ast_pid)
+                        # alternate the order so drift in machine load does not favour one implementation
+                        for impl in servers if rnd % 2 else list(reversed(servers)):
+                            r = await run_calls(ami, impl, args.calls, args.inflight, f"r{rnd}-{loop}-{impl}",
+                                                procs[impl].pid, ast_pid, label=_label(impl, loop))
+                            results.append(r)
+                            print(f"round {rnd}: {r.line()}", flush=True)
+                if "pyst2" in impls and rnd <= args.pyst2_rounds:
+                    if rnd == 1:
+                        await run_calls(ami, "pyst2", min(20, args.pyst2_calls), args.inflight, "warm-pyst2", None, ast_pid)
+                    r = await run_calls(ami, "pyst2", args.pyst2_calls, args.inflight, f"r{rnd}-pyst2", None, ast_pid)
                     results.append(r)
                     print(f"round {rnd}: {r.line()}", flush=True)
             if ami.originate_failures:
@@ -608,12 +622,16 @@ def summarize_throughput(results: list[RunResult]) -> str:
             f"| {impl} | {statistics.median(rates):.0f} | {', '.join(f'{x:.0f}' for x in rates)} (N={rs[0].calls}) | "
             f"{sess:.1f} | {wall:.1f} | {ast:.2f} | (in Asterisk's children) | {sum(r.lost for r in rs)} |"
         )
-    ours = [r.rate for r in results if r.impl == "ours"]
-    pano = [r.rate for r in results if r.impl == "panoramisk"]
-    if ours and pano and len(ours) == len(pano):
-        ratios = [a / b for a, b in zip(ours, pano)]
-        out.append("")
-        out.append(f"Per-round ratio ours/panoramisk: {', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}).")
+    labels = list(dict.fromkeys(r.impl for r in results))
+    pairs = [(a, b) for a in labels if a.startswith("ours") for b in labels if b.startswith("panoramisk")]
+    for a, b in pairs:
+        ours = [r.rate for r in results if r.impl == a]
+        pano = [r.rate for r in results if r.impl == b]
+        if ours and len(ours) == len(pano):
+            ratios = [x / y for x, y in zip(ours, pano)]
+            out.append("")
+            out.append(f"Per-round ratio {a} / {b}: {', '.join(f'{x:.2f}' for x in ratios)} "
+                       f"(median {statistics.median(ratios):.2f}).")
     return "\n".join(out)
 
 
@@ -674,21 +692,21 @@ async def hold_sessions(port: int, count: int, warmup: float, duration: float, s
 async def sessions(args) -> list[dict]:
     _raise_nofile()
     rows = []
-    for impl in args.session_impl.split(","):
-        for count in [int(x) for x in args.open.split(",")]:
-            port = 4593 if impl == "ours" else 4594
-            with server_process(impl, port) as proc:
-                cpu0 = cpu_seconds(proc.pid)
-                t0 = time.perf_counter()
-                row = await hold_sessions(port, count, args.warmup, args.duration)
-                row["server_cpu_pct"] = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0) * 100
-            row["impl"] = impl
-            rows.append(row)
-            print(
-                f"{impl:<11} {count:>5} open: {row['commands']:>6} commands, turnaround p50 {row['p50']:.3f} ms, "
-                f"p99 {row['p99']:.3f} ms, max {row['max']:.2f} ms, server CPU {row['server_cpu_pct']:.1f} %",
-                flush=True,
-            )
+    counts = [int(x) for x in args.open.split(",")]
+    for loop, impl, count in itertools.product(args.loop.split(","), args.session_impl.split(","), counts):
+        port = 4593 if impl == "ours" else 4594
+        with server_process(impl, port, loop) as proc:
+            cpu0 = cpu_seconds(proc.pid)
+            t0 = time.perf_counter()
+            row = await hold_sessions(port, count, args.warmup, args.duration)
+            row["server_cpu_pct"] = (cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - t0) * 100
+        row["impl"] = impl = _label(impl, loop)
+        rows.append(row)
+        print(
+            f"{impl:<22} {count:>5} open: {row['commands']:>6} commands, turnaround p50 {row['p50']:.3f} ms, "
+            f"p99 {row['p99']:.3f} ms, max {row['max']:.2f} ms, server CPU {row['server_cpu_pct']:.1f} %",
+            flush=True,
+        )
     return rows
 
 
@@ -708,7 +726,15 @@ def summarize_sessions(rows: list[dict]) -> str:
 
 async def verify(args) -> bool:
     ok = True
-    with server_process("ours", PORTS["ours"]) as proc:
+    for loop in args.loop.split(","):
+        print(f"-- our server on the {loop} event loop")
+        ok &= await verify_on(loop)
+    return ok
+
+
+async def verify_on(loop: str) -> bool:
+    ok = True
+    with server_process("ours", PORTS["ours"], loop) as proc:
         ami = await ami_login()
         ami.keep_events = True
         try:
@@ -768,6 +794,7 @@ def main() -> None:
     p_serve = sub.add_parser("serve", help="internal: run one server")
     p_serve.add_argument("impl")
     p_serve.add_argument("port", type=int)
+    p_serve.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
     for name in ("asterisk", "sessions", "verify", "all"):
         p = sub.add_parser(name)
         p.add_argument("--calls", type=int, default=1000)
@@ -776,13 +803,15 @@ def main() -> None:
         p.add_argument("--rounds", type=int, default=3)
         p.add_argument("--inflight", type=int, default=20)
         p.add_argument("--impl", default="ours,panoramisk,pyst2")
+        p.add_argument("--loop", default="asyncio,uvloop",
+                       help="event loops of the two FastAGI servers, each run against the other on the same loop")
         p.add_argument("--open", default="10,1000")
         p.add_argument("--session-impl", default="ours,panoramisk")
         p.add_argument("--warmup", type=float, default=3.0)
         p.add_argument("--duration", type=float, default=15.0)
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.impl, args.port)
+        serve(args.impl, args.port, args.loop)
         return
     asterisk_results: list[RunResult] = []
     session_rows: list[dict] = []

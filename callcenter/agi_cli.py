@@ -18,17 +18,21 @@ def agi_group() -> None:
 def serve(port: int | None) -> None:
     """Serve AGI requests from Asterisk until interrupted."""
     from agi.app import build_server
+    from callcenter import eventloop
+
+    settings = get_settings()
 
     async def main() -> None:
-        server = build_server(get_settings(), port=port)
+        server = build_server(settings, port=port)
         await server.start()
-        click.echo(f"FastAGI listening on {server.host}:{server.port}")
+        loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+        click.echo(f"FastAGI listening on {server.host}:{server.port} ({loop} event loop)")
         try:
             await server.serve_forever()
         finally:
             await server.stop()
 
     try:
-        asyncio.run(main())
+        eventloop.run(main(), settings.event_loop)
     except KeyboardInterrupt:
         pass

@@ -113,13 +113,12 @@ def serve(host: str | None, port: int | None, no_telephony: bool) -> None:
 @click.option("--no-asterisk", is_flag=True, help="Do not install or start Asterisk (API and FastAGI only).")
 def run(no_asterisk: bool) -> None:
     """Run the hotline: migrate and seed the store, start Asterisk, then serve the API and FastAGI."""
-    import asyncio
-
+    from callcenter import eventloop
     from callcenter.runtime import prepare, run_hotline
 
     settings = get_settings()
     prepare(settings, asterisk=not no_asterisk)
-    asyncio.run(run_hotline(settings))
+    eventloop.run(run_hotline(settings), settings.event_loop)
 
 
 @main.group()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,8 @@ class Settings(BaseSettings):
     sip_port: int = 5060
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # the event loop of `callcenter run` and `callcenter agi serve` (callcenter/eventloop.py)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @property
     def effective_database_url(self) -> str:
