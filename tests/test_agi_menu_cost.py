@@ -5,7 +5,7 @@ dialplan is one variable, and the call record is written by the call's first and
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from agi.app import RECORDINGS_DIR
 from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
@@ -77,6 +77,23 @@ async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(s
     # one variable for the dialplan, and nothing after it
     sets = [c for c in commands if c.startswith("SET VARIABLE")]
     assert sets == [f"SET VARIABLE IVR_RESULT queue|consultation|{case.id}"] and commands[-1] == sets[0]
+
+
+async def test_key_1_is_three_transactions_the_first_opens_the_record_and_looks_up_open_cases(store, domain):
+    commits = []
+
+    def count(session):
+        commits.append(session)
+
+    event.listen(store, "after_commit", count)
+    try:
+        await call_menu(store, domain, answers(), uniqueid="1732512345.71", args=["1732512345.70"])
+    finally:
+        event.remove(store, "after_commit", count)
+    # open the record + open-cases lookup, create the case, close the record
+    assert len(commits) == 3
+    call, case = the_call(store, "1732512345.71")
+    assert call.flow_path[:3] == ["greeting", "open_cases", "hours_check"] and case is not None
 
 
 async def test_menu_prompts_are_one_read_and_without_argument_the_linkedid_is_asked(store, domain):
