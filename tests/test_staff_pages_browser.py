@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from ticketing.audit import SYSTEM
 from ticketing.models import Case, User, WorkOrder
 from ticketing.store import session_scope
 
@@ -387,10 +388,19 @@ def test_r7_5_r8_5_r8_6_r7_3h_back_office_decides_from_its_lists(console, sessio
                              category_code="water_supply")
         (ret_wo,) = wf.dispatch(a("op1"), ret_case, units=["water_supply"])
         wf.request_return(a("water1"), ret_wo, reason="电费属供电公司职责")
-        numbers = {"unhappy": unhappy.number, "pending": pending.number}
+        manual = wf.accept(a("op1"), kind="consultation", channel="landline", title="水表更换咨询", description="问水表更换",
+                           category_code="water_supply")
+        (man_wo,) = wf.dispatch(a("op1"), manual, units=["water_supply"])
+        wf.notify(a("water1"), man_wo, channel="phone")
+        wf.report(a("water1"), man_wo, answer="已告知更换流程")
+        wf.mark_callback_manual(SYSTEM, manual, reason="three automatic attempts unanswered")
+        numbers = {"unhappy": unhappy.number, "pending": pending.number, "manual": manual.number}
         ext_id, ret_id = ext.id, ret_wo.id
 
     back = console.login("bo1", expect="/app/back")
+    back.locator("#returns .item").wait_for()
+    back.locator("#extensions .item").wait_for()
+    back.screenshot(path="/tmp/console-back-lists.png", full_page=True)
     # R7.5: the unsatisfied case is closed provisionally
     item = back.locator("#unsatisfied .item", has=back.locator(f".case-card[data-number='{numbers['unhappy']}']"))
     item.locator("form.action", has_text="暂结").get_by_role("button", name="暂结").click()
@@ -401,11 +411,20 @@ def test_r7_5_r8_5_r8_6_r7_3h_back_office_decides_from_its_lists(console, sessio
     # R7.3h: the escalated case goes to two units with the lead preselected from the routing
     item = back.locator("#pending-dispatch .item", has=back.locator(f".case-card[data-number='{numbers['pending']}']"))
     assert item.locator("select[name=lead]").input_value() == "urban_management"
+    assert "已选：宜兴市自然资源和规划局、宜兴市城市管理局" in item.locator(".chosen").inner_text()
     item.get_by_role("button", name="交办").click()
     back.locator("#pending-dispatch .empty").wait_for()
     case = console.api("GET", f"/cases/{numbers['pending']}", "bo1").json()
     assert sorted((w["unit_code"], w["role"]) for w in case["work_orders"]) == [
         ("natural_resources", "co_unit"), ("urban_management", "lead")]
+
+    # R7.4: the callback the automatic survey could not make is done by hand
+    item = back.locator("#manual-callbacks .item", has=back.locator(f".case-card[data-number='{numbers['manual']}']"))
+    item.locator("select[name=satisfaction]").select_option("basically_satisfied")
+    item.get_by_role("button", name="提交").click()
+    back.locator("#manual-callbacks .empty").wait_for()
+    called = console.api("GET", f"/cases/{numbers['manual']}", "bo1").json()
+    assert called["status"] == "awaiting_close" and called["satisfaction"] == "basically_satisfied"
 
     # R8.5: the extension is approved and the deadline moves
     item = back.locator("#extensions .item", has_text="劳动保障监察条例")
@@ -477,6 +496,10 @@ class FakeQueue:
         self.members[ext] = {"extension": ext, "name": name, "state": "free", "paused": False, "paused_reason": ""}
         return self.state_of(ext)
 
+    async def pause(self, ext, reason):
+        self.members[ext].update(state="paused", paused=True, paused_reason=reason)
+        return self.state_of(ext)
+
 
 class FakeLink:
     """The call link's event broker (the real one), fed from the test thread into the server's loop."""
@@ -530,6 +553,9 @@ def test_screen_pop_shows_the_caller_and_open_cases_and_queue_login_works(seeded
         desk.locator("#phone-status", has_text="分机 8009 · 未签入队列").wait_for()
         desk.get_by_role("button", name="签入队列").click()
         desk.locator("#phone-status", has_text="已签入队列：空闲").wait_for()
+        desk.select_option("select[name=pause-reason]", "meal")
+        desk.get_by_role("button", name="小休", exact=True).click()
+        desk.locator("#phone-status", has_text="已签入队列：小休（用餐）").wait_for()
         link.publish("operator:8009", pop)
         shown_pop = desk.locator("#screen-pop .pop")
         shown_pop.wait_for()

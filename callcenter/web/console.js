@@ -329,6 +329,7 @@ function routingText(cat) {
   let text = `路由：${label("mode", cat.mode)} → ${names.join("、") || "（所涉单位）"}`;
   if (cat.concerned_unit) text += "；交所涉单位，请选择";
   if (cat.units.length > 1 && !cat.concerned_unit) text += "；多单位件由后台派单（R7.3h），可转后台";
+  if (cat.mode === "three_way" || cat.mode === "transfer") text += "；通话在电话上进行，结束后在下方列表中记录通话结果（R7.4）";
   if (cat.description) text += `。${cat.description}`;
   return text;
 }
@@ -726,6 +727,7 @@ async function initDesk(me) {
   fillCategories();
   onHandling();
   loadMyCases();
+  setInterval(() => { if (!document.hidden) loadMyCases(); }, 60000);  // only the table: forms keep their input
   phoneStream();
 }
 
@@ -819,6 +821,7 @@ async function openOrder(id) {
 async function initUnit() {
   $(".refresh", $("#inbox")).addEventListener("click", loadInbox);
   await loadInbox();
+  setInterval(() => { if (!document.hidden) loadInbox(); }, 60000);  // R8.1: new orders show up by themselves
 }
 
 // ---- back office / supervisor --------------------------------------------------------------
@@ -842,8 +845,15 @@ function dispatchForm(c, title) {
       setTimeout(loadBack, 0);
       return `已交办（${label("caseStatus", updated.status)}）`;
     } });
-  form.prepend(h("h4", {}, title), h("label", {}, "承办单位（可多选）", select), h("label", {}, "牵头单位（R7.3h）", lead),
-    h("label", {}, "方式", mode));
+  // a long multi-select hides what is chosen: say it in words under it
+  const chosen = h("p", { class: "meta chosen" });
+  const sayChosen = () => {
+    chosen.textContent = `已选：${[...select.selectedOptions].map((o) => o.textContent).join("、") || "（无）"}`;
+  };
+  select.addEventListener("change", sayChosen);
+  sayChosen();
+  form.prepend(h("h4", {}, title), h("label", {}, "承办单位（可多选，按住Ctrl）", select), chosen,
+    h("label", {}, "牵头单位（R7.3h）", lead), h("label", {}, "方式", mode));
   return form;
 }
 
