@@ -20,11 +20,11 @@ Asterisk (callback/runner.py, `reconcile`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ticketing import calls
@@ -134,12 +134,30 @@ def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int |
 
 
 # ---- claiming (before the Originate) -----------------------------------------------------------
+# Built once: the runner claims and settles a few attempts per transaction hundreds of times a
+# second, and building a statement (coercions, cache key) cost more than running it.
+_ATTEMPTS = CallbackAttempt.__table__
+_CASES = Case.__table__
+_IN_FLIGHT_COUNT = select(func.count()).select_from(_ATTEMPTS).where(
+    _ATTEMPTS.c.state.in_(IN_FLIGHT_STATES), _ATTEMPTS.c.id.not_in(bindparam("exclude", expanding=True)))
+_DUE_FOR_CLAIM = (
+    select(_ATTEMPTS.c.id, _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.attempt_no, _CASES.c.id, _CASES.c.number,
+           _CASES.c.citizen_phone, _CASES.c.status, _CASES.c.callback_manual)
+    .join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id)
+    .where(_ATTEMPTS.c.state == SCHEDULED, _ATTEMPTS.c.scheduled_for <= bindparam("now"),
+           _ATTEMPTS.c.id.not_in(bindparam("exclude", expanding=True)))
+    .order_by(_ATTEMPTS.c.scheduled_for, _ATTEMPTS.c.id)
+    .limit(bindparam("limit"))
+)
+# conditional: an attempt another runner claimed meanwhile is not returned
+_CLAIM = (update(_ATTEMPTS).where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)), _ATTEMPTS.c.state == SCHEDULED)
+          .values(state=DIALING, started_at=bindparam("now")).returning(_ATTEMPTS.c.id))
+_UNCLAIM = (update(_ATTEMPTS).where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)), _ATTEMPTS.c.state == DIALING)
+            .values(state=SCHEDULED, started_at=None).returning(_ATTEMPTS.c.id))
+
+
 def in_flight_count(session: Session, *, exclude: Iterable[int] = ()) -> int:
-    q = select(func.count()).select_from(CallbackAttempt).where(CallbackAttempt.state.in_(IN_FLIGHT_STATES))
-    ex = list(exclude)
-    if ex:
-        q = q.where(CallbackAttempt.id.not_in(ex))
-    return session.execute(q).scalar_one()
+    return session.connection().execute(_IN_FLIGHT_COUNT, {"exclude": list(exclude)}).scalar_one()
 
 
 def claim(session: Session, domain: Domain, limit: int, *, exclude: Iterable[int] = ()) -> list[Claimed]:
@@ -151,28 +169,24 @@ def claim(session: Session, domain: Domain, limit: int, *, exclude: Iterable[int
     now = _now(domain)
     if limit <= 0 or not domain.policy.callback_may_call_at(now, domain.calendar):
         return []
-    rows = session.execute(
-        select(CallbackAttempt.id, CallbackAttempt.idempotency_key, CallbackAttempt.attempt_no, Case.id, Case.number,
-               Case.citizen_phone, Case.status, Case.callback_manual)
-        .join(Case, Case.id == CallbackAttempt.case_id)
-        .where(CallbackAttempt.state == SCHEDULED, CallbackAttempt.scheduled_for <= now,
-               CallbackAttempt.id.not_in(list(exclude)) if exclude else True)
-        .order_by(CallbackAttempt.scheduled_for, CallbackAttempt.id)
-        .limit(limit)
-    ).all()
-    out: list[Claimed] = []
-    for attempt_id, key, attempt_no, case_id, number, phone, status, manual in rows:
+    conn = session.connection()
+    rows = conn.execute(_DUE_FOR_CLAIM, {"now": now, "exclude": list(exclude), "limit": limit}).all()
+    callable_rows = []
+    for row in rows:
+        attempt_id, _key, _no, case_id, _number, phone, status, manual = row
         if status != CaseStatus.REPORTED or manual:
             _set_state(session, attempt_id, (SCHEDULED,), CANCELLED, now, detail=f"case is {status}")
-            continue
-        if not phone:
+        elif not phone:
             if _set_state(session, attempt_id, (SCHEDULED,), FAILED, now, detail="no phone number"):
                 wf = domain.workflow(session)
                 wf.mark_callback_manual(CALLBACK_ACTOR, wf.get_case(case_id), reason="no phone number to call")
-            continue
-        if _set_state(session, attempt_id, (SCHEDULED,), DIALING, now, started=True):
-            out.append(Claimed(attempt_id, key, attempt_no, case_id, number, phone))
-    return out
+        else:
+            callable_rows.append(row)
+    if not callable_rows:
+        return []
+    won = set(conn.execute(_CLAIM, {"ids": [r[0] for r in callable_rows], "now": now}).scalars())
+    return [Claimed(aid, key, no, case_id, number, phone)
+            for aid, key, no, case_id, number, phone, _status, _manual in callable_rows if aid in won]
 
 
 def _set_state(session: Session, attempt_id: int, from_states: tuple[str, ...], to_state: str, now: datetime, *,
@@ -199,11 +213,15 @@ def _set_state(session: Session, attempt_id: int, from_states: tuple[str, ...], 
 
 def unclaim(session: Session, attempt_id: int) -> bool:
     """The Originate was certainly NOT sent (AMI link down before writing): back to scheduled."""
-    res = session.execute(
-        update(CallbackAttempt).where(CallbackAttempt.id == attempt_id, CallbackAttempt.state == DIALING)
-        .values(state=SCHEDULED, started_at=None).execution_options(synchronize_session=False)
-    )
-    return res.rowcount == 1
+    return bool(unclaim_many(session, [attempt_id]))
+
+
+def unclaim_many(session: Session, attempt_ids: Iterable[int]) -> list[int]:
+    """`unclaim` for several attempts in one statement; returns the ids that went back."""
+    ids = list(attempt_ids)
+    if not ids:
+        return []
+    return list(session.connection().execute(_UNCLAIM, {"ids": ids}).scalars())
 
 
 # ---- outcomes ----------------------------------------------------------------------------------
@@ -217,42 +235,121 @@ def record_unsuccessful(session: Session, domain: Domain, attempt_id: int, outco
     """No answer, busy, failure or not rated: retry with backoff, or the manual list after the
     configured number of attempts. Returns "retry", "manual", or None if the attempt had already
     moved on (e.g. the survey recorded a rating)."""
-    if outcome not in UNSUCCESSFUL:
-        raise ValueError(f"not an unsuccessful outcome: {outcome}")
+    return record_unsuccessful_many(session, domain, [Unsuccessful(attempt_id, outcome, detail, from_states, log_call,
+                                                                   channel_id)])[0]
+
+
+@dataclass(frozen=True)
+class Unsuccessful:
+    """One result for `record_unsuccessful_many` (the arguments of `record_unsuccessful`)."""
+
+    attempt_id: int
+    outcome: str
+    detail: str = ""
+    from_states: tuple[str, ...] = IN_FLIGHT_STATES
+    log_call: bool = False
+    channel_id: str | None = None
+    started_at: datetime | None = None  # when the Originate went out (default: when it was claimed)
+
+
+_SETTLE_READ = (
+    select(_ATTEMPTS.c.id, _ATTEMPTS.c.case_id, _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.started_at,
+           _CASES.c.citizen_phone)
+    .join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id).where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
+)
+# conditional like _set_state; a call or rating already on the attempt is kept
+_SETTLE = (
+    update(_ATTEMPTS).where(_ATTEMPTS.c.id == bindparam("aid"), _ATTEMPTS.c.state.in_(bindparam("from_states", expanding=True)))
+    .values(state=bindparam("to_state"), finished_at=bindparam("now"), detail=bindparam("detail"),
+            call_id=func.coalesce(bindparam("call_id", type_=_ATTEMPTS.c.call_id.type), _ATTEMPTS.c.call_id),
+            result=func.coalesce(bindparam("result", type_=_ATTEMPTS.c.result.type), _ATTEMPTS.c.result))
+)
+_SETTLE_CASES = select(_CASES.c.id, _CASES.c.number, _CASES.c.status, _CASES.c.callback_manual).where(
+    _CASES.c.id.in_(bindparam("ids", expanding=True)))
+# attempts made for each case's current report (see _round_attempts)
+_ROUND_ATTEMPTS = (
+    select(_ATTEMPTS.c.case_id, func.count()).join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id)
+    .where(_ATTEMPTS.c.case_id.in_(bindparam("ids", expanding=True)),
+           _ATTEMPTS.c.state.in_(sorted(UNSUCCESSFUL) + [DONE]),
+           or_(_CASES.c.reported_at.is_(None), _ATTEMPTS.c.scheduled_for >= _CASES.c.reported_at))
+    .group_by(_ATTEMPTS.c.case_id)
+)
+_LAST_ATTEMPT_NO = (select(_ATTEMPTS.c.case_id, func.max(_ATTEMPTS.c.attempt_no))
+                    .where(_ATTEMPTS.c.case_id.in_(bindparam("ids", expanding=True))).group_by(_ATTEMPTS.c.case_id))
+_INSERT_ATTEMPT = insert(_ATTEMPTS)
+
+
+def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence[Unsuccessful]) -> list[str | None]:
+    """`record_unsuccessful` for the results of several calls in one transaction, with a fixed
+    number of statements per batch besides one or two per call; returns what each result led to
+    ("retry", "manual" or None), in order. Cases going on the manual list go through the workflow
+    (audit events appended under the chain-head lock the transaction already holds)."""
+    out: list[str | None] = [None] * len(results)
+    if not results:
+        return out
+    for r in results:
+        if r.outcome not in UNSUCCESSFUL:
+            raise ValueError(f"not an unsuccessful outcome: {r.outcome}")
     now = _now(domain)
-    attempt = session.get(CallbackAttempt, attempt_id)
-    if attempt is None:
-        return None
-    call_id = None
-    if log_call and outcome in CALL_OUTCOME:
-        call = calls.open_call(session, uniqueid=channel_id or attempt.idempotency_key, direction="outbound",
-                               purpose="callback", caller_number="12345",
-                               callee_number=_case_phone(session, attempt.case_id), started_at=attempt.started_at or now)
-        calls.finish_call(call, outcome=CALL_OUTCOME[outcome], ended_at=now, reason=detail or None,
-                          case_id=attempt.case_id)
-        call_id = call.id
-    if not _set_state(session, attempt_id, from_states, outcome, now, detail=detail or outcome, call_id=call_id,
-                      result=Satisfaction.NOT_RATED if outcome == NOT_RATED else None):
-        return None
-    session.expire(attempt)
-    case = session.get(Case, attempt.case_id)
-    if case is None or case.status != CaseStatus.REPORTED or case.callback_manual:
-        return None  # settled by someone else meanwhile (e.g. a manual callback)
-    made = _round_attempts(session, case)
-    delay = domain.policy.callback.retry_delay(max(made, 1))
-    if delay is None:
-        wf = domain.workflow(session)
-        wf.mark_callback_manual(CALLBACK_ACTOR, case,
-                                reason=f"{made} automatic callback attempts without a rating (last: {outcome})")
-        log.info("callback %s: %s; case on the manual-callback list", attempt.idempotency_key, outcome)
-        return "manual"
-    n = _next_attempt_no(session, case.id)
-    when = domain.policy.next_callback_slot(now + delay, domain.calendar)
-    session.add(CallbackAttempt(case_id=case.id, attempt_no=n, idempotency_key=idempotency_key(case.number, n),
-                                state=SCHEDULED, scheduled_for=when))
-    session.flush()
-    log.info("callback %s: %s; attempt %d at %s", attempt.idempotency_key, outcome, n, when.isoformat())
-    return "retry"
+    session.flush()  # the Core reads below must see the ORM changes of this transaction
+    conn = session.connection()
+    info = {row[0]: row for row in conn.execute(_SETTLE_READ, {"ids": [r.attempt_id for r in results]})}
+    moved: dict[int, tuple[int, str, str]] = {}  # case id -> (index, key, outcome)
+    later: list[int] = []
+    for i, r in enumerate(results):
+        row = info.get(r.attempt_id)
+        if row is None:
+            continue
+        _aid, case_id, key, claimed_at, phone = row
+        if case_id in moved:  # a second result for one case: after this batch has settled the first
+            later.append(i)
+            continue
+        call_id = None
+        if r.log_call and r.outcome in CALL_OUTCOME:
+            call_id = calls.open_call_id(session, uniqueid=r.channel_id or key, direction="outbound",
+                                         purpose="callback", caller_number="12345", callee_number=phone or "",
+                                         started_at=r.started_at or claimed_at or now)
+            calls.finish_call_id(session, call_id, outcome=CALL_OUTCOME[r.outcome], ended_at=now,
+                                 reason=r.detail or None, case_id=case_id)
+        res = conn.execute(_SETTLE, {
+            "aid": r.attempt_id, "from_states": list(r.from_states), "to_state": r.outcome, "now": now,
+            "detail": r.detail or r.outcome, "call_id": call_id,
+            "result": Satisfaction.NOT_RATED if r.outcome == NOT_RATED else None})
+        if res.rowcount == 1:
+            moved[case_id] = (i, key, r.outcome)
+    if moved:
+        ids = list(moved)
+        cases = {row[0]: row for row in conn.execute(_SETTLE_CASES, {"ids": ids})}
+        ids = [c for c in ids if c in cases and cases[c][2] == CaseStatus.REPORTED and not cases[c][3]]
+        # (a case settled by someone else meanwhile, e.g. a manual callback, gets nothing more)
+        made = dict(conn.execute(_ROUND_ATTEMPTS, {"ids": ids}).all()) if ids else {}
+        last_no = dict(conn.execute(_LAST_ATTEMPT_NO, {"ids": ids}).all()) if ids else {}
+        retries, manual = [], {}
+        for case_id in ids:
+            i, key, outcome = moved[case_id]
+            n_made = made.get(case_id, 0)
+            delay = domain.policy.callback.retry_delay(max(n_made, 1))
+            if delay is None:
+                manual[case_id] = f"{n_made} automatic callback attempts without a rating (last: {outcome})"
+                out[i] = "manual"
+                log.info("callback %s: %s; case on the manual-callback list", key, outcome)
+                continue
+            n = (last_no.get(case_id) or 0) + 1
+            when = domain.policy.next_callback_slot(now + delay, domain.calendar)
+            retries.append({"case_id": case_id, "attempt_no": n, "idempotency_key": idempotency_key(cases[case_id][1], n),
+                            "state": SCHEDULED, "scheduled_for": when})
+            out[i] = "retry"
+            log.info("callback %s: %s; attempt %d at %s", key, outcome, n, when.isoformat())
+        if retries:
+            conn.execute(_INSERT_ATTEMPT, retries)
+        if manual:
+            wf = domain.workflow(session)
+            for case in session.execute(select(Case).where(Case.id.in_(list(manual))).order_by(Case.id)).scalars():
+                wf.mark_callback_manual(CALLBACK_ACTOR, case, reason=manual[case.id])
+    if later:
+        for i, res in zip(later, record_unsuccessful_many(session, domain, [results[i] for i in later])):
+            out[i] = res
+    return out
 
 
 def _case_phone(session: Session, case_id: int) -> str:
@@ -356,6 +453,7 @@ def orphans(session: Session, exclude: Iterable[int]) -> list[tuple[int, str, st
 
 __all__ = [
     "CALLBACK_ACTOR", "Claimed", "AttemptRow", "plan_due", "claim", "unclaim", "in_flight_count", "mark_answered",
-    "record_unsuccessful", "record_survey_answer", "finish_survey", "list_attempts", "manual_list", "counts",
+    "record_unsuccessful", "record_unsuccessful_many", "Unsuccessful", "unclaim_many",
+    "record_survey_answer", "finish_survey", "list_attempts", "manual_list", "counts",
     "due_count", "orphans", "idempotency_key", "attempt_by_key", "ORIGINATE_REASONS",
 ]
