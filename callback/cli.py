@@ -173,6 +173,7 @@ def run_now_cmd(limit, timeout, wait_lock, fake_now, channel_prefix, dial_timeou
                         await asyncio.sleep(max(lease_seconds / 4, 0.5))
                         if not await asyncio.to_thread(lead.still_held):
                             runner.budget = 0
+                            runner.halt()  # spare claims are put back, never dialled
                             return
                 renew = asyncio.create_task(keep_lock())
                 try:

@@ -15,6 +15,16 @@ the answer) the attempt stays `dialing` and `reconcile` asks Asterisk: a channel
 Uniqueid still up -> wait for it; the AstDB ledger entry written by `[outbound-callback]` before
 dialling present -> it was dialled (outcome unknown: counted as a failed attempt); absent -> it
 never ran and goes back to `scheduled` with the same key. No key is ever dialled twice.
+
+The store work is batched so that the cap and Asterisk, not the store, set the rate: one writer
+task runs one transaction per pass with every result queued since the last pass (calls that
+ended close together), every attempt to put back, and the claims for the free slots. The
+Originates of the claimed attempts go out only after that transaction committed. While calls
+end quickly the writer claims up to `cap` spare attempts ahead ("ready", committed as
+`dialing`); a freed slot takes one at once instead of waiting for the next pass. A ready
+attempt not dialled within `ready_seconds` is put back, as are all of them when the runner
+stops or steps down. A crash before a result's pass leaves the attempt `dialing` with its
+ledger entry: reconcile counts it as dialled (outcome unknown), never dials it again.
 """
 from __future__ import annotations
 
@@ -22,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +65,9 @@ class RunnerOptions:
     channel_prefix: str = ""            # namespace for channel ids on a shared Asterisk (tests)
     plan_batch: int = 500
     plan_every: float = 5.0             # seconds between planning passes (a slot refill does not plan)
+    write_window: float = 0.002         # a result waits this long for others to share its transaction
+    ready_seconds: float = 0.5          # a spare claimed attempt not dialled within this is put back
+    pause_check_seconds: float = 0.5    # the pause flag is read at most this often
 
 
 @dataclass
@@ -92,6 +106,12 @@ class CallbackRunner:
         self._tasks: dict[int, asyncio.Task] = {}  # attempt id -> its call (and its bookkeeping)
         self._calling: set[int] = set()  # attempts whose call is up in Asterisk: what the cap counts
         self._adopted: dict[int, asyncio.Task] = {}  # in-flight attempts of a dead process, watched
+        self._ready: deque[tuple[A.Claimed, float]] = deque()  # claimed (committed), not dialled yet
+        self._releasing: set[int] = set()  # ready attempts being put back (still ours until committed)
+        self._results: list[tuple[A.Unsuccessful, asyncio.Future]] = []  # waiting for the writer
+        self._unclaims: list[tuple[int, asyncio.Future | None]] = []
+        self._ended: deque[float] = deque()  # when recent calls ended: how many spares are worth it
+        self._others = 0  # calls in flight in other processes, as of the last pass
         self._hangups: dict[str, asyncio.Event] = {}
         self._sub = None
         self._started_at = time.monotonic()
@@ -100,6 +120,15 @@ class CallbackRunner:
         self._stopping = False
         self._changed = asyncio.Event()
         self._last_plan = -1e9
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._passes = 0  # writer passes done (sweep waits for the one after its request)
+        self._pass_done = asyncio.Event()
+        self._pass_running = False
+        self._orphan_request: asyncio.Future | None = None
+        self._paused_at = -1e9
+        self._paused_now = False
+        self.transactions = 0  # writer transactions (the benchmark reports callbacks per transaction)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -109,21 +138,50 @@ class CallbackRunner:
 
     async def stop(self, *, wait: bool = True) -> None:
         """Stop claiming. Calls already placed go on in Asterisk; with wait, their outcomes are recorded."""
-        self._stopping = True
+        self.halt()
         tasks = list(self._tasks.values()) + list(self._adopted.values())
         if wait and tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        else:
+        with contextlib.suppress(Exception):
+            await self._flush()  # results queued so far and the spare claims put back
+        if not wait:
             for t in tasks:
                 t.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+            self._writer = None
         if self._sub is not None:
             self._sub.close()
             self._sub = None
+
+    def halt(self) -> None:
+        """No new calls (stepping down, lease lost): spare claimed attempts are put back, never dialled."""
+        self._stopping = True
+        self._drop_ready()
+
+    def _drop_ready(self) -> None:
+        while self._ready:
+            c, _t = self._ready.popleft()
+            self._release(c)
+        self._kick()
+
+    def _release(self, c: A.Claimed) -> None:
+        self._releasing.add(c.attempt_id)
+        self._unclaims.append((c.attempt_id, None))
+        if self.budget is not None:
+            self.budget += 1
+        self.stats.claimed -= 1
 
     @property
     def in_flight(self) -> int:
         """Calls up in Asterisk now (what the concurrency cap limits)."""
         return len(self._calling) + len(self._adopted)
+
+    def _mine(self) -> set[int]:
+        """Attempts this process drives: reconcile and claims leave them alone."""
+        return set(self._tasks) | set(self._adopted) | {c.attempt_id for c, _t in self._ready} | self._releasing
 
     def _on_hangup(self, msg) -> None:
         ev = self._hangups.get(msg.get_first("Uniqueid") or "")
@@ -138,7 +196,7 @@ class CallbackRunner:
 
     # ---- the sweep -------------------------------------------------------------------------
     async def sweep(self) -> int:
-        """Plan, reconcile, and start calls up to the cap. Returns how many calls it started."""
+        """Plan, reconcile, and start calls up to the cap. Returns how many calls it claimed."""
         if self._sweep_lock.locked():
             self._resweep = True  # the running sweep goes round once more
             return 0
@@ -164,46 +222,178 @@ class CallbackRunner:
                 if made < self.opts.plan_batch:
                     break
             await self.reconcile()
-        if self.paused():
+        before = self.stats.claimed
+        await self._flush()
+        return self.stats.claimed - before
+
+    # ---- the writer: one transaction per pass ------------------------------------------------
+    def _kick(self) -> None:
+        self._wake.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="callback writer")
+
+    async def _flush(self) -> None:
+        """Wait for a whole writer pass that starts after this call (its claims are in `_ready`)."""
+        target = self._passes + (2 if self._pass_running else 1)
+        self._kick()
+        while self._passes < target:
+            self._pass_done.clear()
+            if self._writer is None or self._writer.done():
+                self._kick()
+            await self._pass_done.wait()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self.opts.write_window > 0 and self._results:
+                await asyncio.sleep(self.opts.write_window)  # let results of calls ending now join
+            self._wake.clear()
+            self._pass_running = True
+            try:
+                await self._write_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the database may be briefly away; the next pass retries
+                log.exception("callback writer pass failed")
+                await asyncio.sleep(0.5)
+                self._wake.set()  # claims and put-backs are tried again
+            finally:
+                self._pass_running = False
+                self._passes += 1
+                self._pass_done.set()
+
+    def _wanted(self) -> int:
+        """Attempts to claim in this pass (before subtracting other processes' calls): the free
+        lines, plus spares while calls end quickly."""
+        if self._stopping or self.budget == 0:
             return 0
         cap = self.domain.policy.callback.concurrency
-        mine = set(self._tasks) | set(self._adopted)
+        now = time.monotonic()
+        while self._ended and now - self._ended[0] > self.opts.ready_seconds:
+            self._ended.popleft()
+        spare = min(cap, len(self._ended)) if self.opts.ready_seconds > 0 else 0
+        want = cap + spare - len(self._calling) - len(self._adopted) - len(self._ready)
+        if self.budget is not None:
+            want = min(want, self.budget)
+        return max(want, 0)
 
-        def claim(s: Session) -> list[A.Claimed]:
-            # calls of this process that are up in Asterisk + calls in flight elsewhere; a call whose
-            # result is being written down no longer holds a line
-            free = cap - len(self._calling) - len(self._adopted) - A.in_flight_count(s, exclude=mine)
-            if self.budget is not None:
-                free = min(free, self.budget)
-            return A.claim(s, self.domain, free, exclude=mine)
-        claimed = await self._tx(claim)
+    async def _write_pass(self) -> None:
+        results, self._results = self._results, []
+        unclaims, self._unclaims = self._unclaims, []
+        check_pause = time.monotonic() - self._paused_at >= self.opts.pause_check_seconds
+        orphan_request, self._orphan_request = self._orphan_request, None
+        wanted = self._wanted()
+        mine = self._mine()
+
+        def tx(s: Session):
+            paused = self.paused() if check_pause else self._paused_now
+            outs = A.record_unsuccessful_many(s, self.domain, [r for r, _f in results])
+            back = A.unclaim_many(s, [aid for aid, _f in unclaims])
+            orphans = A.orphans(s, mine) if orphan_request is not None else []
+            others = A.in_flight_count(s, exclude=mine)
+            n = 0 if paused else wanted - others  # a line of another process is not ours to fill
+            claimed = A.claim(s, self.domain, n, exclude=mine) if n > 0 else []
+            return paused, outs, set(back), orphans, others, claimed
+        try:
+            paused, outs, back, orphans, others, claimed = await self._tx(tx)
+        except BaseException as exc:
+            if orphan_request is not None and not orphan_request.done():
+                orphan_request.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            for _r, fut in results:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            for aid, fut in unclaims:
+                self._releasing.discard(aid)
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            raise
+        self.transactions += 1
+        if orphan_request is not None and not orphan_request.done():
+            orphan_request.set_result(orphans)
+        if check_pause:
+            self._paused_at, self._paused_now = time.monotonic(), paused
+        for (_r, fut), out in zip(results, outs):
+            if not fut.done():
+                fut.set_result(out)
+        for aid, fut in unclaims:
+            self._releasing.discard(aid)
+            if fut is not None and not fut.done():
+                fut.set_result(aid in back)
+        self._others = others
+        now = time.monotonic()
         for c in claimed:
             if self.budget is not None:
                 self.budget -= 1
             self.stats.claimed += 1
+            self._ready.append((c, now))
+        if self._stopping or paused:
+            self._drop_ready()
+        self._launch()
+        if not self._tasks and not self._adopted and not self._ready:
+            self._changed.set()
+
+    def _launch(self) -> None:
+        """Dial ready attempts into the free lines (no store round trip: they are committed)."""
+        if self._stopping or self._paused_now:
+            if self._ready:
+                self._drop_ready()
+            return
+        free = self.domain.policy.callback.concurrency - len(self._calling) - len(self._adopted) - self._others
+        now = time.monotonic()
+        stale = False
+        while self._ready and free > 0:
+            c, t = self._ready.popleft()
+            if now - t > self.opts.ready_seconds:
+                self._release(c)  # claimed too long ago to dial now: back to scheduled, same key
+                stale = True
+                continue
+            free -= 1
             self._calling.add(c.attempt_id)
             task = asyncio.create_task(self._place(c), name=f"callback {c.key}")
             self._tasks[c.attempt_id] = task
             task.add_done_callback(lambda t, aid=c.attempt_id: self._done(aid, t))
-        return len(claimed)
+        if stale or self._wanted() > 0:
+            self._kick()
+
+    async def _record(self, result: A.Unsuccessful) -> str | None:
+        """Queue one call's result for the writer's next pass and wait until it is committed."""
+        fut = asyncio.get_running_loop().create_future()
+        self._results.append((result, fut))
+        self._kick()
+        return await fut
+
+    async def _orphans(self) -> list[tuple[int, str, str]]:
+        """Attempts in flight that no task of this process drives, read by the writer in a pass:
+        an attempt the writer has just claimed is then never mistaken for a dead process's."""
+        if self._orphan_request is None or self._orphan_request.done():
+            self._orphan_request = asyncio.get_running_loop().create_future()
+        fut = self._orphan_request
+        self._kick()
+        return await fut
+
+    async def _unclaim(self, attempt_id: int) -> bool:
+        fut = asyncio.get_running_loop().create_future()
+        self._unclaims.append((attempt_id, fut))
+        self._kick()
+        return await fut
 
     def _done(self, attempt_id: int, task: asyncio.Task) -> None:
         self._tasks.pop(attempt_id, None)
         self._call_ended(attempt_id)
         self._adopted.pop(attempt_id, None)
-        self._changed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("callback attempt %s failed in the runner", attempt_id, exc_info=task.exception())
+        if not self._tasks and not self._adopted:
+            self._changed.set()
         if not self._stopping:
-            # a slot is free: fill it now rather than at the next tick
-            asyncio.get_running_loop().create_task(self.sweep())
+            self._launch()
 
     def _call_ended(self, attempt_id: int) -> None:
         if attempt_id in self._calling:
             self._calling.discard(attempt_id)
-            self._changed.set()
+            self._ended.append(time.monotonic())
             if not self._stopping:
-                asyncio.get_running_loop().create_task(self.sweep())
+                self._launch()  # a line is free: fill it now rather than at the next tick
 
     # ---- one call --------------------------------------------------------------------------
     def _channel_id(self, key: str) -> str:
@@ -213,6 +403,7 @@ class CallbackRunner:
         chan = self._channel_id(c.key)
         hung = self._hangups.setdefault(chan, asyncio.Event())
         t0 = time.monotonic()
+        sent_at = self.domain.clock()
         result = CallResult(c.key, "unknown")
         settled = False  # the store holds the final outcome: Asterisk's ledger entry may go
         try:
@@ -224,7 +415,8 @@ class CallbackRunner:
                 )
             except AMINotConnected:
                 # certainly not written: the same key may go again
-                await self._tx(lambda s: A.unclaim(s, c.attempt_id))
+                self._call_ended(c.attempt_id)
+                await self._unclaim(c.attempt_id)
                 result.outcome = "not_sent"
                 return result
             except (AMILinkLost, AMITimeout) as exc:
@@ -237,8 +429,8 @@ class CallbackRunner:
                 self._call_ended(c.attempt_id)  # no call up any more: the line is free
             if reply.is_response:  # Error: Asterisk refused the action, nothing was dialled
                 detail = f"originate refused: {reply.get_first('Message')}"
-                await self._tx(lambda s: A.record_unsuccessful(s, self.domain, c.attempt_id, A.FAILED, detail=detail,
-                                                                log_call=True, channel_id=chan))
+                await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, detail, log_call=True, channel_id=chan,
+                                                  started_at=sent_at))
                 result.outcome = A.FAILED
                 settled = True
                 return result
@@ -248,16 +440,15 @@ class CallbackRunner:
                 await self._await_end(chan, hung)
                 self._call_ended(c.attempt_id)
                 await asyncio.sleep(self.opts.finish_grace)
-                await self._tx(lambda s: A.record_unsuccessful(
-                    s, self.domain, c.attempt_id, A.FAILED, detail="answered, but the survey did not finish"))
+                # usually a no-op: the survey's AGI handler has stored the rating meanwhile
+                await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, "answered, but the survey did not finish"))
                 settled = True
                 return result
             reason = int(reply.get_first("Reason") or 0)
             outcome = A.ORIGINATE_REASONS.get(reason, A.FAILED)
             result.outcome, result.reason = outcome, reason
-            await self._tx(lambda s: A.record_unsuccessful(s, self.domain, c.attempt_id, outcome,
-                                                            detail=f"originate reason {reason}", log_call=True,
-                                                            channel_id=chan, from_states=(A.DIALING,)))
+            await self._record(A.Unsuccessful(c.attempt_id, outcome, f"originate reason {reason}", (A.DIALING,),
+                                              log_call=True, channel_id=chan, started_at=sent_at))
             settled = True
             log.info("callback %s to %s: %s", c.key, mask_phone(c.phone), outcome)
             return result
@@ -296,8 +487,7 @@ class CallbackRunner:
         """Settle attempts in flight that no task of this process drives (a dead process's)."""
         if time.monotonic() - self._started_at < self.opts.settle_seconds:
             return {}  # an Originate written just before the crash may still be starting in Asterisk
-        mine = set(self._tasks) | set(self._adopted)
-        orphans = await self._tx(lambda s: A.orphans(s, mine))
+        orphans = await self._orphans()
         if not orphans or not self.ami.connected:
             return {}
         try:
@@ -307,6 +497,8 @@ class CallbackRunner:
         alive = {i.get_first("Uniqueid") for i in items}
         done: dict[str, int] = {}
         for attempt_id, key, state in orphans:
+            if attempt_id in self._mine():
+                continue  # (defensive) ours after all: never settle an attempt this process drives
             chan = self._channel_id(key)
             if chan in alive:
                 # still talking to the citizen: watch it like our own call
@@ -354,8 +546,8 @@ class CallbackRunner:
             while True:
                 self._changed.clear()
                 await self.sweep()
-                if not self._tasks and not self._adopted:
-                    if self.budget == 0 or self.paused():
+                if not self._tasks and not self._adopted and not self._ready:
+                    if self.budget == 0 or self._stopping or self.paused():
                         break
                     nothing_due = await self._tx(lambda s: A.due_count(s, self.domain) == 0
                                                  and not A.orphans(s, ()))

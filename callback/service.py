@@ -177,7 +177,7 @@ class CallbackService:
             return
         log.warning("scheduler %s steps down", self.holder)
         self.is_leader = False
-        self.runner._stopping = True  # no new calls; calls already placed finish in Asterisk
+        self.runner.halt()  # no new calls, spare claims put back; calls already placed finish in Asterisk
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
                 self.scheduler.shutdown(wait=False)
