@@ -15,7 +15,6 @@ from .protocol import (
     escape_app_arg,
     format_command,
     is_usage_end,
-    is_usage_start,
     parse_response,
 )
 from .util import mask_in_text
@@ -99,6 +98,9 @@ class AGIChannel:
         self.commands_sent = 0
         self._reader = reader
         self._writer = writer
+        self._transport = writer.transport
+        self._loop = asyncio.get_running_loop()
+        self._debug = log.isEnabledFor(logging.DEBUG)  # checked once per call, not twice per command
         self._lock = asyncio.Lock()
         self._owed = 0  # responses still due for commands already sent
         self._pushback: deque[str] = deque()
@@ -141,7 +143,7 @@ class AGIChannel:
     # deadline moves forward with every command, so the timer rarely needs rescheduling (saves
     # ~7 us per command, half of this class's own overhead).
     def _arm_deadline(self, limit: float, task: asyncio.Task | None) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._deadline = loop.time() + limit
         self._waiter = task
         self._timed_out = False
@@ -155,7 +157,7 @@ class AGIChannel:
         self._timer = None
         if self._waiter is None:
             return  # idle: the next command arms a new timer
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() >= self._deadline:
             self._timed_out = True
             self._waiter.cancel()
@@ -186,7 +188,7 @@ class AGIChannel:
             if line.startswith("100 "):
                 continue  # provisional ("100 result=0 Trying..." before GOSUB's answer)
             lines = [line]
-            if is_usage_start(line):
+            if line.startswith("520-"):  # is_usage_start
                 while not is_usage_end(lines[-1]) or len(lines) == 1:
                     lines.append(await self._readline())
             try:
@@ -216,8 +218,9 @@ class AGIChannel:
                 self._writer.write(raw.encode("utf-8", "surrogateescape") + b"\n")
                 self._owed += 1  # once buffered it will be sent, so its answer is due
                 self.commands_sent += 1
-                await self._writer.drain()
-                if log.isEnabledFor(logging.DEBUG):
+                if self._transport.get_write_buffer_size():  # else the kernel took it all: no wait
+                    await self._writer.drain()
+                if self._debug:
                     log.debug("%s >> %s", self.session_id, mask_in_text(raw))
                 while True:
                     response = await self._read_response()
@@ -237,7 +240,7 @@ class AGIChannel:
                 raise AGIHangup(f"AGI connection lost: {exc.__class__.__name__}") from None
             finally:
                 self._waiter = None
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug("%s << %s", self.session_id, mask_in_text(response.text))
         if response.code == 200:
             return response

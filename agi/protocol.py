@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "AGIRequest",
+    "parse_header_text",
     "Response",
     "HeaderError",
     "ProtocolError",
@@ -47,6 +48,9 @@ HANGUP_LINE = "HANGUP"
 USAGE_END = "520 End of proper usage."
 
 _HEADER_KEY_RE = re.compile(r"agi_[A-Za-z0-9_]+\Z")
+# One usual header line "agi_name: value" (no CR); findall over a whole block is one call instead of
+# several string operations per line.
+_HEADER_LINE_RE = re.compile(r"^(agi_[A-Za-z0-9_]+): ([^\r\n]*)$", re.M)
 _STATUS_RE = re.compile(r"^(\d{3})(?:[ -](.*))?$")
 _RESULT_RE = re.compile(r"^result=(\S*)\s*(.*)$")
 _KV_TAIL_RE = re.compile(r"^((?:\s*[A-Za-z_]+=\S*)+)\s*$")
@@ -168,8 +172,19 @@ def parse_header_lines(lines: list[str]) -> dict[str, str]:
     return env
 
 
-def build_request(env: dict[str, str]) -> AGIRequest:
-    """Derive script path, query and args from a complete header dict."""
+def parse_header_text(text: str, line_count: int) -> dict[str, str]:
+    """The env dict of a header block of ``line_count`` lines (``text`` without the ending blank
+    line); HeaderError on a bad line. Same result as parse_header_lines, one regex pass for the
+    usual block."""
+    pairs = _HEADER_LINE_RE.findall(text)
+    if len(pairs) == line_count:
+        return dict(pairs)
+    return parse_header_lines(text.split("\n")[:line_count])  # something unusual: line by line
+
+
+def build_request(env: dict[str, str], *, copy: bool = True) -> AGIRequest:
+    """Derive script path, query and args from a complete header dict (``copy=False``: the request
+    keeps ``env`` itself)."""
     if not env:
         raise HeaderError("malformed_header", "empty header block")
     raw_script = env.get("agi_network_script")
@@ -182,14 +197,12 @@ def build_request(env: dict[str, str]) -> AGIRequest:
     if not query_string and "?" in request_url:
         query_string = request_url.split("?", 1)[1]
     query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
-    numbered = []
-    for key, value in env.items():
-        if key.startswith("agi_arg_"):
-            suffix = key[len("agi_arg_"):]
-            if suffix.isdigit():
-                numbered.append((int(suffix), value))
-    args = tuple(v for _, v in sorted(numbered))
-    return AGIRequest(env=dict(env), script=path.strip("/"), query=query, args=args)
+    args: tuple[str, ...] = ()
+    if "agi_arg_1" in env:  # Asterisk numbers them from 1 on, no gaps
+        numbered = [(int(key[8:]), value) for key, value in env.items()
+                    if key[:8] == "agi_arg_" and key[8:].isdigit()]
+        args = tuple(v for _, v in sorted(numbered))
+    return AGIRequest(env=dict(env) if copy else env, script=path.strip("/"), query=query, args=args)
 
 
 def parse_header_block(text: str, *, max_lines: int = 256) -> AGIRequest:

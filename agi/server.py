@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
-from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_lines
+from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_text
 from .util import mask_in_text, mask_number
 
 __all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
@@ -208,13 +208,12 @@ class FastAGIServer:
             self._sessions.add(task)
         self.stats.connections += 1
         self.stats.active += 1
-        peer = _peer(writer)
         try:
             try:
                 request = await self._read_header(reader)
             except HeaderError as exc:
                 self.stats.errors[exc.kind] += 1
-                log.warning("%s from %s: closed, %s: %s", sid, peer, exc.kind, mask_in_text(str(exc)))
+                log.warning("%s from %s: closed, %s: %s", sid, _peer(writer), exc.kind, mask_in_text(str(exc)))
                 return
             await self._run_call(sid, request, reader, writer)
         except asyncio.CancelledError:
@@ -259,10 +258,10 @@ class FastAGIServer:
         except UnicodeDecodeError as exc:
             line_no = (first + rest)[: exc.start].count(b"\n") + 1
             raise HeaderError("bad_encoding", f"header line {line_no} is not UTF-8") from None
-        lines = text.split("\n")[:-2]  # the block ends with "\n\n"
-        if len(lines) > self.max_header_lines:
-            raise HeaderError("too_many_header_lines", f"{len(lines)} header lines (max {self.max_header_lines})")
-        return build_request(parse_header_lines(lines))
+        count = text.count("\n") - 1  # the block ends with "\n\n"
+        if count > self.max_header_lines:
+            raise HeaderError("too_many_header_lines", f"{count} header lines (max {self.max_header_lines})")
+        return build_request(parse_header_text(text, count), copy=False)
 
     async def _run_call(
         self, sid: str, request: AGIRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -274,7 +273,7 @@ class FastAGIServer:
             channel.release()
 
     async def _run_channel(self, sid: str, request: AGIRequest, channel: AGIChannel) -> None:
-        who = f"{sid} {request.script or '/'} uid={request.unique_id or '-'} from={mask_number(request.caller_id) or '-'}"
+        who = _Who(sid, request)
         handler = self.router.get(request.script)
         if handler is None:
             self.stats.errors["unknown_script"] += 1
@@ -312,7 +311,7 @@ class FastAGIServer:
         except AGIHangup:
             self.stats.hangups += 1  # a normal end of a call, not an error
 
-    async def _to_safety(self, who: str, channel: AGIChannel, error_name: str) -> None:
+    async def _to_safety(self, who: object, channel: AGIChannel, error_name: str) -> None:
         """Best effort: IVR_NEXT=queue and AGI_ERROR=<Class> so the dialplan queues the caller."""
         if channel.hungup or channel.closed:
             return  # nobody left to route
@@ -336,6 +335,20 @@ class FastAGIServer:
         transport.close()
         if pending:
             asyncio.get_running_loop().call_later(1.0, transport.abort)
+
+
+class _Who:
+    """The call as log lines name it, formatted only when a line is written (most calls log none)."""
+
+    __slots__ = ("sid", "request")
+
+    def __init__(self, sid: str, request: AGIRequest):
+        self.sid = sid
+        self.request = request
+
+    def __str__(self) -> str:
+        r = self.request
+        return f"{self.sid} {r.script or '/'} uid={r.unique_id or '-'} from={mask_number(r.caller_id) or '-'}"
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -12,6 +12,8 @@ from agi.protocol import (
     format_command,
     parse_header_block,
     parse_header_line,
+    parse_header_lines,
+    parse_header_text,
     parse_response,
     quote_arg,
 )
@@ -112,6 +114,24 @@ def test_script_falls_back_to_request_url_without_network_script():
 def test_malformed_header_lines_are_rejected(line):
     with pytest.raises(HeaderError) as info:
         parse_header_line(line)
+    assert info.value.kind == "malformed_header"
+
+
+@pytest.mark.parametrize("block", [
+    make_header("ivr/main", args=["1732512345.20", "", "a b"]).decode(),
+    "agi_accountcode: \nagi_x:\nagi_y: a: b\n\n",  # empty values, a colon inside a value
+    "agi_callerid: 138\r\nagi_network: yes\r\n\n",  # CRs go the line-by-line way
+    "agi_x: 1\nagi_x: 2\n\n",  # a repeated name: the last one counts
+])
+def test_whole_block_parse_equals_the_line_by_line_parse(block):
+    lines = block.split("\n")[:-2]
+    assert parse_header_text(block, len(lines)) == parse_header_lines(lines)
+
+
+@pytest.mark.parametrize("block", ["agi_network: yes\nnot a header\n\n", "agi_x:y\n\n", "agi_: v\n\n"])
+def test_whole_block_parse_rejects_a_bad_line(block):
+    with pytest.raises(HeaderError) as info:
+        parse_header_text(block, block.count("\n") - 1)
     assert info.value.kind == "malformed_header"
 
 
