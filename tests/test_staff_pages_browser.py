@@ -53,6 +53,7 @@ class Console:
                                            timezone_id="Asia/Shanghai")
         page = context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        page.on("console", lambda msg: "Content Security Policy" in msg.text and self.errors.append(msg.text))
         page.goto(self.base + path)
         return page
 
@@ -477,6 +478,8 @@ def test_pages_and_script_need_nothing_from_the_network(console):
     for name in ("login", "desk", "unit", "back"):
         page.goto(f"{console.base}/app/{name}")
     assert requested and all(u.startswith(console.base) for u in requested), requested
+    policy = httpx.get(f"{console.base}/app/desk").headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
     for asset in ("console.js", "console.css"):
         body = httpx.get(f"{console.base}/app/static/{asset}").text
         assert not re.search(r"https?://", body), asset
