@@ -568,3 +568,28 @@ def test_screen_pop_shows_the_caller_and_open_cases_and_queue_login_works(seeded
         shown_pop.get_by_role("button", name="以此来电新建诉求件").click()
         assert desk.input_value("#case-form input[name=citizen_phone]") == "13912345678"
         desk.screenshot(path="/tmp/console-desk-screenpop.png", full_page=True)
+
+
+def test_r7_3f_citizen_declines_then_agrees_from_the_operators_list(console):
+    desk = console.login("op1", expect="/app/desk")
+    fill_case(desk, kind="urgent_help", category="life_service", title="水管漏水需维修", description="厨房水管漏水")
+    desk.check("#case-form input[name=disclaimer_read]")  # read, but the citizen says no
+    number = submit_case(desk)
+    assert "诉求人不同意转接" in desk.inner_text("#case-result")
+    case = console.api("GET", f"/cases/{number}", "op1").json()
+    assert case["status"] == "new" and not case["convenience_consent"] and case["work_orders"] == []
+    # the citizen thinks again: consent recorded from the list, then the transfer by the routing
+    desk.locator(f"#my-cases tr[data-number='{number}']").get_by_role("button", name="处理").click()
+    consent = desk.locator("#case-detail form.action", has_text="便民服务告知")
+    assert "可能收费" in consent.inner_text()
+    consent.locator("input[name=disclaimer_read]").check()
+    consent.locator("input[name=consent]").check()
+    consent.locator("button").click()
+    # the panel is drawn again from the case's new version, saying what was done
+    desk.locator(f"#case-detail .detail[data-version='{case['version'] + 1}'] .flash", has_text="已记录").wait_for()
+    assert console.api("GET", f"/cases/{number}", "op1").json()["convenience_consent"]
+    dispatch = desk.locator("#case-detail form.action", has_text="交办")
+    dispatch.get_by_role("button", name="提交").click()
+    desk.locator("#case-detail .case-card > p.meta > .status", has_text="已交办").wait_for()
+    case = console.api("GET", f"/cases/{number}", "op1").json()
+    assert [(w["unit_code"], w["mode"]) for w in case["work_orders"]] == [("convenience_center", "transfer")]

@@ -542,18 +542,20 @@ async function loadMyCases() {
   } catch (err) { showError(error, err); }
 }
 
-async function openDeskCase(number) {
+async function openDeskCase(number, flash = "") {
   const panel = $("#case-detail");
   const error = $(".error", $("#my-cases"));
   clearError(error);
   let c;
   try { c = await get(`/cases/${encodeURIComponent(number)}`); } catch (err) { showError(error, err); return; }
   const cat = categoryOf(c.category_code);
+  // after a change the panel is drawn again from the API, with what was done said on top
   const after = async (promise, msg) => {
     const updated = await promise;
+    const text = msg + (updated && updated.status ? `（${label("caseStatus", updated.status)}）` : "");
     loadMyCases();
-    setTimeout(() => openDeskCase(number), 0);
-    return msg + (updated && updated.status ? `（${label("caseStatus", updated.status)}）` : "");
+    setTimeout(() => openDeskCase(number, text), 0);
+    return text;
   };
   const forms = [];
   const ver = { expected_version: c.version };
@@ -570,7 +572,7 @@ async function openDeskCase(number) {
     if (cat && cat.mode === "transfer") {
       forms.push(actionForm({ title: `便民服务告知（R7.3f）：${cat.read_aloud}`, fields: [
         { name: "disclaimer_read", label: "已宣读", type: "checkbox" }, { name: "consent", label: "诉求人同意", type: "checkbox" }],
-        onSubmit: (v) => after(post(`/cases/${c.number}/consent`, v), "已记录") }));
+        onSubmit: (v) => after(post(`/cases/${c.number}/consent`, { disclaimer_read: v.disclaimer_read, consent: v.consent }), "已记录") }));
     }
     forms.push(actionForm({ title: "直接答复（R7.2）", fields: [
       { name: "answer", label: "答复内容", type: "textarea", required: true },
@@ -610,9 +612,10 @@ async function openDeskCase(number) {
         } }));
     }
   }
-  panel.replaceChildren(h("div", { class: "detail" },
+  panel.replaceChildren(h("div", { class: "detail", dataset: { number: c.number, version: c.version } },
     h("div", { class: "detail-head" }, h("h3", {}, "诉求件详情"),
       h("button", { type: "button", class: "secondary", onclick: () => panel.replaceChildren() }, "关闭")),
+    flash ? h("p", { class: "done flash" }, flash) : null,
     caseCard(c), h("div", { class: "forms" }, forms)));
 }
 
@@ -757,7 +760,7 @@ async function loadInbox() {
   } catch (err) { showError(error, err); }
 }
 
-async function openOrder(id) {
+async function openOrder(id, flash = "") {
   const panel = $("#order-detail");
   const error = $(".error", $("#inbox"));
   clearError(error);
@@ -767,11 +770,13 @@ async function openOrder(id) {
     c = await get(`/cases/${encodeURIComponent(wo.case_number)}`);
   } catch (err) { showError(error, err); return; }
   unit.open = id;
+  // after a change the panel is drawn again from the API, with what was done said on top
   const after = async (promise, msg) => {
     const updated = await promise;
+    const text = msg + (updated && updated.status ? `（${label("woStatus", updated.status)}）` : "");
     loadInbox();
-    setTimeout(() => openOrder(id), 0);
-    return msg + (updated && updated.status ? `（${label("woStatus", updated.status)}）` : "");
+    setTimeout(() => openOrder(id, text), 0);
+    return text;
   };
   const forms = [];
   const s = wo.status;
@@ -806,9 +811,11 @@ async function openOrder(id) {
       onSubmit: (v) => after(post(`/work-orders/${id}/return`, { reason: v.reason }), "已申请退回") }));
   }
   if (s === "return_requested") forms.push(h("p", { class: "meta" }, "退回申请待中心审核。"));
+  panel.dataset.version = `${wo.status}:${c.version}`;
   panel.replaceChildren(...[
     h("div", { class: "detail-head" }, h("h2", {}, `工单 #${wo.id} · ${label("woStatus", wo.status)}`),
       h("button", { type: "button", class: "secondary", onclick: () => { panel.hidden = true; unit.open = null; } }, "关闭")),
+    flash ? h("p", { class: "done flash" }, flash) : null,
     caseCard(c),
     wo.instructions ? h("p", {}, "交办意见：", wo.instructions) : null,
     h("p", { class: "meta" }, `派单 ${fmt(wo.dispatched_at)} · 签收 ${fmt(wo.received_at)} · 告知 ${fmt(wo.notified_at)}`,
