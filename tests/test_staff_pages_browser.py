@@ -456,6 +456,7 @@ def test_login_lands_each_role_on_its_page_and_logout_revokes_the_token(console)
     page.fill("input[name=password]", "wrong-password")
     page.click("#login-form button[type=submit]")
     page.locator("#login-form .error", has_text="用户名或密码错误").wait_for()
+    assert page.inner_text("#login-form .error") == "用户名或密码错误"
     page.screenshot(path="/tmp/console-login.png")
     # no token: every page sends you to the login; a unit clerk asking for the back office goes home
     assert console.open("/app/back").wait_for_url("**/app/login") is None

@@ -280,7 +280,7 @@ function initLogin() {
       store.setItem("unit_code", t.unit_code || "");
       location.assign(home);
     } catch (err) {
-      if (err.status === 401) showError(error, new ApiError(401, "", "用户名或密码错误"));
+      if (err.status === 401) { error.textContent = "用户名或密码错误"; error.hidden = false; }
       else showError(error, err);
     }
   });
