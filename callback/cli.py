@@ -130,7 +130,7 @@ def run_now_cmd(limit, timeout, wait_lock, fake_now, channel_prefix, dial_timeou
     for the results, with a progress display. Refused while another process is the active scheduler."""
     from callback import attempts as A
     from callback.leader import is_paused, leadership_for
-    from callback.runner import AMI_EVENTS, CallbackRunner
+    from callback.runner import AMI_EVENTS, CallbackRunner, narrow_events
     from callcenter.ami.client import AMIClient
     from callcenter.ami.errors import AMIError
     from ticketing.store import session_scope
@@ -158,6 +158,7 @@ def run_now_cmd(limit, timeout, wait_lock, fake_now, channel_prefix, dial_timeou
 
         async def go():
             ami = AMIClient.from_settings(settings, events=AMI_EVENTS)
+            narrow_events(ami)
             try:
                 await ami.start()
             except AMIError as exc:

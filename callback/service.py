@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from callback.deadlines import sweep_deadlines
 from callback.leader import Leadership, is_paused, leadership_for
-from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions
+from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions, narrow_events
 from callcenter.ami.client import AMIClient
 from ticketing.domain import Domain
 from ticketing.store import make_engine, make_session_factory, session_scope
@@ -72,6 +72,8 @@ class CallbackService:
         self.sessions = make_session_factory(self.engine)
         self._own_ami = ami is None
         self.ami = ami or AMIClient.from_settings(settings, events=AMI_EVENTS)
+        if self._own_ami:
+            narrow_events(self.ami)
         self.runner = CallbackRunner(self.domain, self.sessions, self.ami, options, paused=self._paused)
         self.sweep_seconds = sweep_seconds
         self.deadline_seconds = deadline_seconds
