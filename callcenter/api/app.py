@@ -172,7 +172,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     for module in (auth, cases, work_orders, units, admin, call_control, operators):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
-    app.include_router(__import__("callcenter.web", fromlist=["router"]).router)  # staff console: /app pages
+    from callcenter import web
+
+    app.include_router(web.router)  # the staff console: /app pages and their helper endpoints
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict:
