@@ -17,6 +17,7 @@ from .protocol import (
     is_usage_end,
     parse_response,
 )
+from .stream import AGIStream
 from .util import mask_in_text
 
 __all__ = ["AGIChannel", "AGIError", "AGIHangup", "AGITimeout", "RecordResult"]
@@ -70,6 +71,39 @@ class RecordResult:
         return self.reason == "hangup"
 
 
+class _Turns:
+    """One command at a time on a channel, in arrival order. Taking a free turn (nearly always: a
+    call's commands run one after another) is one flag, not asyncio.Lock's four calls."""
+
+    __slots__ = ("busy", "_waiters")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self._waiters: deque[asyncio.Future] | None = None
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for the turn (only when busy); on return the caller holds it."""
+        fut = loop.create_future()
+        if self._waiters is None:
+            self._waiters = deque()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed the turn just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the turn passes on: busy stays True
+                return
+        self.busy = False
+
+
 class AGIChannel:
     """Async FastAGI commands for one call.
 
@@ -80,8 +114,8 @@ class AGIChannel:
 
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        reader: AGIStream,
+        writer: AGIStream,
         request: AGIRequest,
         *,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
@@ -101,7 +135,7 @@ class AGIChannel:
         self._transport = writer.transport
         self._loop = asyncio.get_running_loop()
         self._debug = log.isEnabledFor(logging.DEBUG)  # checked once per call, not twice per command
-        self._lock = asyncio.Lock()
+        self._turns = _Turns()  # one command at a time on the stream
         self._owed = 0  # responses still due for commands already sent
         self._pushback: deque[str] = deque()
         self._hangup_reported = False  # AGIHangup raised once for a HANGUP line
@@ -179,6 +213,8 @@ class AGIChannel:
         """Read one complete response, handling HANGUP and provisional lines."""
         while True:
             line = await self._readline()
+            if line[:11] == "200 result=":  # nearly every answer: none of the cases below
+                return parse_response([line])
             if line == HANGUP_LINE:
                 self.hungup = True
                 if self._we_hung_up or self._hangup_reported:
@@ -205,13 +241,18 @@ class AGIChannel:
         """
         if "\n" in raw or "\r" in raw:
             raise ValueError("an AGI command is one line")
-        async with self._lock:
+        turns = self._turns
+        if turns.busy:
+            await turns.wait(self._loop)
+        else:
+            turns.busy = True
+        try:
             if self._closed:
                 if self._broken_reason:
                     raise AGIError(f"AGI stream unusable: {self._broken_reason}", command=raw)
                 raise AGIHangup("AGI connection already closed")
             limit = self.command_timeout if timeout is None else timeout
-            task = asyncio.current_task()
+            task = asyncio.current_task(self._loop)
             cancelling = task.cancelling() if task is not None else 0
             self._arm_deadline(limit, task)
             try:
@@ -240,6 +281,8 @@ class AGIChannel:
                 raise AGIHangup(f"AGI connection lost: {exc.__class__.__name__}") from None
             finally:
                 self._waiter = None
+        finally:
+            turns.release()
         if self._debug:
             log.debug("%s << %s", self.session_id, mask_in_text(response.text))
         if response.code == 200:
@@ -261,7 +304,12 @@ class AGIChannel:
         """result=-1: raise AGIHangup if Asterisk reports a hangup right after, else AGIError."""
         if self.hungup:
             raise AGIHangup(f"{what}: channel hung up")
-        async with self._lock:
+        turns = self._turns
+        if turns.busy:
+            await turns.wait(self._loop)
+        else:
+            turns.busy = True
+        try:
             line = None
             if not self._closed and not self._owed:
                 try:
@@ -277,6 +325,8 @@ class AGIChannel:
                 raise AGIHangup(f"{what}: caller hung up")
             if line is not None:
                 self._pushback.append(line)
+        finally:
+            turns.release()
         raise AGIError(f"{what} failed (result={response.result_raw})", command=what, response=response)
 
     # ---- typed commands ------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 
 from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
 from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_text
+from .stream import AGIStream
 from .util import mask_in_text, mask_number
 
 __all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
@@ -156,13 +157,9 @@ class FastAGIServer:
         if self._server is not None:
             return
         self._stopped = asyncio.Event()
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            self.host,
-            self._requested_port,
-            limit=self.max_line,
-            backlog=self.backlog,
-        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self, loop), self.host, self._requested_port, backlog=self.backlog)
         log.info("FastAGI server listening on %s:%d", self.host, self.port)
 
     async def serve_forever(self) -> None:
@@ -200,7 +197,7 @@ class FastAGIServer:
 
     # ---- one connection ------------------------------------------------
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(self, reader: AGIStream, writer: AGIStream) -> None:
         task = asyncio.current_task()
         sid = f"agi-{next(self._ids)}"
         if task is not None:
@@ -227,7 +224,7 @@ class FastAGIServer:
             if task is not None:
                 self._sessions.discard(task)
 
-    async def _read_header(self, reader: asyncio.StreamReader) -> AGIRequest:
+    async def _read_header(self, reader: AGIStream) -> AGIRequest:
         # The first line alone (so garbage such as an HTTP request is refused at once), then the
         # rest of the block in one read: per-line reads cost ~45 us more per call.
         # (A block of a single header line then waits for header_timeout; Asterisk sends ~25.)
@@ -263,9 +260,7 @@ class FastAGIServer:
             raise HeaderError("too_many_header_lines", f"{count} header lines (max {self.max_header_lines})")
         return build_request(parse_header_text(text, count), copy=False)
 
-    async def _run_call(
-        self, sid: str, request: AGIRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _run_call(self, sid: str, request: AGIRequest, reader: AGIStream, writer: AGIStream) -> None:
         channel = AGIChannel(reader, writer, request, command_timeout=self.command_timeout, session_id=sid)
         try:
             await self._run_channel(sid, request, channel)
@@ -325,7 +320,7 @@ class FastAGIServer:
             self.stats.errors["safety_failed"] += 1
             log.warning("%s: could not set %s: %s", who, name, type(exc).__name__)
 
-    def _close(self, writer: asyncio.StreamWriter) -> None:
+    def _close(self, writer: AGIStream) -> None:
         """Close without waiting (waiting costs a task per call); a peer that does not read what
         is still buffered gets the connection aborted after a second."""
         transport = writer.transport
@@ -351,7 +346,20 @@ class _Who:
         return f"{self.sid} {r.script or '/'} uid={r.unique_id or '-'} from={mask_number(r.caller_id) or '-'}"
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
+class _Connection(AGIStream):
+    """One accepted connection: its session task starts as soon as the socket is accepted."""
+
+    def __init__(self, server: FastAGIServer, loop: asyncio.AbstractEventLoop):
+        super().__init__(server.max_line)
+        self._agi_server = server
+        self._loop = loop
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._loop.create_task(self._agi_server._on_connect(self, self))
+
+
+def _peer(writer: AGIStream) -> str:
     info = writer.get_extra_info("peername")
     if isinstance(info, tuple) and len(info) >= 2:
         return f"{info[0]}:{info[1]}"

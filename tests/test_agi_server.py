@@ -668,3 +668,32 @@ async def test_finished_session_leaves_nothing_behind(start):
     await wait_until(lambda: not server.sessions)
     gc.collect()
     assert refs and refs[0]() is None
+
+
+
+async def test_commands_from_several_tasks_take_turns_and_a_cancelled_waiter_drops_out(start):
+    outcome = {}
+    third_waiting = asyncio.Event()
+
+    async def handler(channel):
+        first = asyncio.create_task(channel.get_variable("A"))
+        await asyncio.sleep(0)  # first holds the turn, waiting for its answer
+        cancelled = asyncio.create_task(channel.get_variable("NEVER"))
+        third = asyncio.create_task(channel.get_variable("C"))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()  # gives up while waiting for its turn: never sent
+        third_waiting.set()
+        outcome["values"] = await asyncio.gather(first, third)
+        outcome["cancelled"] = cancelled.cancelled()
+
+    server = await start({"x": handler})
+    async with FakeAsterisk(HOST, server.port, "x") as fake:
+        assert await fake.read_command() == "GET VARIABLE A"
+        await third_waiting.wait()
+        with pytest.raises(TimeoutError):  # nothing else goes out before A is answered
+            await fake.read_command(timeout=0.1)
+        await fake.reply("200 result=1 (a)")
+        assert await fake.read_command() == "GET VARIABLE C"
+        await fake.reply("200 result=1 (c)")
+        assert await fake.closed_by_server(timeout=3)
+    assert outcome == {"values": ["a", "c"], "cancelled": True}
