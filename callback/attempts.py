@@ -31,7 +31,7 @@ from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import CaseStatus, Role, Satisfaction
-from ticketing.models import CallbackAttempt, Case
+from ticketing.models import Call, CallbackAttempt, Case
 from ticketing.privacy import mask_phone
 from ticketing.queries import callbacks_due
 
@@ -93,11 +93,6 @@ def _round_attempts(session: Session, case: Case) -> int:
     return session.execute(q).scalar_one()
 
 
-def _next_attempt_no(session: Session, case_id: int) -> int:
-    last = session.execute(select(func.max(CallbackAttempt.attempt_no)).where(CallbackAttempt.case_id == case_id)).scalar_one()
-    return (last or 0) + 1
-
-
 # ---- planning ----------------------------------------------------------------------------------
 def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int | None = None) -> int:
     """Give every reported case that needs its 回访 and has no open attempt a scheduled attempt.
@@ -119,9 +114,10 @@ def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int |
         ).all()
         if not rows:
             return created
+        last_no = dict(session.connection().execute(_LAST_ATTEMPT_NO, {"ids": [r[0] for r in rows]}).all())
         values = []
         for case_id, number, _phone in rows:
-            n = _next_attempt_no(session, case_id)
+            n = (last_no.get(case_id) or 0) + 1
             values.append({"case_id": case_id, "attempt_no": n, "idempotency_key": idempotency_key(number, n),
                            "state": SCHEDULED, "scheduled_for": slot})
         # Core insert: no ORM objects pile up in the session however large the backlog
@@ -138,6 +134,8 @@ def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int |
 # second, and building a statement (coercions, cache key) cost more than running it.
 _ATTEMPTS = CallbackAttempt.__table__
 _CASES = Case.__table__
+_LAST_ATTEMPT_NO = (select(_ATTEMPTS.c.case_id, func.max(_ATTEMPTS.c.attempt_no))
+                    .where(_ATTEMPTS.c.case_id.in_(bindparam("ids", expanding=True))).group_by(_ATTEMPTS.c.case_id))
 _IN_FLIGHT_COUNT = select(func.count()).select_from(_ATTEMPTS).where(
     _ATTEMPTS.c.state.in_(IN_FLIGHT_STATES), _ATTEMPTS.c.id.not_in(bindparam("exclude", expanding=True)))
 _DUE_FOR_CLAIM = (
@@ -274,9 +272,43 @@ _ROUND_ATTEMPTS = (
            or_(_CASES.c.reported_at.is_(None), _ATTEMPTS.c.scheduled_for >= _CASES.c.reported_at))
     .group_by(_ATTEMPTS.c.case_id)
 )
-_LAST_ATTEMPT_NO = (select(_ATTEMPTS.c.case_id, func.max(_ATTEMPTS.c.attempt_no))
-                    .where(_ATTEMPTS.c.case_id.in_(bindparam("ids", expanding=True))).group_by(_ATTEMPTS.c.case_id))
 _INSERT_ATTEMPT = insert(_ATTEMPTS)
+_CALLS = Call.__table__
+_CALL_IDS = select(_CALLS.c.uniqueid, _CALLS.c.id).where(_CALLS.c.uniqueid.in_(bindparam("uniqueids", expanding=True)))
+
+
+def _insert_calls_statement(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return (dialect_insert(_CALLS).on_conflict_do_nothing(index_elements=[_CALLS.c.uniqueid])
+            .returning(_CALLS.c.uniqueid, _CALLS.c.id))
+
+
+# the call records of a batch: one multi-row INSERT; a row already there (a replay) is kept
+_INSERT_CALLS = {d: _insert_calls_statement(d) for d in ("postgresql", "sqlite")}
+
+
+def _log_calls(session: Session, rows: list[dict]) -> dict[str, int]:
+    """Call records (A2) of finished callback calls; uniqueid -> call id."""
+    if not rows:
+        return {}
+    conn = session.connection()
+    stmt = _INSERT_CALLS.get(conn.dialect.name)
+    ids: dict[str, int] = {}
+    if stmt is not None:
+        ids = dict(conn.execute(stmt, rows).all())
+    missing = [r for r in rows if r["uniqueid"] not in ids]
+    if missing:  # logged before, or another database: the row there gets this outcome (as finish_call does)
+        for r in missing:
+            call_id = calls.open_call_id(session, uniqueid=r["uniqueid"], direction=r["direction"], purpose=r["purpose"],
+                                         caller_number=r["caller_number"], callee_number=r["callee_number"],
+                                         started_at=r["started_at"])
+            calls.finish_call_id(session, call_id, outcome=r["outcome"], ended_at=r["ended_at"],
+                                 reason=r["outcome_reason"], case_id=r["case_id"])
+            ids[r["uniqueid"]] = call_id
+    return ids
 
 
 def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence[Unsuccessful]) -> list[str | None]:
@@ -296,27 +328,35 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
     info = {row[0]: row for row in conn.execute(_SETTLE_READ, {"ids": [r.attempt_id for r in results]})}
     moved: dict[int, tuple[int, str, str]] = {}  # case id -> (index, key, outcome)
     later: list[int] = []
+    now_batch: list[tuple[int, Unsuccessful, int, str | None]] = []  # (index, result, case id, call uniqueid)
+    call_rows: dict[str, dict] = {}
+    seen_cases: set[int] = set()
     for i, r in enumerate(results):
         row = info.get(r.attempt_id)
         if row is None:
             continue
         _aid, case_id, key, claimed_at, phone = row
-        if case_id in moved:  # a second result for one case: after this batch has settled the first
+        if case_id in seen_cases:  # a second result for one case: after this batch has settled the first
             later.append(i)
             continue
-        call_id = None
+        seen_cases.add(case_id)
+        uniqueid = None
         if r.log_call and r.outcome in CALL_OUTCOME:
-            call_id = calls.open_call_id(session, uniqueid=r.channel_id or key, direction="outbound",
-                                         purpose="callback", caller_number="12345", callee_number=phone or "",
-                                         started_at=r.started_at or claimed_at or now)
-            calls.finish_call_id(session, call_id, outcome=CALL_OUTCOME[r.outcome], ended_at=now,
-                                 reason=r.detail or None, case_id=case_id)
+            uniqueid = r.channel_id or key
+            call_rows[uniqueid] = {
+                "uniqueid": uniqueid, "linkedid": uniqueid, "direction": "outbound", "purpose": "callback",
+                "caller_number": "12345", "callee_number": phone or "", "started_at": r.started_at or claimed_at or now,
+                "answered_at": None, "ended_at": now, "outcome": CALL_OUTCOME[r.outcome],
+                "outcome_reason": r.detail or None, "case_id": case_id, "flow_path": [], "digits": []}
+        now_batch.append((i, r, case_id, uniqueid))
+    call_ids = _log_calls(session, list(call_rows.values()))
+    for i, r, case_id, uniqueid in now_batch:
         res = conn.execute(_SETTLE, {
             "aid": r.attempt_id, "from_states": list(r.from_states), "to_state": r.outcome, "now": now,
-            "detail": r.detail or r.outcome, "call_id": call_id,
+            "detail": r.detail or r.outcome, "call_id": call_ids.get(uniqueid) if uniqueid else None,
             "result": Satisfaction.NOT_RATED if r.outcome == NOT_RATED else None})
         if res.rowcount == 1:
-            moved[case_id] = (i, key, r.outcome)
+            moved[case_id] = (i, info[r.attempt_id][2], r.outcome)
     if moved:
         ids = list(moved)
         cases = {row[0]: row for row in conn.execute(_SETTLE_CASES, {"ids": ids})}
