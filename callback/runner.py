@@ -139,7 +139,9 @@ class CallbackRunner:
         self._orphan_request: asyncio.Future | None = None
         self._paused_at = -1e9
         self._paused_now = False
-        self.transactions = 0  # writer transactions (the benchmark reports callbacks per transaction)
+        self.transactions = 0  # writer transactions
+        self.result_transactions = 0  # of those, the ones that wrote results (how well results batch)
+        self._dry = False  # the last pass found fewer due attempts than it asked for
 
     # ---- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
@@ -319,6 +321,9 @@ class CallbackRunner:
                     fut.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             raise
         self.transactions += 1
+        if results:
+            self.result_transactions += 1
+        self._dry = len(claimed) < max(wanted - others, 0)
         if orphan_request is not None and not orphan_request.done():
             orphan_request.set_result(orphans)
         if check_pause:
@@ -363,7 +368,7 @@ class CallbackRunner:
             task = asyncio.create_task(self._place(c), name=f"callback {c.key}")
             self._tasks[c.attempt_id] = task
             task.add_done_callback(lambda t, aid=c.attempt_id: self._done(aid, t))
-        if stale or self._wanted() > 0:
+        if stale or (not self._dry and self._wanted() > 0):
             self._kick()
 
     async def _record(self, result: A.Unsuccessful) -> str | None:

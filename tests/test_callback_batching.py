@@ -37,7 +37,8 @@ def _states(sessions) -> dict[str, str]:
 async def _runner(pbx: FakePBX, domain, sessions, **opts) -> tuple[CallbackRunner, AMIClient]:
     ami = AMIClient(*pbx.client_args())
     await ami.start()
-    return CallbackRunner(domain, sessions, ami, RunnerOptions(settle_seconds=0, **opts)), ami
+    opts = {"settle_seconds": 0, **opts}
+    return CallbackRunner(domain, sessions, ami, RunnerOptions(**opts)), ami
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:
@@ -148,7 +149,8 @@ async def test_issue5_results_of_calls_ending_together_share_transactions(seeded
     assert sorted(pbx.dialled) == sorted(f"cb-{n}-1" for n in numbers)
     assert set(pbx.dialled.values()) == {1}
     assert pbx.peak_up <= 4
-    assert runner.transactions < 16, runner.transactions
+    # the 4 calls placed together end together: their results share a transaction
+    assert runner.result_transactions <= 8, runner.result_transactions
     assert not pbx.ledger  # every settled attempt's ledger entry removed
     with session_scope(seeded) as s:
         assert {c.number for c in A.manual_list(s)} == set(numbers)
@@ -194,12 +196,14 @@ async def test_issue5_killed_at_any_moment_every_due_callback_is_dialled_once(se
     d = _policy(domain, concurrency=4, max_attempts=2, retry_backoff_minutes=(30,))
     numbers = [reported_case(seeded, d, f"2392000{i:04d}") for i in range(16)]
     async with FakePBX(busy_after=0.005) as pbx:
+        # settle_seconds: an Originate written just before the kill may still be on its way into
+        # the PBX (as in production: the restarted runner waits before it settles anything)
         for k in kills:
-            runner, ami = await _runner(pbx, d, seeded)
+            runner, ami = await _runner(pbx, d, seeded, settle_seconds=0.3, plan_every=0.3)
             drain = asyncio.create_task(runner.drain(timeout=60))
             await _until(lambda k=k: sum(pbx.dialled.values()) >= k)
             await _crash(runner, ami, drain)
-        runner, ami = await _runner(pbx, d, seeded)
+        runner, ami = await _runner(pbx, d, seeded, settle_seconds=0.3, plan_every=0.3)
         try:
             await runner.drain(timeout=60)
         finally:
