@@ -91,7 +91,7 @@ def _run_transactions_inline() -> None:
     CallContext.tx = tx
 
 
-def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "default") -> None:
+def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "default", loop: str = "uvloop") -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < min(hard, 8192):
@@ -99,6 +99,7 @@ def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "def
 
     from agi.app import RECORDINGS_DIR
     from agi.hotline import Hotline, router_for
+    from callcenter import eventloop
     from agi.server import FastAGIServer
     from ticketing.domain import Domain
     from ticketing.seed import seed_units
@@ -117,11 +118,18 @@ def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "def
     sessions = make_session_factory(engine)
     with session_scope(sessions) as s:
         seed_units(s, domain.city, clock())
-    hotline = Hotline.create(domain, sessions, RECORDINGS_DIR)
+    # default: as shipped (agi.hotline: on SQLite a transaction runs on the event loop when the write
+    # lock is free, else in a worker thread); thread: always a worker thread (the code before that)
+    hotline = Hotline.create(domain, sessions, RECORDINGS_DIR, inline_sqlite=db_threads != "thread")
     if db_threads == "inline":  # experiment only: database work on the event loop itself, no thread hop
         _run_transactions_inline()
+    one_thread = db_threads == "one"  # experiment: one worker thread for all transactions
 
     async def main() -> None:
+        if one_thread:
+            from concurrent.futures import ThreadPoolExecutor
+
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1, "db"))
         server = FastAGIServer(router_for(hotline), host=settings.agi_host, port=port, backlog=2048)
         await server.start()
         loop = asyncio.get_running_loop()
@@ -136,18 +144,20 @@ def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "def
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            asyncio.run(main())
+            eventloop.run(main(), loop)
         finally:
             profiler.disable()
             profiler.dump_stats(profile_to)
     else:
-        asyncio.run(main())
+        eventloop.run(main(), loop)
     engine.dispose()
 
 
 @contextlib.contextmanager
-def server_process(db_url: str, port: int, log_path: Path, profile_to: str | None, db_threads: str = "default"):
-    argv = [sys.executable, __file__, "serve", "--db", db_url, "--port", str(port), "--db-threads", db_threads]
+def server_process(db_url: str, port: int, log_path: Path, profile_to: str | None, db_threads: str = "default",
+                   loop: str = "uvloop"):
+    argv = [sys.executable, __file__, "serve", "--db", db_url, "--port", str(port), "--db-threads", db_threads,
+            "--loop", loop]
     if profile_to:
         argv += ["--profile", profile_to]
     with open(log_path, "w") as log_file:
@@ -525,7 +535,7 @@ def summarize(rounds: list[Round], args, started: str, store_lines: list[str]) -
     by = {v: [r for r in measured if r.variant == v] for v in VARIANTS}
     out = [f"Run {started}: {args.rounds} rounds x {args.calls} calls per variant, {args.inflight} in flight, "
            f"store {'PostgreSQL (fresh schema)' if args.postgres else 'given URL' if args.db else 'SQLite (fresh file)'}, "
-           f"server transactions: {args.db_threads}",
+           f"server transactions: {args.db_threads}, server event loop: {args.loop or get_settings().event_loop}",
            "",
            "| round | order | ours calls/s | dialplan calls/s | ratio ours/dialplan | lost digits (ours/dialplan) "
            "| Asterisk CPU ms/call (ours/dialplan) | server CPU ms/call | median originate->done ms (ours/dialplan) "
@@ -592,6 +602,7 @@ def main() -> None:
     p_serve.add_argument("--port", type=int, required=True)
     p_serve.add_argument("--profile")
     p_serve.add_argument("--db-threads", default="default")
+    p_serve.add_argument("--loop", default="uvloop")
     parser.add_argument("--calls", type=int, default=1200, help="calls per variant per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--inflight", type=int, default=300)
@@ -602,13 +613,16 @@ def main() -> None:
                         help="run on PostgreSQL: a fresh schema in this database (e.g. "
                              "postgresql+psycopg://postgres@127.0.0.1:5432/test), dropped afterwards")
     parser.add_argument("--profile", default="", help="cProfile the server (main thread) into this file")
-    parser.add_argument("--db-threads", choices=("default", "inline"), default="default",
-                        help="where the server runs its transactions: default = as agi.hotline does (a worker "
-                             "thread each), inline = experiment: on the event loop, no thread hop")
+    parser.add_argument("--db-threads", choices=("default", "thread", "inline", "one"), default="default",
+                        help="where the server runs its transactions: default = as agi.hotline does (SQLite: on "
+                             "the event loop when the lock is free, else a worker thread), thread = always a worker "
+                             "thread, inline = experiment: always on the event loop, one = one worker thread")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
+                        help="the server's event loop (default: the install's setting, CALLCENTER_EVENT_LOOP)")
     parser.add_argument("--py-spy", default="", help="py-spy (all threads, collapsed stacks) into this file")
     args = parser.parse_args()
     if args.mode == "serve":
-        serve(args.db, args.port, args.profile or None, args.db_threads)
+        serve(args.db, args.port, args.profile or None, args.db_threads, args.loop)
         return
 
     from tests.live.helpers import agi_port_lock
@@ -637,8 +651,10 @@ def main() -> None:
     load_before = os.getloadavg()
     with agi_port_lock(settings):
         wait_port_free(settings.agi_host, settings.agi_port)
+        loop = args.loop or settings.event_loop
+        print(f"FastAGI server on the {loop} event loop", flush=True)
         with server_process(db_url, settings.agi_port, workdir / "server.log", args.profile or None,
-                            args.db_threads) as proc:
+                            args.db_threads, loop) as proc:
             spy = None
             if args.py_spy:  # sampling profile of the server, all threads (py-spy from PyPI)
                 spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(proc.pid),

@@ -4,8 +4,14 @@ dialplan is one variable, and the call record is written by the call's first and
 -- still one record per call with uniqueid, linkedid, caller, path, digits, outcome and case."""
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
+import time
+
 import pytest
 from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
 
 from agi.app import RECORDINGS_DIR
 from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
@@ -85,11 +91,11 @@ async def test_key_1_is_three_transactions_the_first_opens_the_record_and_looks_
     def count(session):
         commits.append(session)
 
-    event.listen(store, "after_commit", count)
+    event.listen(Session, "after_commit", count)  # every session: on SQLite the menu uses its own (nowait)
     try:
         await call_menu(store, domain, answers(), uniqueid="1732512345.71", args=["1732512345.70"])
     finally:
-        event.remove(store, "after_commit", count)
+        event.remove(Session, "after_commit", count)
     # open the record + open-cases lookup, create the case, close the record
     assert len(commits) == 3
     call, case = the_call(store, "1732512345.71")
@@ -173,3 +179,63 @@ def test_a2_open_call_id_is_idempotent_and_finish_keeps_what_it_is_not_given(ses
         assert (call.linkedid, call.caller_number, call.outcome, call.outcome_reason) == ("l.1", CALLER, "abandoned", "hangup")
         assert call.flow_path == ["greeting"] and call.digits == [{"node": "main_menu", "digits": "0"}]
         assert call.recording_path == "r.wav" and call.ended_at == ended  # the first end time stays
+
+
+def _sqlite_file(store) -> str:
+    engine = store.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the event-loop transactions are for a SQLite file")
+    return engine.url.database
+
+
+async def test_sqlite_transactions_run_on_the_event_loop_when_the_lock_is_free(store, domain):
+    _sqlite_file(store)
+    threads = []
+
+    def began(session, transaction, connection):
+        threads.append(threading.get_ident())
+
+    event.listen(Session, "after_begin", began)
+    try:
+        await call_menu(store, domain, answers(), uniqueid="1732512345.81", args=["1732512345.80"])
+    finally:
+        event.remove(Session, "after_begin", began)
+    assert len(threads) == 3 and set(threads) == {threading.get_ident()}  # no thread hop
+    call, case = the_call(store, "1732512345.81")
+    assert (call.outcome, call.case_id) == ("queued", case.id)
+
+
+async def test_sqlite_lock_held_elsewhere_the_call_waits_off_the_loop_and_is_still_logged(store, domain):
+    path = _sqlite_file(store)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.6 s
+    release = threading.Timer(0.6, holder.rollback)
+    threads, gaps = [], []
+
+    def began(session, transaction, connection):
+        threads.append(threading.get_ident())
+
+    async def ticker():
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    event.listen(Session, "after_begin", began)
+    tick = asyncio.create_task(ticker())
+    t0 = time.monotonic()
+    release.start()
+    try:
+        await call_menu(store, domain, answers(), uniqueid="1732512345.91", args=["1732512345.90"])
+    finally:
+        tick.cancel()
+        event.remove(Session, "after_begin", began)
+        release.join()
+        holder.close()
+    assert time.monotonic() - t0 >= 0.55  # it waited for the lock rather than failing
+    assert threading.get_ident() != threads[0]  # ... in a worker thread
+    assert max(gaps) < 0.3  # while the event loop (every other call) went on
+    call, case = the_call(store, "1732512345.91")
+    assert (call.outcome, call.outcome_reason, call.case_id) == ("queued", "consultation", case.id)
