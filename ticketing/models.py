@@ -391,7 +391,8 @@ class CallEvent(Base):
     """A2: legs, holds, transfers and conference joins/leaves of a call, each exactly once."""
 
     __tablename__ = "call_events"
-    __table_args__ = (UniqueConstraint("dedup_key", name="uq_call_event_dedup"),)
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_call_event_dedup"),
+                      Index("ix_call_events_kind_at", "kind", "at"))  # migration 0004
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"))

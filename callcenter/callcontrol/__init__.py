@@ -27,7 +27,10 @@ from callcenter.callcontrol.link import (
     UnknownChannel,
 )
 from callcenter.callcontrol.queue import QueueService
+from callcenter.callcontrol.recovery import ControlRecovery
 from callcenter.callcontrol.screenpop import ScreenPop
+from callcenter.callcontrol.transfer import AmiPbx
+from callcenter.callcontrol.transfer import CallControl as Transfers
 from ticketing.domain import Domain
 
 
@@ -38,12 +41,18 @@ class CallControl:
     link: CallLink
     queue: QueueService
     screenpop: ScreenPop
+    transfers: Transfers | None = None  # transfers and three-way calls (the API's /calls/{uniqueid}/...)
+    recovery: ControlRecovery | None = None  # gives those back to their operators after a restart
 
     @classmethod
     def create(cls, ami: AMIClient, session_factory: sessionmaker[Session], domain: Domain, *,
                cel_source: CelSource | None = None, **link_kwargs: Any) -> CallControl:
         link = CallLink(ami, session_factory, cel_source=cel_source, **link_kwargs)
-        return cls(link=link, queue=QueueService(link), screenpop=ScreenPop(link, session_factory, domain))
+        transfers = Transfers(AmiPbx(ami))
+        recovery = ControlRecovery(transfers, session_factory)
+        link.on_resync(recovery.on_resync)
+        return cls(link=link, queue=QueueService(link), screenpop=ScreenPop(link, session_factory, domain),
+                   transfers=transfers, recovery=recovery)
 
     @classmethod
     def from_settings(cls, settings: Any, session_factory: sessionmaker[Session], domain: Domain,

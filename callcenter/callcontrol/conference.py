@@ -40,7 +40,7 @@ async def start_three_way(control: CallControl, cc: ControlledCall, targets: lis
             steps.append(control.step("conference_failed", unit=targets[0].unit_code, reason="no_answer"))
             return Outcome(cc, steps)
         target, result = answered
-        cc.unit_channel, cc.unit = result.channel, target
+        cc.unit_channel, cc.unit, cc.unit_uniqueid = result.channel, target, result.uniqueid or None
         cc.state = "conference"
         steps.append(control.step("conference_join", party="unit", unit=target.unit_code, duty=target.duty))
         return Outcome(cc, steps, connected=target)

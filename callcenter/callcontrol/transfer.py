@@ -250,7 +250,17 @@ class ControlledCall:
     unit: DutyTarget | None = None
     case_number: str | None = None
     in_room: bool = False  # citizen and operator already moved into the room
+    unit_uniqueid: str | None = None  # the unit leg's uniqueid (found again after a restart by it)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a restarted process needs to give the call back to its operator (stored with the
+        call's log, callcenter.callcontrol.recovery). Uniqueids, not channel names: a unit leg's name
+        carries the duty phone's number; names are looked up again from Asterisk."""
+        return {"v": 1, "uniqueid": self.uniqueid, "operator": self.operator_endpoint, "room": self.room,
+                "state": self.state, "consult_room": self.consult_room, "in_room": self.in_room,
+                "case_number": self.case_number, "unit_uniqueid": self.unit_uniqueid,
+                "unit": ({"unit": self.unit.unit_code, "duty": self.unit.duty} if self.unit else None)}
 
 
 @dataclass
@@ -283,6 +293,10 @@ class CallControl:
         self.clock = clock
         self.calls: dict[str, ControlledCall] = {}
         self._global = asyncio.Lock()
+        # set by callcenter.callcontrol.recovery once the calls held before a restart are back; until
+        # then no call is resolved (an operator's conference would look like nobody's)
+        self.restored: asyncio.Event | None = None
+        self.restore_wait = 10.0
 
     def step(self, kind: str, **data: Any) -> Step:
         return Step(kind, data, self.clock())
@@ -292,6 +306,7 @@ class CallControl:
         """The call ``uniqueid`` if the operator at ``endpoint`` ("op8001"; None: the user has no
         phone) holds it. ``known``: the store has logged this call (a vanished channel then is a
         hung-up call, 410, not an unknown one, 404)."""
+        await self.wait_restored()
         async with self._global:
             cc = self.calls.get(uniqueid)
             chan = await self.pbx.channel(uniqueid)
@@ -321,6 +336,15 @@ class CallControl:
 
     def forget(self, uniqueid: str) -> None:
         self.calls.pop(uniqueid, None)
+
+    async def wait_restored(self) -> None:
+        if self.restored is None or self.restored.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.restored.wait(), self.restore_wait)
+        except TimeoutError:
+            raise PbxUnavailable("call control is still taking back the calls held before a restart; "
+                                 "try again shortly") from None
 
     # -- ringing a unit: A first, B when A does not answer -----------------------------------------
     async def ring_unit(self, targets: list[DutyTarget], room: str,
@@ -359,7 +383,7 @@ class CallControl:
                 steps.append(self.step("unhold", room=cc.room))
                 return Outcome(cc, steps)
             target, result = answered
-            cc.unit_channel, cc.unit = result.channel, target
+            cc.unit_channel, cc.unit, cc.unit_uniqueid = result.channel, target, result.uniqueid or None
             steps.append(self.step("consult", unit=target.unit_code, duty=target.duty))
             return Outcome(cc, steps, connected=target)
 
@@ -395,7 +419,7 @@ class CallControl:
             unit = cc.unit
             if cc.unit_channel is not None:
                 await self.pbx.hangup(cc.unit_channel)
-            cc.unit_channel, cc.unit = None, None
+            cc.unit_channel, cc.unit, cc.unit_uniqueid = None, None, None
             await self._operator_back(cc)
             return Outcome(cc, [self.step("transfer_cancelled", unit=unit.unit_code if unit else None,
                                           duty=unit.duty if unit else None),

@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep, WorkflowDep, commit, require_roles
 from callcenter.callcontrol import conference
 from callcenter.callcontrol.recording import host_file, link_recording, recording_for, recording_path
+from callcenter.callcontrol.recovery import CONTROL_KEY
 from callcenter.callcontrol.transfer import (
     CallControl,
     CallStateError,
+    ControlledCall,
     DutyTarget,
     NotCallOwner,
     Outcome,
@@ -68,17 +70,20 @@ class OutcomeIn(CaseRef):
 
 
 def get_call_control(request: Request) -> CallControl:
-    """The process's CallControl (``app.state.call_transfers``), built on first use over the AMI
-    link service's client (``app.state.callcontrol.ami``)."""
+    """The process's CallControl: ``app.state.call_transfers`` if set (tests), else the one of the
+    AMI link service (``app.state.callcontrol.transfers``: restored from the call log after a
+    restart, callcenter.callcontrol.recovery)."""
     control = getattr(request.app.state, "call_transfers", None)
     if control is not None:
         return control
     link = getattr(request.app.state, "callcontrol", None)
     if link is None:
         raise PbxUnavailable("call control is not running in this server (no AMI link)")
-    from callcenter.callcontrol.transfer import AmiPbx
+    control = getattr(link, "transfers", None)
+    if control is None:
+        from callcenter.callcontrol.transfer import AmiPbx
 
-    control = CallControl(AmiPbx(link.ami))
+        control = CallControl(AmiPbx(link.ami))
     request.app.state.call_transfers = control
     return control
 
@@ -146,16 +151,21 @@ def _dry_run_dispatch(session: Session, wf: Workflow, actor: Actor, case: Case, 
 
 
 def _log(session: Session, actor: Actor, uniqueid: str, steps: list[Step], *, case: Case | None,
-         now, settings: Any = None) -> Call:
-    """The call's row (opened if the store has none yet), its case and operator, every step (A2)."""
+         now, settings: Any = None, cc: ControlledCall | None = None) -> Call:
+    """The call's row (opened if the store has none yet), its case and operator, every step (A2).
+    The last step carries ``cc``'s state: who holds the call and in which room, read back after a
+    restart (callcenter.callcontrol.recovery)."""
     call = call_log.open_call(session, uniqueid=uniqueid, started_at=now, answered_at=now)
     if case is not None and call.case_id is None:
         call.case_id = case.id
     if call.operator_id is None and actor.user_id is not None:
         call.operator_id = actor.user_id
-    for step in steps:
+    for i, step in enumerate(steps):
+        data = {**step.data, "operator": actor.name}
+        if cc is not None and i == len(steps) - 1:
+            data[CONTROL_KEY] = cc.snapshot()
         call_log.add_event(session, call, kind=step.kind, at=step.at, dedup_key=f"cc:{uuid.uuid4().hex}",
-                           data={**step.data, "operator": actor.name})
+                           data=data)
     if call.recording_path is None and settings is not None:
         # the queue recorded it (queues.conf monitor-format): link the file once it exists
         path = recording_path(uniqueid)
@@ -193,7 +203,7 @@ async def warm_transfer(uniqueid: Uniqueid, body: UnitCallIn, request: Request, 
     outcome = await control.start_warm_transfer(cc, targets)
     cc.case_number = case.number
     _log(session, actor, uniqueid, outcome.steps, case=wf.get_case(case.number), now=domain.clock(),
-         settings=_settings(request))
+         settings=_settings(request), cc=cc)
     commit(session)
     return _result(outcome)
 
@@ -207,7 +217,8 @@ async def complete_transfer(uniqueid: Uniqueid, request: Request, actor: ActorDe
     case = wf.get_case(cc.case_number)
     unit_code = cc.unit.unit_code
     outcome = await control.complete_transfer(cc)
-    call = _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(), settings=_settings(request))
+    call = _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(),
+                settings=_settings(request), cc=cc)
     wf.dispatch(actor, case, units=[unit_code], mode=DispatchMode.TRANSFER, call_id=call.id)
     commit(session)
     return _result(outcome)
@@ -219,7 +230,8 @@ async def cancel_transfer(uniqueid: Uniqueid, request: Request, actor: ActorDep,
     cc = await _my_call(control, session, actor, uniqueid)
     outcome = await control.cancel_transfer(cc)
     case = wf.get_case(cc.case_number) if cc.case_number else None
-    _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(), settings=_settings(request))
+    _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(),
+         settings=_settings(request), cc=cc)
     commit(session)
     return _result(outcome)
 
@@ -241,7 +253,8 @@ async def start_conference(uniqueid: Uniqueid, body: UnitCallIn, request: Reques
     outcome = await conference.start_three_way(control, cc, targets)
     cc.case_number = case.number
     case = wf.get_case(case.number)
-    call = _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(), settings=_settings(request))
+    call = _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(),
+                settings=_settings(request), cc=cc)
     if outcome.connected is not None:
         wf.dispatch(actor, case, units=[unit.code], mode=DispatchMode.THREE_WAY, call_id=call.id)
     commit(session)
@@ -253,7 +266,8 @@ async def leave_conference(uniqueid: Uniqueid, request: Request, actor: ActorDep
                            wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
     cc = await _my_call(control, session, actor, uniqueid)
     outcome = await conference.leave(control, cc)
-    _log(session, actor, uniqueid, outcome.steps, case=None, now=domain.clock(), settings=_settings(request))
+    _log(session, actor, uniqueid, outcome.steps, case=None, now=domain.clock(),
+         settings=_settings(request), cc=cc)
     commit(session)
     return _result(outcome)
 
@@ -263,7 +277,8 @@ async def rejoin_conference(uniqueid: Uniqueid, request: Request, actor: ActorDe
                             wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
     cc = await _my_call(control, session, actor, uniqueid)
     outcome = await conference.rejoin(control, cc)
-    _log(session, actor, uniqueid, outcome.steps, case=None, now=domain.clock(), settings=_settings(request))
+    _log(session, actor, uniqueid, outcome.steps, case=None, now=domain.clock(),
+         settings=_settings(request), cc=cc)
     commit(session)
     return _result(outcome)
 
@@ -304,12 +319,12 @@ async def convenience_consent(uniqueid: Uniqueid, body: ConsentIn, request: Requ
                               session: SessionDep, wf: WorkflowDep, domain: DomainDep, control: ControlDep) -> dict:
     cc = await _my_call(control, session, actor, uniqueid)
     case = _case(wf, body.case_number)
+    cc.case_number = case.number
     call = _log(session, actor, uniqueid, [control.step("convenience_consent", consent=body.consent,
                                                         disclaimer_read=body.disclaimer_read)],
-                case=case, now=domain.clock(), settings=_settings(request))
+                case=case, now=domain.clock(), settings=_settings(request), cc=cc)
     wf.record_convenience_consent(actor, case, disclaimer_read=body.disclaimer_read, consent=body.consent,
                                   call_id=call.id)
-    cc.case_number = case.number
     commit(session)
     return {"uniqueid": uniqueid, "case_number": case.number, "consent": body.consent}
 
@@ -337,7 +352,8 @@ async def convenience_transfer(uniqueid: Uniqueid, body: CaseRef, request: Reque
     cc = await control.resolve(endpoint, uniqueid, known=known)
     outcome = await control.blind_transfer(cc, DutyTarget(unit.code, "line", number))
     case = wf.get_case(case.number)
-    call = _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(), settings=_settings(request))
+    call = _log(session, actor, uniqueid, outcome.steps, case=case, now=domain.clock(),
+                settings=_settings(request), cc=cc)
     wf.dispatch(actor, case, units=[unit.code], mode=DispatchMode.TRANSFER, call_id=call.id)
     commit(session)
     return _result(outcome)
