@@ -20,7 +20,8 @@ The store work is batched so that the cap and Asterisk, not the store, set the r
 task runs one transaction per pass with every result queued since the last pass (calls that
 ended close together), every attempt to put back, and the claims for the free slots. The
 Originates of the claimed attempts go out only after that transaction committed. While calls
-end quickly the writer claims up to `cap` spare attempts ahead ("ready", committed as
+end quickly the writer claims spare attempts ahead (as many as ended in the last `spare_horizon`,
+at most 4 x cap; "ready", committed as
 `dialing`); a freed slot takes one at once instead of waiting for the next pass. A ready
 attempt not dialled within `ready_seconds` is put back, as are all of them when the runner
 stops or steps down. A crash before a result's pass leaves the attempt `dialing` with its
@@ -78,6 +79,7 @@ class RunnerOptions:
     plan_every: float = 5.0             # seconds between planning passes (a slot refill does not plan)
     write_window: float = 0.002         # a result waits this long for others to share its transaction
     ready_seconds: float = 0.5          # a spare claimed attempt not dialled within this is put back
+    spare_horizon: float = 0.1          # spares: as many calls as ended in this many seconds (at most 4 x cap)
     pause_check_seconds: float = 0.5    # the pause flag is read at most this often
 
 
@@ -88,6 +90,7 @@ class CallResult:
     reason: int | None = None
     seconds: float = 0.0    # the whole attempt, bookkeeping included
     dial_seconds: float = 0.0  # Originate sent -> OriginateResponse
+    line_seconds: float = 0.0  # Originate sent -> the line is free again (what the cap holds)
 
 
 @dataclass
@@ -282,9 +285,10 @@ class CallbackRunner:
             return 0
         cap = self.domain.policy.callback.concurrency
         now = time.monotonic()
-        while self._ended and now - self._ended[0] > self.opts.ready_seconds:
+        while self._ended and now - self._ended[0] > self.opts.spare_horizon:
             self._ended.popleft()
-        spare = min(cap, len(self._ended)) if self.opts.ready_seconds > 0 else 0
+        # the calls likely to end while the next pass runs; none while calls last long
+        spare = min(4 * cap, len(self._ended)) if self.opts.ready_seconds > 0 else 0
         want = cap + spare - len(self._calling) - len(self._adopted) - len(self._ready)
         if self.budget is not None:
             want = min(want, self.budget)
@@ -440,7 +444,7 @@ class CallbackRunner:
                 log.warning("callback %s: Originate outcome unknown (%s); will reconcile", c.key, type(exc).__name__)
                 result.outcome = "unknown"
                 return result
-            result.dial_seconds = time.monotonic() - t0
+            result.dial_seconds = result.line_seconds = time.monotonic() - t0
             if reply.is_response or reply.get_first("Response") != "Success":
                 self._call_ended(c.attempt_id)  # no call up any more: the line is free
             if reply.is_response:  # Error: Asterisk refused the action, nothing was dialled
@@ -455,6 +459,7 @@ class CallbackRunner:
                 await self._tx(lambda s: A.mark_answered(s, self.domain, c.attempt_id))
                 await self._await_end(chan, hung)
                 self._call_ended(c.attempt_id)
+                result.line_seconds = time.monotonic() - t0
                 await asyncio.sleep(self.opts.finish_grace)
                 # usually a no-op: the survey's AGI handler has stored the rating meanwhile
                 await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, "answered, but the survey did not finish"))
