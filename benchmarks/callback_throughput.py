@@ -1,6 +1,7 @@
 """Callback scheduler throughput: 1,000 and 10,000 due 回访 callbacks placed into Local channels.
 
     .venv/bin/python benchmarks/callback_throughput.py [--sizes 1000 10000] [--concurrency 4 32]
+        [--answered 64] [--answered-concurrency 4 32]
 
 Each size gets a fresh SQLite store with that many reported cases due for their callback. The
 phones are `[citizen-phones]` numbers starting with 2 (busy): every callback is one real Originate
@@ -8,16 +9,23 @@ through `[outbound-callback]` (AstDB ledger, Dial of a Local channel, Busy), and
 max_attempts=1 the busy result puts the case on the manual list (workflow + audit chain), so each
 callback does its full bookkeeping once. The runner keeps `concurrency` calls in flight.
 
-Reported per run: wall time, callbacks/s, the scheduler process's CPU per callback (all its
-threads: planning, claiming, AMI, bookkeeping), Asterisk's CPU per callback (from /proc), the
-mean Originate round trip, the rate the cap allows (concurrency / round trip), peak in-flight
-calls, and the process's RSS after the run and its growth during it. Needs the running Asterisk
+`--answered N`: also N real surveys per concurrency of `--answered-concurrency`: phones starting
+with 5 answer and press 1 after about a second; our FastAGI server (in this process, holding the
+AGI port lock shared with the test sessions) runs the survey, stores the rating and closes the case.
+
+Reported per run: wall time, callbacks/s, the rate the cap allows (concurrency / mean time a call
+holds its line: the Originate round trip for a busy line, Originate to hangup for a survey) and
+the achieved share of it, the scheduler process's CPU per callback (all its threads: planning,
+claiming, AMI, bookkeeping; with --answered also the survey's AGI server), Asterisk's CPU per
+callback (from /proc), store transactions, peak in-flight calls, the process's RSS after the run
+and its growth during it, and what limited the rate. Needs the running Asterisk
 (`callcenter asterisk start`).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import json
@@ -33,13 +41,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
 
 from callback import attempts as A  # noqa: E402
-from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions  # noqa: E402
+from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions, narrow_events  # noqa: E402
 from callcenter.ami.client import AMIClient  # noqa: E402
 from callcenter.pbx.provision import running_pids  # noqa: E402
 from callcenter.settings import get_settings  # noqa: E402
+from tests.live.helpers import agi_port_lock  # noqa: E402
+from ticketing import audit  # noqa: E402
 from ticketing.domain import Domain  # noqa: E402
 from ticketing.enums import CaseKind, CaseStatus, Channel  # noqa: E402
 from ticketing.models import Case  # noqa: E402
@@ -59,11 +69,11 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def seed_cases(sessions, n: int) -> None:
+def seed_cases(sessions, n: int, prefix: str = "2") -> None:
     deadline = NOW - timedelta(hours=1)
     rows = [{
         "number": f"20260304-{i:06d}", "kind": CaseKind.CONSULTATION, "channel": Channel.MOBILE,
-        "status": CaseStatus.REPORTED, "citizen_phone": f"2{i:010d}", "title": "咨询", "description": "bench",
+        "status": CaseStatus.REPORTED, "citizen_phone": f"{prefix}{i:010d}", "title": "咨询", "description": "bench",
         "accepted_at": NOW - timedelta(days=3), "reported_at": deadline, "deadline_at": deadline,
         "callback_due_at": deadline + timedelta(days=2), "close_due_at": deadline + timedelta(days=2),
         "callback_required": True, "confidential": False, "assessed": True, "answered_directly": False,
@@ -74,9 +84,9 @@ def seed_cases(sessions, n: int) -> None:
             s.execute(insert(Case), rows[start:start + 2000])
 
 
-async def run_one(size: int, concurrency: int, workdir: Path) -> dict:
+async def run_one(size: int, concurrency: int, workdir: Path, *, answered: bool = False) -> dict:
     settings = get_settings()
-    url = f"sqlite:///{workdir / f'bench-{size}-{concurrency}.db'}"
+    url = f"sqlite:///{workdir / f'bench-{size}-{concurrency}-{int(answered)}.db'}"
     upgrade(url)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
@@ -86,14 +96,38 @@ async def run_one(size: int, concurrency: int, workdir: Path) -> dict:
     t_clock = time.monotonic()
     domain = Domain(policy=policy, calendar=base.calendar, city=base.city,
                     clock=lambda: NOW + timedelta(seconds=time.monotonic() - t_clock))
-    seed_cases(sessions, size)
+    seed_cases(sessions, size, "5" if answered else "2")
+    with contextlib.ExitStack() as stack:
+        if answered:
+            stack.enter_context(agi_port_lock(settings))  # other sessions' tests serve that port too
+            seed_units_for(sessions, domain)
+        return await _measure(size, concurrency, settings, domain, engine, sessions, answered)
 
+
+def seed_units_for(sessions, domain) -> None:
+    from ticketing.seed import seed_units
+
+    with session_scope(sessions) as s:
+        seed_units(s, domain.city, domain.clock())
+
+
+async def _measure(size, concurrency, settings, domain, engine, sessions, answered: bool) -> dict:
+    server = None
+    if answered:
+        from agi.app import RECORDINGS_DIR
+        from agi.hotline import Hotline, router_for
+        from agi.server import FastAGIServer
+
+        server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR)),
+                               host=settings.agi_host, port=settings.agi_port)
+        await server.start()
     ami = AMIClient.from_settings(settings, events=AMI_EVENTS)
+    narrow_events(ami)
     await ami.start()
     latencies: list[float] = []
     runner = CallbackRunner(domain, sessions, ami, RunnerOptions(channel_prefix=f"bench{uuid.uuid4().hex[:6]}-",
                                                                  settle_seconds=0),
-                            on_result=lambda r: latencies.append(r.dial_seconds))
+                            on_result=lambda r: latencies.append(r.line_seconds))
     peak = 0
 
     async def sample():
@@ -114,20 +148,38 @@ async def run_one(size: int, concurrency: int, workdir: Path) -> dict:
     rss1 = rss_kb()
     await runner.stop()
     await ami.stop()
+    if server is not None:
+        await server.stop()
     with session_scope(sessions) as s:
         counts = A.counts(s)
         manual = len(A.manual_list(s, limit=size + 1))
+        closed = s.execute(select(func.count()).select_from(Case).where(Case.status == CaseStatus.CLOSED)).scalar_one()
+        chain_ok = audit.verify(s).ok
     engine.dispose()
     placed = stats.claimed
     mean_rt = sum(latencies) / len(latencies) if latencies else float("nan")
+    rate, cap_rate = placed / wall, concurrency / mean_rt
+    sched_cores, ast_cores = cpu / wall, ast / wall
+    if rate >= 0.9 * cap_rate:
+        limit = "the cap (calls up x their length)"
+    elif sched_cores + ast_cores >= 0.8 * (os.cpu_count() or 1):
+        limit = f"the machine's CPU (scheduler {sched_cores:.2f} + Asterisk {ast_cores:.2f} of {os.cpu_count()} cores)"
+    else:
+        limit = f"the scheduler (writer/event loop latency; {sched_cores:.2f} core)"
     return {
+        "kind": "answered survey (press 1)" if answered else "busy line",
         "size": size, "concurrency": concurrency, "placed": placed, "outcomes": stats.outcomes, "states": counts,
-        "manual_list": manual, "wall_s": round(wall, 2), "callbacks_per_s": round(placed / wall, 1),
+        "closed": closed, "audit_chain_ok": chain_ok, "limited_by": limit,
+        "manual_list": manual, "wall_s": round(wall, 2), "callbacks_per_s": round(rate, 1 if rate >= 10 else 3),
         "scheduler_cpu_ms_per_callback": round(cpu * 1000 / placed, 2),
         "scheduler_cpu_share_of_one_core": round(cpu / wall, 2),
         "asterisk_cpu_ms_per_callback": round(ast * 1000 / placed, 2),
-        "originate_round_trip_ms": round(mean_rt * 1000, 1),
-        "cap_allows_per_s": round(concurrency / mean_rt, 1),
+        "line_hold_ms": round(mean_rt * 1000, 1),
+        "cap_allows_per_s": round(cap_rate, 1 if cap_rate >= 10 else 3),
+        "share_of_cap_rate": round(rate / cap_rate, 2),
+        "store_transactions": runner.transactions,
+        "results_per_result_transaction": round(placed / max(runner.result_transactions, 1), 1),
+        "ami_events_per_callback": round(ami.stats.events_received / placed, 1),
         "peak_in_flight": peak, "rss_mb_after": round(rss1 / 1024, 1), "rss_growth_mb": round((rss1 - rss0) / 1024, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -137,22 +189,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[4, 32])
+    ap.add_argument("--answered", type=int, default=0, help="also this many answered surveys per concurrency")
+    ap.add_argument("--answered-concurrency", type=int, nargs="+", default=[4, 32])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    results = []
+    runs = [(size, conc, False) for conc in args.concurrency for size in args.sizes]
+    if args.answered:
+        runs += [(args.answered, conc, True) for conc in args.answered_concurrency]
     with tempfile.TemporaryDirectory(prefix="cb-bench-") as tmp:
-        for conc in args.concurrency:
-            for size in args.sizes:
-                res = asyncio.run(run_one(size, conc, Path(tmp)))
-                results.append(res)
-                print(json.dumps(res, ensure_ascii=False) if args.json else
-                      f"N={res['size']:>6} cap={res['concurrency']:>3}: {res['callbacks_per_s']:>6}/s "
-                      f"(cap allows {res['cap_allows_per_s']}/s, round trip {res['originate_round_trip_ms']} ms, "
-                      f"peak in flight {res['peak_in_flight']}); scheduler CPU {res['scheduler_cpu_ms_per_callback']} "
-                      f"ms/callback ({res['scheduler_cpu_share_of_one_core']} core), Asterisk "
-                      f"{res['asterisk_cpu_ms_per_callback']} ms/callback; RSS {res['rss_mb_after']} MB "
-                      f"(+{res['rss_growth_mb']} MB during the run); placed {res['placed']}, manual {res['manual_list']}",
-                      flush=True)
+        for size, conc, answered in runs:
+            res = asyncio.run(run_one(size, conc, Path(tmp), answered=answered))
+            print(json.dumps(res, ensure_ascii=False) if args.json else
+                  f"{res['kind']}: N={res['size']:>6} cap={res['concurrency']:>3}: {res['callbacks_per_s']}/s "
+                  f"(cap allows {res['cap_allows_per_s']}/s = cap / {res['line_hold_ms']} ms line hold; "
+                  f"{res['share_of_cap_rate']:.0%} of it; peak in flight {res['peak_in_flight']}); limited by "
+                  f"{res['limited_by']}; scheduler CPU {res['scheduler_cpu_ms_per_callback']} ms/callback "
+                  f"({res['scheduler_cpu_share_of_one_core']} core), Asterisk {res['asterisk_cpu_ms_per_callback']} "
+                  f"ms/callback; {res['store_transactions']} store transactions "
+                  f"({res['results_per_result_transaction']} results each); RSS {res['rss_mb_after']} MB "
+                  f"(+{res['rss_growth_mb']} MB during the run); placed {res['placed']}, manual {res['manual_list']}, "
+                  f"closed {res['closed']}, audit chain {'ok' if res['audit_chain_ok'] else 'BROKEN'}",
+                  flush=True)
 
 
 if __name__ == "__main__":
