@@ -77,6 +77,7 @@ async def stack(asterisk, tmp_path, monkeypatch):
 
     st = Stack()
     st.client, st.tokens, st.sessions, st.ami, st.settings = client, tokens, sessions, ami, asterisk
+    st.domain, st.engine = domain, engine
     st.verify = AmiSession(asterisk)
     try:
         yield st
