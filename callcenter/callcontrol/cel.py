@@ -20,6 +20,8 @@ import csv
 import io
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -233,20 +235,35 @@ class CelSource(Protocol):
 
 
 class CelFile:
-    """Incremental reader of the CEL DSV file. Remembers how far it read; a truncated or replaced
-    (rotated) file is read again from the start (the call log's dedup keys make re-reading harmless).
+    """Incremental reader of the CEL DSV file, and its rotation. Remembers the file (inode) and how far
+    it read; a truncated file (copy-truncate) is read again from the start (the call log's dedup keys
+    make re-reading harmless).
 
     The first read of a process looks back at most ``backlog_bytes`` from the end and
     ``backlog_seconds`` in time: under load Asterisk writes ~15,000 records a minute, and what a
     process missed before it started is bounded by that window (documented in docs/call-control.md).
+
+    Rotation, so the file does not grow forever without losing what the gap-filler still needs: once
+    the reader has consumed ``rotate_bytes`` of the current file it renames it to ``<name>.1`` (older
+    ones shift to ``.2`` … ``.<keep>``, the oldest is deleted). Asterisk opens the file for every
+    record (measured: no descriptor held), so the next record starts a new file. Records appended
+    between the last read and the rename are in ``.1``: the next read finds the file it was reading
+    by its inode among the generations and finishes it before going on with the newer ones. The
+    link marks as consumed, while it stays connected, what was written a minute or more before
+    (those records came live over AMI): ``mark()`` / ``advance()``.
     """
 
-    def __init__(self, path: str | Path, *, backlog_seconds: float = 900, backlog_bytes: int = 8 << 20) -> None:
+    def __init__(self, path: str | Path, *, backlog_seconds: float = 900, backlog_bytes: int = 8 << 20,
+                 rotate_bytes: int | None = 64 << 20, keep: int = 2) -> None:
         self.path = Path(path)
         self.backlog_seconds = backlog_seconds
         self.backlog_bytes = backlog_bytes
-        self._offset: int | None = None
-        self._inode: int | None = None
+        self.rotate_bytes = rotate_bytes
+        self.keep = max(1, keep)
+        self.rotations = 0
+        self._offset: int | None = None  # None: nothing read yet in this process
+        self._inode: int | None = None  # the file the offset is in (None: the next file, from 0)
+        self._lock = threading.Lock()  # the link reads from a worker thread; maintenance from another
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> CelFile:
@@ -254,34 +271,132 @@ class CelFile:
 
         return cls(host_path(settings, CEL_FILE), **kwargs)
 
+    def generation(self, n: int) -> Path:
+        return self.path if n == 0 else self.path.with_name(f"{self.path.name}.{n}")
+
+    def _generations(self) -> list[tuple[Path, os.stat_result]]:
+        """The file and its rotated copies that exist, newest first."""
+        found = []
+        for n in range(self.keep + 1):
+            path = self.generation(n)
+            try:
+                found.append((path, path.stat()))
+            except FileNotFoundError:
+                continue
+        return found
+
+    @staticmethod
+    def _read(path: Path, offset: int, *, skip_partial: bool = False) -> tuple[bytes, int]:
+        """Whole lines from ``offset`` on, and the offset after the last of them."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return b"", offset
+        end = data.rfind(b"\n")
+        if end < 0:
+            return b"", offset
+        start = data.find(b"\n") + 1 if skip_partial else 0
+        return data[start: end + 1], offset + end + 1
+
     def read_new(self, since: float | None = None) -> list[dict[str, str]]:
+        with self._lock:
+            first = self._offset is None
+            chunks = self._read_first() if first else self._read_next()
+            records = [r for chunk in chunks for r in parse_cel_lines(chunk.decode("utf-8", "replace"))]
+            if first:
+                floor = (since if since is not None else time.time() - self.backlog_seconds) - 5.0
+                cut = datetime.fromtimestamp(floor, UTC).strftime("%Y-%m-%d %H:%M:%S")
+                records = [r for r in records if r["eventtime"][:19] >= cut]  # ISO-like text sorts by time
+            self._maybe_rotate()
+            return records
+
+    def _read_first(self) -> list[bytes]:
+        """The last ``backlog_bytes`` of the current file, and of ``.1`` if the file is shorter
+        (a rotation just before the start must not hide the last minutes)."""
+        gens = self._generations()
+        current = gens[0] if gens and gens[0][0] == self.path else None
+        self._offset, self._inode = 0, None
+        chunks: list[bytes] = []
+        budget = self.backlog_bytes
+        for path, stat in gens[:2] if current is not None else gens[:1]:
+            start = max(0, stat.st_size - budget)
+            chunk, end = self._read(path, start, skip_partial=start > 0)
+            chunks.insert(0, chunk)
+            budget -= stat.st_size - start
+            if path == self.path:
+                self._offset, self._inode = end, stat.st_ino
+            if budget <= 0:
+                break
+        return chunks
+
+    def _read_next(self) -> list[bytes]:
+        gens = self._generations()
+        inodes = [stat.st_ino for _, stat in gens]
+        current = 0 if gens and gens[0][0] == self.path else -1  # the file Asterisk writes, if any yet
+        if self._inode is None:
+            # the last read finished a rotated file before Asterisk started the next: read that from 0
+            at, offset = current, 0
+        elif self._inode in inodes:
+            at, offset = inodes.index(self._inode), self._offset or 0
+            if gens[at][1].st_size < offset:  # truncated in place (copy-truncate): read it again
+                offset = 0
+        else:
+            log.warning("CEL file %s: the file read last was rotated away before it was finished; "
+                        "reading the current one from its start", self.path)
+            at, offset = current, 0
+        chunks: list[bytes] = []
+        self._inode, self._offset = None, 0
+        for i in range(at, -1, -1):
+            path, stat = gens[i]
+            chunk, end = self._read(path, offset)
+            chunks.append(chunk)
+            offset = 0
+            if path == self.path:
+                self._inode, self._offset = stat.st_ino, end
+        return chunks
+
+    def mark(self) -> tuple[int, int] | None:
+        """Where the current file ends now (at a whole line): ``advance()`` to it later."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            return []
-        first = self._offset is None
-        skip_partial = False
-        if first:
-            self._offset = max(0, stat.st_size - self.backlog_bytes)
-            skip_partial = self._offset > 0
-        elif stat.st_ino != self._inode or stat.st_size < (self._offset or 0):
-            self._offset = 0
-        self._inode = stat.st_ino
+            return None
         with open(self.path, "rb") as fh:
-            fh.seek(self._offset or 0)
-            data = fh.read()
-        end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        start = data.find(b"\n") + 1 if skip_partial else 0
-        chunk = data[start: end + 1]
-        self._offset = (self._offset or 0) + end + 1
-        records = list(parse_cel_lines(chunk.decode("utf-8", "replace")))
-        if first:
-            floor = (since if since is not None else time.time() - self.backlog_seconds) - 5.0
-            cut = datetime.fromtimestamp(floor, UTC).strftime("%Y-%m-%d %H:%M:%S")
-            records = [r for r in records if r["eventtime"][:19] >= cut]  # ISO-like text sorts by time
-        return records
+            start = max(0, stat.st_size - 65536)
+            fh.seek(start)
+            tail = fh.read(stat.st_size - start)
+        end = tail.rfind(b"\n")
+        return (stat.st_ino, start + end + 1) if end >= 0 else (stat.st_ino, 0)
+
+    def advance(self, mark: tuple[int, int] | None) -> None:
+        """Count as consumed what was in the file at ``mark`` (the link received it live), then
+        rotate if due."""
+        with self._lock:
+            if mark is not None and self._offset is not None and self._inode == mark[0] \
+                    and mark[1] > self._offset:
+                self._offset = mark[1]
+            self._maybe_rotate()
+
+    def _maybe_rotate(self) -> None:
+        if not self.rotate_bytes or self._inode is None or (self._offset or 0) < self.rotate_bytes:
+            return
+        try:
+            if self.path.stat().st_ino != self._inode:
+                return  # someone else rotated it already
+            oldest = self.generation(self.keep)
+            oldest.unlink(missing_ok=True)
+            for n in range(self.keep - 1, -1, -1):
+                src = self.generation(n)
+                if src.exists():
+                    src.rename(self.generation(n + 1))
+        except OSError as exc:
+            log.warning("CEL file %s: rotation failed (%s); not rotating in this process", self.path, exc)
+            self.rotate_bytes = None
+            return
+        self.rotations += 1
+        log.info("CEL file %s rotated at %d bytes (keeping %d older files)", self.path, self._offset, self.keep)
 
 
 def parse_cel_lines(text: str) -> Iterable[dict[str, str]]:

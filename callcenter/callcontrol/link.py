@@ -338,7 +338,8 @@ class CallLink:
 
     def __init__(self, ami: AMIClient, session_factory: sessionmaker[Session] | None = None, *,
                  queue: str = QUEUE, cel_source: CelSource | None = None,
-                 operator_users: Callable[[str], int | None] | None = None) -> None:
+                 operator_users: Callable[[str], int | None] | None = None,
+                 cel_maintenance_seconds: float = 60.0) -> None:
         self.ami = ami
         self.session_factory = session_factory
         self.queue_name = queue
@@ -365,6 +366,8 @@ class CallLink:
         self._resync_lock = asyncio.Lock()
         self._resynced = asyncio.Event()
         self._operator_users = operator_users
+        self.cel_maintenance_seconds = cel_maintenance_seconds
+        self._cel_task: asyncio.Task[None] | None = None
         ami.on_connected(self._on_connected)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -373,9 +376,16 @@ class CallLink:
         self._log_queue = asyncio.Queue()
         self._log_task = asyncio.get_running_loop().create_task(self._log_worker())
         self._subscription = self.ami.subscribe(self._on_event)
+        if self.cel_source is not None and hasattr(self.cel_source, "advance") and self.cel_maintenance_seconds:
+            self._cel_task = asyncio.get_running_loop().create_task(self._cel_maintenance())
         await self.ami.start(wait=wait)
 
     async def stop(self) -> None:
+        if self._cel_task is not None:
+            self._cel_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._cel_task
+            self._cel_task = None
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
@@ -567,6 +577,26 @@ class CallLink:
             except Exception:
                 log.exception("resync handler %r failed", handler)
         self._resynced.set()
+
+    async def _cel_maintenance(self) -> None:
+        """Let the CEL file rotate while the link stays up: what the file held one tick ago came
+        live over AMI if the link was connected (same login) all the time since, so the reader counts
+        it as consumed (CelFile.advance, which rotates once enough is consumed). After a cut the mark
+        is dropped and the reconnect's reconcile reads the file as usual."""
+        source: Any = self.cel_source
+        mark, login = None, None
+        while True:
+            await asyncio.sleep(self.cel_maintenance_seconds)
+            if not self.ami.connected or not self._resynced.is_set():
+                mark, login = None, None
+                continue
+            try:
+                if mark is not None and login == self.ami.stats.connects:
+                    await asyncio.to_thread(source.advance, mark)
+                mark, login = await asyncio.to_thread(source.mark), self.ami.stats.connects
+            except Exception:
+                log.exception("CEL file maintenance failed")
+                mark, login = None, None
 
     async def reconcile(self, since: float | None = None) -> int:
         """Add to the call log what Asterisk's CEL file has and the log lacks (returns how many)."""
