@@ -170,3 +170,35 @@ def test_only_recent_snapshots_of_calls_still_in_a_room_are_read_back(api, pbx, 
     with session_scope(seeded) as s:
         assert [h["uniqueid"] for h in held_calls(s, control.clock() - timedelta(hours=1))] == [CITIZEN]
         assert held_calls(s, control.clock() + timedelta(minutes=1)) == []
+
+
+class SlowPbx(RoomPbx):
+    """Hang-ups take a moment, so two requests overlap."""
+
+    async def hangup(self, channel):
+        await asyncio.sleep(0.05)
+        await super().hangup(channel)
+
+
+def test_concurrent_actions_on_a_restored_conference_run_one_at_a_time(api, pbx, seeded):
+    from callcenter.callcontrol import conference
+    from callcenter.callcontrol.transfer import CallStateError
+
+    number = new_case(api)
+    ok(api.post(f"/api/v1/calls/{CITIZEN}/conference", as_="op1", json={"case_number": number, "unit": "water_supply"}))
+    slow = SlowPbx()
+    slow.channels, slow.rooms = pbx.channels, pbx.rooms
+
+    async def scenario():
+        control = CallControl(slow, ring_seconds=1)
+        recovery = ControlRecovery(control, seeded)
+        await recovery.restore()
+        cc = await control.resolve("op8001", CITIZEN)
+        results = await asyncio.gather(conference.leave(control, cc), conference.leave(control, cc),
+                                       recovery.restore(), return_exceptions=True)
+        return cc, results
+
+    cc, (first, second, restored) = asyncio.run(scenario())
+    assert first.call.operator_channel is None and isinstance(second, CallStateError)
+    assert restored is None and slow.named("hangup") == [("hangup", OP1_CHAN)]  # hung up once
+    assert cc.state == "conference"

@@ -340,6 +340,9 @@ class CallControl:
     async def wait_restored(self) -> None:
         if self.restored is None or self.restored.is_set():
             return
+        ami = getattr(self.pbx, "ami", None)
+        if ami is not None and not getattr(ami, "connected", True):
+            raise PbxUnavailable()  # nothing to wait for until Asterisk is back
         try:
             await asyncio.wait_for(self.restored.wait(), self.restore_wait)
         except TimeoutError:
