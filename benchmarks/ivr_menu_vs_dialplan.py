@@ -32,7 +32,9 @@ How a run goes (project's Asterisk must already run, with `callcenter asterisk i
 Run as root from the project directory:
     .venv/bin/python benchmarks/ivr_menu_vs_dialplan.py --calls 1200 --rounds 3 --inflight 300
 `--profile FILE` (cProfile, server's main thread) or `--py-spy FILE` (all threads, needs py-spy)
-profile the server; `--db-threads inline` is an experiment (transactions on the event loop).
+profile the server; `--db-threads thread` runs every transaction in a worker thread (the code before
+the event-loop transactions on SQLite), `inline`/`one` are experiments; `--loop` picks the server's
+event loop (default: the install's CALLCENTER_EVENT_LOOP, uvloop).
 """
 from __future__ import annotations
 
