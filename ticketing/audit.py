@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from ticketing.models import AuditEvent, AuditHead
@@ -67,31 +67,41 @@ def _hashed_fields(ev: AuditEvent) -> dict[str, Any]:
 
 
 _HEAD_KEY = "audit_head_locked"
-_HEAD_TX = "audit_head_locked_in"
+
+# Core statements, built once: appending is on every write path, and the ORM's unit of work
+# (identity map, flush planning) costs several times the statements themselves.
+_EVENTS = AuditEvent.__table__
+_HEADS = AuditHead.__table__
+_SELECT_HEAD = (select(_HEADS.c.last_id, _HEADS.c.last_hash, _HEADS.c.count)
+                .where(_HEADS.c.id == 1).with_for_update())
+_INSERT_HEAD = insert(_HEADS)
+_UPDATE_HEAD = (update(_HEADS).where(_HEADS.c.id == 1)
+                .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"),
+                        count=bindparam("new_count")))
+_INSERT_EVENT = insert(_EVENTS)
 
 
-def _lock_head(session: Session) -> AuditHead:
-    """The chain head, locked until the (sub)transaction that locked it ends; later events of the
-    same transaction reuse it instead of locking it again."""
+def _lock_head(session: Session, conn) -> list:
+    """The chain head [last_id, last_hash, count], locked until the transaction ends; later
+    events of the same (sub)transaction reuse it instead of locking it again."""
     head = session.info.get(_HEAD_KEY)
-    if head is not None and head in session:
+    if head is not None:
         return head
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=1, last_id=0, last_hash=GENESIS, count=0)
-        session.add(head)
-        session.flush()
+    row = conn.execute(_SELECT_HEAD).first()
+    if row is None:
+        conn.execute(_INSERT_HEAD, {"id": 1, "last_id": 0, "last_hash": GENESIS, "count": 0})
+        head = [0, GENESIS, 0]
+    else:
+        head = list(row)
     session.info[_HEAD_KEY] = head
-    session.info[_HEAD_TX] = session.get_nested_transaction() or session.get_transaction()
     return head
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_head(session: Session, transaction) -> None:
-    # The lock ends with the (sub)transaction that took it: a savepoint rolled back releases it.
-    if session.info.get(_HEAD_TX) is transaction:
-        session.info.pop(_HEAD_KEY, None)
-        session.info.pop(_HEAD_TX, None)
+    # Whatever (sub)transaction ends, read the head again next time: a savepoint rolled back
+    # takes its events and head updates with it (and on PostgreSQL the lock taken inside it).
+    session.info.pop(_HEAD_KEY, None)
 
 
 def record(
@@ -105,30 +115,34 @@ def record(
     data: dict[str, Any] | None = None,
     channel: str | None = None,
     call_id: int | None = None,
-) -> AuditEvent:
-    """Append one event to the chain in the caller's transaction."""
-    head = _lock_head(session)
-    ev = AuditEvent(
-        id=head.last_id + 1,
-        at=at.astimezone(UTC).replace(microsecond=0),
-        case_id=case_id,
-        work_order_id=work_order_id,
-        actor_id=actor.user_id,
-        actor_name=actor.name,
-        actor_role=str(actor.role),
-        action=action,
-        data=_canonical(data or {}),
-        channel=channel,
-        call_id=call_id,
-        prev_hash=head.last_hash,
-        hash="",
-    )
-    ev.hash = event_hash(ev.prev_hash, _hashed_fields(ev))
-    session.add(ev)
-    head.last_id = ev.id
-    head.last_hash = ev.hash
-    head.count += 1
-    return ev
+) -> int:
+    """Append one event to the chain in the caller's transaction; returns its id.
+
+    Written at once (an INSERT and the head's UPDATE), so queries later in the transaction and
+    savepoints see the chain as it is."""
+    # Rows the event points at may still be pending: written first (as autoflush did). Also
+    # keeps the lock order of the ORM days: the case's row, then the chain head.
+    session.flush()
+    conn = session.connection()
+    head = _lock_head(session, conn)
+    fields = {
+        "id": head[0] + 1,
+        "at": at.astimezone(UTC).replace(microsecond=0),
+        "case_id": case_id,
+        "work_order_id": work_order_id,
+        "actor_id": actor.user_id,
+        "actor_name": actor.name,
+        "actor_role": str(actor.role),
+        "action": action,
+        "data": _canonical(data or {}),
+        "channel": channel,
+        "call_id": call_id,
+    }
+    digest = event_hash(head[1], fields)
+    conn.execute(_INSERT_EVENT, {**fields, "prev_hash": head[1], "hash": digest})
+    conn.execute(_UPDATE_HEAD, {"new_last_id": fields["id"], "new_last_hash": digest, "new_count": head[2] + 1})
+    head[:] = [fields["id"], digest, head[2] + 1]
+    return fields["id"]
 
 
 @dataclass
