@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from ticketing import audit
 from ticketing.audit import Actor
@@ -80,14 +80,26 @@ def issue_token(session: Session, user: User, *, now: datetime, ttl: timedelta) 
     return token, expires
 
 
-def resolve_token(session: Session, token: str, *, now: datetime) -> User | None:
-    # One round trip: the token and its user together (every request pays for this).
-    row = session.execute(
-        select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_hash == _digest(token))
-    ).scalar_one_or_none()
-    if row is None or row.revoked or row.expires_at <= now or not row.user.active:
+_TOKENS = ApiToken.__table__
+_USERS = User.__table__
+# One round trip through Core (no ORM objects): every request pays for this.
+_ACTOR_OF_TOKEN = (
+    select(_USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.unit_id)
+    .join_from(_TOKENS, _USERS, _USERS.c.id == _TOKENS.c.user_id)
+    .where(_TOKENS.c.token_hash == bindparam("digest"), _TOKENS.c.revoked.is_(False),
+           _TOKENS.c.expires_at > bindparam("now", type_=ApiToken.__table__.c.expires_at.type),
+           _USERS.c.active.is_(True))
+)
+
+
+def resolve_token(session: Session, token: str, *, now: datetime) -> Actor | None:
+    """The acting user of a bearer token; None if it is unknown, expired or revoked, or the user
+    is no longer active."""
+    row = session.connection().execute(_ACTOR_OF_TOKEN, {"digest": _digest(token), "now": now}).first()
+    if row is None:
         return None
-    return row.user
+    role = row.role.value if hasattr(row.role, "value") else row.role
+    return Actor(user_id=row.id, name=row.username, role=str(role), unit_id=row.unit_id)
 
 
 def revoke_token(session: Session, token: str) -> None:

@@ -1,15 +1,16 @@
 """Dependencies: one database session per request, the current user from a bearer token, role checks."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from callcenter.auth import actor_of, resolve_token
+from callcenter.auth import resolve_token
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import Role
@@ -24,17 +25,26 @@ class Unauthorized(DomainError):
         super().__init__("unauthorized", message)
 
 
-def get_domain(request: Request) -> Domain:
+# The cheap dependencies are `async def`: a sync one costs a hop to the thread pool and back on
+# every request, for work that never waits.
+async def get_domain(request: Request) -> Domain:
     return request.app.state.domain
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    session = request.app.state.session_factory()
+def _discard(session: Session) -> None:
+    session.rollback()  # anything not committed explicitly is dropped
+    session.close()
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    session = request.app.state.session_factory()  # no connection until first used
     try:
         yield session
     finally:
-        session.rollback()  # anything not committed explicitly is dropped
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(_discard, session)  # a round trip to the database: not on the loop
+        else:
+            session.close()  # committed (or never used): nothing to send
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -46,19 +56,16 @@ DomainDep = Annotated[Domain, Depends(get_domain)]
 def get_actor(session: SessionDep, domain: DomainDep, authorization: Annotated[str | None, Header()] = None) -> Actor:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized()
-    user = resolve_token(session, authorization.split(" ", 1)[1].strip(), now=domain.clock())
-    if user is None:
+    actor = resolve_token(session, authorization.split(" ", 1)[1].strip(), now=domain.clock())
+    if actor is None:
         raise Unauthorized("the token is unknown, expired or revoked; log in again")
-    # Held for the request: the session's identity map is weak, and without this every later
-    # look-up of the acting user (a case's owner, a work order's dispatcher) is another query.
-    session.info["user"] = user
-    return actor_of(user)
+    return actor
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
-def get_workflow(session: SessionDep, domain: DomainDep) -> Workflow:
+async def get_workflow(session: SessionDep, domain: DomainDep) -> Workflow:
     return domain.workflow(session)
 
 

@@ -28,6 +28,14 @@ def work_order_out(wo: WorkOrder, now: datetime, *, content: bool = True) -> Wor
     )
 
 
+def _owner_name(case: Case, actor: Actor) -> str | None:
+    if case.owner_id is None:
+        return None
+    if case.owner_id == actor.user_id:
+        return actor.name  # the reader owns it: no look-up of the user
+    return case.owner.username
+
+
 def case_out(case: Case, actor: Actor, now: datetime, *, unit_view: int | None = None) -> CaseOut:
     content = may_read_content(actor, case)
     hidden = CONFIDENTIAL_PLACEHOLDER
@@ -42,7 +50,7 @@ def case_out(case: Case, actor: Actor, now: datetime, *, unit_view: int | None =
         location=case.location if content else "",
         citizen_name=case.citizen_name if content else "",
         citizen_phone=case.citizen_phone if content else "",
-        owner=case.owner.username if case.owner else None,
+        owner=_owner_name(case, actor),
         accepted_at=case.accepted_at, confidential=case.confidential, callback_required=case.callback_required,
         assessed=case.assessed, reject_reason=case.reject_reason, referral=case.referral,
         answer=case.answer if content else (hidden if case.answer else None),
