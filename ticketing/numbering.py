@@ -3,24 +3,31 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ticketing.models import CaseCounter
 
 
-def next_case_number(session: Session, local_now: datetime) -> str:
-    day = local_now.strftime("%Y%m%d")
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+def _upsert(dialect_name: str):
+    if dialect_name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
+    table = CaseCounter.__table__
+    stmt = insert(table).values(day=bindparam("day"), last=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.day], set_={"last": table.c.last + 1})
+    return stmt.returning(table.c.last)
+
+
+_UPSERTS = {name: _upsert(name) for name in ("postgresql", "sqlite")}
+
+
+def next_case_number(session: Session, local_now: datetime) -> str:
+    day = local_now.strftime("%Y%m%d")
+    conn = session.connection()
     # One atomic upsert: two operators accepting at the same instant never share a number.
-    stmt = insert(CaseCounter).values(day=day, last=1)
-    stmt = stmt.on_conflict_do_update(index_elements=[CaseCounter.day], set_={"last": CaseCounter.last + 1})
-    stmt = stmt.returning(CaseCounter.last)
-    seq = session.execute(stmt).scalar_one()
+    seq = conn.execute(_UPSERTS[conn.dialect.name], {"day": day}).scalar_one()
     return f"{day}-{seq:06d}"
 
 

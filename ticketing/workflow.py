@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from ticketing import audit
 from ticketing.audit import Actor
@@ -39,6 +39,7 @@ from ticketing.models import (
     WorkOrder,
 )
 from ticketing.numbering import next_case_number
+from ticketing.rows import attached, insert_now, update_now
 
 Clock = Callable[[], datetime]
 
@@ -51,6 +52,11 @@ RATED = frozenset({Satisfaction.SATISFIED, Satisfaction.BASICALLY_SATISFIED, Sat
 DISCIPLINE_MESSAGE = "您反映的问题已转交纪委监察局办理，您也可以直接拨打12388与纪委监察局联系。"
 # R7.3f: the disclaimer that must be read before a convenience-service transfer.
 CONVENIENCE_DISCLAIMER = "便民服务中心提供的生活服务可能收费，服务质量由提供方负责，12345热线不承担责任。是否同意为您转接？"
+
+
+_UNITS = MemberUnit.__table__
+_UNIT_BY_CODE = select(*_UNITS.c).where(_UNITS.c.code == bindparam("code"))
+_UNITS_BY_CODE = select(*_UNITS.c).where(_UNITS.c.code.in_(bindparam("codes", expanding=True)))
 
 
 def utcnow() -> datetime:
@@ -121,10 +127,18 @@ class Workflow:
             raise DomainError(rule, f"cannot {what}: case {case.number} is {case.status}")
 
     def unit_by_code(self, code: str) -> MemberUnit:
-        unit = self.session.execute(select(MemberUnit).where(MemberUnit.code == code)).scalar_one_or_none()
-        if unit is None:
-            raise InvalidInput("R3.1", f"unknown member unit '{code}'")
-        return unit
+        return self.units_by_code([code])[0]
+
+    def units_by_code(self, codes: list[str]) -> list[MemberUnit]:
+        """The units, in the order given; one query (Core: the ORM's loading costs more than it)."""
+        conn = self.session.connection()
+        rows = (conn.execute(_UNIT_BY_CODE, {"code": codes[0]}) if len(codes) == 1
+                else conn.execute(_UNITS_BY_CODE, {"codes": codes})).mappings()
+        found = {row["code"]: attached(self.session, MemberUnit, row) for row in rows}
+        for code in codes:
+            if code not in found:
+                raise InvalidInput("R3.1", f"unknown member unit '{code}'")
+        return [found[code] for code in codes]
 
     def get_case(self, number_or_id: str | int) -> Case:
         if isinstance(number_or_id, int):
@@ -213,8 +227,7 @@ class Workflow:
             updated_at=now,
             work_orders=[],  # known empty: answering with the case needs no query for them
         )
-        self.session.add(case)
-        self.session.flush()
+        insert_now(self.session, case)  # one INSERT now: the audit event needs the case's id
         self._log(actor, "accept", case, call_id=call_id, channel=channel.value, kind=kind.value,
                   category=category_code, title=title)
         return case
@@ -341,7 +354,7 @@ class Workflow:
                                 CaseStatus.UNSATISFIED, CaseStatus.REPORTED}, "R7.3", "dispatch")
         if lead is not None and lead not in units:
             raise InvalidInput("R7.3h", f"the lead unit '{lead}' must be one of the units dispatched to")
-        resolved = [self.unit_by_code(code) for code in units]
+        resolved = self.units_by_code(units)
         for unit in resolved:
             if not unit.joined:
                 raise DomainError("R3.1", f"{unit.name} has not joined the platform and cannot receive cases (R3.1(6))")
@@ -378,8 +391,8 @@ class Workflow:
         created = []
         for unit in resolved:
             wo = WorkOrder(
-                case=case,
-                unit=unit,
+                case_id=case.id,
+                unit_id=unit.id,
                 mode=mode,
                 role=roles[unit.code],
                 status=WorkOrderStatus.NOTIFIED if live else WorkOrderStatus.DISPATCHED,
@@ -397,8 +410,13 @@ class Workflow:
                 urged_thresholds=[],
                 extensions=[],  # known empty: no query when the work order is shown
             )
-            self.session.add(wo)
+            # Written at once (its id goes into the audit event), then tied to its case and unit
+            # as loaded state: the ORM has nothing left to write for it.
+            insert_now(self.session, wo)
+            set_committed_value(wo, "case", case)
+            set_committed_value(wo, "unit", unit)
             created.append(wo)
+        set_committed_value(case, "work_orders", [*case.work_orders, *created])
         if case.status == CaseStatus.PENDING_BACK_OFFICE and case.dispatch_due_at is not None:
             case.dispatch_met = now <= case.dispatch_due_at
         case.dispatched_at = now
@@ -408,11 +426,11 @@ class Workflow:
         case.satisfaction_source = None
         if live and any(u.type == UnitType.CONVENIENCE for u in resolved):
             case.callback_required = False  # R7.4: convenience services get no callback
-        # Deadlines come from the new work orders already in case.work_orders: one UPDATE of the
-        # case (one version step) in the flush that gives the work orders their ids.
+        # Deadlines from the new work orders, now in case.work_orders: one UPDATE of the case
+        # (one version step, checked against the version read).
         self._recompute_case_deadlines(case)
         self._touch(case)
-        self.session.flush()
+        update_now(self.session, case)
         for wo in created:
             self._log(actor, "dispatch", case, wo, call_id=call_id, unit=wo.unit.code, mode=mode.value,
                       role=wo.role.value, round=round_no, report_due_at=wo.report_due_at)
