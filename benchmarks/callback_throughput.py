@@ -69,6 +69,14 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs: how busy the machine was, whoever used it."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def seed_cases(sessions, n: int, prefix: str = "2") -> None:
     deadline = NOW - timedelta(hours=1)
     rows = [{
@@ -84,7 +92,7 @@ def seed_cases(sessions, n: int, prefix: str = "2") -> None:
             s.execute(insert(Case), rows[start:start + 2000])
 
 
-async def run_one(size: int, concurrency: int, workdir: Path, *, answered: bool = False) -> dict:
+async def run_one(size: int, concurrency: int, workdir: Path, *, answered: bool = False, max_attempts: int = 1) -> dict:
     settings = get_settings()
     url = f"sqlite:///{workdir / f'bench-{size}-{concurrency}-{int(answered)}.db'}"
     upgrade(url)
@@ -92,7 +100,7 @@ async def run_one(size: int, concurrency: int, workdir: Path, *, answered: bool 
     sessions = make_session_factory(engine)
     base = Domain.load(settings.config_dir)
     policy = dataclasses.replace(base.policy, callback=dataclasses.replace(
-        base.policy.callback, concurrency=concurrency, max_attempts=1))
+        base.policy.callback, concurrency=concurrency, max_attempts=max_attempts))
     t_clock = time.monotonic()
     domain = Domain(policy=policy, calendar=base.calendar, city=base.city,
                     clock=lambda: NOW + timedelta(seconds=time.monotonic() - t_clock))
@@ -139,11 +147,13 @@ async def _measure(size, concurrency, settings, domain, engine, sessions, answer
     ast_pid = running_pids(settings)[0]
     gc.collect()
     rss0 = rss_kb()
-    ast0, cpu0, t0 = proc_cpu_seconds(ast_pid), time.process_time(), time.perf_counter()
+    ast0, cpu0, m0, t0 = proc_cpu_seconds(ast_pid), time.process_time(), machine_cpu(), time.perf_counter()
     sampler = asyncio.create_task(sample())
     stats = await runner.drain(timeout=3600)
     wall = time.perf_counter() - t0
     cpu, ast = time.process_time() - cpu0, proc_cpu_seconds(ast_pid) - ast0
+    m1 = machine_cpu()
+    machine_busy = (m1[0] - m0[0]) / max(m1[1] - m0[1], 1)
     sampler.cancel()
     rss1 = rss_kb()
     await runner.stop()
@@ -160,23 +170,31 @@ async def _measure(size, concurrency, settings, domain, engine, sessions, answer
     mean_rt = sum(latencies) / len(latencies) if latencies else float("nan")
     rate, cap_rate = placed / wall, concurrency / mean_rt
     sched_cores, ast_cores = cpu / wall, ast / wall
+    writer_busy = runner.writer_seconds / wall
     if rate >= 0.9 * cap_rate:
         limit = "the cap (calls up x their length)"
-    elif sched_cores + ast_cores >= 0.8 * (os.cpu_count() or 1):
-        limit = f"the machine's CPU (scheduler {sched_cores:.2f} + Asterisk {ast_cores:.2f} of {os.cpu_count()} cores)"
+    elif machine_busy >= 0.9:
+        limit = (f"the machine's CPU ({machine_busy:.0%} busy: scheduler {sched_cores:.2f} + Asterisk "
+                 f"{ast_cores:.2f} of {os.cpu_count()} cores, the rest other processes)")
+    elif writer_busy >= 0.8:
+        limit = f"the scheduler's store writer (in a transaction {writer_busy:.0%} of the time)"
     else:
-        limit = f"the scheduler (writer/event loop latency; {sched_cores:.2f} core)"
+        limit = f"the scheduler's event loop (writer busy {writer_busy:.0%}, {sched_cores:.2f} core)"
     return {
-        "kind": "answered survey (press 1)" if answered else "busy line",
+        "kind": "answered survey (press 1)" if answered else (
+            "busy line, manual list" if domain.policy.callback.max_attempts == 1 else "busy line, retry scheduled"),
         "size": size, "concurrency": concurrency, "placed": placed, "outcomes": stats.outcomes, "states": counts,
         "closed": closed, "audit_chain_ok": chain_ok, "limited_by": limit,
         "manual_list": manual, "wall_s": round(wall, 2), "callbacks_per_s": round(rate, 1 if rate >= 10 else 3),
         "scheduler_cpu_ms_per_callback": round(cpu * 1000 / placed, 2),
         "scheduler_cpu_share_of_one_core": round(cpu / wall, 2),
+        "writer_busy_share": round(writer_busy, 2), "machine_cpu_busy_share": round(machine_busy, 2),
         "asterisk_cpu_ms_per_callback": round(ast * 1000 / placed, 2),
         "line_hold_ms": round(mean_rt * 1000, 1),
         "cap_allows_per_s": round(cap_rate, 1 if cap_rate >= 10 else 3),
         "share_of_cap_rate": round(rate / cap_rate, 2),
+        # the rate if the machine ran nothing but this scheduler and Asterisk
+        "cpu_allows_per_s": round((os.cpu_count() or 1) * placed / (cpu + ast), 1),
         "store_transactions": runner.transactions,
         "results_per_result_transaction": round(placed / max(runner.result_transactions, 1), 1),
         "ami_events_per_callback": round(ami.stats.events_received / placed, 1),
@@ -189,6 +207,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[4, 32])
+    ap.add_argument("--max-attempts", type=int, default=1,
+                    help="busy runs: 1 = each busy result puts the case on the manual list (audit event); "
+                         "more = it schedules a retry (the usual first-attempt path)")
     ap.add_argument("--answered", type=int, default=0, help="also this many answered surveys per concurrency")
     ap.add_argument("--answered-concurrency", type=int, nargs="+", default=[4, 32])
     ap.add_argument("--json", action="store_true")
@@ -198,11 +219,13 @@ def main() -> None:
         runs += [(args.answered, conc, True) for conc in args.answered_concurrency]
     with tempfile.TemporaryDirectory(prefix="cb-bench-") as tmp:
         for size, conc, answered in runs:
-            res = asyncio.run(run_one(size, conc, Path(tmp), answered=answered))
+            res = asyncio.run(run_one(size, conc, Path(tmp), answered=answered,
+                                      max_attempts=1 if answered else args.max_attempts))
             print(json.dumps(res, ensure_ascii=False) if args.json else
                   f"{res['kind']}: N={res['size']:>6} cap={res['concurrency']:>3}: {res['callbacks_per_s']}/s "
                   f"(cap allows {res['cap_allows_per_s']}/s = cap / {res['line_hold_ms']} ms line hold; "
-                  f"{res['share_of_cap_rate']:.0%} of it; peak in flight {res['peak_in_flight']}); limited by "
+                  f"{res['share_of_cap_rate']:.0%} of it; CPU allows {res['cpu_allows_per_s']}/s; peak in flight "
+                  f"{res['peak_in_flight']}); limited by "
                   f"{res['limited_by']}; scheduler CPU {res['scheduler_cpu_ms_per_callback']} ms/callback "
                   f"({res['scheduler_cpu_share_of_one_core']} core), Asterisk {res['asterisk_cpu_ms_per_callback']} "
                   f"ms/callback; {res['store_transactions']} store transactions "

@@ -144,6 +144,7 @@ class CallbackRunner:
         self._paused_now = False
         self.transactions = 0  # writer transactions
         self.result_transactions = 0  # of those, the ones that wrote results (how well results batch)
+        self.writer_seconds = 0.0  # time spent in writer passes (a writer busy all the time sets the rate)
         self._dry = False  # the last pass found fewer due attempts than it asked for
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -265,6 +266,7 @@ class CallbackRunner:
                 await asyncio.sleep(self.opts.write_window)  # let results of calls ending now join
             self._wake.clear()
             self._pass_running = True
+            t0 = time.perf_counter()
             try:
                 await self._write_pass()
             except asyncio.CancelledError:
@@ -274,6 +276,7 @@ class CallbackRunner:
                 await asyncio.sleep(0.5)
                 self._wake.set()  # claims and put-backs are tried again
             finally:
+                self.writer_seconds += time.perf_counter() - t0
                 self._pass_running = False
                 self._passes += 1
                 self._pass_done.set()
