@@ -86,6 +86,30 @@ def test_a1_a_savepoint_rolled_back_takes_its_events_with_it(seeded, domain, ses
     assert actions == ["accept", "dispatch"]
 
 
+def test_a1_events_not_yet_written_are_seen_by_queries_and_survive_a_savepoint_rollback(seeded, domain, sessions):
+    """A transaction's events are written together at commit, or before any query through the
+    session; a savepoint rolled back after such a query must not lose the events from before it."""
+    before = _verified(sessions)
+    with session_scope(sessions) as s:
+        bo1 = _actor(s, "bo1")
+        wf = domain.workflow(s)
+        case = wf.accept(bo1, **CASE)  # recorded, not yet written
+        savepoint = s.begin_nested()
+        seen = s.execute(select(AuditEvent.action).where(AuditEvent.case_id == case.id)).scalars().all()
+        assert seen == ["accept"]  # the query wrote it first (inside the savepoint)
+        wf.dispatch(bo1, case, units=["water_supply"])
+        savepoint.rollback()  # takes the written accept event with it: it is pending again
+        assert s.execute(select(AuditEvent.action).where(AuditEvent.case_id == case.id)).scalars().all() == ["accept"]
+        wf.dispatch(bo1, case, units=["power_supply"])
+        case_id = case.id
+    assert _verified(sessions) == before + 2
+    with session_scope(sessions) as s:
+        rows = s.execute(select(AuditEvent.id, AuditEvent.action).where(AuditEvent.case_id == case_id)
+                         .order_by(AuditEvent.id)).all()
+    assert [a for _, a in rows] == ["accept", "dispatch"]
+    assert [i for i, _ in rows] == [before + 1, before + 2]  # no gap where the savepoint's event was
+
+
 def test_a1_dispatch_on_a_version_someone_else_moved_on_is_refused(seeded, domain, sessions):
     with session_scope(sessions) as s:
         case = domain.workflow(s).accept(_actor(s, "bo1"), **CASE)

@@ -66,8 +66,6 @@ def _hashed_fields(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
-_HEAD_KEY = "audit_head_locked"
-
 # Core statements, built once: appending is on every write path, and the ORM's unit of work
 # (identity map, flush planning) costs several times the statements themselves.
 _EVENTS = AuditEvent.__table__
@@ -80,28 +78,88 @@ _UPDATE_HEAD = (update(_HEADS).where(_HEADS.c.id == 1)
                         count=bindparam("new_count")))
 _INSERT_EVENT = insert(_EVENTS)
 
+_CHAIN = "audit_chain"          # session.info: the chain as this transaction sees it
+_SNAPSHOTS = "audit_snapshots"  # session.info: that state when each savepoint began
 
-def _lock_head(session: Session, conn) -> list:
-    """The chain head [last_id, last_hash, count], locked until the transaction ends; later
-    events of the same (sub)transaction reuse it instead of locking it again."""
-    head = session.info.get(_HEAD_KEY)
-    if head is not None:
-        return head
-    row = conn.execute(_SELECT_HEAD).first()
-    if row is None:
-        conn.execute(_INSERT_HEAD, {"id": 1, "last_id": 0, "last_hash": GENESIS, "count": 0})
-        head = [0, GENESIS, 0]
-    else:
-        head = list(row)
-    session.info[_HEAD_KEY] = head
-    return head
+
+class _Chain:
+    """The locked head (including the events not yet written) and those events' rows.
+
+    A transaction's events are written together — one multi-row INSERT and one UPDATE of the
+    head — before it commits and before any query through the session, so whatever reads the
+    chain through the session, or after commit, sees every event."""
+
+    __slots__ = ("head", "pending")
+
+    def __init__(self, head: list, pending: list):
+        self.head = head
+        self.pending = pending
+
+    def copy(self) -> _Chain:
+        return _Chain(list(self.head), list(self.pending))
+
+
+def _chain(session: Session) -> _Chain:
+    """The chain head, locked (SELECT … FOR UPDATE; on SQLite the write lock is already held)
+    until the transaction ends."""
+    chain = session.info.get(_CHAIN)
+    if chain is None:
+        conn = session.connection()
+        row = conn.execute(_SELECT_HEAD).first()
+        if row is None:
+            conn.execute(_INSERT_HEAD, {"id": 1, "last_id": 0, "last_hash": GENESIS, "count": 0})
+            row = (0, GENESIS, 0)
+        chain = session.info[_CHAIN] = _Chain(list(row), [])
+    return chain
+
+
+def write_pending(session: Session) -> None:
+    """Write the events recorded in this transaction and not yet written (the hooks below call
+    this; call it before reading the chain through `session.connection()` yourself)."""
+    chain = session.info.get(_CHAIN)
+    if chain is not None and chain.pending:
+        conn = session.connection()
+        conn.execute(_INSERT_EVENT, chain.pending)
+        last_id, last_hash, count = chain.head
+        conn.execute(_UPDATE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash, "new_count": count})
+        chain.pending = []
+
+
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    write_pending(session)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _write_before_query(orm_execute_state) -> None:
+    write_pending(orm_execute_state.session)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _remember_at_savepoint(session: Session, transaction) -> None:
+    if transaction.nested:
+        chain = session.info.get(_CHAIN)
+        session.info.setdefault(_SNAPSHOTS, {})[transaction] = chain.copy() if chain is not None else None
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _restore_at_savepoint_rollback(session: Session, previous_transaction) -> None:
+    # The database is back where the savepoint began (events written inside it are gone, and on
+    # PostgreSQL a head lock taken inside it): so is the chain as we see it.
+    snapshots = session.info.get(_SNAPSHOTS)
+    if snapshots and previous_transaction in snapshots:
+        chain = snapshots.pop(previous_transaction)
+        if chain is None:
+            session.info.pop(_CHAIN, None)
+        else:
+            session.info[_CHAIN] = chain
 
 
 @event.listens_for(Session, "after_transaction_end")
-def _forget_head(session: Session, transaction) -> None:
-    # Whatever (sub)transaction ends, read the head again next time: a savepoint rolled back
-    # takes its events and head updates with it (and on PostgreSQL the lock taken inside it).
-    session.info.pop(_HEAD_KEY, None)
+def _forget_at_end(session: Session, transaction) -> None:
+    if transaction.parent is None:  # the transaction itself, not a savepoint: lock released
+        session.info.pop(_CHAIN, None)
+        session.info.pop(_SNAPSHOTS, None)
 
 
 def record(
@@ -116,17 +174,14 @@ def record(
     channel: str | None = None,
     call_id: int | None = None,
 ) -> int:
-    """Append one event to the chain in the caller's transaction; returns its id.
-
-    Written at once (an INSERT and the head's UPDATE), so queries later in the transaction and
-    savepoints see the chain as it is."""
+    """Append one event to the chain in the caller's transaction; returns its id."""
     # Rows the event points at may still be pending: written first (as autoflush did). Also
     # keeps the lock order of the ORM days: the case's row, then the chain head.
     session.flush()
-    conn = session.connection()
-    head = _lock_head(session, conn)
+    chain = _chain(session)
+    last_id, last_hash, count = chain.head
     fields = {
-        "id": head[0] + 1,
+        "id": last_id + 1,
         "at": at.astimezone(UTC).replace(microsecond=0),
         "case_id": case_id,
         "work_order_id": work_order_id,
@@ -138,10 +193,9 @@ def record(
         "channel": channel,
         "call_id": call_id,
     }
-    digest = event_hash(head[1], fields)
-    conn.execute(_INSERT_EVENT, {**fields, "prev_hash": head[1], "hash": digest})
-    conn.execute(_UPDATE_HEAD, {"new_last_id": fields["id"], "new_last_hash": digest, "new_count": head[2] + 1})
-    head[:] = [fields["id"], digest, head[2] + 1]
+    digest = event_hash(last_hash, fields)
+    chain.pending.append({**fields, "prev_hash": last_hash, "hash": digest})
+    chain.head = [fields["id"], digest, count + 1]
     return fields["id"]
 
 
