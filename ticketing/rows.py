@@ -1,10 +1,15 @@
-"""New rows written at once with one Core `INSERT … RETURNING id`, the object kept in the session
-as if it had just been loaded.
+"""Rows of the hot intake path written at once with Core statements, the objects kept in the
+session as if the ORM had loaded or flushed them.
 
-The ORM's flush plans a unit of work (dependency sort, history, per-row bookkeeping) for what is,
-on the hot intake path, always one known row; this writes the same row for a fraction of that.
-The object stays a normal persistent object: later changes to it are flushed (and version-checked)
-by the ORM as usual.
+The ORM's flush plans a unit of work (dependency sort, history, per-row bookkeeping) for what is
+here always one known row, and costs several times the statement. `insert_now` writes a new
+object with one `INSERT … RETURNING id`; `update_now` writes an object's changed columns with one
+`UPDATE … WHERE id AND version` (the ORM's optimistic check); `attached` turns a row read with
+Core into the session's object. The objects stay normal persistent objects: later changes to them
+are flushed by the ORM as usual, and a rollback (also of a savepoint) undoes them in the session
+as for flushed rows. Three SQLAlchemy internals are used for that — `InstanceState.
+committed_state`, `InstanceState._commit_all` and the transaction's `_new`/`_dirty` — and
+tests/test_intake_store.py checks the behaviour they give.
 """
 from __future__ import annotations
 
