@@ -175,10 +175,13 @@ def record(
     call_id: int | None = None,
 ) -> int:
     """Append one event to the chain in the caller's transaction; returns its id."""
-    # Rows the event points at may still be pending: written first (as autoflush did). Also
-    # keeps the lock order of the ORM days: the case's row, then the chain head.
-    session.flush()
-    chain = _chain(session)
+    chain = session.info.get(_CHAIN)
+    if chain is None:
+        # Before taking the head lock, write what is pending (the ORM's query for the head did
+        # this by autoflush): rows are locked before the head, as always. Later events of the
+        # transaction do not flush; whatever they point at has an id, so it is in the database.
+        session.flush()
+        chain = _chain(session)
     last_id, last_hash, count = chain.head
     fields = {
         "id": last_id + 1,
