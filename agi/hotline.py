@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
+from ticketing.prepared import Prepared
 from ticketing.privacy import mask_phone
 
 from .channel import AGIChannel, AGIHangup
@@ -65,6 +67,15 @@ class Hotline:
     prompts: set[str]
     # SQLite file: sessions that try a transaction on the event loop without waiting for the lock
     nowait_sessions: sessionmaker[Session] | None = None
+    _loop_db: LoopConnection | None = None
+
+    @property
+    def loop_db(self) -> LoopConnection | None:
+        """The event loop's own DBAPI connection for the call record and open-cases statements
+        (SQLite file only; see LoopConnection)."""
+        if self._loop_db is None and self.nowait_sessions is not None:
+            self._loop_db = LoopConnection(self.nowait_sessions.kw["bind"])
+        return self._loop_db
 
     @classmethod
     def create(cls, domain: Domain, session_factory: sessionmaker[Session], recordings_dir: str, *,
@@ -103,6 +114,58 @@ def _lock_taken(exc: OperationalError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
+class _LockTaken(Exception):
+    pass
+
+
+class LoopConnection:
+    """One DBAPI connection of the no-wait engine, used only on the event loop thread and only
+    between two awaits, so never by two transactions at once. The call record's and the open-cases
+    statements run on it as prebuilt statements (ticketing.prepared): SQLAlchemy's Session and
+    execution machinery cost ~10x the statements themselves (docs/benchmarks.md). Same SQL, same
+    stored values, same BEGIN IMMEDIATE; a lock held by another connection fails at once
+    (busy_timeout=0) and the caller falls back to the ORM transaction in a worker thread."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._fairy = None
+        self._prepared: dict[int, Prepared] = {}
+
+    def prepared(self, statement) -> Prepared:
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:  # module-level statements only: they live as long as the process
+            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
+        return prepared
+
+    def run(self, fn: Callable[[Any], Any]) -> Any:
+        """fn(cursor) in one transaction; _LockTaken (nothing done) if another connection writes."""
+        if self._fairy is None:
+            self._fairy = self.engine.raw_connection()  # the engine's connect setup + busy_timeout=0
+        cursor = self._fairy.driver_connection.cursor()
+        try:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "database is locked" in str(exc):
+                    raise _LockTaken from exc
+                raise
+            try:
+                result = fn(cursor)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            return result
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        if self._fairy is not None:
+            self._fairy.close()
+            self._fairy = None
+
+
 class CallContext:
     """One call's database session and the actions the flow may call."""
 
@@ -116,7 +179,7 @@ class CallContext:
         self.case_id: int | None = None
         # The call record is written by the call's first transaction (or its closing one), not by
         # a transaction of its own: one thread hop and one commit fewer per call.
-        self._open_call: Callable[[Session], int] | None = None
+        self._open_call: dict[str, Any] | None = None  # calls.open_call_id's arguments
         self._open_cases: dict | None = None  # looked up in the call's first transaction (main menu)
 
     def close(self) -> None:
@@ -124,13 +187,37 @@ class CallContext:
         if self._nowait is not None:
             self._nowait.close()
 
-    def open_call_with_first_tx(self, open_call: Callable[[Session], int]) -> None:
+    def open_call_with_first_tx(self, **open_call: Any) -> None:
+        """The call record (calls.open_call_id's arguments) is written by the next transaction."""
         self._open_call = open_call
 
-    async def tx(self, fn: Callable[[Session], Any]) -> Any:
+    async def tx(self, fn: Callable[[Session], Any], dbapi_fn: Callable[[Any], Any] | None = None) -> Any:
         """Run fn in its own transaction; the call record is opened in the same transaction if it is
         not yet (so fn sees ctx.call_id). On a SQLite file first right here if the write lock is free
-        (see nowait_sessions_for), else -- and on other databases -- in a worker thread."""
+        (see nowait_sessions_for) -- as `dbapi_fn(cursor)` on the loop's own connection if given
+        (the same work with prebuilt statements, see LoopConnection) --, else, and on other
+        databases, in a worker thread."""
+        if dbapi_fn is not None and self._nowait is not None:
+            loop_db = self.hotline.loop_db
+            opened = self.call_id is None and self._open_call is not None
+
+            def body(cursor):
+                if opened:
+                    self.call_id = calls.open_call_id_dbapi(cursor, loop_db.dialect, **self._open_call)
+                return dbapi_fn(cursor)
+            try:
+                result = loop_db.run(body)
+            except _LockTaken:
+                pass  # nothing done: someone else writes; wait for the lock off the event loop
+            except BaseException:
+                if opened:
+                    self.call_id = None  # rolled back with fn: the next transaction opens it again
+                raise
+            else:
+                if opened:
+                    self._open_call = None
+                return result
+            return await asyncio.to_thread(self.run_tx, fn)
         if self._nowait is not None:
             try:
                 return self.run_tx(fn, self._nowait)
@@ -146,7 +233,7 @@ class CallContext:
         opened = self.call_id is None and self._open_call is not None
         try:
             if opened:
-                self.call_id = self._open_call(session)
+                self.call_id = calls.open_call_id(session, **self._open_call)
             result = fn(session)
             session.commit()
             if opened:
@@ -181,16 +268,27 @@ class CallContext:
         commit and one thread hop fewer per call. The lookup answers for the moment the call came in."""
         self._open_cases = self._query_open_cases(s, self.caller)
 
+    def preload_open_cases_dbapi(self, cursor) -> None:
+        """preload_open_cases on the event loop's own connection (LoopConnection)."""
+        loop_db = self.hotline.loop_db
+        self._open_cases = self._open_cases_from(
+            lambda statement, params: loop_db.prepared(statement).execute(cursor, params).fetchone(), self.caller)
+
     def _query_open_cases(self, s: Session, caller: str) -> dict:
+        conn = s.connection()
+        return self._open_cases_from(lambda statement, params: conn.execute(statement, params).first(), caller)
+
+    def _open_cases_from(self, first: Callable[[Any, dict], Any], caller: str) -> dict:
+        """`first(statement, params)`: the statement's first row (None if none), by position."""
         if not caller:
             return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
-        conn = s.connection()
-        latest = conn.execute(_LATEST_OPEN_CASE, {"caller": caller}).first()
+        latest = first(_LATEST_OPEN_CASE, {"caller": caller})
         if latest is None:  # most callers: no count query needed
             return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
-        count = conn.execute(_OPEN_CASE_COUNT, {"caller": caller}).scalar_one()
-        return {"count": count, "latest_number": latest.number.replace("-", ""),
-                "latest_status_prompt": status_prompt_name(CaseStatus(latest.status).value, self.hotline.prompts)}
+        count = first(_OPEN_CASE_COUNT, {"caller": caller})[0]
+        number, status = latest[0], latest[1]
+        return {"count": count, "latest_number": number.replace("-", ""),
+                "latest_status_prompt": status_prompt_name(CaseStatus(status).value, self.hotline.prompts)}
 
     async def in_service_hours(self) -> dict:
         return {"open": self.hotline.domain.policy.ivr_open_at(self.hotline.domain.clock())}
@@ -247,9 +345,11 @@ class CallContext:
 async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variables: dict | None = None,
                    purpose: str = "hotline", direction: str = "inbound", callback_key: str = "",
                    on_finish: Callable[[Session, CallContext, Any], Any] | None = None,
-                   preload: Callable[[CallContext, Session], None] | None = None) -> Any:
+                   preload: Callable[[CallContext, Session], None] | None = None,
+                   preload_dbapi: Callable[[CallContext, Any], None] | None = None) -> Any:
     """Run one flow for one call and log the call (A2); the dialplan reads IVR_NEXT afterwards.
     `preload(ctx, session)` runs in the call's first transaction, the one that opens the call record;
+    `preload_dbapi(ctx, cursor)` is the same on a DBAPI cursor (CallContext.tx);
     `on_finish(session, ctx, result)` in its closing one. Returns the FlowResult (None if the flow
     broke)."""
     env = channel.request.env
@@ -267,11 +367,15 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
             linkedid = (await channel.get_variable("CHANNEL(linkedid)")) or uniqueid
         callee = env.get("agi_dnid", "") or env.get("agi_extension", "")
         started = now()
-        ctx.open_call_with_first_tx(lambda s: calls.open_call_id(
-            s, uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose, caller_number=caller,
-            callee_number=callee, started_at=started, answered_at=started))
+        ctx.open_call_with_first_tx(
+            uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose, caller_number=caller,
+            callee_number=callee, started_at=started, answered_at=started)
         # A2: the call is on record from its first second, even if this server dies mid-greeting.
-        await ctx.tx((lambda s: preload(ctx, s)) if preload is not None else (lambda s: None))
+        if preload is None:
+            await ctx.tx(lambda s: None, lambda cursor: None)
+        else:
+            await ctx.tx(lambda s: preload(ctx, s),
+                         (lambda cursor: preload_dbapi(ctx, cursor)) if preload_dbapi is not None else None)
         driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
         try:
             runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
@@ -320,13 +424,20 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
     if ctx.call_id is None and ctx._open_call is None:
         return
 
+    ended = now()
+
     def finish(s: Session):
         # ctx.tx opened the record in this same transaction if no earlier one did
-        calls.finish_call_id(s, ctx.call_id, outcome=outcome, reason=reason, ended_at=now(), flow_path=path,
+        calls.finish_call_id(s, ctx.call_id, outcome=outcome, reason=reason, ended_at=ended, flow_path=path,
                              digits=digits, case_id=ctx.case_id, recording_path=recording)
         if on_finish is not None:
             on_finish(s, ctx, result)
-    await ctx.tx(finish)
+
+    def finish_dbapi(cursor):
+        calls.finish_call_id_dbapi(cursor, ctx.hotline.loop_db.dialect, ctx.call_id, outcome=outcome, reason=reason,
+                                   ended_at=ended, flow_path=path, digits=digits, case_id=ctx.case_id,
+                                   recording_path=recording)
+    await ctx.tx(finish, finish_dbapi if on_finish is None else None)
 
 
 async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
@@ -353,7 +464,8 @@ async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
 
 def router_for(hotline: Hotline) -> dict[str, Callable]:
     async def ivr_main(channel: AGIChannel) -> None:
-        await run_flow(hotline, channel, "main", preload=CallContext.preload_open_cases)
+        await run_flow(hotline, channel, "main", preload=CallContext.preload_open_cases,
+                       preload_dbapi=CallContext.preload_open_cases_dbapi)
 
     async def ivr_survey(channel: AGIChannel) -> None:
         await run_survey(hotline, channel)

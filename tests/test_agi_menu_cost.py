@@ -14,7 +14,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from agi.app import RECORDINGS_DIR
-from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
+from agi.hotline import IVR_ACTOR, Hotline, LoopConnection, ivr_result_value, nowait_sessions_for, router_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk
 from ticketing import calls
@@ -85,17 +85,42 @@ async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(s
     assert sets == [f"SET VARIABLE IVR_RESULT queue|consultation|{case.id}"] and commands[-1] == sets[0]
 
 
-async def test_key_1_is_three_transactions_the_first_opens_the_record_and_looks_up_open_cases(store, domain):
-    commits = []
+class _Transactions:
+    """The thread of every transaction begun (ORM sessions, and on SQLite the event loop's own
+    DBAPI connection, agi.hotline.LoopConnection) and how many committed."""
 
-    def count(session):
-        commits.append(session)
+    def __init__(self, monkeypatch):
+        self.threads, self.commits = [], 0
+        run = LoopConnection.run
 
-    event.listen(Session, "after_commit", count)  # every session: on SQLite the menu uses its own (nowait)
-    try:
+        def counted(loop_db, fn):
+            self.threads.append(threading.get_ident())
+            result = run(loop_db, fn)
+            self.commits += 1
+            return result
+        monkeypatch.setattr(LoopConnection, "run", counted)
+
+    def began(self, session, transaction, connection):
+        self.threads.append(threading.get_ident())
+
+    def committed(self, session):
+        self.commits += 1
+
+    def __enter__(self):
+        event.listen(Session, "after_begin", self.began)
+        event.listen(Session, "after_commit", self.committed)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(Session, "after_begin", self.began)
+        event.remove(Session, "after_commit", self.committed)
+
+
+async def test_key_1_is_three_transactions_the_first_opens_the_record_and_looks_up_open_cases(store, domain,
+                                                                                             monkeypatch):
+    with _Transactions(monkeypatch) as tx:
         await call_menu(store, domain, answers(), uniqueid="1732512345.71", args=["1732512345.70"])
-    finally:
-        event.remove(Session, "after_commit", count)
+    commits = [None] * tx.commits
     # open the record + open-cases lookup, create the case, close the record
     assert len(commits) == 3
     call, case = the_call(store, "1732512345.71")
@@ -185,19 +210,12 @@ def _sqlite_file(store) -> str:
     return store.kw["bind"].url.database
 
 
-async def test_transactions_run_on_the_event_loop_only_for_a_free_sqlite_lock(store, domain):
+async def test_transactions_run_on_the_event_loop_only_for_a_free_sqlite_lock(store, domain, monkeypatch):
     """SQLite file: no thread hop while the write lock is free. PostgreSQL: every transaction in a
     worker thread, so a network round trip never stalls the other calls' AGI traffic."""
-    threads = []
-
-    def began(session, transaction, connection):
-        threads.append(threading.get_ident())
-
-    event.listen(Session, "after_begin", began)
-    try:
+    with _Transactions(monkeypatch) as tx:
         await call_menu(store, domain, answers(), uniqueid="1732512345.81", args=["1732512345.80"])
-    finally:
-        event.remove(Session, "after_begin", began)
+    threads = tx.threads
     assert len(threads) == 3
     if store.kw["bind"].dialect.name == "sqlite":
         assert set(threads) == {threading.get_ident()}  # no thread hop
@@ -242,3 +260,53 @@ async def test_sqlite_lock_held_elsewhere_the_call_waits_off_the_loop_and_is_sti
     assert max(gaps) < 0.3  # while the event loop (every other call) went on
     call, case = the_call(store, "1732512345.91")
     assert (call.outcome, call.outcome_reason, call.case_id) == ("queued", "consultation", case.id)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the event loop's DBAPI path is SQLite's
+def test_a2_call_record_written_on_the_loop_connection_reads_back_as_the_orm_writes_it(sessions, clock):
+    """The menu's call-record statements on a DBAPI cursor (LoopConnection, ticketing.prepared) store
+    the same values as through the ORM: aware UTC times, JSON path and digits, None keeps a field."""
+    hotline = Hotline(domain=None, session_factory=sessions, recordings_dir="", flows={}, prompts=set(),
+                      nowait_sessions=nowait_sessions_for(sessions))
+    loop_db = hotline.loop_db
+    digits = [{"node": "main_menu", "digits": "1"}]
+    with session_scope(sessions) as s:
+        by_orm = calls.open_call_id(s, uniqueid="u.orm", linkedid="l.1", caller_number=CALLER, started_at=clock(),
+                                    answered_at=clock())
+        calls.finish_call_id(s, by_orm, outcome="queued", reason="consultation", ended_at=clock(),
+                             flow_path=["greeting", "main_menu"], digits=digits)
+    kwargs = dict(uniqueid="u.dbapi", linkedid="l.1", caller_number=CALLER, started_at=clock(), answered_at=clock())
+    by_dbapi = loop_db.run(lambda cur: calls.open_call_id_dbapi(cur, loop_db.dialect, **kwargs))
+    assert loop_db.run(lambda cur: calls.open_call_id_dbapi(cur, loop_db.dialect, **kwargs)) == by_dbapi  # replay
+    loop_db.run(lambda cur: calls.finish_call_id_dbapi(cur, loop_db.dialect, by_dbapi, outcome="queued",
+                                                       reason="consultation", ended_at=clock(),
+                                                       flow_path=["greeting", "main_menu"], digits=digits))
+    clock.advance(seconds=5)
+    loop_db.run(lambda cur: calls.finish_call_id_dbapi(cur, loop_db.dialect, by_dbapi, outcome="queued",
+                                                       reason="consultation", ended_at=clock()))
+    with pytest.raises(ValueError):
+        loop_db.run(lambda cur: calls.finish_call_id_dbapi(cur, loop_db.dialect, by_dbapi, outcome="x",
+                                                           ended_at=clock()))
+    loop_db.close()
+    with session_scope(sessions) as s:
+        a, b = s.get(Call, by_orm), s.get(Call, by_dbapi)
+        fields = ("linkedid", "direction", "purpose", "caller_number", "started_at", "answered_at", "ended_at",
+                  "outcome", "outcome_reason", "flow_path", "digits", "case_id", "recording_path")
+        assert {f: getattr(b, f) for f in fields} == {f: getattr(a, f) for f in fields}
+        assert b.started_at.tzinfo is not None and b.digits == digits
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_failed_loop_transaction_leaves_nothing_and_the_lock_free(sessions, clock):
+    hotline = Hotline(domain=None, session_factory=sessions, recordings_dir="", flows={}, prompts=set(),
+                      nowait_sessions=nowait_sessions_for(sessions))
+    loop_db = hotline.loop_db
+
+    def fail(cur):
+        calls.open_call_id_dbapi(cur, loop_db.dialect, uniqueid="u.fail", started_at=clock())
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        loop_db.run(fail)
+    loop_db.close()
+    with session_scope(sessions) as s:  # BEGIN IMMEDIATE would wait (30 s) if the lock were still held
+        assert s.execute(select(Call).where(Call.uniqueid == "u.fail")).first() is None

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ticketing.models import Call, CallEvent
+from ticketing.prepared import Prepared
 
 OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "failed", "answered", "no_answer",
                       "busy", "completed"})
@@ -90,6 +91,43 @@ def finish_call_id(session: Session, call_id: int, *, outcome: str, ended_at: da
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown call outcome {outcome!r}")
     session.connection().execute(_FINISH_CALL, {
+        "call_id": call_id, "outcome": outcome, "reason": reason, "ended_at": ended_at,
+        "flow_path": list(flow_path) if flow_path is not None else None,
+        "digits": list(digits) if digits is not None else None, "case_id": case_id,
+        "recording_path": recording_path})
+
+
+_PREPARED: dict[tuple[str, str], Prepared] = {}
+
+
+def _prepared(key: str, statement, dialect) -> Prepared:
+    prepared = _PREPARED.get((key, dialect.name))
+    if prepared is None:
+        prepared = _PREPARED[(key, dialect.name)] = Prepared(statement, dialect)
+    return prepared
+
+
+def open_call_id_dbapi(cursor, dialect, *, uniqueid: str, linkedid: str = "", direction: str = "inbound",
+                       purpose: str = "hotline", caller_number: str = "", callee_number: str = "",
+                       started_at: datetime, answered_at: datetime | None = None) -> int:
+    """`open_call_id` on a DBAPI cursor of a SQLite connection already in a transaction (the voice
+    menu's event-loop path, agi/hotline.py): the same statements and stored values."""
+    row = _prepared("open", _OPEN_CALL["sqlite"], dialect).execute(cursor, {
+        "uniqueid": uniqueid, "linkedid": linkedid or uniqueid, "direction": direction, "purpose": purpose,
+        "caller_number": caller_number, "callee_number": callee_number, "started_at": started_at,
+        "answered_at": answered_at, "flow_path": [], "digits": []}).fetchone()
+    if row is None:  # logged before (a replayed AGI session): keep the first row
+        row = _prepared("by_uniqueid", _CALL_ID_BY_UNIQUEID, dialect).execute(cursor, {"uniqueid": uniqueid}).fetchone()
+    return row[0]
+
+
+def finish_call_id_dbapi(cursor, dialect, call_id: int, *, outcome: str, ended_at: datetime, reason: str | None = None,
+                         flow_path: list[str] | None = None, digits: list[dict[str, Any]] | None = None,
+                         case_id: int | None = None, recording_path: str | None = None) -> None:
+    """`finish_call_id` on a DBAPI cursor (see open_call_id_dbapi)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown call outcome {outcome!r}")
+    _prepared("finish", _FINISH_CALL, dialect).execute(cursor, {
         "call_id": call_id, "outcome": outcome, "reason": reason, "ended_at": ended_at,
         "flow_path": list(flow_path) if flow_path is not None else None,
         "digits": list(digits) if digits is not None else None, "case_id": case_id,
