@@ -365,6 +365,7 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
         made = dict(conn.execute(_ROUND_ATTEMPTS, {"ids": ids}).all()) if ids else {}
         last_no = dict(conn.execute(_LAST_ATTEMPT_NO, {"ids": ids}).all()) if ids else {}
         retries, manual = [], {}
+        debug = log.isEnabledFor(logging.DEBUG)
         for case_id in ids:
             i, key, outcome = moved[case_id]
             n_made = made.get(case_id, 0)
@@ -372,20 +373,22 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
             if delay is None:
                 manual[case_id] = f"{n_made} automatic callback attempts without a rating (last: {outcome})"
                 out[i] = "manual"
-                log.info("callback %s: %s; case on the manual-callback list", key, outcome)
+                log.debug("callback %s: %s; case on the manual-callback list", key, outcome)
                 continue
             n = (last_no.get(case_id) or 0) + 1
             when = domain.policy.next_callback_slot(now + delay, domain.calendar)
             retries.append({"case_id": case_id, "attempt_no": n, "idempotency_key": idempotency_key(cases[case_id][1], n),
                             "state": SCHEDULED, "scheduled_for": when})
             out[i] = "retry"
-            log.info("callback %s: %s; attempt %d at %s", key, outcome, n, when.isoformat())
+            if debug:
+                log.debug("callback %s: %s; attempt %d at %s", key, outcome, n, when.isoformat())
+        # one line per batch, not per result: at hundreds a second a line each cost ~0.05 ms CPU per callback
+        log.info("callback results: %d settled, %d retries scheduled, %d on the manual-callback list",
+                 len(moved), len(retries), len(manual))
         if retries:
             conn.execute(_INSERT_ATTEMPT, retries)
-        if manual:
-            wf = domain.workflow(session)
-            for case in session.execute(select(Case).where(Case.id.in_(list(manual))).order_by(Case.id)).scalars():
-                wf.mark_callback_manual(CALLBACK_ACTOR, case, reason=manual[case.id])
+        if manual:  # one read and one UPDATE for the batch, no ORM load or flush per case
+            domain.workflow(session).mark_callback_manual_many(CALLBACK_ACTOR, manual)
     if later:
         for i, res in zip(later, record_unsuccessful_many(session, domain, [results[i] for i in later])):
             out[i] = res

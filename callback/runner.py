@@ -474,7 +474,8 @@ class CallbackRunner:
             await self._record(A.Unsuccessful(c.attempt_id, outcome, f"originate reason {reason}", (A.DIALING,),
                                               log_call=True, channel_id=chan, started_at=sent_at))
             settled = True
-            log.info("callback %s to %s: %s", c.key, mask_phone(c.phone), outcome)
+            if log.isEnabledFor(logging.DEBUG):  # per call: debug (attempts.py logs one line per batch)
+                log.debug("callback %s to %s: %s", c.key, mask_phone(c.phone), outcome)
             return result
         finally:
             self._hangups.pop(chan, None)

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, inspect, select, true, tuple_
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from ticketing import audit
 from ticketing.audit import Actor
@@ -57,6 +58,16 @@ CONVENIENCE_DISCLAIMER = "便民服务中心提供的生活服务可能收费，
 _UNITS = MemberUnit.__table__
 _UNIT_BY_CODE = select(*_UNITS.c).where(_UNITS.c.code == bindparam("code"))
 _UNITS_BY_CODE = select(*_UNITS.c).where(_UNITS.c.code.in_(bindparam("codes", expanding=True)))
+_CASES = Case.__table__
+# mark_callback_manual_many: one read and one UPDATE for the whole batch, each row checked at the
+# version read (the ORM's optimistic check) and its version stepped, as a flush of each case would.
+_MANUAL_READ = (select(_CASES.c.id, _CASES.c.number, _CASES.c.status, _CASES.c.confidential, _CASES.c.version)
+                .where(_CASES.c.id.in_(bindparam("ids", expanding=True))))
+_MANUAL_MARK = (_CASES.update()
+                # id IN too: SQLite scans the table for a row-value IN alone
+                .where(_CASES.c.id.in_(bindparam("ids", expanding=True)),
+                       tuple_(_CASES.c.id, _CASES.c.version).in_(bindparam("seen", expanding=True)))
+                .values(callback_manual=true(), updated_at=bindparam("now"), version=_CASES.c.version + 1))
 
 
 def utcnow() -> datetime:
@@ -690,6 +701,43 @@ class Workflow:
         self._touch(case)
         self._log(actor, "callback_manual", case, reason=reason)
         return case
+
+    def mark_callback_manual_many(self, actor: Actor, reasons: Mapping[int, str]) -> list[int]:
+        """`mark_callback_manual` for several cases (case id -> reason) with one read and one UPDATE
+        instead of loading and flushing each case: the same R7.4 check (every case `reported`, else
+        nothing is marked), version bump and one `callback_manual` audit event per case, in case id
+        order. Returns the ids marked. A case changed by someone else since the read: `StaleDataError`,
+        as the ORM's flush raises it."""
+        ids = sorted(reasons)
+        if not ids:
+            return []
+        self.session.flush()  # ORM changes to these cases go first (their version is then the one read)
+        conn = self.session.connection()
+        rows = {row[0]: row for row in conn.execute(_MANUAL_READ, {"ids": ids})}
+        for case_id in ids:
+            row = rows.get(case_id)
+            if row is None:
+                raise NotFound("case", case_id)
+            if row[2] != CaseStatus.REPORTED:
+                raise DomainError("R7.4", f"cannot queue a manual callback: case {row[1]} is {row[2]}")
+        now = self.now()
+        res = conn.execute(_MANUAL_MARK, {"ids": ids, "seen": [(case_id, rows[case_id][4]) for case_id in ids],
+                                         "now": now})
+        if res.rowcount != len(ids):
+            raise StaleDataError(f"manual callback for {len(ids)} cases matched {res.rowcount} rows: "
+                                 "changed by someone else")
+        identity, mapper = self.session.identity_map, inspect(Case)
+        for case_id in ids:
+            _id, _number, _status, confidential, seen = rows[case_id]
+            case = identity.get(mapper.identity_key_from_primary_key((case_id,)))
+            if case is not None:  # the session's object says what the row now says
+                set_committed_value(case, "callback_manual", True)
+                set_committed_value(case, "updated_at", now)
+                set_committed_value(case, "version", seen + 1)
+            # R7.3c: as in _log, a confidential case's reason stays out of the shared log
+            audit.record(self.session, actor, "callback_manual", at=now, case_id=case_id,
+                         data={} if confidential else {"reason": reasons[case_id]})
+        return ids
 
     def close(self, actor: Actor, case: Case, *, provisional: bool = False, note: str = "",
               expected_version: int | None = None) -> Case:
