@@ -43,6 +43,27 @@ def bridge_channels(verify, bridge_id: str) -> list[str]:
             return sorted(names)
 
 
+async def operator_leaves(st, phones, uid: str, room: str, citizen: str) -> None:
+    """The operator steps out: their phone is hung up, citizen and unit stay in the room."""
+    op_since = len(phones[f"op{OPERATOR_EXT}"].events)
+    left = await post(st, f"/api/v1/calls/{uid}/conference/leave")
+    assert left["operator_in_call"] is False
+    phones[f"op{OPERATOR_EXT}"].wait_event("CALL_CLOSED", timeout=5, since=op_since)
+    remaining = wait_members(st.verify, room, lambda m: len(m) == 2)
+    assert citizen in remaining and any(is_unit_leg(m, EMERGENCY_A) for m in remaining)
+
+
+async def operator_rejoins(st, phones, uid: str, room: str) -> list[str]:
+    """The operator's phone is called back into the room; returns the three members."""
+    op_since = len(phones[f"op{OPERATOR_EXT}"].events)
+    back = await post(st, f"/api/v1/calls/{uid}/conference/rejoin")
+    assert back["operator_in_call"] is True
+    phones[f"op{OPERATOR_EXT}"].wait_event("CALL_ESTABLISHED", timeout=10, since=op_since)
+    members = wait_members(st.verify, room, lambda m: len(m) == 3)
+    assert any(is_operator(m) for m in members)
+    return members
+
+
 async def test_r7_3g_three_way_call_operator_leaves_and_rejoins_then_rates_it(stack, tmp_path):
     st = stack
     with start_phones(st.settings, tmp_path, [f"op{OPERATOR_EXT}", "unit-a"]) as phones:
@@ -62,20 +83,9 @@ async def test_r7_3g_three_way_call_operator_leaves_and_rejoins_then_rates_it(st
         assert sorted(api_members["members"]) == members
 
         # the operator drops out: citizen and unit go on
-        op_since = len(phones[f"op{OPERATOR_EXT}"].events)
-        left = await post(st, f"/api/v1/calls/{uid}/conference/leave")
-        assert left["operator_in_call"] is False
-        phones[f"op{OPERATOR_EXT}"].wait_event("CALL_CLOSED", timeout=5, since=op_since)
-        members = wait_members(st.verify, room, lambda m: len(m) == 2)
-        assert citizen in members and any(is_unit_leg(m, EMERGENCY_A) for m in members)
-
+        await operator_leaves(st, phones, uid, room, citizen)
         # and comes back: the operator's phone is called into the room
-        op_since = len(phones[f"op{OPERATOR_EXT}"].events)
-        back = await post(st, f"/api/v1/calls/{uid}/conference/rejoin")
-        assert back["operator_in_call"] is True
-        phones[f"op{OPERATOR_EXT}"].wait_event("CALL_ESTABLISHED", timeout=10, since=op_since)
-        members = wait_members(st.verify, room, lambda m: len(m) == 3)
-        assert any(is_operator(m) for m in members)
+        members = await operator_rejoins(st, phones, uid, room)
 
         hang_up(st.verify, *members)
         out = await post(st, f"/api/v1/calls/{uid}/outcome",
@@ -171,22 +181,12 @@ async def test_r7_3g_three_way_call_survives_an_application_restart_same_operato
         listed = (await st.client.get(f"/api/v1/calls/{uid}/conference", headers=st.tokens["op"])).json()
         assert listed["state"] == "conference" and listed["room"] == room and sorted(listed["members"]) == members
 
-        op_since = len(phones[f"op{OPERATOR_EXT}"].events)
-        left = await post(st, f"/api/v1/calls/{uid}/conference/leave")
-        assert left["operator_in_call"] is False
-        phones[f"op{OPERATOR_EXT}"].wait_event("CALL_CLOSED", timeout=5, since=op_since)
-        remaining = wait_members(st.verify, room, lambda m: len(m) == 2)
-        assert citizen in remaining and any(is_unit_leg(m, EMERGENCY_A) for m in remaining)
+        await operator_leaves(st, phones, uid, room, citizen)
 
         await st.restart()  # again, with the operator out of the room
         r = await st.client.post(f"/api/v1/calls/{uid}/conference/rejoin", headers=st.tokens["op2"])
         assert r.status_code == 403 and r.json()["error"] == "call_owner", r.text
-        op_since = len(phones[f"op{OPERATOR_EXT}"].events)
-        back = await post(st, f"/api/v1/calls/{uid}/conference/rejoin")
-        assert back["operator_in_call"] is True
-        phones[f"op{OPERATOR_EXT}"].wait_event("CALL_ESTABLISHED", timeout=10, since=op_since)
-        members = wait_members(st.verify, room, lambda m: len(m) == 3)
-        assert any(is_operator(m) for m in members)
+        members = await operator_rejoins(st, phones, uid, room)
         hang_up(st.verify, *members)
         kinds = [k for k, d in call_events(st, uid) if "control" in d]
         assert kinds == ["conference_join", "conference_leave", "conference_join"]
