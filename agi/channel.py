@@ -81,6 +81,13 @@ class _Turns:
         self.busy = False
         self._waiters: deque[asyncio.Future] | None = None
 
+    def take(self) -> bool:
+        """Take the turn if it is free; False means `await wait()` for it."""
+        if self.busy:
+            return False
+        self.busy = True
+        return True
+
     async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait for the turn (only when busy); on return the caller holds it."""
         fut = loop.create_future()
@@ -242,10 +249,8 @@ class AGIChannel:
         if "\n" in raw or "\r" in raw:
             raise ValueError("an AGI command is one line")
         turns = self._turns
-        if turns.busy:
+        if not turns.take():
             await turns.wait(self._loop)
-        else:
-            turns.busy = True
         try:
             if self._closed:
                 if self._broken_reason:
@@ -305,10 +310,8 @@ class AGIChannel:
         if self.hungup:
             raise AGIHangup(f"{what}: channel hung up")
         turns = self._turns
-        if turns.busy:
+        if not turns.take():
             await turns.wait(self._loop)
-        else:
-            turns.busy = True
         try:
             line = None
             if not self._closed and not self._owed:
