@@ -41,6 +41,16 @@ async def _runner(pbx: FakePBX, domain, sessions, **opts) -> tuple[CallbackRunne
     return CallbackRunner(domain, sessions, ami, RunnerOptions(**opts)), ami
 
 
+async def _run_to_end(pbx: FakePBX, domain, sessions):
+    """A fresh runner drains everything due, then stops; returns its stats and the runner."""
+    runner, ami = await _runner(pbx, domain, sessions)
+    try:
+        return await runner.drain(timeout=30), runner
+    finally:
+        await runner.stop()
+        await ami.stop()
+
+
 async def _until(predicate, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -139,12 +149,7 @@ async def test_issue5_results_of_calls_ending_together_share_transactions(seeded
     d = _policy(domain, concurrency=4, max_attempts=1)
     numbers = [reported_case(seeded, d, f"2390000{i:04d}") for i in range(16)]
     async with FakePBX(busy_after=0.02) as pbx:
-        runner, ami = await _runner(pbx, d, seeded)
-        try:
-            stats = await runner.drain(timeout=30)
-        finally:
-            await runner.stop()
-            await ami.stop()
+        stats, runner = await _run_to_end(pbx, d, seeded)
     assert stats.claimed == 16 and stats.outcomes == {"busy": 16}, stats
     assert sorted(pbx.dialled) == sorted(f"cb-{n}-1" for n in numbers)
     assert set(pbx.dialled.values()) == {1}
@@ -174,12 +179,7 @@ async def test_issue5_crash_between_call_end_and_batched_write_is_settled_never_
         assert set(_states(seeded).values()) == {A.DIALING}
         assert len(pbx.ledger) == 3
 
-        restarted, ami2 = await _runner(pbx, d, seeded)
-        try:
-            stats = await restarted.drain(timeout=30)
-        finally:
-            await restarted.stop()
-            await ami2.stop()
+        stats, _ = await _run_to_end(pbx, d, seeded)  # a restarted process
     assert stats.reconciled == {"dialled": 3}, stats
     assert stats.claimed == 0  # the retries wait for their backoff
     assert sorted(pbx.dialled) == sorted(f"cb-{n}-1" for n in numbers) and set(pbx.dialled.values()) == {1}
