@@ -57,3 +57,24 @@ def serve(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def actor_named(session, username: str):
+    """The Actor of a seeded user, as the API would build it from their token."""
+    from sqlalchemy import select
+
+    from callcenter.auth import actor_of
+    from ticketing.models import User
+
+    return actor_of(session.execute(select(User).where(User.username == username)).scalar_one())
+
+
+def chain_verified(sessions) -> int:
+    """A1: the audit chain verifies; returns how many events were checked."""
+    from ticketing import audit
+    from ticketing.store import session_scope
+
+    with session_scope(sessions) as s:
+        report = audit.verify(s)
+    assert report.ok, report.problems
+    return report.checked

@@ -13,14 +13,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm.exc import StaleDataError
 
-from ticketing import audit
-from ticketing.audit import Actor
 from ticketing.errors import Conflict
-from ticketing.models import AuditEvent, Case, User, WorkOrder
+from ticketing.models import AuditEvent, Case, WorkOrder
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR, PASSWORD
-from tests.helpers import serve
+from tests.helpers import actor_named, chain_verified, serve
 
 CASE = {"kind": "complaint", "channel": "mobile", "title": "夜间施工噪音",
         "description": "某工地夜间施工扰民", "citizen_phone": "13800002222"}
@@ -55,17 +53,6 @@ def live(seeded, domain, engine, tmp_path) -> Iterator[Live]:
         yield Live(base)
 
 
-def _actor(session, username: str) -> Actor:
-    from callcenter.auth import actor_of
-
-    return actor_of(session.execute(select(User).where(User.username == username)).scalar_one())
-
-
-def _chain_ok(sessions) -> int:
-    with session_scope(sessions) as s:
-        report = audit.verify(s)
-    assert report.ok, report.problems
-    return report.checked
 
 
 def _work_orders(sessions, number: str) -> list[tuple[str, str]]:
@@ -95,9 +82,9 @@ def test_a1_postgresql_two_dispatchers_read_the_same_version_one_wins(seeded, do
     both having loaded version N: one commits, the other's UPDATE ... WHERE version = N finds
     nothing and is rolled back whole."""
     with session_scope(sessions) as s:
-        case = domain.workflow(s).accept(_actor(s, "op1"), **CASE)
+        case = domain.workflow(s).accept(actor_named(s, "op1"), **CASE)
         number, version = case.number, case.version
-    events_before = _chain_ok(sessions)
+    events_before = chain_verified(sessions)
     barrier = threading.Barrier(2, timeout=30)
 
     def dispatcher(username: str, unit: str):
@@ -106,7 +93,7 @@ def test_a1_postgresql_two_dispatchers_read_the_same_version_one_wins(seeded, do
                 wf = domain.workflow(s)
                 case = wf.get_case(number)
                 assert case.version == version
-                actor = _actor(s, username)
+                actor = actor_named(s, username)
                 barrier.wait()  # both have read version N; neither has written
                 wf.dispatch(actor, case, units=[unit])
             return username
@@ -125,7 +112,7 @@ def test_a1_postgresql_two_dispatchers_read_the_same_version_one_wins(seeded, do
         dispatches = s.execute(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.case_id == case.id, AuditEvent.action == "dispatch")).scalar_one()
         assert dispatches == 1
-    assert _chain_ok(sessions) == events_before + 1
+    assert chain_verified(sessions) == events_before + 1
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -134,9 +121,9 @@ def test_a1_postgresql_unit_and_center_acting_on_one_case_at_once_serialise(seed
     may overwrite the other's change to the case (version check), so one must retry."""
     with session_scope(sessions) as s:
         wf = domain.workflow(s)
-        case = wf.accept(_actor(s, "op1"), **CASE)
-        (wo,) = wf.dispatch(_actor(s, "op1"), case, units=["urban_management"])
-        wf.notify(_actor(s, "urban1"), wo, channel="phone")
+        case = wf.accept(actor_named(s, "op1"), **CASE)
+        (wo,) = wf.dispatch(actor_named(s, "op1"), case, units=["urban_management"])
+        wf.notify(actor_named(s, "urban1"), wo, channel="phone")
         wo_id = wo.id
     barrier = threading.Barrier(2, timeout=30)
 
@@ -148,9 +135,9 @@ def test_a1_postgresql_unit_and_center_acting_on_one_case_at_once_serialise(seed
                 _ = wo.case.version  # loaded before the barrier
                 barrier.wait()
                 if action == "report":
-                    wf.report(_actor(s, "urban1"), wo, answer="已责令停工", satisfaction="satisfied")
+                    wf.report(actor_named(s, "urban1"), wo, answer="已责令停工", satisfaction="satisfied")
                 else:
-                    wf.urge(_actor(s, "bo1"), wo, note="请尽快办理")
+                    wf.urge(actor_named(s, "bo1"), wo, note="请尽快办理")
             return action
         return run
 
@@ -162,7 +149,7 @@ def test_a1_postgresql_unit_and_center_acting_on_one_case_at_once_serialise(seed
             assert wo.status.value == "reported" and wo.urge_count == 0 and wo.case.status.value == "reported"
         else:
             assert wo.status.value == "notified" and wo.urge_count == 1 and wo.case.status.value == "dispatched"
-    _chain_ok(sessions)
+    chain_verified(sessions)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -172,11 +159,11 @@ def test_r7_3h_postgresql_two_independent_units_reporting_at_once_still_report_t
     check makes one retry, and the retry sees the case complete."""
     with session_scope(sessions) as s:
         wf = domain.workflow(s)
-        case = wf.accept(_actor(s, "op1"), **CASE)
-        orders = wf.dispatch(_actor(s, "bo1"), case, units=["urban_management", "housing_construction"])
+        case = wf.accept(actor_named(s, "op1"), **CASE)
+        orders = wf.dispatch(actor_named(s, "bo1"), case, units=["urban_management", "housing_construction"])
         assert {wo.role.value for wo in orders} == {"independent"}
         for wo, user in zip(orders, ("urban1", "housing1"), strict=True):
-            wf.notify(_actor(s, user), wo, channel="phone")
+            wf.notify(actor_named(s, user), wo, channel="phone")
         number, ids = case.number, [wo.id for wo in orders]
     barrier = threading.Barrier(2, timeout=30)
 
@@ -188,7 +175,7 @@ def test_r7_3h_postgresql_two_independent_units_reporting_at_once_still_report_t
                 _ = [o.status for o in wo.case.work_orders]
                 if wait:
                     barrier.wait()
-                wf.report(_actor(s, user), wo, answer=f"{user} 已处理")
+                wf.report(actor_named(s, user), wo, answer=f"{user} 已处理")
             return user
         return job
 
@@ -201,7 +188,7 @@ def test_r7_3h_postgresql_two_independent_units_reporting_at_once_still_report_t
         case = s.execute(select(Case).where(Case.number == number)).scalar_one()
         assert case.status.value == "reported"
         assert "urban1 已处理" in case.answer and "housing1 已处理" in case.answer
-    _chain_ok(sessions)
+    chain_verified(sessions)
 
 
 # ---- SQLite: BEGIN IMMEDIATE makes the second writer wait and see the first one's write --------
@@ -209,7 +196,7 @@ def test_r7_3h_postgresql_two_independent_units_reporting_at_once_still_report_t
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a1_sqlite_second_writer_waits_and_then_sees_the_new_version(seeded, domain, sessions):
     with session_scope(sessions) as s:
-        case = domain.workflow(s).accept(_actor(s, "op1"), **CASE)
+        case = domain.workflow(s).accept(actor_named(s, "op1"), **CASE)
         number, version = case.number, case.version
     first_has_read = threading.Event()
     seen: dict[str, float | int] = {}
@@ -220,7 +207,7 @@ def test_a1_sqlite_second_writer_waits_and_then_sees_the_new_version(seeded, dom
             case = wf.get_case(number)  # BEGIN IMMEDIATE: this transaction holds the write lock
             first_has_read.set()
             time.sleep(0.5)
-            wf.dispatch(_actor(s, "op1"), case, units=["urban_management"], expected_version=version)
+            wf.dispatch(actor_named(s, "op1"), case, units=["urban_management"], expected_version=version)
         return "first"
 
     def second():
@@ -231,7 +218,7 @@ def test_a1_sqlite_second_writer_waits_and_then_sees_the_new_version(seeded, dom
             case = wf.get_case(number)
             seen["waited"] = time.monotonic() - started
             seen["version"] = case.version
-            wf.escalate(_actor(s, "op1"), case, note="跨部门", expected_version=version)
+            wf.escalate(actor_named(s, "op1"), case, note="跨部门", expected_version=version)
         return "second"
 
     results = _race(first, second)
@@ -240,7 +227,7 @@ def test_a1_sqlite_second_writer_waits_and_then_sees_the_new_version(seeded, dom
     assert seen["version"] > version  # it read after the first committed, never a stale snapshot
     assert seen["waited"] >= 0.3
     assert _work_orders(sessions, number) == [("urban_management", "dispatched")]
-    _chain_ok(sessions)
+    chain_verified(sessions)
 
 
 # ---- through the HTTP API, both backends -------------------------------------------------------
@@ -250,7 +237,7 @@ def test_a1_two_tabs_dispatch_the_same_case_one_wins_the_other_409(live, session
     version N; repeated on several cases so the race is really run."""
     with live.client("op1") as c:
         numbers = [c.post("/api/v1/cases", json=CASE).json()["number"] for _ in range(6)]
-    events_before = _chain_ok(sessions)
+    events_before = chain_verified(sessions)
     for i, number in enumerate(numbers):
         clients = [live.client("op1"), live.client("op1" if i % 2 else "bo1")]
         versions = [c.get(f"/api/v1/cases/{number}").json()["version"] for c in clients]
@@ -274,7 +261,7 @@ def test_a1_two_tabs_dispatch_the_same_case_one_wins_the_other_409(live, session
         winner = next(r for r in results if r.status_code == 200).json()
         assert len(_work_orders(sessions, number)) == 1
         assert [wo["unit_code"] for wo in winner["work_orders"]] == [u for u, _ in _work_orders(sessions, number)]
-    assert _chain_ok(sessions) == events_before + len(numbers)
+    assert chain_verified(sessions) == events_before + len(numbers)
 
 
 def test_a1_two_different_updates_with_the_same_expected_version_one_409(live, sessions):
@@ -303,11 +290,11 @@ def test_a1_two_different_updates_with_the_same_expected_version_one_409(live, s
         # only one of the two actions is on the record
         actions = [e["action"] for e in c.get(f"/api/v1/cases/{number}/events").json()]
     assert actions.count("escalate") + actions.count("answer_directly") == 1
-    _chain_ok(sessions)
+    chain_verified(sessions)
 
 
 def test_a1_twenty_concurrent_creations_get_twenty_distinct_numbers(live, sessions):
-    events_before = _chain_ok(sessions)
+    events_before = chain_verified(sessions)
     barrier = threading.Barrier(20, timeout=30)
     token = live.token("op1")
 
@@ -327,4 +314,4 @@ def test_a1_twenty_concurrent_creations_get_twenty_distinct_numbers(live, sessio
     with session_scope(sessions) as s:
         titles = set(s.execute(select(Case.title)).scalars())
     assert titles == {f"并发受理 {i}" for i in range(20)}
-    assert _chain_ok(sessions) == events_before + 20
+    assert chain_verified(sessions) == events_before + 20

@@ -11,37 +11,24 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from ticketing import audit
 from ticketing.errors import Conflict
-from ticketing.models import AuditEvent, Case, WorkOrder
+from ticketing.models import AuditEvent, Case
 from sqlalchemy.orm.exc import StaleDataError
 
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR, PASSWORD
-from .helpers import serve
+from .helpers import actor_named, chain_verified, serve
 
 CASE = {"kind": "complaint", "channel": "mobile", "title": "停水", "description": "小区停水三天",
         "citizen_phone": "13800004444"}
 
 
-def _actor(session, username):
-    from callcenter.auth import actor_of
-    from ticketing.models import User
-
-    return actor_of(session.execute(select(User).where(User.username == username)).scalar_one())
-
-
-def _verified(sessions) -> int:
-    with session_scope(sessions) as s:
-        report = audit.verify(s)
-    assert report.ok, report.problems
-    return report.checked
 
 
 def test_a1_accept_and_dispatch_leave_rows_equal_to_the_objects_and_nothing_to_flush(seeded, domain, sessions):
     with session_scope(sessions) as s:
-        op1 = _actor(s, "op1")
+        op1 = actor_named(s, "op1")
         wf = domain.workflow(s)
         case = wf.accept(op1, **CASE)
         (wo,) = wf.dispatch(op1, case, units=["water_supply"])
@@ -61,14 +48,14 @@ def test_a1_accept_and_dispatch_leave_rows_equal_to_the_objects_and_nothing_to_f
         events = s.execute(select(AuditEvent.action, AuditEvent.work_order_id)
                            .where(AuditEvent.case_id == case_id).order_by(AuditEvent.id)).all()
     assert events == [("accept", None), ("dispatch", wo_id)]
-    _verified(sessions)
+    chain_verified(sessions)
 
 
 def test_a1_a_savepoint_rolled_back_takes_its_events_with_it(seeded, domain, sessions):
     """The voice menu and call control try a dispatch in a savepoint first (dry run)."""
-    before = _verified(sessions)
+    before = chain_verified(sessions)
     with session_scope(sessions) as s:
-        bo1 = _actor(s, "bo1")
+        bo1 = actor_named(s, "bo1")
         wf = domain.workflow(s)
         case = wf.accept(bo1, **CASE)  # the chain head is now held by this transaction
         savepoint = s.begin_nested()
@@ -76,7 +63,7 @@ def test_a1_a_savepoint_rolled_back_takes_its_events_with_it(seeded, domain, ses
         savepoint.rollback()
         wf.dispatch(bo1, case, units=["power_supply"])
         number = case.number
-    assert _verified(sessions) == before + 2
+    assert chain_verified(sessions) == before + 2
     with session_scope(sessions) as s:
         case = s.execute(select(Case).where(Case.number == number)).scalar_one()
         assert [wo.unit.code for wo in case.work_orders] == ["power_supply"]
@@ -89,9 +76,9 @@ def test_a1_a_savepoint_rolled_back_takes_its_events_with_it(seeded, domain, ses
 def test_a1_events_not_yet_written_are_seen_by_queries_and_survive_a_savepoint_rollback(seeded, domain, sessions):
     """A transaction's events are written together at commit, or before any query through the
     session; a savepoint rolled back after such a query must not lose the events from before it."""
-    before = _verified(sessions)
+    before = chain_verified(sessions)
     with session_scope(sessions) as s:
-        bo1 = _actor(s, "bo1")
+        bo1 = actor_named(s, "bo1")
         wf = domain.workflow(s)
         case = wf.accept(bo1, **CASE)  # recorded, not yet written
         savepoint = s.begin_nested()
@@ -102,7 +89,7 @@ def test_a1_events_not_yet_written_are_seen_by_queries_and_survive_a_savepoint_r
         assert s.execute(select(AuditEvent.action).where(AuditEvent.case_id == case.id)).scalars().all() == ["accept"]
         wf.dispatch(bo1, case, units=["power_supply"])
         case_id = case.id
-    assert _verified(sessions) == before + 2
+    assert chain_verified(sessions) == before + 2
     with session_scope(sessions) as s:
         rows = s.execute(select(AuditEvent.id, AuditEvent.action).where(AuditEvent.case_id == case_id)
                          .order_by(AuditEvent.id)).all()
@@ -112,15 +99,15 @@ def test_a1_events_not_yet_written_are_seen_by_queries_and_survive_a_savepoint_r
 
 def test_a1_dispatch_on_a_version_someone_else_moved_on_is_refused(seeded, domain, sessions):
     with session_scope(sessions) as s:
-        case = domain.workflow(s).accept(_actor(s, "bo1"), **CASE)
+        case = domain.workflow(s).accept(actor_named(s, "bo1"), **CASE)
         case_id = case.id
     stale = sessions()
     try:
         seen = stale.get(Case, case_id)
-        bo1 = _actor(stale, "bo1")
+        bo1 = actor_named(stale, "bo1")
         stale.commit()  # objects stay loaded (expire_on_commit=False): `seen` is still version 1
         with session_scope(sessions) as s:
-            domain.workflow(s).dispatch(_actor(s, "bo1"), s.get(Case, case_id), units=["water_supply"])
+            domain.workflow(s).dispatch(actor_named(s, "bo1"), s.get(Case, case_id), units=["water_supply"])
         with pytest.raises((StaleDataError, Conflict)):
             domain.workflow(stale).dispatch(bo1, seen, units=["power_supply"])
         stale.rollback()
@@ -129,14 +116,14 @@ def test_a1_dispatch_on_a_version_someone_else_moved_on_is_refused(seeded, domai
     with session_scope(sessions) as s:
         case = s.get(Case, case_id)
         assert case.version == 2 and [wo.unit.code for wo in case.work_orders] == ["water_supply"]
-    _verified(sessions)
+    chain_verified(sessions)
 
 
 def test_a1_a_rolled_back_transaction_leaves_no_phantom_objects(seeded, domain, sessions):
     """What the intake wrote and then lost to a rollback is gone from the session as well."""
     s = sessions()
     try:
-        bo1 = _actor(s, "bo1")
+        bo1 = actor_named(s, "bo1")
         wf = domain.workflow(s)
         case = wf.accept(bo1, **CASE)
         (wo,) = wf.dispatch(bo1, case, units=["water_supply"])
@@ -146,9 +133,9 @@ def test_a1_a_rolled_back_transaction_leaves_no_phantom_objects(seeded, domain, 
     finally:
         s.close()
     with session_scope(sessions) as s:
-        case = domain.workflow(s).accept(_actor(s, "bo1"), **CASE)
+        case = domain.workflow(s).accept(actor_named(s, "bo1"), **CASE)
         savepoint = s.begin_nested()
-        (wo,) = domain.workflow(s).dispatch(_actor(s, "bo1"), case, units=["water_supply"])
+        (wo,) = domain.workflow(s).dispatch(actor_named(s, "bo1"), case, units=["water_supply"])
         savepoint.rollback()
         assert wo not in s  # the work order written inside the savepoint went with it
         assert case.version == 1 and case.work_orders == [] and case.status.value == "new"
@@ -159,7 +146,7 @@ def test_r7_1_concurrent_create_and_dispatch_requests_get_distinct_numbers_and_o
     from callcenter.api.app import create_app
     from callcenter.settings import Settings
 
-    before = _verified(sessions)
+    before = chain_verified(sessions)
     app = create_app(Settings(state_dir=tmp_path, config_dir=CONFIG_DIR), domain=domain, engine=engine)
     n = 12
     with serve(app) as base:
@@ -184,7 +171,7 @@ def test_r7_1_concurrent_create_and_dispatch_requests_get_distinct_numbers_and_o
         assert body["version"] == 2 and body["status"] == "dispatched" and body["owner"] == "op1"
         assert [wo["unit_code"] for wo in body["work_orders"]] == ["water_supply"]
         assert body["deadline_at"] == body["work_orders"][0]["report_due_at"]
-    assert _verified(sessions) == before + 2 * n
+    assert chain_verified(sessions) == before + 2 * n
     with engine.connect() as conn:
         per_case = conn.execute(text("SELECT case_id, count(*) FROM audit_events WHERE action IN ('accept', 'dispatch')"
                                      " GROUP BY case_id")).all()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from ticketing.errors import DomainError
-from ticketing.models import Case, User
+from ticketing.models import Case
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR
-from tests.helpers import serve
+from tests.helpers import actor_named, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,18 +28,13 @@ ID_NUMBER = "320282199001011234"
 PERSONAL = [NAME, MOBILE, MOBILE_GROUPED, ID_NUMBER, "1234-5678", "199001011234"]
 
 
-def _actor(session, username):
-    from callcenter.auth import actor_of
-
-    return actor_of(session.execute(select(User).where(User.username == username)).scalar_one())
-
 
 @pytest.fixture
 def published(seeded, domain, sessions, clock) -> dict:
     """One handled case full of personal data, published; one discipline report, closed."""
     with session_scope(sessions) as s:
         wf = domain.workflow(s)
-        a = lambda name: _actor(s, name)  # noqa: E731
+        a = lambda name: actor_named(s, name)  # noqa: E731
         case = wf.accept(
             a("op1"), kind="complaint", channel="mobile", title=f"宜城街道停水三天（{NAME}反映）",
             description=(f"我是{NAME}，身份证号{ID_NUMBER}，手机{MOBILE}，也可以打{MOBILE_GROUPED}。"

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select
 
 from ticketing.audit import SYSTEM
-from ticketing.models import Case, User, WorkOrder
+from ticketing.models import Case, WorkOrder
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR, PASSWORD
-from tests.helpers import SH, serve
+from tests.helpers import SH, actor_named, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,11 +33,6 @@ def shown(iso: str) -> str:
     """A time as the pages show it: Shanghai local, to the minute."""
     return datetime.fromisoformat(iso).astimezone(SH).strftime("%Y-%m-%d %H:%M")
 
-
-def _actor(session, username):
-    from callcenter.auth import actor_of
-
-    return actor_of(session.execute(select(User).where(User.username == username)).scalar_one())
 
 
 class Console:
@@ -104,7 +99,7 @@ def console(seeded, domain, engine, tmp_path):
 @contextmanager
 def workflow(sessions, domain):
     with session_scope(sessions) as s:
-        yield domain.workflow(s), (lambda name: _actor(s, name)), s
+        yield domain.workflow(s), (lambda name: actor_named(s, name)), s
 
 
 def fill_case(page, *, kind="consultation", category, title, description, name="王小明", phone="13912340000",
