@@ -13,6 +13,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +28,13 @@ from ivr_flows import PROMPTS_PATH
 from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
+from ticketing.intake import accept_on_cursor
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
 from ticketing.prepared import Prepared
 from ticketing.privacy import mask_phone
+from ticketing.workflow import Workflow
 
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
@@ -76,6 +79,11 @@ class Hotline:
         if self._loop_db is None and self.nowait_sessions is not None:
             self._loop_db = LoopConnection(self.nowait_sessions.kw["bind"])
         return self._loop_db
+
+    @cached_property
+    def intake(self) -> Workflow:
+        """The rules and clock for cases created on the loop's connection (ticketing.intake)."""
+        return self.domain.workflow(None)
 
     @classmethod
     def create(cls, domain: Domain, session_factory: sessionmaker[Session], recordings_dir: str, *,
@@ -296,13 +304,18 @@ class CallContext:
     async def create_case(self, caller: str, kind: str) -> dict:
         kind = CaseKind(kind)
 
+        def request() -> dict[str, Any]:  # read in the transaction: it may open the call record
+            return dict(kind=kind, channel=channel_for_number(caller), title=KIND_TITLES[kind.value],
+                        description="来电经语音菜单选择，详情待话务员记录。", citizen_phone=caller,
+                        call_id=self.call_id)
+
         def create(s: Session):
-            wf = self.hotline.domain.workflow(s)
-            case = wf.accept(IVR_ACTOR, kind=kind, channel=channel_for_number(caller), title=KIND_TITLES[kind.value],
-                             description="来电经语音菜单选择，详情待话务员记录。", citizen_phone=caller,
-                             call_id=self.call_id)
+            case = self.hotline.domain.workflow(s).accept(IVR_ACTOR, **request())
             return case.id, case.number
-        self.case_id, number = await self.tx(create)
+
+        def create_on_cursor(cursor):
+            return accept_on_cursor(self.hotline.intake, self.hotline.loop_db, cursor, IVR_ACTOR, **request())
+        self.case_id, number = await self.tx(create, create_on_cursor)
         return {"case_number": number.replace("-", "")}
 
     async def find_case(self, number: str) -> dict:

@@ -64,6 +64,7 @@ async def drive(port: int, first: int, count: int, inflight: int) -> None:
 def check(db_url: str, expected: int) -> str:
     from sqlalchemy import func, select
 
+    from ticketing import audit
     from ticketing.models import Call, Case
     from ticketing.store import make_engine, make_session_factory
 
@@ -72,8 +73,10 @@ def check(db_url: str, expected: int) -> str:
         calls = s.execute(select(func.count()).select_from(Call).where(
             Call.outcome == "queued", Call.outcome_reason == "consultation", Call.case_id.is_not(None))).scalar_one()
         cases = s.execute(select(func.count()).select_from(Case).where(Case.created_by_call_id.is_not(None))).scalar_one()
+        chain = audit.verify(s)
     engine.dispose()
-    return f"{calls} of {expected} calls queued/consultation with a case; {cases} cases created by calls"
+    return (f"{calls} of {expected} calls queued/consultation with a case; {cases} cases created by calls; "
+            f"audit chain {'intact' if chain.ok else 'BROKEN: ' + '; '.join(chain.problems[:3])} ({chain.checked} events)")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from ticketing.models import AuditEvent, AuditHead
+from ticketing.prepared import Statements
 
 GENESIS = "0" * 64
 
@@ -77,6 +78,9 @@ _UPDATE_HEAD = (update(_HEADS).where(_HEADS.c.id == 1)
                 .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"),
                         count=bindparam("new_count")))
 _INSERT_EVENT = insert(_EVENTS)
+# The same with every column a named bind, for prepared statements (record_on_cursor).
+_INSERT_HEAD_ROW = insert(_HEADS).values({c.key: bindparam(c.key, type_=c.type) for c in _HEADS.columns})
+_INSERT_EVENT_ROW = insert(_EVENTS).values({c.key: bindparam(c.key, type_=c.type) for c in _EVENTS.columns})
 
 _CHAIN = "audit_chain"          # session.info: the chain as this transaction sees it
 _SNAPSHOTS = "audit_snapshots"  # session.info: that state when each savepoint began
@@ -182,7 +186,17 @@ def record(
         # transaction do not flush; whatever they point at has an id, so it is in the database.
         session.flush()
         chain = _chain(session)
-    last_id, last_hash, count = chain.head
+    row, chain.head = _next_event(chain.head, actor, action, at=at, case_id=case_id, work_order_id=work_order_id,
+                                  data=data, channel=channel, call_id=call_id)
+    chain.pending.append(row)
+    return row["id"]
+
+
+def _next_event(head: list, actor: Actor, action: str, *, at: datetime, case_id: int | None,
+                work_order_id: int | None, data: dict[str, Any] | None, channel: str | None,
+                call_id: int | None) -> tuple[dict[str, Any], list]:
+    """The event row that follows `head` (last id, last hash, count), and the head after it."""
+    last_id, last_hash, count = head
     fields = {
         "id": last_id + 1,
         "at": at.astimezone(UTC).replace(microsecond=0),
@@ -197,9 +211,29 @@ def record(
         "call_id": call_id,
     }
     digest = event_hash(last_hash, fields)
-    chain.pending.append({**fields, "prev_hash": last_hash, "hash": digest})
-    chain.head = [fields["id"], digest, count + 1]
-    return fields["id"]
+    return {**fields, "prev_hash": last_hash, "hash": digest}, [fields["id"], digest, count + 1]
+
+
+def record_on_cursor(statements: Statements, cursor: Any, actor: Actor, action: str, *, at: datetime,
+                     case_id: int | None = None, work_order_id: int | None = None,
+                     data: dict[str, Any] | None = None, channel: str | None = None,
+                     call_id: int | None = None) -> int:
+    """`record` on a DBAPI cursor in the caller's transaction, written at once: the head read (and
+    on PostgreSQL locked) and updated, the event inserted -- the same rows and hashes. For one
+    event per transaction (the voice menu's case, agi/hotline.py); the statements are prepared
+    once (ticketing.prepared). On SQLite the transaction's BEGIN IMMEDIATE already holds the lock."""
+    row = statements.prepared(_SELECT_HEAD).execute(cursor, {}).fetchone()
+    if row is None:
+        statements.prepared(_INSERT_HEAD_ROW).execute(cursor, {"id": 1, "last_id": 0, "last_hash": GENESIS,
+                                                               "count": 0})
+        row = (0, GENESIS, 0)
+    event, (last_id, last_hash, count) = _next_event(
+        list(row), actor, action, at=at, case_id=case_id, work_order_id=work_order_id, data=data,
+        channel=channel, call_id=call_id)
+    statements.prepared(_INSERT_EVENT_ROW).execute(cursor, event)
+    statements.prepared(_UPDATE_HEAD).execute(cursor, {"new_last_id": last_id, "new_last_hash": last_hash,
+                                                       "new_count": count})
+    return event["id"]
 
 
 @dataclass

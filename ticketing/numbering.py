@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ticketing.models import CaseCounter
+from ticketing.prepared import Statements
 
 
 def _upsert(dialect_name: str):
@@ -28,6 +30,14 @@ def next_case_number(session: Session, local_now: datetime) -> str:
     conn = session.connection()
     # One atomic upsert: two operators accepting at the same instant never share a number.
     seq = conn.execute(_UPSERTS[conn.dialect.name], {"day": day}).scalar_one()
+    return f"{day}-{seq:06d}"
+
+
+def next_case_number_on_cursor(statements: Statements, cursor: Any, local_now: datetime) -> str:
+    """`next_case_number` on a DBAPI cursor in the caller's transaction (the voice menu's event-loop
+    path, agi/hotline.py): the same upsert, prepared once (ticketing.prepared)."""
+    day = local_now.strftime("%Y%m%d")
+    seq = statements.prepared(_UPSERTS[statements.dialect.name]).execute(cursor, {"day": day}).fetchone()[0]
     return f"{day}-{seq:06d}"
 
 

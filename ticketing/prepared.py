@@ -8,7 +8,7 @@ parameters (sqlite3's "qmark").
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
@@ -52,3 +52,12 @@ class Prepared:
 
     def execute(self, cursor: Any, values: dict[str, Any]) -> Any:
         return cursor.execute(self.sql, self.params(values))
+
+
+class Statements(Protocol):
+    """Where prepared statements come from: one DBAPI connection's dialect and its cache of them
+    (agi.hotline.LoopConnection)."""
+
+    dialect: Dialect
+
+    def prepared(self, statement: ClauseElement) -> Prepared: ...

@@ -62,12 +62,24 @@ def insert_now(session: Session, obj: T) -> T:
     `sqlalchemy.orm.attributes.set_committed_value`.
     """
     session.flush()  # what the row points at (a call, a case) may still be pending
-    stmt, pk_key, columns = _plan(type(obj))
-    # A transient object's state is written straight into its dict: it is committed as loaded
-    # state right after the INSERT anyway, so attribute events would only record history to drop.
+    stmt, pk_key, _columns = _plan(type(obj))
+    params = _row_values(obj, omit_none=True)
+    obj.__dict__[pk_key] = session.connection().execute(stmt, params).scalar_one()
+    make_transient_to_detached(obj)  # history reset: clean, as if loaded
+    session.add(obj)
+    _written(session, obj, inserted=True)
+    return obj
+
+
+def _row_values(obj: Any, *, omit_none: bool) -> dict[str, Any]:
+    """The INSERT's values of the transient `obj` by column key, its column defaults applied and
+    its version 1. A transient object's state is written straight into its dict: it is committed
+    as loaded state right after the INSERT anyway, so attribute events would only record history
+    to drop. `omit_none`: leave out None where the database has no default (fewer binds)."""
+    _stmt, _pk_key, columns = _plan(type(obj))
     values = obj.__dict__
     params = {}
-    for key, col_key, default, call, is_version, omit_none in columns:
+    for key, col_key, default, call, is_version, no_server_default in columns:
         if is_version:
             value = 1
         else:
@@ -75,13 +87,33 @@ def insert_now(session: Session, obj: T) -> T:
             if value is _MISSING:
                 value = default(None) if call else default
         values[key] = value
-        if value is not None or not omit_none:
+        if value is not None or not (omit_none and no_server_default):
             params[col_key] = value
-    values[pk_key] = session.connection().execute(stmt, params).scalar_one()
-    make_transient_to_detached(obj)  # history reset: clean, as if loaded
-    session.add(obj)
-    _written(session, obj, inserted=True)
-    return obj
+    return params
+
+
+_CURSOR_INSERTS: dict[type, Any] = {}
+
+
+def cursor_insert(cls: type) -> tuple[Any, Any]:
+    """For `insert_on_cursor`: the class's INSERT with every column but the key as a named bind,
+    RETURNING the key, to be prepared once per dialect (ticketing.prepared)."""
+    stmt = _CURSOR_INSERTS.get(cls)
+    if stmt is None:
+        table = inspect(cls).local_table
+        (pk,) = table.primary_key.columns
+        stmt = _CURSOR_INSERTS[cls] = insert(table).values(
+            {c.key: bindparam(c.key, type_=c.type) for c in table.columns if c is not pk}).returning(pk)
+    return stmt
+
+
+def insert_on_cursor(prepared: Any, cursor: Any, obj: Any) -> int:
+    """Insert the transient `obj` with `prepared` (`cursor_insert(type(obj))` prepared for the
+    cursor's dialect) on a DBAPI cursor in the caller's transaction: the same stored values as
+    `insert_now` (column defaults, version 1). Sets and returns its id; `obj` stays transient."""
+    _stmt, pk_key, _columns = _plan(type(obj))
+    obj.__dict__[pk_key] = row_id = prepared.execute(cursor, _row_values(obj, omit_none=False)).fetchone()[0]
+    return row_id
 
 
 def _written(session: Session, obj: Any, *, inserted: bool) -> None:

@@ -104,15 +104,18 @@ class Workflow:
 
     def _log(self, actor: Actor, action: str, case: Case | None = None, wo: WorkOrder | None = None,
              *, channel: str | None = None, call_id: int | None = None, **data: Any) -> None:
+        audit.record(self.session, actor, action, **self.event(case, wo, channel=channel, call_id=call_id, **data))
+
+    def event(self, case: Case | None = None, wo: WorkOrder | None = None, *, channel: str | None = None,
+              call_id: int | None = None, **data: Any) -> dict[str, Any]:
+        """An audit event's fields (audit.record's keywords) for an action on `case` or `wo`, now."""
         if case is not None and case.confidential:
             # R7.3c: content stays out of the shared log; only the fact of the action is kept.
             data = {k: v for k, v in data.items() if k not in {"answer", "description", "title", "note", "reason"}}
-        audit.record(
-            self.session, actor, action, at=self.now(),
-            case_id=case.id if case is not None else (wo.case_id if wo is not None else None),
-            work_order_id=wo.id if wo is not None else None,
-            data=data, channel=channel, call_id=call_id,
-        )
+        return {"at": self.now(),
+                "case_id": case.id if case is not None else (wo.case_id if wo is not None else None),
+                "work_order_id": wo.id if wo is not None else None,
+                "data": data, "channel": channel, "call_id": call_id}
 
     def _touch(self, case: Case) -> None:
         # Every operation bumps the case's version, so two concurrent writers cannot both win.
@@ -209,6 +212,32 @@ class Workflow:
         call_id: int | None = None,
     ) -> Case:
         """R7.1: accept a request from any channel; R4.1: the accepting operator owns it."""
+        case, event = self.new_case(
+            actor, kind=kind, channel=channel, title=title, description=description, citizen_name=citizen_name,
+            citizen_phone=citizen_phone, citizen_id_number=citizen_id_number, location=location,
+            category_code=category_code, call_id=call_id)
+        case.number = next_case_number(self.session, case.accepted_at.astimezone(self.calendar.tz))
+        insert_now(self.session, case)  # one INSERT now: the audit event needs the case's id
+        self._log(actor, "accept", case, call_id=call_id, **event)
+        return case
+
+    def new_case(
+        self,
+        actor: Actor,
+        *,
+        kind: CaseKind | str,
+        channel: Channel | str,
+        title: str,
+        description: str,
+        citizen_name: str = "",
+        citizen_phone: str = "",
+        citizen_id_number: str = "",
+        location: str = "",
+        category_code: str | None = None,
+        call_id: int | None = None,
+    ) -> tuple[Case, dict[str, Any]]:
+        """`accept`'s rules: the new case, not yet numbered nor stored, and its accept event's
+        fields. `accept` writes it through the session; ticketing.intake on a DBAPI cursor."""
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R5.1", "accept requests")
         kind = CaseKind(kind)
         channel = Channel(channel)
@@ -218,7 +247,6 @@ class Workflow:
         now = self.now()
         discipline = cat is not None and cat.route.mode == "discipline"
         case = Case(
-            number=next_case_number(self.session, now.astimezone(self.calendar.tz)),
             kind=kind,
             channel=channel,
             status=CaseStatus.NEW,
@@ -238,10 +266,7 @@ class Workflow:
             updated_at=now,
             work_orders=[],  # known empty: answering with the case needs no query for them
         )
-        insert_now(self.session, case)  # one INSERT now: the audit event needs the case's id
-        self._log(actor, "accept", case, call_id=call_id, channel=channel.value, kind=kind.value,
-                  category=category_code, title=title)
-        return case
+        return case, {"channel": channel.value, "kind": kind.value, "category": category_code, "title": title}
 
     def take_ownership(self, actor: Actor, case: Case, *, call_id: int | None = None) -> Case:
         """R4.1: a case created by the voice menu gets its owner when an operator takes the call."""

@@ -1,0 +1,85 @@
+"""R7.1 / A1: a case the voice menu creates on the event loop's DBAPI connection (ticketing.intake,
+agi.hotline.LoopConnection) is stored exactly as `Workflow.accept` stores it: the same columns, the
+next number of the day, one accept event in the same hash chain; the same rules refuse."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, select
+
+from agi.hotline import IVR_ACTOR, Hotline, nowait_sessions_for
+from ticketing import audit
+from ticketing.audit import Actor
+from ticketing.errors import Forbidden
+from ticketing.intake import accept_on_cursor
+from ticketing.models import AuditEvent, Case, CaseCounter
+from ticketing.store import session_scope
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the loop's path is SQLite's
+
+REQUEST = dict(kind="consultation", channel="mobile", title="电话咨询", description="来电经语音菜单选择。",
+               citizen_phone="13900000002")
+
+
+def _loop_db(sessions):
+    return Hotline(domain=None, session_factory=sessions, recordings_dir="", flows={}, prompts=set(),
+                   nowait_sessions=nowait_sessions_for(sessions)).loop_db
+
+
+def _columns(case: Case) -> dict:
+    return {attr.key: getattr(case, attr.key) for attr in inspect(Case).column_attrs
+            if attr.key not in ("id", "number")}
+
+
+def _event(ev: AuditEvent) -> dict:
+    return {c: getattr(ev, c) for c in ("at", "actor_id", "actor_name", "actor_role", "action", "data", "channel",
+                                        "call_id", "work_order_id")}
+
+
+def test_r7_1_a1_case_on_the_cursor_is_stored_as_accept_stores_it(sessions, domain, clock):
+    loop_db = _loop_db(sessions)
+    with session_scope(sessions) as s:
+        by_orm = domain.workflow(s).accept(IVR_ACTOR, **REQUEST)
+        orm_id, orm_number = by_orm.id, by_orm.number
+    cursor_id, cursor_number = loop_db.run(
+        lambda cur: accept_on_cursor(domain.workflow(None), loop_db, cur, IVR_ACTOR, **REQUEST))
+    loop_db.close()
+
+    day = orm_number.split("-")[0]
+    assert cursor_number == f"{day}-{int(orm_number.split('-')[1]) + 1:06d}"  # the day's next number
+    with session_scope(sessions) as s:
+        a, b = s.get(Case, orm_id), s.get(Case, cursor_id)
+        assert b.number == cursor_number
+        assert _columns(b) == _columns(a)
+        assert b.version == 1 and b.accepted_at.tzinfo is not None and b.status.value == "new"
+        assert s.get(CaseCounter, day).last == 2
+        events = {ev.case_id: ev for ev in s.execute(select(AuditEvent)).scalars()}
+        assert set(events) == {orm_id, cursor_id}
+        assert _event(events[cursor_id]) == _event(events[orm_id])
+        assert events[cursor_id].prev_hash == events[orm_id].hash  # one chain, in order
+        report = audit.verify(s)
+        assert report.ok and report.checked == 2, report.problems
+
+
+def test_a1_the_first_event_on_the_cursor_starts_the_chain_and_the_orm_continues_it(sessions, domain):
+    loop_db = _loop_db(sessions)
+    first_id, _ = loop_db.run(lambda cur: accept_on_cursor(domain.workflow(None), loop_db, cur, IVR_ACTOR, **REQUEST))
+    loop_db.close()
+    with session_scope(sessions) as s:
+        domain.workflow(s).accept(IVR_ACTOR, **REQUEST)
+    with session_scope(sessions) as s:
+        report = audit.verify(s)
+        assert report.ok and report.checked == 2, report.problems
+
+
+def test_r5_1_the_same_rules_refuse_and_nothing_is_written(sessions, domain):
+    loop_db = _loop_db(sessions)
+    clerk = Actor(user_id=None, name="unit clerk", role="unit_staff")
+    with pytest.raises(Forbidden):
+        loop_db.run(lambda cur: accept_on_cursor(domain.workflow(None), loop_db, cur, clerk, **REQUEST))
+    with pytest.raises(ValueError):  # not a case kind
+        loop_db.run(lambda cur: accept_on_cursor(domain.workflow(None), loop_db, cur, IVR_ACTOR,
+                                                 **{**REQUEST, "kind": "gossip"}))
+    loop_db.close()
+    with session_scope(sessions) as s:
+        assert s.execute(select(Case)).first() is None and s.execute(select(CaseCounter)).first() is None
+        assert s.execute(select(AuditEvent)).first() is None
