@@ -12,7 +12,13 @@
 2. ``sessions``: protocol level, no Asterisk. 10 vs 1,000 emulated Asterisk connections held open at
    once, each answering every command after a simulated media time of 0.5–1.5 s; per-command
    turnaround (reply written -> next command read, measured by the emulator) p50/p99.
-3. ``verify``: live protocol check of our server against the real Asterisk (header fields, quoting,
+3. ``emulated``: no Asterisk. The same four-command script driven by an emulated Asterisk (header
+   sent one line per write as res_agi does, ``200 result=...`` answers, ``HANGUP`` after the
+   hangup's answer, close on the server's EOF), ~20 calls in flight, per server and event loop:
+   server CPU per call, the one figure that separates the servers without Asterisk's noise. With
+   ``AGI_BENCH_PROFILE=<prefix>`` set, each server process writes its cProfile stats to
+   ``<prefix>.<impl>.<loop>`` (``--rounds 1`` then: one server per file).
+4. ``verify``: live protocol check of our server against the real Asterisk (header fields, quoting,
    510/520, missing prompt, unknown script, handler crash -> IVR_NEXT=queue, HANGUP mid-prompt).
 
 Setup done (and undone) by the ``asterisk``/``verify`` modes, nothing else is touched:
@@ -721,6 +727,77 @@ def summarize_sessions(rows: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# the bench script against an emulated Asterisk (server CPU per call)
+
+
+async def emulated_call(port: int, header_lines: list[bytes]) -> bool:
+    """One call as res_agi makes it: header one line per write, one answer per command, after the
+    hangup's answer a HANGUP line, then wait for the server to close. True if the script ran."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        for line in header_lines:
+            writer.write(line)
+        commands = 0
+        while True:
+            line = await reader.readline()
+            if not line:
+                return commands == 4
+            commands += 1
+            if line.startswith(b"HANGUP"):
+                writer.write(b"200 result=1\nHANGUP\n")
+            elif line.startswith(b"ANSWER"):
+                writer.write(b"200 result=0\n")
+            else:
+                writer.write(b"200 result=1\n")
+    except ConnectionError:
+        return False
+    finally:
+        writer.close()
+
+
+async def emulated(args) -> list[dict]:
+    from agi.testing import make_header
+
+    header = make_header("bench", uniqueid="1732512345.1")
+    header_lines = [line + b"\n" for line in header.split(b"\n")[:-1]]  # ends with the blank line
+    impls = [i for i in args.impl.split(",") if i in PORTS]
+    rows = []
+    for rnd in range(1, args.rounds + 1):
+        for loop in args.loop.split(",") if rnd % 2 else list(reversed(args.loop.split(","))):
+            for impl in impls if rnd % 2 else list(reversed(impls)):
+                port = 4595 if impl == "ours" else 4596
+                with server_process(impl, port, loop) as proc:
+                    sem = asyncio.Semaphore(args.inflight)
+
+                    async def one() -> bool:
+                        async with sem:
+                            return await emulated_call(port, header_lines)
+
+                    await asyncio.gather(*(one() for _ in range(min(200, args.calls))))  # warm-up
+                    cpu0 = cpu_seconds(proc.pid)
+                    t0 = time.perf_counter()
+                    ok = sum(await asyncio.gather(*(one() for _ in range(args.calls))))
+                    elapsed = time.perf_counter() - t0
+                    cpu_ms = (cpu_seconds(proc.pid) - cpu0) * 1000 / args.calls
+                row = {"round": rnd, "impl": _label(impl, loop), "calls": args.calls, "ok": ok,
+                       "rate": args.calls / elapsed, "server_cpu_ms": cpu_ms}
+                rows.append(row)
+                print(f"round {rnd}: {row['impl']:<20} {ok}/{args.calls} calls ran the script, "
+                      f"{row['rate']:.0f} calls/s, server CPU {cpu_ms:.3f} ms/call", flush=True)
+    return rows
+
+
+def summarize_emulated(rows: list[dict]) -> str:
+    out = ["| server | rounds | server CPU/call, median (range) | calls/s, median |", "|---|---|---|---|"]
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        cpu = [r["server_cpu_ms"] for r in rows if r["impl"] == impl]
+        rate = [r["rate"] for r in rows if r["impl"] == impl]
+        out.append(f"| {impl} | {len(cpu)} | {statistics.median(cpu):.3f} ms ({min(cpu):.3f}–{max(cpu):.3f}) | "
+                   f"{statistics.median(rate):.0f} |")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
 # live protocol check
 
 
@@ -795,7 +872,7 @@ def main() -> None:
     p_serve.add_argument("impl")
     p_serve.add_argument("port", type=int)
     p_serve.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
-    for name in ("asterisk", "sessions", "verify", "all"):
+    for name in ("asterisk", "sessions", "emulated", "verify", "all"):
         p = sub.add_parser(name)
         p.add_argument("--calls", type=int, default=1000)
         p.add_argument("--pyst2-calls", type=int, default=200)
@@ -815,10 +892,11 @@ def main() -> None:
         return
     asterisk_results: list[RunResult] = []
     session_rows: list[dict] = []
+    emulated_rows: list[dict] = []
     verified = None
 
     async def run() -> None:
-        nonlocal asterisk_results, session_rows, verified
+        nonlocal asterisk_results, session_rows, emulated_rows, verified
         if args.mode in ("verify", "all"):
             with bench_dialplan():
                 verified = await verify(args)
@@ -827,6 +905,8 @@ def main() -> None:
                 asterisk_results = await throughput(args)
         if args.mode in ("sessions", "all"):
             session_rows = await sessions(args)
+        if args.mode == "emulated":
+            emulated_rows = await emulated(args)
 
     asyncio.run(run())
     print()
@@ -835,6 +915,8 @@ def main() -> None:
         print()
     if session_rows:
         print(summarize_sessions(session_rows))
+    if emulated_rows:
+        print(summarize_emulated(emulated_rows))
     if verified is False:
         raise SystemExit(1)
 
