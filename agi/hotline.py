@@ -181,8 +181,9 @@ class CallContext:
         self.hotline = hotline
         self.caller = caller
         self.callback_key = callback_key  # the survey's attempt (callback/attempts.py)
-        self.session = hotline.session_factory()
-        self._nowait: Session | None = hotline.nowait_sessions() if hotline.nowait_sessions is not None else None
+        self._session: Session | None = None  # made when first needed: most calls never need one
+        self._nowait_session: Session | None = None
+        self._inline = hotline.nowait_sessions is not None  # SQLite file: transactions tried on the loop
         self.call_id: int | None = None
         self.case_id: int | None = None
         # The call record is written by the call's first transaction (or its closing one), not by
@@ -190,10 +191,22 @@ class CallContext:
         self._open_call: dict[str, Any] | None = None  # calls.open_call_id's arguments
         self._open_cases: dict | None = None  # looked up in the call's first transaction (main menu)
 
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self.hotline.session_factory()
+        return self._session
+
+    @property
+    def _nowait(self) -> Session:
+        if self._nowait_session is None:
+            self._nowait_session = self.hotline.nowait_sessions()
+        return self._nowait_session
+
     def close(self) -> None:
-        self.session.close()
-        if self._nowait is not None:
-            self._nowait.close()
+        for session in (self._session, self._nowait_session):
+            if session is not None:
+                session.close()
 
     def open_call_with_first_tx(self, **open_call: Any) -> None:
         """The call record (calls.open_call_id's arguments) is written by the next transaction."""
@@ -205,7 +218,7 @@ class CallContext:
         (see nowait_sessions_for) -- as `dbapi_fn(cursor)` on the loop's own connection if given
         (the same work with prebuilt statements, see LoopConnection) --, else, and on other
         databases, in a worker thread."""
-        if dbapi_fn is not None and self._nowait is not None:
+        if dbapi_fn is not None and self._inline:
             loop_db = self.hotline.loop_db
             opened = self.call_id is None and self._open_call is not None
 
@@ -226,7 +239,7 @@ class CallContext:
                     self._open_call = None
                 return result
             return await asyncio.to_thread(self.run_tx, fn)
-        if self._nowait is not None:
+        if self._inline:
             try:
                 return self.run_tx(fn, self._nowait)
             except OperationalError as exc:

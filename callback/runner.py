@@ -21,7 +21,7 @@ task runs one transaction per pass with every result queued since the last pass 
 ended close together), every attempt to put back, and the claims for the free slots. The
 Originates of the claimed attempts go out only after that transaction committed. While calls
 end quickly the writer claims spare attempts ahead (as many as ended in the last `spare_horizon`,
-at most 4 x cap; "ready", committed as
+at most 8 x cap; "ready", committed as
 `dialing`); a freed slot takes one at once instead of waiting for the next pass. A ready
 attempt not dialled within `ready_seconds` is put back, as are all of them when the runner
 stops or steps down. A crash before a result's pass leaves the attempt `dialing` with its
@@ -79,7 +79,9 @@ class RunnerOptions:
     plan_every: float = 5.0             # seconds between planning passes (a slot refill does not plan)
     write_window: float = 0.002         # a result waits this long for others to share its transaction
     ready_seconds: float = 0.5          # a spare claimed attempt not dialled within this is put back
-    spare_horizon: float = 0.1          # spares: as many calls as ended in this many seconds (at most 4 x cap)
+    spare_horizon: float = 0.1          # spares: as many calls as ended in this many seconds,
+    spare_per_line: int = 8             # at most this many per line of the cap (cap 4 at ~650 busy calls/s:
+    #                                     a pass waiting 20-30 ms for CPU used up 4 x cap and left the lines idle)
     pause_check_seconds: float = 0.5    # the pause flag is read at most this often
 
 
@@ -291,7 +293,7 @@ class CallbackRunner:
         while self._ended and now - self._ended[0] > self.opts.spare_horizon:
             self._ended.popleft()
         # the calls likely to end while the next pass runs; none while calls last long
-        spare = min(4 * cap, len(self._ended)) if self.opts.ready_seconds > 0 else 0
+        spare = min(self.opts.spare_per_line * cap, len(self._ended)) if self.opts.ready_seconds > 0 else 0
         want = cap + spare - len(self._calling) - len(self._adopted) - len(self._ready)
         if self.budget is not None:
             want = min(want, self.budget)
