@@ -19,6 +19,7 @@ Asterisk (callback/runner.py, `reconcile`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -250,18 +251,27 @@ class Unsuccessful:
     started_at: datetime | None = None  # when the Originate went out (default: when it was claimed)
 
 
+# The attempts' rows are locked for the transaction (PostgreSQL FOR UPDATE; SQLite's BEGIN
+# IMMEDIATE already holds the write lock): the state read here is the one the UPDATEs below see.
 _SETTLE_READ = (
     select(_ATTEMPTS.c.id, _ATTEMPTS.c.case_id, _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.started_at,
-           _CASES.c.citizen_phone)
+           _CASES.c.citizen_phone, _ATTEMPTS.c.state)
     .join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id).where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update(of=_ATTEMPTS)
 )
-# conditional like _set_state; a call or rating already on the attempt is kept
-_SETTLE = (
-    update(_ATTEMPTS).where(_ATTEMPTS.c.id == bindparam("aid"), _ATTEMPTS.c.state.in_(bindparam("from_states", expanding=True)))
-    .values(state=bindparam("to_state"), finished_at=bindparam("now"), detail=bindparam("detail"),
-            call_id=func.coalesce(bindparam("call_id", type_=_ATTEMPTS.c.call_id.type), _ATTEMPTS.c.call_id),
-            result=func.coalesce(bindparam("result", type_=_ATTEMPTS.c.result.type), _ATTEMPTS.c.result))
-)
+
+
+@functools.cache
+def _settle_statement(from_states: tuple[str, ...]):
+    """Conditional like _set_state (a call or rating already on the attempt is kept); run as one
+    executemany for the results of a batch leaving the same states."""
+    return (
+        update(_ATTEMPTS).where(_ATTEMPTS.c.id == bindparam("aid"),  # (no expanding IN with executemany)
+                                or_(*(_ATTEMPTS.c.state == state for state in from_states)))
+        .values(state=bindparam("to_state"), finished_at=bindparam("now"), detail=bindparam("detail"),
+                call_id=func.coalesce(bindparam("call_id", type_=_ATTEMPTS.c.call_id.type), _ATTEMPTS.c.call_id),
+                result=func.coalesce(bindparam("result", type_=_ATTEMPTS.c.result.type), _ATTEMPTS.c.result))
+    )
 _SETTLE_CASES = select(_CASES.c.id, _CASES.c.number, _CASES.c.status, _CASES.c.callback_manual).where(
     _CASES.c.id.in_(bindparam("ids", expanding=True)))
 # attempts made for each case's current report (see _round_attempts)
@@ -335,7 +345,7 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
         row = info.get(r.attempt_id)
         if row is None:
             continue
-        _aid, case_id, key, claimed_at, phone = row
+        _aid, case_id, key, claimed_at, phone, _state = row
         if case_id in seen_cases:  # a second result for one case: after this batch has settled the first
             later.append(i)
             continue
@@ -350,13 +360,21 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
                 "outcome_reason": r.detail or None, "case_id": case_id, "flow_path": [], "digits": []}
         now_batch.append((i, r, case_id, uniqueid))
     call_ids = _log_calls(session, list(call_rows.values()))
+    # the results whose attempt is still in one of their from_states move (the read above locked
+    # the rows): one executemany per set of from_states instead of one UPDATE per result
+    settle: dict[tuple[str, ...], list[dict]] = {}
     for i, r, case_id, uniqueid in now_batch:
-        res = conn.execute(_SETTLE, {
-            "aid": r.attempt_id, "from_states": list(r.from_states), "to_state": r.outcome, "now": now,
+        if info[r.attempt_id][5] not in r.from_states:
+            continue  # moved on meanwhile (e.g. the survey stored a rating): nothing to do
+        settle.setdefault(tuple(r.from_states), []).append({
+            "aid": r.attempt_id, "to_state": r.outcome, "now": now,
             "detail": r.detail or r.outcome, "call_id": call_ids.get(uniqueid) if uniqueid else None,
             "result": Satisfaction.NOT_RATED if r.outcome == NOT_RATED else None})
-        if res.rowcount == 1:
-            moved[case_id] = (i, info[r.attempt_id][2], r.outcome)
+        moved[case_id] = (i, info[r.attempt_id][2], r.outcome)
+    for from_states, params in settle.items():
+        res = conn.execute(_settle_statement(from_states), params)
+        if res.rowcount >= 0 and res.rowcount != len(params):  # cannot happen with the rows locked
+            raise RuntimeError(f"callback results: {len(params)} attempts to settle, {res.rowcount} moved")
     if moved:
         ids = list(moved)
         cases = {row[0]: row for row in conn.execute(_SETTLE_CASES, {"ids": ids})}
