@@ -22,7 +22,7 @@ from typing import Any
 
 from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
 from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_text
-from .stream import AGIStream
+from .stream import AGIStream, Deadlines
 from .util import mask_in_text, mask_number
 
 __all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
@@ -138,6 +138,7 @@ class FastAGIServer:
         self._sessions: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
         self._stopped: asyncio.Event | None = None
+        self._deadlines: Deadlines | None = None
 
     # ---- lifecycle -----------------------------------------------------
 
@@ -158,8 +159,9 @@ class FastAGIServer:
             return
         self._stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
+        deadlines = self._deadlines = Deadlines(loop)  # every connection's read deadline, one timer
         self._server = await loop.create_server(
-            lambda: _Connection(self, loop), self.host, self._requested_port, backlog=self.backlog)
+            lambda: _Connection(self, loop, deadlines), self.host, self._requested_port, backlog=self.backlog)
         log.info("FastAGI server listening on %s:%d", self.host, self.port)
 
     async def serve_forever(self) -> None:
@@ -184,6 +186,8 @@ class FastAGIServer:
             await asyncio.wait(pending, timeout=2.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 2.0)
+        if self._deadlines is not None:
+            self._deadlines.close()
         assert self._stopped is not None
         self._stopped.set()
         log.info("FastAGI server stopped (%s)", self.stats.snapshot())
@@ -196,46 +200,70 @@ class FastAGIServer:
         await self.stop()
 
     # ---- one connection ------------------------------------------------
+    # One coroutine frame for the whole call (header, routing, context, handler): every wake-up of
+    # the call resumes each frame of its await chain, so helpers here would cost on every command.
 
-    async def _on_connect(self, reader: AGIStream, writer: AGIStream) -> None:
-        task = asyncio.current_task()
-        sid = f"agi-{next(self._ids)}"
-        if task is not None:
-            task.set_name(sid)
-            self._sessions.add(task)
-        self.stats.connections += 1
-        self.stats.active += 1
+    async def _on_connect(self, conn: _Connection, sid: str) -> None:
+        stats = self.stats
+        stats.connections += 1
+        stats.active += 1
         try:
             try:
-                request = await self._read_header(reader, task)
+                request = await self._read_header(conn)
             except HeaderError as exc:
-                self.stats.errors[exc.kind] += 1
-                log.warning("%s from %s: closed, %s: %s", sid, _peer(writer), exc.kind, mask_in_text(str(exc)))
+                stats.errors[exc.kind] += 1
+                log.warning("%s from %s: closed, %s: %s", sid, _peer(conn), exc.kind, mask_in_text(str(exc)))
                 return
-            await self._run_call(sid, request, reader, writer)
+            channel = AGIChannel(conn, conn, request, command_timeout=self.command_timeout, session_id=sid)
+            who = _Who(sid, request)
+            handler = self.router.get(request.script)
+            if handler is None:
+                stats.errors["unknown_script"] += 1
+                log.warning("%s: unknown AGI script %r, sending call to %s=%s", who, request.script, *self.safe_next)
+                await self._to_safety(who, channel, "UnknownScript")
+                return
+            log.debug("%s: start", who)
+            started = False
+            try:
+                if self.context_factory is None:
+                    started = True
+                    try:
+                        await handler(channel)
+                    except AGIHangup:
+                        stats.hangups += 1  # a normal end of a call, not an error
+                else:
+                    async with self.context_factory(request) as ctx:
+                        channel.context = ctx
+                        started = True
+                        await self._call(handler, channel)  # a hangup: the context exits cleanly
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                kind = "handler_exception" if started else "context_error"
+                stats.errors[kind] += 1
+                log.error("%s: %s %s, sending call to %s=%s", who, kind.replace("_", " "), _describe(exc), *self.safe_next)
+                await self._to_safety(who, channel, type(exc).__name__)
+            else:
+                stats.sessions_served += 1
+                log.debug("%s: done (%d commands)", who, channel.commands_sent)
+            finally:
+                channel.release()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug here must not take the server down
-            self.stats.errors["internal"] += 1
+            stats.errors["internal"] += 1
             log.error("%s: internal error %s: %s", sid, type(exc).__name__, mask_in_text(str(exc)))
         finally:
-            self._close(writer)
-            self.stats.active -= 1
-            if task is not None:
-                self._sessions.discard(task)
+            self._close(conn)
+            stats.active -= 1
+            self._sessions.discard(conn.task)
 
-    async def _read_header(self, reader: AGIStream, task: asyncio.Task | None) -> AGIRequest:
+    async def _read_header(self, reader: AGIStream) -> AGIRequest:
         # The first line alone (so garbage such as an HTTP request is refused at once), then the
         # rest of the block in one read: per-line reads cost ~45 us more per call.
         # (A block of a single header line then waits for header_timeout; Asterisk sends ~25.)
-        # The deadline is a bare timer cancelling this task, not asyncio.timeout(): a third of the
-        # Python calls of that context manager, on every call.
+        # The deadline was armed when the connection was accepted (_Connection.connection_made).
         count = 0
-        expired: list[bool] = []
-        timer = None
-        if task is not None:
-            cancelling = task.cancelling()
-            timer = asyncio.get_running_loop().call_later(self.header_timeout, _expire, task, expired)
         try:
             first = await reader.readuntil(b"\n")
             if first in (b"\n", b"\r\n"):
@@ -243,12 +271,10 @@ class FastAGIServer:
             parse_header_line(first.decode("utf-8").rstrip("\n"))
             count = 1
             rest = await reader.readuntil(b"\n\n")
-        except asyncio.CancelledError:
-            if expired and task is not None and task.uncancel() <= cancelling:  # ours, not a stop()
-                raise HeaderError(
-                    "header_timeout", f"no complete header within {self.header_timeout:g}s ({count} lines)"
-                ) from None
-            raise
+        except TimeoutError:  # (before OSError: TimeoutError is one)
+            raise HeaderError(
+                "header_timeout", f"no complete header within {self.header_timeout:g}s ({count} lines)"
+            ) from None
         except asyncio.IncompleteReadError as exc:
             seen = count + exc.partial.count(b"\n")
             raise HeaderError("client_vanished", f"connection closed after {seen} header lines") from None
@@ -259,8 +285,7 @@ class FastAGIServer:
         except (ConnectionError, OSError) as exc:
             raise HeaderError("client_vanished", f"connection lost ({type(exc).__name__})") from None
         finally:
-            if timer is not None:
-                timer.cancel()
+            reader.disarm()
         try:
             text = (first + rest).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -270,43 +295,6 @@ class FastAGIServer:
         if count > self.max_header_lines:
             raise HeaderError("too_many_header_lines", f"{count} header lines (max {self.max_header_lines})")
         return build_request(parse_header_text(text, count), copy=False)
-
-    async def _run_call(self, sid: str, request: AGIRequest, reader: AGIStream, writer: AGIStream) -> None:
-        channel = AGIChannel(reader, writer, request, command_timeout=self.command_timeout, session_id=sid)
-        try:
-            await self._run_channel(sid, request, channel)
-        finally:
-            channel.release()
-
-    async def _run_channel(self, sid: str, request: AGIRequest, channel: AGIChannel) -> None:
-        who = _Who(sid, request)
-        handler = self.router.get(request.script)
-        if handler is None:
-            self.stats.errors["unknown_script"] += 1
-            log.warning("%s: unknown AGI script %r, sending call to %s=%s", who, request.script, *self.safe_next)
-            await self._to_safety(who, channel, "UnknownScript")
-            return
-        log.debug("%s: start", who)
-        started = False
-        try:
-            if self.context_factory is None:
-                started = True
-                await self._call(handler, channel)
-            else:
-                async with self.context_factory(request) as ctx:
-                    channel.context = ctx
-                    started = True
-                    await self._call(handler, channel)
-            self.stats.sessions_served += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            kind = "handler_exception" if started else "context_error"
-            self.stats.errors[kind] += 1
-            log.error("%s: %s %s, sending call to %s=%s", who, kind.replace("_", " "), _describe(exc), *self.safe_next)
-            await self._to_safety(who, channel, type(exc).__name__)
-        else:
-            log.debug("%s: done (%d commands)", who, channel.commands_sent)
 
     async def _call(self, handler: Handler, channel: AGIChannel) -> None:
         try:
@@ -343,11 +331,6 @@ class FastAGIServer:
             asyncio.get_running_loop().call_later(1.0, transport.abort)
 
 
-def _expire(task: asyncio.Task, expired: list[bool]) -> None:
-    expired.append(True)
-    task.cancel()
-
-
 class _Who:
     """The call as log lines name it, formatted only when a line is written (most calls log none)."""
 
@@ -363,16 +346,21 @@ class _Who:
 
 
 class _Connection(AGIStream):
-    """One accepted connection: its session task starts as soon as the socket is accepted."""
+    """One accepted connection: its session task starts as soon as the socket is accepted, with the
+    header's deadline armed."""
 
-    def __init__(self, server: FastAGIServer, loop: asyncio.AbstractEventLoop):
-        super().__init__(server.max_line)
+    def __init__(self, server: FastAGIServer, loop: asyncio.AbstractEventLoop, deadlines: Deadlines):
+        super().__init__(server.max_line, loop=loop, deadlines=deadlines)
         self._agi_server = server
-        self._loop = loop
+        self.task: asyncio.Task | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._loop.create_task(self._agi_server._on_connect(self, self))
+        server = self._agi_server
+        self.arm(server.header_timeout)
+        sid = f"agi-{next(server._ids)}"
+        self.task = task = self._loop.create_task(server._on_connect(self, sid), name=sid)  # type: ignore[union-attr]
+        server._sessions.add(task)
 
 
 def _peer(writer: AGIStream) -> str:

@@ -103,7 +103,7 @@ class AGIStream(asyncio.Protocol):
         self._waiter: asyncio.Future | None = None
         self._wanted = b"\n"  # what the waiter waits for
         self._line_waiter = False  # the waiter's result is the line itself (next_line)
-        self._expired = False  # the deadline passed: reads that must wait fail until re-armed
+        self.expired = False  # the deadline passed: reads that must wait fail (until arm/disarm)
         self._paused = False  # the transport asked us to stop writing (its buffer is full)
         self._drain_waiter: asyncio.Future | None = None
         self._lost = False
@@ -198,13 +198,18 @@ class AGIStream(asyncio.Protocol):
         loop = self._loop
         assert loop is not None and self.deadlines is not None, "arm() before connection_made()"
         when = self.deadline = loop.time() + limit
-        self._expired = False
+        self.expired = False
         if when < self.deadlines.next_at:
             self.deadlines.schedule(when)
 
+    def disarm(self) -> None:
+        """No deadline (AGIChannel does the same by setting both attributes)."""
+        self.deadline = 0.0
+        self.expired = False
+
     def _expire(self) -> None:
         self.deadline = 0.0
-        self._expired = True
+        self.expired = True
         for waiter in (self._waiter, self._drain_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_exception(TimeoutError("read deadline passed"))
@@ -238,7 +243,7 @@ class AGIStream(asyncio.Protocol):
     def next_line(self) -> asyncio.Future:
         """A future for the next line, when `take_line()` just returned None: its result is the
         line; it fails as `take_line` would, or with TimeoutError when the deadline passes."""
-        if self._expired:
+        if self.expired:
             raise TimeoutError("read deadline passed")
         if self._reading_paused and not self._lost and self.transport is not None:
             self._reading_paused = False
@@ -277,7 +282,7 @@ class AGIStream(asyncio.Protocol):
                 partial = bytes(buffer)
                 buffer.clear()
                 raise asyncio.IncompleteReadError(partial, None)
-            if self._expired:
+            if self.expired:
                 raise TimeoutError("read deadline passed")
             offset = max(0, len(buffer) + 1 - seplen)
             if self._reading_paused and not self._lost and self.transport is not None:
@@ -305,7 +310,7 @@ class AGIStream(asyncio.Protocol):
             raise self._error or ConnectionResetError("connection lost")
         if not self._paused:
             return
-        if self._expired:
+        if self.expired:
             raise TimeoutError("write deadline passed")
         waiter = self._loop.create_future()  # type: ignore[union-attr]
         self._drain_waiter = waiter
