@@ -69,16 +69,25 @@ class AMIStats:
 class _Pending:
     """One written action waiting for its answer; lives and dies with the link it was written on."""
 
-    __slots__ = ("kind", "action_id", "action", "future", "response", "items", "complete")
+    __slots__ = ("kind", "action_id", "_action", "_shown", "future", "response", "items", "complete")
 
     def __init__(self, kind: str, action_id: str, action: dict[str, Any]) -> None:
         self.kind = kind  # "single" | "list" | "originate"
         self.action_id = action_id
-        self.action = action  # redacted copy, for errors
+        self._action = action  # as written (secrets included): never shown, see ``action``
+        self._shown: dict[str, Any] | None = None
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.response: Message | None = None
         self.items: list[Message] = []
         self.complete = False
+
+    @property
+    def action(self) -> dict[str, Any]:
+        """The redacted copy, for errors: made only when one needs it (most actions just succeed,
+        and masking every Originate's values cost the callback runner ~15 us per call)."""
+        if self._shown is None:
+            self._shown = redacted(self._action)
+        return self._shown
 
     def feed(self, msg: Message) -> None:
         if self.future.done():
@@ -603,31 +612,27 @@ class AMIClient:
         full = dict(action)
         full["ActionID"] = action_id
         payload = encode_action(full)  # may raise before anything is sent
-        shown = redacted(full)
         if link is None or link.closed:
             raise AMINotConnected(
                 f"AMI link to {self.label} is down; {name!r} was not sent (and will not be sent later)",
-                action=shown,
+                action=redacted(full),
                 action_id=action_id,
             )
-        pending = _Pending(kind, action_id, shown)
+        pending = _Pending(kind, action_id, full)
         link.pending[action_id] = pending
         link.writer.write(payload)
         self.stats.actions_sent += 1
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("AMI -> %s", shown)
+            log.debug("AMI -> %s", pending.action)
         return pending
 
     async def _wait(self, link: _Link | None, pending: _Pending, timeout: float) -> Any:
         assert link is not None
-
-        async def answer() -> Any:
-            with contextlib.suppress(ConnectionError):
-                await link.writer.drain()  # a reset shows up as AMILinkLost from the reader
-            return await pending.future
-
         try:
-            return await asyncio.wait_for(answer(), timeout)
+            async with asyncio.timeout(timeout):  # (no task per action, unlike wait_for on a coroutine)
+                with contextlib.suppress(ConnectionError):
+                    await link.writer.drain()  # a reset shows up as AMILinkLost from the reader
+                return await pending.future
         except TimeoutError:
             if pending.future.done() and not pending.future.cancelled():
                 return pending.future.result()
