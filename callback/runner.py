@@ -1,7 +1,8 @@
 """Places 回访 calls through Asterisk (R7.4): at most N at once, within calling hours, restart-safe.
 
-One `sweep()` plans attempts for newly reported cases, settles attempts left in flight by a dead
-process, and claims due attempts up to the concurrency cap. Each claimed attempt is committed as
+One `sweep()` plans attempts for newly reported cases (a page of them; the writer plans the rest
+of a large backlog a page after each of its passes, so calls start at once), settles attempts
+left in flight by a dead process, and claims due attempts up to the concurrency cap. Each claimed attempt is committed as
 `dialing` BEFORE its Originate (ChannelId = the attempt's ledger id), then:
 
 - OriginateResponse Failure -> busy / no answer / failed by its Reason: retry with backoff or the
@@ -138,6 +139,7 @@ class CallbackRunner:
         self._last_plan = -1e9
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
+        self._plan_more = False  # the writer plans the rest of a large backlog, a page after each pass
         self._passes = 0  # writer passes done (sweep waits for the one after its request)
         self._pass_done = asyncio.Event()
         self._pass_running = False
@@ -235,15 +237,33 @@ class CallbackRunner:
             # Planning and crash recovery scan the backlog: periodically, not on every freed slot,
             # so the scheduler's cost per call does not grow with the backlog.
             self._last_plan = time.monotonic()
-            while True:  # one short transaction per page: the bookkeeping of calls is not held up
-                made = await self._tx(lambda s: A.plan_due(s, self.domain, batch=self.opts.plan_batch, pages=1))
-                self.stats.planned += made
-                if made < self.opts.plan_batch:
-                    break
+            if not self._plan_more:
+                # one short transaction per page: the first now, so that calls start at once, the
+                # rest of a large backlog by the writer between its passes while they run
+                self._plan_more = await self._plan_page() >= self.opts.plan_batch
             await self.reconcile()
         before = self.stats.claimed
         await self._flush()
         return self.stats.claimed - before
+
+    async def _plan_page(self) -> int:
+        made = await self._tx(lambda s: A.plan_due(s, self.domain, batch=self.opts.plan_batch, pages=1))
+        self.stats.planned += made
+        return made
+
+    async def _plan_next_page(self) -> None:
+        """The writer plans the rest of a large backlog one page after each pass: the runner's
+        write transactions stay one at a time (on SQLite a second writer thread would wait for
+        the lock in SQLite's busy handler and hold the claims up)."""
+        try:
+            made = await self._plan_page()
+        except Exception:  # noqa: BLE001 - the next planning sweep goes on from where this stopped
+            log.exception("callback planning failed")
+            made = 0
+        if made < self.opts.plan_batch or self._stopping:
+            self._plan_more = False
+        self._wake.set()  # the next pass claims what was just planned
+        self._changed.set()
 
     # ---- the writer: one transaction per pass ------------------------------------------------
     def _kick(self) -> None:
@@ -282,6 +302,10 @@ class CallbackRunner:
                 self._pass_running = False
                 self._passes += 1
                 self._pass_done.set()
+            if self._plan_more:
+                t0 = time.perf_counter()
+                await self._plan_next_page()
+                self.writer_seconds += time.perf_counter() - t0
 
     def _wanted(self) -> int:
         """Attempts to claim in this pass (before subtracting other processes' calls): the free
@@ -573,7 +597,7 @@ class CallbackRunner:
             while True:
                 self._changed.clear()
                 await self.sweep()
-                if not self._tasks and not self._adopted and not self._ready:
+                if not self._tasks and not self._adopted and not self._ready and not self._plan_more:
                     if self.budget == 0 or self._stopping or self.paused():
                         break
                     nothing_due = await self._tx(lambda s: A.due_count(s, self.domain) == 0

@@ -164,6 +164,24 @@ async def test_issue5_results_of_calls_ending_together_share_transactions(seeded
         assert audit.verify(s).ok
 
 
+async def test_issue5_a_backlog_larger_than_a_planning_page_is_called_while_it_is_planned(seeded, domain):
+    """Calls start after the first page of planning; the rest is planned page by page while they
+    run, and drain waits for it: every case dialled exactly once."""
+    d = _policy(domain, concurrency=2, max_attempts=1)
+    numbers = [reported_case(seeded, d, f"2390500{i:04d}") for i in range(9)]
+    async with FakePBX(busy_after=0.01) as pbx:
+        runner, ami = await _runner(pbx, d, seeded, plan_batch=2)
+        try:
+            stats = await runner.drain(timeout=30)
+            assert not runner._plan_more
+        finally:
+            await runner.stop()
+            await ami.stop()
+    assert stats.planned == 9 and stats.claimed == 9 and stats.outcomes == {"busy": 9}, stats
+    assert sorted(pbx.dialled) == sorted(f"cb-{n}-1" for n in numbers) and set(pbx.dialled.values()) == {1}
+    assert pbx.peak_up <= 2
+
+
 async def test_issue5_crash_between_call_end_and_batched_write_is_settled_never_redialled(seeded, domain, clock):
     """The calls ended (busy) but the process died before the writer's transaction: the attempts
     are still `dialing` with Asterisk's ledger entry. After restart reconcile counts them as
