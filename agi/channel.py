@@ -141,7 +141,7 @@ class AGIChannel:
         self._reader = reader
         self._writer = writer
         self._transport = writer.transport
-        self._loop = asyncio.get_running_loop()
+        self._loop = reader.loop or asyncio.get_running_loop()  # (get_running_loop: a getpid() each)
         self._debug = log.isEnabledFor(logging.DEBUG)  # checked once per call, not twice per command
         self._turns = _Turns()  # one command at a time on the stream
         self._owed = 0  # responses still due for commands already sent

@@ -22,7 +22,7 @@ from typing import Any
 
 from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
 from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_text
-from .stream import AGIStream, Deadlines
+from .stream import AGIStream, BufferedAGIStream, Deadlines, stream_class
 from .util import mask_in_text, mask_number
 
 __all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
@@ -161,7 +161,7 @@ class FastAGIServer:
         loop = asyncio.get_running_loop()
         deadlines = self._deadlines = Deadlines(loop)  # every connection's read deadline, one timer
         self._server = await loop.create_server(
-            lambda: _Connection(self, loop, deadlines), self.host, self._requested_port, backlog=self.backlog)
+            _connection_factory(self, loop, deadlines), self.host, self._requested_port, backlog=self.backlog)
         log.info("FastAGI server listening on %s:%d", self.host, self.port)
 
     async def serve_forever(self) -> None:
@@ -349,8 +349,8 @@ class _Connection(AGIStream):
     """One accepted connection: its session task starts as soon as the socket is accepted, with the
     header's deadline armed."""
 
-    def __init__(self, server: FastAGIServer, loop: asyncio.AbstractEventLoop, deadlines: Deadlines):
-        super().__init__(server.max_line, loop=loop, deadlines=deadlines)
+    def __init__(self, server: FastAGIServer, loop: asyncio.AbstractEventLoop, deadlines: Deadlines, **kwargs: Any):
+        super().__init__(server.max_line, loop=loop, deadlines=deadlines, **kwargs)
         self._agi_server = server
         self.task: asyncio.Task | None = None
 
@@ -359,8 +359,20 @@ class _Connection(AGIStream):
         server = self._agi_server
         self.arm(server.header_timeout)
         sid = f"agi-{next(server._ids)}"
-        self.task = task = self._loop.create_task(server._on_connect(self, sid), name=sid)  # type: ignore[union-attr]
+        self.task = task = self.loop.create_task(server._on_connect(self, sid), name=sid)  # type: ignore[union-attr]
         server._sessions.add(task)
+
+
+class _BufferedConnection(_Connection, BufferedAGIStream):
+    """The same on asyncio's own loop: received into one buffer the server's connections share."""
+
+
+def _connection_factory(server: FastAGIServer, loop: asyncio.AbstractEventLoop,
+                        deadlines: Deadlines) -> Callable[[], _Connection]:
+    if stream_class(loop) is BufferedAGIStream:
+        scratch = memoryview(bytearray(65536))
+        return lambda: _BufferedConnection(server, loop, deadlines, scratch=scratch)
+    return lambda: _Connection(server, loop, deadlines)
 
 
 def _peer(writer: AGIStream) -> str:
