@@ -398,9 +398,10 @@ class CallbackRunner:
                 continue
             free -= 1
             self._calling.add(c.attempt_id)
-            task = asyncio.create_task(self._place(c), name=f"callback {c.key}")
+            dialled = self._dial(c)
+            task = asyncio.create_task(self._place(c, dialled), name=f"callback {c.key}")
             self._tasks[c.attempt_id] = task
-            task.add_done_callback(lambda t, aid=c.attempt_id: self._done(aid, t))
+            task.add_done_callback(lambda t, aid=c.attempt_id, d=dialled: self._done(aid, t, d[2]))
         if stale or (not self._dry and self._wanted() > 0):
             self._kick()
 
@@ -426,7 +427,9 @@ class CallbackRunner:
         self._kick()
         return await fut
 
-    def _done(self, attempt_id: int, task: asyncio.Task) -> None:
+    def _done(self, attempt_id: int, task: asyncio.Task, answer: Any = None) -> None:
+        if asyncio.iscoroutine(answer):
+            answer.close()  # no-op unless the task was cancelled before it awaited the answer
         self._tasks.pop(attempt_id, None)
         self._call_ended(attempt_id)
         self._adopted.pop(attempt_id, None)
@@ -448,20 +451,33 @@ class CallbackRunner:
     def _channel_id(self, key: str) -> str:
         return f"{self.opts.channel_prefix}{key}"
 
-    async def _place(self, c: A.Claimed) -> CallResult:
+    def _dial(self, c: A.Claimed) -> tuple[float, Any, Any]:
+        """Write the Originate now, while the line is free, not when the call's task first runs.
+        Returns (when, clock time, the answer to await or the exception raised before writing)."""
         chan = self._channel_id(c.key)
+        self._hangups.setdefault(chan, asyncio.Event())  # before any of its events can arrive
+        t0, sent_at = time.monotonic(), self.domain.clock()
+        try:
+            answer = self.ami.send_originate(
+                f"Local/{c.phone}@{self.opts.context}", context=self.opts.context, exten="survey", priority=1,
+                caller_id=self.opts.caller_id, channel_id=chan, dial_timeout=self.opts.dial_timeout,
+                variables={"__CALLBACK_KEY": c.key, "__CALLBACK_LEDGER": chan, "CALLBACK_CASE": c.case_number},
+            )
+        except Exception as exc:  # noqa: BLE001 - raised in the call's task, where it is handled
+            answer = exc
+        return t0, sent_at, answer
+
+    async def _place(self, c: A.Claimed, dialled: tuple[float, Any, Any]) -> CallResult:
+        chan = self._channel_id(c.key)
+        t0, sent_at, answer = dialled
         hung = self._hangups.setdefault(chan, asyncio.Event())
-        t0 = time.monotonic()
-        sent_at = self.domain.clock()
         result = CallResult(c.key, "unknown")
         settled = False  # the store holds the final outcome: Asterisk's ledger entry may go
         try:
             try:
-                reply = await self.ami.originate(
-                    f"Local/{c.phone}@{self.opts.context}", context=self.opts.context, exten="survey", priority=1,
-                    caller_id=self.opts.caller_id, channel_id=chan, dial_timeout=self.opts.dial_timeout,
-                    variables={"__CALLBACK_KEY": c.key, "__CALLBACK_LEDGER": chan, "CALLBACK_CASE": c.case_number},
-                )
+                if isinstance(answer, BaseException):
+                    raise answer
+                reply = await answer
             except AMINotConnected:
                 # certainly not written: the same key may go again
                 self._call_ended(c.attempt_id)

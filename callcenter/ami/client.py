@@ -25,7 +25,7 @@ import inspect
 import itertools
 import logging
 import secrets as _secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -543,7 +543,12 @@ class AMIClient:
         lines = reply.get_all("Output")
         return lines if lines else list(reply.unparsed)
 
-    async def originate(
+    async def originate(self, channel: str, **kwargs: Any) -> Message:
+        """Originate a call; sent at most once, never queued, never retried (see ``send_originate``
+        for the arguments and the answer)."""
+        return await self.send_originate(channel, **kwargs)
+
+    def send_originate(
         self,
         channel: str,
         *,
@@ -561,8 +566,11 @@ class AMIClient:
         async_: bool = True,
         timeout: float | None = None,
         extra: Mapping[str, Any] | None = None,
-    ) -> Message:
-        """Originate a call; sent at most once, never queued, never retried.
+    ) -> Coroutine[Any, Any, Message]:
+        """Originate a call: written at once (before this returns), at most once, never queued,
+        never retried; returns the coroutine that waits for its answer (await it: the answer is
+        matched only while it waits). ``AMINotConnected`` and ``ActionEncodingError`` are raised
+        here, before anything is written.
 
         Give either ``context``/``exten``/``priority`` or ``application``/``data``. ``channel_id`` sets
         the new channel's Uniqueid (Local ``;2`` leg gets ``channel_id;2``); when omitted one is made
@@ -599,7 +607,7 @@ class AMIClient:
         link = self._link if self._connected else None
         pending = self._submit(link, action, "originate" if async_ else "single")
         wait = dial_timeout + self.action_timeout if timeout is None else timeout
-        return await self._wait(link, pending, wait)
+        return self._wait(link, pending, wait)
 
     # -- internals: sending -----------------------------------------------------------------------
     def _submit(self, link: _Link | None, action: Mapping[str, Any], kind: str) -> _Pending:
@@ -813,6 +821,8 @@ class AMIClient:
                 pending = link.pending.get(action_id)
                 if pending is not None:
                     pending.feed(msg)
+                    if pending.future.done():  # answered (its waiter also removes it, if it waits)
+                        del link.pending[action_id]
             for sub in list(self._subscriptions):
                 sub.deliver(msg)
         elif msg.is_response:
@@ -820,6 +830,8 @@ class AMIClient:
             pending = link.pending.get(action_id) if action_id is not None else None
             if pending is not None:
                 pending.feed(msg)
+                if pending.future.done():
+                    del link.pending[action_id]
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug("AMI response nobody waits for (late or foreign): %r", msg)
         else:
