@@ -65,6 +65,11 @@ class Router(Mapping[str, Handler]):
     def __getitem__(self, path: str) -> Handler:
         return self._routes[_normalize(path)]
 
+    def get(self, path: str, default: Any = None) -> Any:
+        # one call per call instead of Mapping.get's three (the request's script is already bare)
+        handler = self._routes.get(path)
+        return handler if handler is not None else self._routes.get(_normalize(path), default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._routes)
 
@@ -222,7 +227,9 @@ class FastAGIServer:
                 log.warning("%s: unknown AGI script %r, sending call to %s=%s", who, request.script, *self.safe_next)
                 await self._to_safety(who, channel, "UnknownScript")
                 return
-            log.debug("%s: start", who)
+            debug = log.isEnabledFor(logging.DEBUG)  # once, not once per line
+            if debug:
+                log.debug("%s: start", who)
             started = False
             try:
                 if self.context_factory is None:
@@ -245,7 +252,8 @@ class FastAGIServer:
                 await self._to_safety(who, channel, type(exc).__name__)
             else:
                 stats.sessions_served += 1
-                log.debug("%s: done (%d commands)", who, channel.commands_sent)
+                if debug:
+                    log.debug("%s: done (%d commands)", who, channel.commands_sent)
             finally:
                 channel.release()
         except asyncio.CancelledError:
