@@ -246,6 +246,14 @@ def server_process(impl: str, port: int, loop: str = "asyncio"):
 
 
 def cpu_seconds(pid: int, children: bool = False) -> float:
+    """CPU time of a process. Without ``children``: the scheduler's own count in nanoseconds, summed
+    over its threads (clock ticks of 10 ms are too coarse for a server's ~0.3 ms per call)."""
+    if not children:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
     if children:
@@ -386,6 +394,15 @@ def asterisk_cli(command: str) -> str:
     return out.stdout
 
 
+def asterisk_calls_processed() -> int | None:
+    """Asterisk's count of calls processed since start (one per benchmark call): a run's calls
+    beyond its own were someone else's, and their CPU counts in "Asterisk CPU"."""
+    for line in asterisk_cli("core show channels count").splitlines():
+        if line.strip().endswith("calls processed"):
+            return int(line.split()[0])
+    return None
+
+
 def asterisk_pid() -> int:
     from callcenter.pbx.provision import running_pids
     from callcenter.settings import get_settings
@@ -499,6 +516,7 @@ class RunResult:
     server_cpu_ms: float | None = None
     asterisk_cpu_ms: float = 0.0
     lost: int = 0
+    foreign: int | None = None  # calls through Asterisk during the run that were not this run's
 
     @property
     def rate(self) -> float:
@@ -511,6 +529,7 @@ class RunResult:
             f"{statistics.median(self.session_ms):6.1f} ms (p90 {_pct(self.session_ms, 90):.1f})  "
             f"originate->done median {statistics.median(self.wall_ms):6.1f} ms  "
             f"Asterisk CPU {self.asterisk_cpu_ms:.2f} ms/call{cpu}  lost {self.lost}  "
+            f"{'' if self.foreign is None else f'other calls in Asterisk {self.foreign}  '}"
             f"statuses {self.statuses}  BENCH_VAR ok {self.var_ok}/{self.completed}"
         )
 
@@ -527,6 +546,7 @@ async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
                     server_pid: int | None, ast_pid: int, timeout: float = 15.0, label: str | None = None) -> RunResult:
     sem = asyncio.Semaphore(inflight)
     result = RunResult(label or impl, n, 0, 0.0)
+    processed0 = asterisk_calls_processed() if server_pid else None  # (measured runs only)
     server_cpu0 = cpu_seconds(server_pid) if server_pid else None
     ast_cpu0 = cpu_seconds(ast_pid, children=True)
 
@@ -564,6 +584,10 @@ async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
         result.server_cpu_ms = (cpu_seconds(server_pid) - server_cpu0) * 1000 / max(result.completed, 1)
     await asyncio.sleep(0.3)  # let Asterisk reap the last AGI children before reading their CPU
     result.asterisk_cpu_ms = (cpu_seconds(ast_pid, children=True) - ast_cpu0) * 1000 / max(result.completed, 1)
+    if processed0 is not None:
+        processed1 = asterisk_calls_processed()
+        if processed1 is not None:
+            result.foreign = processed1 - processed0 - n
     return result
 
 
@@ -628,6 +652,12 @@ def summarize_throughput(results: list[RunResult]) -> str:
             f"| {impl} | {statistics.median(rates):.0f} | {', '.join(f'{x:.0f}' for x in rates)} (N={rs[0].calls}) | "
             f"{sess:.1f} | {wall:.1f} | {ast:.2f} | (in Asterisk's children) | {sum(r.lost for r in rs)} |"
         )
+    counted = [r for r in results if r.foreign is not None]
+    if counted:
+        busy = [r for r in counted if r.foreign]
+        out.append("")
+        out.append(f"Other calls through Asterisk during the measured runs: {sum(r.foreign for r in counted)} "
+                   f"({len(busy)} of {len(counted)} runs had any).")
     labels = list(dict.fromkeys(r.impl for r in results))
     pairs = [(a, b) for a in labels if a.startswith("ours") for b in labels if b.startswith("panoramisk")]
     for a, b in pairs:
