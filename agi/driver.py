@@ -23,11 +23,6 @@ READ_VARIABLE = "IVR_DIGITS"
 # asterisk/extensions.conf: the AwaitInput announcement and the Read() in one AGI GOSUB, so that no
 # key falls between them (res_agi drops a key that comes between two commands) and one round trip less.
 READ_CONTEXT = "callcenter-read"
-# asterisk/extensions.conf: prompts, digits, prompts said in one AGI GOSUB. Output the caller cannot
-# interrupt needs no answer before the next step, so the driver holds it and sends what comes
-# together as one command (a say node's lead-in and number, the end node's prompt: 3 commands -> 1).
-SAY_CONTEXT = "callcenter-say"
-_MAX_HELD = 1000  # characters of held file names and digits: well inside res_agi's command line
 _PROMPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -53,10 +48,6 @@ class AGIDriver:
         self.prompt_dir = prompt_dir  # e.g. "bench-silent": the same menu with silent prompts
         self.recorded: list[str] = []
         self._awaiting: str | None = None  # an AwaitInput announcement held for the next read (notify)
-        # held non-interruptible output (see SAY_CONTEXT): files, then digits, then files
-        self._before: list[str] = []
-        self._digits: str | None = None
-        self._after: list[str] = []
 
     prompt_dir_for = staticmethod(prompt_dir_for)  # so callers need only the class
 
@@ -67,9 +58,6 @@ class AGIDriver:
             raise CallerHungUp() from exc
 
     async def play(self, prompts: list[str], interruptible: bool) -> str | None:
-        if not interruptible and all(_PROMPT_NAME.fullmatch(name) for name in prompts):
-            await self._hold([f"{self.prompt_dir}/{name}" for name in prompts], None)
-            return None
         await self._announce()
         escape = ALL_DIGITS if interruptible else ""
         for name in prompts:
@@ -110,7 +98,6 @@ class AGIDriver:
         files = "&".join(f"{self.prompt_dir}/{name}" for name in prompts)
         timeout = f"{max(timeout_s, 0.5):g}"
         command_timeout = self.channel.command_timeout + timeout_s * (max_digits + 1)
-        await self.flush()
         node, self._awaiting = self._awaiting, None
         if node is None:
             # Read(variable,filenames,maxdigits,options,attempts,timeout)
@@ -144,41 +131,8 @@ class AGIDriver:
         await self._guard(self.channel.say_number(n))
 
     async def say_digits(self, s: str) -> None:
-        if s.isdigit():
-            await self._hold([], s)
-            return
         await self._announce()
         await self._guard(self.channel.say_digits(s))
-
-    async def _hold(self, files: list[str], digits: str | None) -> None:
-        """Hold output the caller cannot interrupt, in the shape one [callcenter-say] takes."""
-        if self._awaiting is not None or (digits is not None and (self._digits is not None or self._after)) \
-                or sum(map(len, self._before + self._after + files)) + len(digits or self._digits or "") > _MAX_HELD:
-            await self._announce()
-        if digits is not None:
-            self._digits = digits
-        (self._before if self._digits is None else self._after).extend(files)
-
-    async def flush(self) -> None:
-        """Say the held output now: one STREAM FILE or SAY DIGITS if that is all it is (a missing
-        prompt then raises, as always), else one GOSUB into [callcenter-say]."""
-        before, digits, after = self._before, self._digits, self._after
-        if not before and digits is None:
-            return
-        self._before, self._digits, self._after = [], None, []
-        if digits is None and len(before) == 1:
-            await self._guard(self.channel.stream_file(before[0], ""))
-        elif digits is not None and not before and not after:
-            await self._guard(self.channel.say_digits(digits))
-        else:
-            # ARG1 files before (& between), ARG2 digits, ARG3 files after; any may be empty
-            response = await self._guard(self.channel.send("GOSUB", SAY_CONTEXT, "s", "1",
-                                                           f"{'&'.join(before)},{digits or ''},{'&'.join(after)}"))
-            if response.result != 0:
-                if self.channel.hungup:
-                    raise CallerHungUp()
-                raise AGIError(f"GOSUB {SAY_CONTEXT} failed (result={response.result_raw})", command="GOSUB",
-                               response=response)
 
     async def record(self, name: str, max_seconds: int) -> str | None:
         await self._announce()
@@ -201,9 +155,7 @@ class AGIDriver:
         await self._guard(self.channel.user_event(f"Callcenter{event}", **fields))
 
     async def _announce(self) -> None:
-        """Before a command of its own: say the held output (flush), then send a held AwaitInput
-        announcement (notify) unless that command carries it."""
-        await self.flush()
+        """Send a held AwaitInput announcement (notify) before a command that does not carry it."""
         node, self._awaiting = self._awaiting, None
         if node is not None:
             await self._guard(self.channel.user_event("CallcenterAwaitInput", node=node))

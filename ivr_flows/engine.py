@@ -85,10 +85,6 @@ class Driver(Protocol):
     async def notify(self, event: str, **fields: Any) -> None:
         """Out-of-band event (AGI: AMI UserEvent). The engine sends AwaitInput(node=...)."""
 
-    # Optional: `async def flush(self) -> None` plays whatever output the driver still holds back
-    # (the AGI driver joins non-interruptible prompts and digits into one command); the engine
-    # calls it when the flow ends, so the caller hears everything before leaving it.
-
 
 @dataclass
 class Flow:
@@ -314,30 +310,14 @@ class FlowRunner:
                     raise FlowError(f"node {node_id!r}: unknown type {kind!r}")
                 node_id = await handler(node_id, node)
         except _Finished as done:
-            finished = done
+            return self._result(done.outcome, done.reason)
         except CallerHungUp:
             return self._result(self._hangup_outcome, "hangup")
         except Exception as exc:  # noqa: BLE001 - the caller must never be stranded
-            return self._failed(node_id, exc)
-        try:
-            await self._flush()  # the end node's prompts, if the driver held them back
-        except CallerHungUp:
-            return self._result(self._hangup_outcome, "hangup")
-        except Exception as exc:  # noqa: BLE001
-            return self._failed(node_id, exc)
-        return self._result(finished.outcome, finished.reason)
-
-    def _failed(self, node_id: str, exc: Exception) -> FlowResult:
-        where = self.path[-1] if self.path else node_id
-        error = mask_numbers(f"{where}: {type(exc).__name__}: {exc}")
-        log.error("flow %s failed, queueing the call to an operator: %s", self.flow.name, error)
-        return self._result("queued", "error", error)
-
-    async def _flush(self) -> None:
-        """Play what the driver still holds (Driver.flush, optional: a driver may batch prompts)."""
-        flush = getattr(self.driver, "flush", None)
-        if flush is not None:
-            await flush()
+            where = self.path[-1] if self.path else node_id
+            error = mask_numbers(f"{where}: {type(exc).__name__}: {exc}")
+            log.error("flow %s failed, queueing the call to an operator: %s", self.flow.name, error)
+            return self._result("queued", "error", error)
 
     # Each handler returns the next node id or raises _Finished.
 
