@@ -20,9 +20,6 @@ _PROMPT_DIR_NAME = re.compile(r"[a-z0-9-]+")
 # per prompt and GET DATA for the last; a prompt name must then be safe inside Read()'s arguments.
 READ_APP_MIN_PROMPTS = 3
 READ_VARIABLE = "IVR_DIGITS"
-# asterisk/extensions.conf: the AwaitInput announcement and the Read() in one AGI GOSUB, so that no
-# key falls between them (res_agi drops a key that comes between two commands) and one round trip less.
-READ_CONTEXT = "callcenter-read"
 _PROMPT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -47,7 +44,6 @@ class AGIDriver:
         self.uniqueid = uniqueid
         self.prompt_dir = prompt_dir  # e.g. "bench-silent": the same menu with silent prompts
         self.recorded: list[str] = []
-        self._awaiting: str | None = None  # an AwaitInput announcement held for the next read (notify)
 
     prompt_dir_for = staticmethod(prompt_dir_for)  # so callers need only the class
 
@@ -58,7 +54,6 @@ class AGIDriver:
             raise CallerHungUp() from exc
 
     async def play(self, prompts: list[str], interruptible: bool) -> str | None:
-        await self._announce()
         escape = ALL_DIGITS if interruptible else ""
         for name in prompts:
             digit = await self._guard(self.channel.stream_file(f"{self.prompt_dir}/{name}", escape))
@@ -70,7 +65,6 @@ class AGIDriver:
         if len(prompts) >= READ_APP_MIN_PROMPTS and terminator == "#" and 1 <= max_digits <= 255 \
                 and all(_PROMPT_NAME.fullmatch(name) for name in prompts):
             return await self._read_app(prompts, max_digits, timeout_s)
-        await self._announce()
         # Earlier prompts are interruptible plays; the last one is GET DATA, which keeps collecting.
         first = None
         for name in prompts[:-1]:
@@ -97,24 +91,9 @@ class AGIDriver:
         '#' ends the entry, `timeout_s` between keys, a missing prompt is an error (READSTATUS=ERROR)."""
         files = "&".join(f"{self.prompt_dir}/{name}" for name in prompts)
         timeout = f"{max(timeout_s, 0.5):g}"
-        command_timeout = self.channel.command_timeout + timeout_s * (max_digits + 1)
-        node, self._awaiting = self._awaiting, None
-        if node is None:
-            # Read(variable,filenames,maxdigits,options,attempts,timeout)
-            await self._guard(self.channel.exec_raw("Read", f"{READ_VARIABLE},{files},{max_digits},,1,{timeout}",
-                                                    timeout=command_timeout))
-        else:
-            # [callcenter-read]: UserEvent(CallcenterAwaitInput,node: ARG1), then Read() as above
-            response = await self._guard(self.channel.send("GOSUB", READ_CONTEXT, "s", "1",
-                                                           f"{node},{files},{max_digits},{timeout}",
-                                                           timeout=command_timeout))
-            if response.result != 0:
-                # Gosub failed (no such context: an old dialplan), or the caller is gone: READSTATUS
-                # below would still be the last read's, so never read it as this one's.
-                if self.channel.hungup:
-                    raise CallerHungUp()
-                raise AGIError(f"GOSUB {READ_CONTEXT} failed (result={response.result_raw})", command="GOSUB",
-                               response=response)
+        # Read(variable,filenames,maxdigits,options,attempts,timeout)
+        await self._guard(self.channel.exec_raw("Read", f"{READ_VARIABLE},{files},{max_digits},,1,{timeout}",
+                                                timeout=self.channel.command_timeout + timeout_s * (max_digits + 1)))
         answer = await self._guard(self.channel.get_full_variable(f"${{READSTATUS}}|${{{READ_VARIABLE}}}")) or ""
         status, _, digits = answer.partition("|")
         if status == "HANGUP":
@@ -127,15 +106,12 @@ class AGIDriver:
         return "".join(ch for ch in digits if ch in ALL_DIGITS)
 
     async def say_number(self, n: int) -> None:
-        await self._announce()
         await self._guard(self.channel.say_number(n))
 
     async def say_digits(self, s: str) -> None:
-        await self._announce()
         await self._guard(self.channel.say_digits(s))
 
     async def record(self, name: str, max_seconds: int) -> str | None:
-        await self._announce()
         path = f"{self.recordings_dir}/{name}-{self.uniqueid.replace('.', '-').replace(';', '-')}"
         await self.notify("Recording", recording=name)  # lets a simulated caller know when to speak
         result = await self._guard(self.channel.record_file(path, "wav", "#", max_seconds * 1000, True, 5))
@@ -145,17 +121,5 @@ class AGIDriver:
         return path + ".wav"
 
     async def notify(self, event: str, **fields) -> None:
-        await self._announce()
-        if event == "AwaitInput" and set(fields) == {"node"} and _PROMPT_NAME.fullmatch(str(fields["node"])):
-            # Held until the next command: a menu's Read() announces it itself, with no gap (READ_CONTEXT);
-            # any other command sends it first, as before.
-            self._awaiting = str(fields["node"])
-            return
         # The UserEvent carries the channel's Uniqueid and Linkedid itself.
         await self._guard(self.channel.user_event(f"Callcenter{event}", **fields))
-
-    async def _announce(self) -> None:
-        """Send a held AwaitInput announcement (notify) before a command that does not carry it."""
-        node, self._awaiting = self._awaiting, None
-        if node is not None:
-            await self._guard(self.channel.user_event("CallcenterAwaitInput", node=node))

@@ -131,40 +131,9 @@ async def test_menu_prompts_are_one_read_and_without_argument_the_linkedid_is_as
     commands = await call_menu(store, domain, answers(linkedid="1732512345.30"), uniqueid="1732512345.31")
     call, _ = the_call(store, "1732512345.31")
     assert commands[0] == "GET VARIABLE CHANNEL(linkedid)" and call.linkedid == "1732512345.30"
-    # one GOSUB into [callcenter-read]: the AwaitInput announcement and Read() with no gap between them
-    read = [c for c in commands if c.startswith("GOSUB")]
-    assert len(read) == 1 and read[0].startswith("GOSUB callcenter-read s 1 main_menu,hotline/menu_consultation&")
-    assert read[0].endswith("&hotline/menu_operator,1,5")
-    assert not any(c.startswith(("GET DATA", "EXEC Read")) or "AwaitInput" in c for c in commands)
-    assert commands[commands.index(read[0]) + 1] == "GET FULL VARIABLE ${READSTATUS}|${IVR_DIGITS}"
-
-
-async def test_a2_a_menu_read_whose_gosub_fails_queues_the_caller_without_reading_a_stale_status(store, domain):
-    """An Asterisk without [callcenter-read] (an old dialplan): GOSUB fails; READSTATUS would still be an
-    earlier read's, so the menu must not take it as this one's: the caller goes to an operator."""
-    plain = answers()
-
-    def respond(command: str) -> str:
-        return "200 result=-1 Gosub failed" if command.startswith("GOSUB") else plain(command)
-    commands = await call_menu(store, domain, respond, uniqueid="1732512345.51", args=["1732512345.50"])
-    call, case = the_call(store, "1732512345.51")
-    assert not any(c.startswith("GET FULL VARIABLE") for c in commands) and case is None
-    assert (call.outcome, call.outcome_reason) == ("queued", "error")
-    assert commands[-1] == "SET VARIABLE IVR_RESULT queue|error|"
-
-
-async def test_an_input_read_without_read_app_still_announces_itself_first(store, domain):
-    """Key 5 (case progress): the number is read with GET DATA, after the AwaitInput UserEvent."""
-    def respond(command: str) -> str:
-        if command.startswith("GET FULL VARIABLE"):
-            return "200 result=1 (OK|5)"
-        if command.startswith("GET DATA"):
-            return "200 result=20260302000001"
-        return answers()(command)
-    commands = await call_menu(store, domain, respond, uniqueid="1732512345.61", args=["1732512345.60"])
-    announce = next(i for i, c in enumerate(commands) if c.startswith("EXEC UserEvent") and "AwaitInput" in c)
-    assert "node: progress_input" in commands[announce]
-    assert commands[announce + 1].startswith(("STREAM FILE", "GET DATA"))
+    read = [c for c in commands if c.startswith("EXEC Read")]
+    assert len(read) == 1 and "hotline/menu_consultation&" in read[0] and "&hotline/menu_operator,1,,1," in read[0]
+    assert not any(c.startswith("GET DATA") for c in commands)
 
 
 async def test_a2_hangup_in_the_greeting_still_leaves_a_call_record(store, domain):

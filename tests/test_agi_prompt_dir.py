@@ -59,8 +59,8 @@ async def test_a2_menu_key_1_over_fastagi_uses_the_asked_prompts_and_logs_call_a
     finally:
         await server.stop()
     prompts = [c.split()[2] for c in commands if c.startswith(("STREAM FILE", "GET DATA"))]
-    # the menu's 6 prompts are one Read() in [callcenter-read]: GOSUB callcenter-read s 1 main_menu,<folder>/...&...,1,5
-    read = next(c for c in commands if c.startswith("GOSUB callcenter-read"))
+    # the menu's 6 prompts are one Read(): EXEC Read "IVR_DIGITS,<folder>/menu_consultation&...,1,,1,5"
+    read = next(c for c in commands if c.startswith("EXEC Read"))
     prompts += read.split(",")[1].split("&")
     assert prompts[0] == f"{folder}/welcome" and f"{folder}/menu_operator" in prompts
     assert all(p.startswith(f"{folder}/") for p in prompts), prompts
