@@ -196,29 +196,14 @@ class Workflow:
         case.close_due_at = self.calendar.add_calendar_days(case.deadline_at, self.policy.limits.close_days_after_deadline)
 
     # ---- intake (R2, R3, R4.1, R7.1) -----------------------------------------------------
-    def accept(
-        self,
-        actor: Actor,
-        *,
-        kind: CaseKind | str,
-        channel: Channel | str,
-        title: str,
-        description: str,
-        citizen_name: str = "",
-        citizen_phone: str = "",
-        citizen_id_number: str = "",
-        location: str = "",
-        category_code: str | None = None,
-        call_id: int | None = None,
-    ) -> Case:
-        """R7.1: accept a request from any channel; R4.1: the accepting operator owns it."""
-        case, event = self.new_case(
-            actor, kind=kind, channel=channel, title=title, description=description, citizen_name=citizen_name,
-            citizen_phone=citizen_phone, citizen_id_number=citizen_id_number, location=location,
-            category_code=category_code, call_id=call_id)
+    def accept(self, actor: Actor, **request: Any) -> Case:
+        """R7.1: accept a request from any channel; R4.1: the accepting operator owns it.
+        `request`: `new_case`'s keywords (kind, channel, title, description, citizen, location,
+        category_code, call_id)."""
+        case, event = self.new_case(actor, **request)
         case.number = next_case_number(self.session, case.accepted_at.astimezone(self.calendar.tz))
         insert_now(self.session, case)  # one INSERT now: the audit event needs the case's id
-        self._log(actor, "accept", case, call_id=call_id, **event)
+        self._log(actor, "accept", case, call_id=case.created_by_call_id, **event)
         return case
 
     def new_case(
