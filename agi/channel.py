@@ -164,17 +164,8 @@ class AGIChannel:
             raw = await self._reader.readline()
         except TimeoutError:
             raise  # the stream's deadline: the command turns it into AGITimeout
-        except asyncio.IncompleteReadError:
-            self._closed = True
-            self.hungup = True
-            raise AGIHangup("Asterisk closed the AGI connection") from None
-        except asyncio.LimitOverrunError:
-            self._break("response line too long")
-            raise AGIError("response line longer than the stream limit") from None
-        except (ConnectionError, OSError) as exc:
-            self._closed = True
-            self.hungup = True
-            raise AGIHangup(f"AGI connection lost: {exc.__class__.__name__}") from None
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError) as exc:
+            raise self._stream_failed(exc) from None
         # Values (e.g. a GBK caller name read by GET VARIABLE) may not be UTF-8;
         # surrogateescape keeps the bytes and sends them back unchanged.
         return raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
@@ -182,6 +173,17 @@ class AGIChannel:
     def release(self) -> None:
         """The session is over (the server calls this): no read deadline left behind."""
         self._reader.disarm()
+
+    def _stream_failed(self, exc: BaseException) -> Exception:
+        """What a failed read of the stream means for the call (TimeoutError is handled before)."""
+        if isinstance(exc, asyncio.LimitOverrunError):
+            self._break("response line too long")
+            return AGIError("response line longer than the stream limit")
+        self._closed = True
+        self.hungup = True
+        if isinstance(exc, asyncio.IncompleteReadError):
+            return AGIHangup("Asterisk closed the AGI connection")
+        return AGIHangup(f"AGI connection lost: {exc.__class__.__name__}")
 
     def _break(self, reason: str) -> None:
         self._closed = True
@@ -262,17 +264,8 @@ class AGIChannel:
                     # a response owed to an earlier command that was cut short
             except TimeoutError:
                 raise AGITimeout(f"no answer within {limit:.1f}s", command=_first_word(raw)) from None
-            except asyncio.IncompleteReadError:
-                self._closed = True
-                self.hungup = True
-                raise AGIHangup("Asterisk closed the AGI connection") from None
-            except asyncio.LimitOverrunError:
-                self._break("response line too long")
-                raise AGIError("response line longer than the stream limit") from None
-            except (ConnectionError, OSError) as exc:
-                self._closed = True
-                self.hungup = True
-                raise AGIHangup(f"AGI connection lost: {exc.__class__.__name__}") from None
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError) as exc:
+                raise self._stream_failed(exc) from None
             finally:
                 stream.deadline = 0.0  # stream.disarm(), inline
                 stream.expired = False

@@ -230,6 +230,12 @@ class AGIStream(asyncio.Protocol):
             data = bytes(buffer[: pos + 1])
             del buffer[: pos + 1]
             return data
+        self._no_separator_yet()
+        return None
+
+    def _no_separator_yet(self) -> None:
+        """No separator in the buffer: raise if none can come (over the limit, an error, EOF)."""
+        buffer = self._buffer
         if len(buffer) > self.limit:
             raise asyncio.LimitOverrunError("separator not found within the limit", len(buffer))
         if self._error is not None:
@@ -238,7 +244,6 @@ class AGIStream(asyncio.Protocol):
             partial = bytes(buffer)
             buffer.clear()
             raise asyncio.IncompleteReadError(partial, None)
-        return None
 
     def next_line(self) -> asyncio.Future:
         """A future for the next line, when `take_line()` just returned None: its result is the
@@ -274,14 +279,7 @@ class AGIStream(asyncio.Protocol):
                 data = bytes(buffer[:end])
                 del buffer[:end]
                 return data
-            if len(buffer) > self.limit:
-                raise asyncio.LimitOverrunError("separator not found within the limit", len(buffer))
-            if self._error is not None:
-                raise self._error
-            if self._eof:
-                partial = bytes(buffer)
-                buffer.clear()
-                raise asyncio.IncompleteReadError(partial, None)
+            self._no_separator_yet()
             if self.expired:
                 raise TimeoutError("read deadline passed")
             offset = max(0, len(buffer) + 1 - seplen)
