@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from ticketing.models import AuditEvent, AuditHead
-from ticketing.prepared import Statements
+from ticketing.prepared import Statements, insert_by_name
 
 GENESIS = "0" * 64
 
@@ -78,9 +78,9 @@ _UPDATE_HEAD = (update(_HEADS).where(_HEADS.c.id == 1)
                 .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"),
                         count=bindparam("new_count")))
 _INSERT_EVENT = insert(_EVENTS)
-# The same with every column a named bind, for prepared statements (record_on_cursor).
-_INSERT_HEAD_ROW = insert(_HEADS).values({c.key: bindparam(c.key, type_=c.type) for c in _HEADS.columns})
-_INSERT_EVENT_ROW = insert(_EVENTS).values({c.key: bindparam(c.key, type_=c.type) for c in _EVENTS.columns})
+# The same for prepared statements (record_on_cursor).
+_INSERT_HEAD_ROW = insert_by_name(_HEADS)
+_INSERT_EVENT_ROW = insert_by_name(_EVENTS)
 
 _CHAIN = "audit_chain"          # session.info: the chain as this transaction sees it
 _SNAPSHOTS = "audit_snapshots"  # session.info: that state when each savepoint began

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Insert
 
 _MISSING = object()
 
@@ -61,3 +62,12 @@ class Statements(Protocol):
     dialect: Dialect
 
     def prepared(self, statement: ClauseElement) -> Prepared: ...
+
+
+def insert_by_name(table: Table, *, leave_out: tuple = ()) -> Insert:
+    """An INSERT of every column of `table` but `leave_out`, each a bind named by its column key:
+    the fixed set of parameters a prepared statement needs (a Core insert without values takes
+    whatever columns each execution gives)."""
+    skip = {id(c) for c in leave_out}  # by identity: == on columns builds SQL
+    return insert(table).values({c.key: bindparam(c.key, type_=c.type) for c in table.columns
+                                 if id(c) not in skip})

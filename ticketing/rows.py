@@ -19,6 +19,9 @@ from sqlalchemy import bindparam, insert, inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.sql import Insert
+
+from ticketing.prepared import insert_by_name
 
 T = TypeVar("T")
 _MISSING = object()
@@ -92,18 +95,17 @@ def _row_values(obj: Any, *, omit_none: bool) -> dict[str, Any]:
     return params
 
 
-_CURSOR_INSERTS: dict[type, Any] = {}
+_CURSOR_INSERTS: dict[type, Insert] = {}
 
 
-def cursor_insert(cls: type) -> tuple[Any, Any]:
+def cursor_insert(cls: type) -> Insert:
     """For `insert_on_cursor`: the class's INSERT with every column but the key as a named bind,
     RETURNING the key, to be prepared once per dialect (ticketing.prepared)."""
     stmt = _CURSOR_INSERTS.get(cls)
     if stmt is None:
         table = inspect(cls).local_table
         (pk,) = table.primary_key.columns
-        stmt = _CURSOR_INSERTS[cls] = insert(table).values(
-            {c.key: bindparam(c.key, type_=c.type) for c in table.columns if c is not pk}).returning(pk)
+        stmt = _CURSOR_INSERTS[cls] = insert_by_name(table, leave_out=(pk,)).returning(pk)
     return stmt
 
 
