@@ -26,9 +26,9 @@ def accept_on_cursor(workflow: Workflow, statements: Statements, cursor: Any, ac
     returns the new case's id and number. `workflow` supplies the rules, calendar and clock; its
     session is not used."""
     case, event = workflow.new_case(actor, **request)
-    case.number = next_case_number_on_cursor(statements, cursor, case.accepted_at.astimezone(workflow.calendar.tz))
-    insert_on_cursor(statements.prepared(cursor_insert(Case)), cursor, case)
-    audit.record_on_cursor(statements, cursor, actor, "accept",
-                           **workflow.event(case, channel=event.pop("channel"), call_id=case.created_by_call_id,
-                                            **event))
-    return case.id, case.number
+    case["number"] = next_case_number_on_cursor(statements, cursor, case["accepted_at"].astimezone(workflow.calendar.tz))
+    case_id = insert_on_cursor(statements.prepared(cursor_insert(Case)), cursor, Case, case)
+    audit.record_on_cursor(statements, cursor, actor, "accept", **workflow.event_on(
+        case_id, confidential=case["confidential"], channel=event.pop("channel"), call_id=case["created_by_call_id"],
+        data=event))
+    return case_id, case["number"]

@@ -66,7 +66,9 @@ def insert_now(session: Session, obj: T) -> T:
     """
     session.flush()  # what the row points at (a call, a case) may still be pending
     stmt, pk_key, _columns = _plan(type(obj))
-    params = _row_values(obj, omit_none=True)
+    # A transient object's state is written straight into its dict: it is committed as loaded
+    # state right after the INSERT anyway, so attribute events would only record history to drop.
+    params = _row_values(type(obj), obj.__dict__, omit_none=True)
     obj.__dict__[pk_key] = session.connection().execute(stmt, params).scalar_one()
     make_transient_to_detached(obj)  # history reset: clean, as if loaded
     session.add(obj)
@@ -74,13 +76,11 @@ def insert_now(session: Session, obj: T) -> T:
     return obj
 
 
-def _row_values(obj: Any, *, omit_none: bool) -> dict[str, Any]:
-    """The INSERT's values of the transient `obj` by column key, its column defaults applied and
-    its version 1. A transient object's state is written straight into its dict: it is committed
-    as loaded state right after the INSERT anyway, so attribute events would only record history
-    to drop. `omit_none`: leave out None where the database has no default (fewer binds)."""
-    _stmt, _pk_key, columns = _plan(type(obj))
-    values = obj.__dict__
+def _row_values(cls: type, values: dict[str, Any], *, omit_none: bool) -> dict[str, Any]:
+    """The INSERT's values by column key of a new `cls` row whose attribute values are `values`:
+    column defaults applied and version 1, written back into `values` too. `omit_none`: leave out
+    None where the database has no default (fewer binds)."""
+    _stmt, _pk_key, columns = _plan(cls)
     params = {}
     for key, col_key, default, call, is_version, no_server_default in columns:
         if is_version:
@@ -109,12 +109,13 @@ def cursor_insert(cls: type) -> Insert:
     return stmt
 
 
-def insert_on_cursor(prepared: Any, cursor: Any, obj: Any) -> int:
-    """Insert the transient `obj` with `prepared` (`cursor_insert(type(obj))` prepared for the
-    cursor's dialect) on a DBAPI cursor in the caller's transaction: the same stored values as
-    `insert_now` (column defaults, version 1). Sets and returns its id; `obj` stays transient."""
-    _stmt, pk_key, _columns = _plan(type(obj))
-    obj.__dict__[pk_key] = row_id = prepared.execute(cursor, _row_values(obj, omit_none=False)).fetchone()[0]
+def insert_on_cursor(prepared: Any, cursor: Any, cls: type, values: dict[str, Any]) -> int:
+    """Insert a `cls` row of attribute `values` with `prepared` (`cursor_insert(cls)` prepared for
+    the cursor's dialect) on a DBAPI cursor in the caller's transaction: the same stored values as
+    `insert_now` of `cls(**values)` (column defaults, version 1). Returns its id, also set in
+    `values` with the defaults applied."""
+    _stmt, pk_key, _columns = _plan(cls)
+    values[pk_key] = row_id = prepared.execute(cursor, _row_values(cls, values, omit_none=False)).fetchone()[0]
     return row_id
 
 

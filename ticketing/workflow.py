@@ -109,12 +109,19 @@ class Workflow:
     def event(self, case: Case | None = None, wo: WorkOrder | None = None, *, channel: str | None = None,
               call_id: int | None = None, **data: Any) -> dict[str, Any]:
         """An audit event's fields (audit.record's keywords) for an action on `case` or `wo`, now."""
-        if case is not None and case.confidential:
+        return self.event_on(case.id if case is not None else (wo.case_id if wo is not None else None),
+                             wo.id if wo is not None else None, confidential=case is not None and case.confidential,
+                             channel=channel, call_id=call_id, data=data)
+
+    def event_on(self, case_id: int | None, work_order_id: int | None = None, *, confidential: bool = False,
+                 channel: str | None = None, call_id: int | None = None,
+                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`event` by ids (the case need not be an object)."""
+        data = data or {}
+        if confidential:
             # R7.3c: content stays out of the shared log; only the fact of the action is kept.
             data = {k: v for k, v in data.items() if k not in {"answer", "description", "title", "note", "reason"}}
-        return {"at": self.now(),
-                "case_id": case.id if case is not None else (wo.case_id if wo is not None else None),
-                "work_order_id": wo.id if wo is not None else None,
+        return {"at": self.now(), "case_id": case_id, "work_order_id": work_order_id,
                 "data": data, "channel": channel, "call_id": call_id}
 
     def _touch(self, case: Case) -> None:
@@ -200,7 +207,9 @@ class Workflow:
         """R7.1: accept a request from any channel; R4.1: the accepting operator owns it.
         `request`: `new_case`'s keywords (kind, channel, title, description, citizen, location,
         category_code, call_id)."""
-        case, event = self.new_case(actor, **request)
+        values, event = self.new_case(actor, **request)
+        # work_orders known empty: answering with the case needs no query for them
+        case = Case(**values, work_orders=[])
         case.number = next_case_number(self.session, case.accepted_at.astimezone(self.calendar.tz))
         insert_now(self.session, case)  # one INSERT now: the audit event needs the case's id
         self._log(actor, "accept", case, call_id=case.created_by_call_id, **event)
@@ -220,9 +229,10 @@ class Workflow:
         location: str = "",
         category_code: str | None = None,
         call_id: int | None = None,
-    ) -> tuple[Case, dict[str, Any]]:
-        """`accept`'s rules: the new case, not yet numbered nor stored, and its accept event's
-        fields. `accept` writes it through the session; ticketing.intake on a DBAPI cursor."""
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`accept`'s rules: the new case's column values (not yet numbered nor stored) and its
+        accept event's fields. `accept` writes it through the session; ticketing.intake on a
+        DBAPI cursor, without an ORM object (building one costs more than its INSERT there)."""
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R5.1", "accept requests")
         kind = CaseKind(kind)
         channel = Channel(channel)
@@ -231,7 +241,7 @@ class Workflow:
             raise InvalidInput("R2.1", f"category '{category_code}' does not take {kind} cases")
         now = self.now()
         discipline = cat is not None and cat.route.mode == "discipline"
-        case = Case(
+        case = dict(
             kind=kind,
             channel=channel,
             status=CaseStatus.NEW,
@@ -249,7 +259,6 @@ class Workflow:
             callback_required=not discipline,
             assessed=not discipline,
             updated_at=now,
-            work_orders=[],  # known empty: answering with the case needs no query for them
         )
         return case, {"channel": channel.value, "kind": kind.value, "category": category_code, "title": title}
 
