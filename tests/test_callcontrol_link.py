@@ -216,6 +216,27 @@ async def test_queue_login_while_link_down_is_refused_and_never_sent_later(fake,
         await cc.stop()
 
 
+async def test_r5_1_queue_login_answers_with_the_member_asterisk_reports_after_its_response(fake, sessions, domain):
+    """Asterisk may answer QueueAdd before it sends QueueMemberAdded: the login waits for the report
+    (briefly), so the operator sees themselves in the queue instead of `member: null`."""
+    answer = fake.server.handlers["queueadd"]
+
+    def add_then_report_later(session, action):
+        asyncio.get_running_loop().call_later(0.2, lambda: fake.event(
+            Event="QueueMemberAdded", Queue=QUEUE, Interface=action.get_first("Interface"),
+            MemberName=action.get_first("MemberName"), StateInterface=action.get_first("Interface"),
+            Status="1", Paused="0", InCall="0"))
+        return answer(session, action)
+    fake.server.handlers["queueadd"] = add_then_report_later
+    cc = make_cc(fake, sessions, domain)
+    await cc.start()
+    try:
+        state = await cc.queue.login("8003", "张伟")
+        assert state["logged_in"] and state["member"]["extension"] == "8003"
+    finally:
+        await cc.stop()
+
+
 async def test_live_queue_events_update_state_and_feeds(fake, sessions, domain):
     cc = make_cc(fake, sessions, domain)
     await cc.start()

@@ -8,6 +8,8 @@ not retried: the next resync compares and repairs.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,8 @@ from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown, Qu
 
 log = logging.getLogger("callcenter.callcontrol.queue")
 
+# How long a queue login waits for Asterisk to report the member it has just added.
+MEMBER_REPORT_WAIT_S = 2.0
 PAUSE_REASONS = ("break", "meal", "training", "meeting", "after_call_work", "other")
 
 
@@ -88,8 +92,17 @@ class QueueService:
         self.link.require_link()
         before = self.wanted.get(extension)
         self.wanted[extension] = Wanted(extension, name or f"op{extension}", paused, reason)
+        iface = interface_of(extension)
+        # Asterisk may answer QueueAdd before it reports the member (QueueMemberAdded): listen from
+        # before the action, so the answer can show the operator in the queue.
+        added = asyncio.ensure_future(self.link.wait_for(
+            lambda m: (m.get_first("Event") or "").lower() == "queuememberadded" and m.get_first("Interface") == iface
+            and m.get_first("Queue") == self.queue, timeout=MEMBER_REPORT_WAIT_S))
         try:
             await self._add(self.wanted[extension])
+            if self.member(extension) is None:
+                with contextlib.suppress(TimeoutError):
+                    await added
         except LinkDown:
             # nothing was sent: forget the wish too, so no later resync acts on it by itself
             if before is None:
@@ -97,6 +110,8 @@ class QueueService:
             else:
                 self.wanted[extension] = before
             raise
+        finally:
+            added.cancel()
         return self.state_of(extension)
 
     async def _add(self, wanted: Wanted) -> None:
