@@ -517,6 +517,8 @@ class RunResult:
     asterisk_cpu_ms: float = 0.0
     lost: int = 0
     foreign: int | None = None  # calls through Asterisk during the run that were not this run's
+    started: float = 0.0  # perf_counter at the first Originate
+    done_at: list[float] = field(default_factory=list)  # perf_counter at each completion
 
     @property
     def rate(self) -> float:
@@ -569,7 +571,9 @@ async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
                 ami.event_waiters.pop(("BenchDone", call_id), None)
                 result.lost += 1
                 return
-            result.wall_ms.append((time.perf_counter() - t) * 1000)
+            done = time.perf_counter()
+            result.wall_ms.append((done - t) * 1000)
+            result.done_at.append(done)
             result.completed += 1
             with contextlib.suppress(ValueError):
                 result.session_ms.append((float(ev["T1"]) - float(ev["T0"])) * 1000)
@@ -577,7 +581,7 @@ async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
             result.statuses[status] = result.statuses.get(status, 0) + 1
             result.var_ok += ev.get("Var") == "ok"
 
-    t0 = time.perf_counter()
+    t0 = result.started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     result.elapsed = time.perf_counter() - t0
     if server_pid and server_cpu0 is not None:
@@ -589,6 +593,22 @@ async def run_calls(ami: MiniAMI, impl: str, n: int, inflight: int, tag: str,
         if processed1 is not None:
             result.foreign = processed1 - processed0 - n
     return result
+
+
+def _same_window(rs: list[RunResult]) -> None:
+    """Runs made at the same time: each one's rate becomes its completions from the later start to
+    the earlier end, over that window (the one that finishes last then ran alone for a while). The
+    Asterisk CPU of the window is shared: each gets the total per call of both; other calls through
+    Asterisk cannot be told from the other run's, so that count is dropped."""
+    start = max(r.started for r in rs)
+    end = min(r.started + r.elapsed for r in rs)
+    total_calls = sum(r.completed for r in rs)
+    ast_total = sum(r.asterisk_cpu_ms * r.completed for r in rs) / len(rs)  # each measured the same window
+    for r in rs:
+        r.completed = sum(1 for t in r.done_at if start <= t <= end)
+        r.elapsed = end - start
+        r.asterisk_cpu_ms = ast_total / max(total_calls, 1)
+        r.foreign = None
 
 
 def _label(impl: str, loop: str) -> str:
@@ -616,6 +636,17 @@ async def throughput(args) -> list[RunResult]:
                         for impl in servers:  # warm-up: first calls pay for caches, ARP, etc.
                             await run_calls(ami, impl, min(50, args.calls), args.inflight, f"warm{rnd}-{loop}-{impl}",
                                             None, ast_pid)
+                        if args.together:
+                            # both servers' calls at once, each with its own `inflight`: the same machine
+                            # load for both; each rate over the window in which both were running
+                            rs = await asyncio.gather(*(
+                                run_calls(ami, impl, args.calls, args.inflight, f"r{rnd}-{loop}-{impl}", procs[impl].pid,
+                                          ast_pid, label=_label(impl, loop)) for impl in servers))
+                            _same_window(rs)
+                            for r in rs:
+                                results.append(r)
+                                print(f"round {rnd} (together): {r.line()}", flush=True)
+                            continue
                         # alternate the order so drift in machine load does not favour one implementation
                         for impl in servers if rnd % 2 else list(reversed(servers)):
                             r = await run_calls(ami, impl, args.calls, args.inflight, f"r{rnd}-{loop}-{impl}",
@@ -916,6 +947,9 @@ def main() -> None:
         p.add_argument("--session-impl", default="ours,panoramisk")
         p.add_argument("--warmup", type=float, default=3.0)
         p.add_argument("--duration", type=float, default=15.0)
+        p.add_argument("--together", action="store_true",
+                       help="asterisk mode: run the two FastAGI servers' calls at the same time each round "
+                            "(same machine load for both) instead of one after the other")
     args = parser.parse_args()
     if args.mode == "serve":
         serve(args.impl, args.port, args.loop)
