@@ -75,6 +75,25 @@ def default_responder(command: str) -> str:
     return "200 result=0"
 
 
+def pressing(key: str = "1", linkedid: str = "1732512345.7", read_status: str = "OK"):
+    """Answers like a live channel where the caller presses `key` at the first read (the menu's
+    Read(): READSTATUS `read_status`; GET DATA: that key), prompts play to their end, variables are set."""
+    def respond(command: str) -> str:
+        upper = command.upper()
+        if upper.startswith("GET VARIABLE"):
+            return f"200 result=1 ({linkedid})"
+        if upper.startswith("GET DATA"):
+            return f"200 result={key}"
+        if upper.startswith("GET FULL VARIABLE"):
+            return f"200 result=1 ({read_status}|{key})"
+        if upper.startswith("STREAM FILE"):
+            return "200 result=0 endpos=160"
+        if upper.startswith("SET VARIABLE"):
+            return "200 result=1"
+        return "200 result=0"
+    return respond
+
+
 class FakeAsterisk:
     """One emulated AGI() call to a FastAGI server on (host, port)."""
 

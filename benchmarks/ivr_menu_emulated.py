@@ -21,21 +21,9 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from agi.testing import FakeAsterisk  # noqa: E402
+from agi.testing import FakeAsterisk, pressing  # noqa: E402
 
 MENU = PROJECT / "benchmarks" / "ivr_menu_vs_dialplan.py"
-
-
-def respond(command: str) -> str:
-    """A live channel where the caller presses 1 in the menu's Read()."""
-    upper = command.upper()
-    if upper.startswith("GET FULL VARIABLE"):
-        return "200 result=1 (OK|1)"
-    if upper.startswith("STREAM FILE"):
-        return "200 result=0 endpos=160"
-    if upper.startswith("SET VARIABLE"):
-        return "200 result=1"
-    return "200 result=0"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -54,7 +42,7 @@ async def drive(port: int, first: int, count: int, inflight: int) -> None:
                                 args=[f"1900000000.{i}"], callerid=f"139{i:08d}", uniqueid=f"1900000001.{i}")
             await fake.connect()
             try:
-                await fake.run(respond, timeout=30)
+                await fake.run(pressing("1"), timeout=30)
             finally:
                 await fake.close()
 

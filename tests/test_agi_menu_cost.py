@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from agi.app import RECORDINGS_DIR
 from agi.hotline import IVR_ACTOR, Hotline, LoopConnection, ivr_result_value, nowait_sessions_for, router_for
 from agi.server import FastAGIServer
-from agi.testing import FakeAsterisk
+from agi.testing import FakeAsterisk, pressing
 from ticketing import calls
 from ticketing.models import Call, Case
 from ticketing.store import session_scope
@@ -33,19 +33,12 @@ def store(seeded):
 
 def answers(*, linkedid="1732512345.9", key="1", read_status="OK", hangup_at=None):
     """Asterisk's answers on a live channel; `hangup_at`: the first command the caller is gone for."""
+    live = pressing(key, linkedid, read_status)
+
     def respond(command: str) -> str:
-        upper = command.upper()
-        if hangup_at and upper.startswith(hangup_at):
+        if hangup_at and command.upper().startswith(hangup_at):
             return "511 result=-1 Command Not Permitted on a dead channel or intercepted channel"
-        if upper.startswith("GET FULL VARIABLE"):
-            return f"200 result=1 ({read_status}|{key})"
-        if upper.startswith("GET VARIABLE"):
-            return f"200 result=1 ({linkedid})"
-        if upper.startswith("STREAM FILE"):
-            return "200 result=0 endpos=160"
-        if upper.startswith("SET VARIABLE"):
-            return "200 result=1"
-        return "200 result=0"
+        return live(command)
     return respond
 
 

@@ -10,7 +10,7 @@ from agi.app import RECORDINGS_DIR
 from agi.driver import PROMPT_DIR, AGIDriver, prompt_dir_for
 from agi.hotline import Hotline, router_for
 from agi.server import FastAGIServer
-from agi.testing import FakeAsterisk
+from agi.testing import FakeAsterisk, pressing
 from ticketing.models import Call, Case
 from ticketing.store import session_scope
 
@@ -28,22 +28,6 @@ def test_prompt_dir_outside_a_plain_name_is_ignored(bad):
         AGIDriver(None, recordings_dir="/tmp", uniqueid="1.1", prompt_dir=bad)  # type: ignore[arg-type]
 
 
-def _press_one(command: str) -> str:
-    """Asterisk's answers on a live channel where the caller presses 1 at the menu."""
-    upper = command.upper()
-    if upper.startswith("GET VARIABLE"):
-        return "200 result=1 (1732512345.7)"
-    if upper.startswith("GET DATA"):
-        return "200 result=1"
-    if upper.startswith("GET FULL VARIABLE"):  # the menu's Read(): status OK, digit 1
-        return "200 result=1 (OK|1)"
-    if upper.startswith("STREAM FILE"):
-        return "200 result=0 endpos=160"
-    if upper.startswith("SET VARIABLE"):
-        return "200 result=1"
-    return "200 result=0"
-
-
 @pytest.mark.parametrize("query, folder", [({"prompts": "bench-silent"}, "bench-silent"), (None, "hotline"),
                                            ({"prompts": "../x"}, "hotline")])
 async def test_a2_menu_key_1_over_fastagi_uses_the_asked_prompts_and_logs_call_and_case(store, domain, query,
@@ -55,7 +39,7 @@ async def test_a2_menu_key_1_over_fastagi_uses_the_asked_prompts_and_logs_call_a
         fake = FakeAsterisk("127.0.0.1", server.port, "ivr/main", query=query, uniqueid="1732512345.7",
                             callerid="13900000001")
         await fake.connect()
-        commands = await fake.run(_press_one, timeout=20)
+        commands = await fake.run(pressing("1"), timeout=20)
     finally:
         await server.stop()
     prompts = [c.split()[2] for c in commands if c.startswith(("STREAM FILE", "GET DATA"))]

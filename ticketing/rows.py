@@ -28,13 +28,18 @@ _MISSING = object()
 _PLANS: dict[type, tuple] = {}
 
 
+def _mapped(cls: type) -> tuple:
+    """The class's mapper, table, single-column primary key and version column (or None)."""
+    mapper = inspect(cls)
+    table = mapper.local_table
+    (pk,) = table.primary_key.columns
+    return mapper, table, pk, mapper.version_id_col
+
+
 def _plan(cls: type) -> tuple:
     plan = _PLANS.get(cls)
     if plan is None:
-        mapper = inspect(cls)
-        table = mapper.local_table
-        (pk,) = table.primary_key.columns
-        version = mapper.version_id_col
+        mapper, table, pk, version = _mapped(cls)
         columns = []
         for prop in mapper.column_attrs:
             (col,) = prop.columns
@@ -103,8 +108,7 @@ def cursor_insert(cls: type) -> Insert:
     RETURNING the key, to be prepared once per dialect (ticketing.prepared)."""
     stmt = _CURSOR_INSERTS.get(cls)
     if stmt is None:
-        table = inspect(cls).local_table
-        (pk,) = table.primary_key.columns
+        _mapper, table, pk, _version = _mapped(cls)
         stmt = _CURSOR_INSERTS[cls] = insert_by_name(table, leave_out=(pk,)).returning(pk)
     return stmt
 
@@ -135,10 +139,7 @@ _UPDATE_PLANS: dict[type, tuple] = {}
 def _update_plan(cls: type) -> tuple:
     plan = _UPDATE_PLANS.get(cls)
     if plan is None:
-        mapper = inspect(cls)
-        table = mapper.local_table
-        (pk,) = table.primary_key.columns
-        version = mapper.version_id_col
+        mapper, table, pk, version = _mapped(cls)
         if version is None:
             raise TypeError(f"{cls.__name__} has no version column to check an update against")
         keys = {prop.key: prop.columns[0].key for prop in mapper.column_attrs
