@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import holidays
 import pytest
 
 from ticketing.calendar import (
@@ -17,7 +18,9 @@ from ticketing.calendar import (
     CalendarOverrides,
     CalendarUnknownYear,
     WorkCalendar,
+    YearSource,
 )
+from ticketing.statutory_calendar import statutory_holidays
 
 SH = ZoneInfo("Asia/Shanghai")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -182,20 +185,41 @@ def test_negative_period_rejected(cal: WorkCalendar) -> None:
 
 # -- unknown years and the override file -----------------------------------------------------
 
-def test_t1_2027_without_override_raises_unknown_year(cal: WorkCalendar) -> None:
+def test_t1_2027_without_arrangement_is_counted_on_the_statutory_calendar(cal: WorkCalendar) -> None:
+    # No 2027 notice yet: the law's days off (2027 Spring Festival = Fri 02-05 .. Mon 02-08) and
+    # weekends; no guess at the notice's extra days off or make-up Saturdays.
+    assert cal.year_source(2027) is YearSource.PROVISIONAL and not cal.is_year_known(2027)
+    assert cal.year_source(2026) is YearSource.OFFICIAL and cal.is_year_known(2026)
+    assert cal.is_working_day(date(2027, 1, 1)) is False   # 元旦
+    assert cal.is_working_day(date(2027, 2, 5)) is False   # 除夕, a Friday
+    assert cal.is_working_day(date(2027, 2, 8)) is False   # 初三, a Monday
+    assert cal.is_working_day(date(2027, 2, 9)) is True    # the notice may add it; the law does not
+    assert cal.is_working_day(date(2027, 2, 20)) is False  # a Saturday: no make-up day guessed
+    assert cal.is_working_day(date(2027, 6, 9)) is False   # 端午
+    assert cal.is_working_day(date(2027, 9, 15)) is False  # 中秋
+
+
+def test_t1_deadline_into_unpublished_year_is_counted_and_said_provisional(cal: WorkCalendar) -> None:
+    # 12-29, 30, 31 (3), 01-01 off, 01-04..08 (8), 01-11, 12 (10).
+    assert cal.add_working_days(at(2026, 12, 28), 10) == end_of(2027, 1, 12)
+    # 12-30 + 5 calendar days = Mon 01-04, a working day.
+    assert cal.add_calendar_days(at(2026, 12, 30), 5) == end_of(2027, 1, 4)
+    assert cal.is_provisional(at(2026, 12, 28), end_of(2027, 1, 12))
+    assert not cal.is_provisional(at(2026, 3, 2), end_of(2026, 12, 31))
+
+
+@pytest.mark.parametrize("year", range(2027, 2100))
+def test_t1_statutory_days_match_an_independent_computation(year: int) -> None:
+    # The `holidays` package computes the 2024 law's days from its own lunar tables; without its
+    # "observed" rule (not the law's: the notice decides where a weekend holiday is made up).
+    expected = set(holidays.China(years=year, observed=False))
+    assert statutory_holidays(year) == expected
+
+
+def test_t1_year_outside_every_calendar_is_refused() -> None:
     with pytest.raises(CalendarUnknownYear) as exc:
-        cal.is_working_day(date(2027, 3, 1))
-    msg = str(exc.value)
-    assert "2027" in msg and "calendar_overrides.yaml" in msg
-    assert exc.value.year == 2027
-    assert not cal.is_year_known(2027) and cal.is_year_known(2026)
-
-
-def test_t1_deadline_running_into_unknown_year_raises_not_guesses(cal: WorkCalendar) -> None:
-    with pytest.raises(CalendarUnknownYear):
-        cal.add_working_days(at(2026, 12, 28), 10)
-    with pytest.raises(CalendarUnknownYear):
-        cal.add_calendar_days(at(2026, 12, 30), 5)
+        WorkCalendar().is_working_day(date(2100, 3, 1))
+    assert exc.value.year == 2100 and "2100" in str(exc.value)
 
 
 OVERRIDE_2027 = """\

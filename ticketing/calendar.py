@@ -3,8 +3,11 @@
 T1: a working day is a working day of the official Chinese calendar: weekends off, public holidays
 off, make-up working weekends (调休) on. The `chinesecalendar` library carries the State Council's
 arrangements for the years it knows; `config/calendar_overrides.yaml` carries the rest (and wins
-over the library). A date in a year neither knows raises `CalendarUnknownYear`: a weekends-only
-guess would silently put deadlines on public holidays.
+over the library). A year neither knows yet -- normal every December, when January's deadlines are
+needed before the next year's notice is out -- is counted on the statutory calendar
+(`ticketing.statutory_calendar`: the holidays the law fixes, plus weekends) and said to be
+*provisional* (`year_source`, `is_provisional`): a deadline counted over such a year is stored with a
+marker and corrected when the arrangement is entered, never silently passed off as official.
 
 T4: the day a period starts is not counted; a calendar-day period whose last day is not a working
 day ends on the next working day; every deadline falls at the office-day end (17:30 local).
@@ -14,6 +17,7 @@ Pure Python: no web, telephony or database imports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 import yaml
 
+from ticketing import statutory_calendar
+
 __all__ = [
     "CalendarError",
     "CalendarOverrides",
@@ -29,6 +35,9 @@ __all__ = [
     "DEFAULT_OVERRIDES_FILE",
     "WorkCalendar",
     "YearOverride",
+    "YearSource",
+    "calendar_status",
+    "CalendarStatus",
 ]
 
 # Shown in error messages when no override file was loaded, so the administrator knows where to write.
@@ -44,16 +53,24 @@ class CalendarError(ValueError):
 
 
 class CalendarUnknownYear(CalendarError):
-    """No official working-day arrangement is known for this year."""
+    """No calendar at all for this year: not official, not overridden, outside the statutory one."""
 
     def __init__(self, year: int, overrides_file: str | Path = DEFAULT_OVERRIDES_FILE) -> None:
         self.year = year
         self.overrides_file = str(overrides_file)
         super().__init__(
-            f"no official working-day calendar for {year}: the chinesecalendar library does not "
-            f"cover it and {self.overrides_file} has no entry for {year}. Add the State Council's "
-            f"{year} holiday arrangement (holidays and make-up working days) to {self.overrides_file}."
+            f"no working-day calendar for {year}: the chinesecalendar library does not cover it, "
+            f"{self.overrides_file} has no entry for {year}, and the statutory calendar covers only "
+            f"{statutory_calendar.FIRST_YEAR}-{statutory_calendar.LAST_YEAR}."
         )
+
+
+class YearSource(StrEnum):
+    """Where a year's working days come from."""
+
+    OFFICIAL = "official"        # the chinesecalendar library (the State Council's notice)
+    OVERRIDE = "override"        # entered by the administrator (calendar_overrides.yaml)
+    PROVISIONAL = "provisional"  # not published yet: statutory holidays and weekends only
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,17 @@ class YearOverride:
 
     holidays: frozenset[date] = frozenset()
     workdays: frozenset[date] = frozenset()
+
+    def as_mapping(self) -> dict[str, list[str]]:
+        """As the file writes it: runs of holidays as 'first..last' ranges, dates as text."""
+        runs: list[list[date]] = []
+        for d in sorted(self.holidays):
+            if runs and d - runs[-1][-1] == timedelta(days=1):
+                runs[-1].append(d)
+            else:
+                runs.append([d])
+        holidays = [r[0].isoformat() if len(r) == 1 else f"{r[0].isoformat()}..{r[-1].isoformat()}" for r in runs]
+        return {"holidays": holidays, "workdays": [d.isoformat() for d in sorted(self.workdays)]}
 
 
 @dataclass(frozen=True)
@@ -115,8 +143,24 @@ class CalendarOverrides:
             if both:
                 first = min(both).isoformat()
                 raise CalendarError(f"{where}: {first} is listed both as a holiday and as a workday")
+            weekdays = sorted(d for d in workdays if d.weekday() < 5)
+            if weekdays:
+                raise CalendarError(f"{where}.workdays: {weekdays[0].isoformat()} is a weekday; list only the "
+                                    "Saturdays and Sundays worked to make up for a holiday (调休)")
             years[year] = YearOverride(frozenset(holidays), frozenset(workdays))
         return cls(years=years, source=source)
+
+
+    def with_year(self, year: int, holidays: list[Any], workdays: list[Any]) -> CalendarOverrides:
+        """These overrides with `year`'s arrangement set (checked as the file is)."""
+        data = {y: entry.as_mapping() for y, entry in self.years.items()}
+        data[year] = {"holidays": list(holidays), "workdays": list(workdays)}
+        return CalendarOverrides.from_mapping(data, source=self.source)
+
+    def to_yaml(self, header: str = "") -> str:
+        """The file's text: `header` (the comment block an administrator reads) and every year."""
+        body = {y: self.years[y].as_mapping() for y in sorted(self.years)}
+        return header + (yaml.safe_dump(body, allow_unicode=True, sort_keys=False) if body else "{}\n")
 
 
 def _parse_day(value: Any, where: str) -> date:
@@ -171,19 +215,43 @@ class WorkCalendar:
         if office_day_end.tzinfo is not None:
             raise CalendarError("office_day_end is a local wall-clock time; give it without tzinfo")
         self.office_day_end = office_day_end
-        self._working: dict[date, bool] = {}  # answers never change for a loaded calendar
+        self._working: dict[date, bool] = {}  # answers change only with set_overrides
+        self._sources: dict[int, YearSource] = {}
+        self.revision = 0  # counts set_overrides: what was corrected for which calendar
 
     # -- days ---------------------------------------------------------------------------------
 
-    def is_year_known(self, year: int) -> bool:
-        """True when deadlines can be computed for dates in `year` (library or override)."""
+    def set_overrides(self, overrides: CalendarOverrides) -> None:
+        """Take a new override file's content (an arrangement entered while running)."""
+        self.overrides = overrides
+        self._working = {}
+        self._sources = {}
+        self.revision += 1
+
+    def year_source(self, year: int) -> YearSource:
+        """Whether `year`'s working days are official, entered by the administrator, or provisional."""
+        known = self._sources.get(year)
+        if known is None:
+            known = self._sources[year] = self._year_source(year)
+        return known
+
+    def _year_source(self, year: int) -> YearSource:
         if year in self.overrides.years:
-            return True
+            return YearSource.OVERRIDE
         try:
             chinese_calendar.is_workday(date(year, 6, 1))
         except NotImplementedError:
-            return False
-        return True
+            return YearSource.PROVISIONAL
+        return YearSource.OFFICIAL
+
+    def is_year_known(self, year: int) -> bool:
+        """True when `year`'s arrangement is published (library or override), not provisional."""
+        return self.year_source(year) is not YearSource.PROVISIONAL
+
+    def is_provisional(self, a: date | datetime, b: date | datetime) -> bool:
+        """Does counting from `a` to `b` (either order) touch a year whose arrangement is unknown?"""
+        first, last = sorted((self._as_date(a), self._as_date(b)))
+        return any(not self.is_year_known(y) for y in range(first.year, last.year + 1))
 
     def is_working_day(self, d: date | datetime) -> bool:
         d = self._as_date(d)
@@ -202,10 +270,15 @@ class WorkCalendar:
         try:
             return chinese_calendar.is_workday(d)
         except NotImplementedError:
-            if override is None:
-                raise CalendarUnknownYear(d.year, self.overrides.source) from None
-        # A year only the override file knows: what it does not list follows the week.
-        return d.weekday() < 5
+            pass
+        if override is not None:
+            # A year only the override file knows: what it does not list follows the week.
+            return d.weekday() < 5
+        try:
+            holidays = statutory_calendar.statutory_holidays(d.year)
+        except ValueError:
+            raise CalendarUnknownYear(d.year, self.overrides.source) from None
+        return d.weekday() < 5 and d not in holidays
 
     def next_working_day(self, d: date | datetime) -> date:
         """The first working day strictly after `d`."""
@@ -295,3 +368,31 @@ class WorkCalendar:
             raise CalendarError(f"period must be a non-negative whole number of days, got {n!r}")
         return n
 
+
+
+@dataclass(frozen=True)
+class CalendarStatus:
+    """Which years are official, entered, or provisional; and what back office and admin must hear."""
+
+    years: tuple[tuple[int, YearSource], ...]
+    missing_year: int | None  # the year whose arrangement should be entered now, if any
+
+    @property
+    def warning(self) -> str | None:
+        if self.missing_year is None:
+            return None
+        y = self.missing_year
+        return (f"{y}年节假日安排尚未录入：落在{y}年的期限按法定节假日暂定计算（暂定），"
+                f"录入国务院办公厅{y}年部分节假日安排后自动更正。")
+
+
+def calendar_status(calendar: WorkCalendar, today: date, warn_from: tuple[int, int] = (11, 1)) -> CalendarStatus:
+    """The years around `today` (and every entered one) with their source; the year to enter:
+    this year if it is still provisional, next year from `warn_from` (month, day) on."""
+    years = sorted({today.year - 1, today.year, today.year + 1, *calendar.overrides.years})
+    missing = None
+    if not calendar.is_year_known(today.year):
+        missing = today.year
+    elif today >= date(today.year, *warn_from) and not calendar.is_year_known(today.year + 1):
+        missing = today.year + 1
+    return CalendarStatus(tuple((y, calendar.year_source(y)) for y in years), missing)
