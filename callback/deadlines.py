@@ -6,6 +6,10 @@
 - Cases waiting for the back office past their dispatch limit (R7.3) and cases past their closing
   limit (R7.5): a `deadline_alert` event on the case, which the center's lists show.
 
+- Provisional deadlines (T1): when the override file changed or the calendar was not yet checked
+  since start (a `chinesecalendar` that learnt a year), they are counted again
+  (`ticketing.deadline_correction`).
+
 "Once per threshold": the threshold's key holds the deadline it is about (e.g.
 `report_overdue:2026-03-09T09:30:00+00:00`), so an approved extension (R8.5) that moves the
 deadline gets urged again when the new one is near, and a repeated sweep urges nobody twice.
@@ -21,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ticketing import audit, queries
 from ticketing.audit import Actor
+from ticketing.deadline_correction import correct_deadlines_if_calendar_changed
 from ticketing.domain import Domain
 from ticketing.enums import Role
 from ticketing.models import AuditEvent, Case, WorkOrder
@@ -41,6 +46,7 @@ URGE_NOTES = {
 class DeadlineReport:
     urged: dict[str, int] = field(default_factory=dict)
     alerts: dict[str, int] = field(default_factory=dict)
+    corrected: int = 0  # provisional deadlines counted again
 
     def add(self, table: dict[str, int], kind: str) -> None:
         table[kind] = table.get(kind, 0) + 1
@@ -60,6 +66,7 @@ def sweep_deadlines(session: Session, domain: Domain) -> DeadlineReport:
     policy = domain.policy.urge
     wf = domain.workflow(session)
     report = DeadlineReport()
+    report.corrected = correct_deadlines_if_calendar_changed(session, domain, SCHEDULER_ACTOR)
 
     checks: list[tuple[str, object, str]] = []
     if policy.notify_due_within_hours:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ticketing.calendar import WorkCalendar
+from ticketing.deadlines import Deadlines, Due
 from ticketing.cityconfig import (
     UNIT_TYPES,
     CityConfig,
@@ -19,7 +20,6 @@ from ticketing.cityconfig import (
     load_units,
 )
 from ticketing.policy import (
-    Deadlines,
     Policy,
     PolicyError,
     load_policy,
@@ -149,28 +149,28 @@ def test_r8_2_r8_3_deadlines_with_shipped_config() -> None:
     policy = load_policy(CONFIG_DIR)
     d = Deadlines(policy, load_work_calendar(CONFIG_DIR, policy))
     received = at(2026, 2, 13)  # Friday before Spring Festival
-    assert d.notify_due(received) == at(2026, 2, 24, 17, 30)  # R8.2
-    assert d.report_due("consultation", received) == at(2026, 2, 27, 17, 30)  # R8.3
-    assert d.report_due("suggestion", received) == at(2026, 3, 5, 17, 30)
-    assert d.report_due("complaint", received) == at(2026, 3, 5, 17, 30)
-    assert d.return_due(received) == at(2026, 2, 24, 17, 30)  # R8.6
-    assert d.roster_change_due(received) == at(2026, 2, 24, 17, 30)  # R9.1
+    assert d.notify_due(received).at == at(2026, 2, 24, 17, 30)  # R8.2
+    assert d.report_due("consultation", received).at == at(2026, 2, 27, 17, 30)  # R8.3
+    assert d.report_due("suggestion", received).at == at(2026, 3, 5, 17, 30)
+    assert d.report_due("complaint", received).at == at(2026, 3, 5, 17, 30)
+    assert d.return_due(received).at == at(2026, 2, 24, 17, 30)  # R8.6
+    assert d.roster_change_due(received).at == at(2026, 2, 24, 17, 30)  # R9.1
     with pytest.raises(ValueError, match="case kind"):
         d.report_due("praise", received)
 
 
 def test_r7_3_r7_4_r7_5_calendar_day_deadlines_roll_over_holidays() -> None:
     d = Deadlines(Policy(), WorkCalendar())
-    assert d.back_office_dispatch_due(at(2026, 2, 12)) == at(2026, 2, 24, 17, 30)  # 02-15 off
+    assert d.back_office_dispatch_due(at(2026, 2, 12)).at == at(2026, 2, 24, 17, 30)  # 02-15 off
     deadline = at(2026, 9, 29, 17, 30)
-    assert d.callback_due(deadline) == at(2026, 10, 8, 17, 30)  # 10-01 off
-    assert d.close_due(deadline) == at(2026, 10, 8, 17, 30)
+    assert d.callback_due(Due.fixed(deadline)).at == at(2026, 10, 8, 17, 30)  # 10-01 off
+    assert d.close_due(Due.fixed(deadline)).at == at(2026, 10, 8, 17, 30)
 
 
 def test_t4_office_day_end_from_policy(tmp_path: Path) -> None:
     policy = load_policy(write_policy(tmp_path, "office_day_end: '18:00'\n"))
     d = Deadlines(policy, policy.work_calendar())
-    assert d.notify_due(at(2026, 3, 2)) == at(2026, 3, 4, 18, 0)
+    assert d.notify_due(at(2026, 3, 2)).at == at(2026, 3, 4, 18, 0)
 
 
 # -- city config: shipped files --------------------------------------------------------------

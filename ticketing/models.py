@@ -159,6 +159,10 @@ class CaseCounter(Base):
     last: Mapped[int] = mapped_column(Integer)
 
 
+# Rows holding a provisional deadline (migration 0005): the correction reads only these.
+PROVISIONAL_SQL = "provisional_deadlines IS NOT NULL"
+
+
 class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
@@ -166,6 +170,7 @@ class Case(Base):
         Index("ix_cases_status_callback_due", "status", "callback_due_at"),
         Index("ix_cases_status_dispatch_due", "status", "dispatch_due_at"),
         Index("ix_cases_caller", "citizen_phone", "status"),
+        Index("ix_cases_provisional", "id", postgresql_where=text(PROVISIONAL_SQL), sqlite_where=text(PROVISIONAL_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -216,6 +221,8 @@ class Case(Base):
     closed_at: Mapped[datetime | None]
     close_met: Mapped[bool | None]
     closed_provisionally: Mapped[bool] = mapped_column(Boolean, default=False)
+    # T1: deadlines counted over a year with no published arrangement (ticketing.deadlines)
+    provisional_deadlines: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     published_at: Mapped[datetime | None]       # R7.6
     public_summary: Mapped[str | None] = mapped_column(Text)
@@ -251,6 +258,8 @@ class WorkOrder(Base):
         # The same page for one unit (R8.1: what a unit sees every working day).
         Index("ix_wo_unit_open_report_due", "unit_id", "report_due_at", "id",
               postgresql_where=text(OPEN_WORK_ORDER_SQL), sqlite_where=text(OPEN_WORK_ORDER_SQL)),
+        Index("ix_work_orders_provisional", "id",
+              postgresql_where=text(PROVISIONAL_SQL), sqlite_where=text(PROVISIONAL_SQL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -280,6 +289,8 @@ class WorkOrder(Base):
     last_urged_at: Mapped[datetime | None]
     # thresholds already urged for (deadline keeping urges once per threshold)
     urged_thresholds: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # T1: deadlines counted over a year with no published arrangement (ticketing.deadlines)
+    provisional_deadlines: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     case: Mapped[Case] = relationship(back_populates="work_orders", foreign_keys=[case_id])
     unit: Mapped[MemberUnit] = relationship()

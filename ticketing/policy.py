@@ -34,7 +34,6 @@ from ticketing.cityconfig import CASE_KINDS
 __all__ = [
     "CASE_KINDS",
     "CallbackPolicy",
-    "Deadlines",
     "IvrPolicy",
     "Limits",
     "Policy",
@@ -83,6 +82,23 @@ def _parse_clock(value: Any) -> time:
 
 
 Clock = Annotated[time, BeforeValidator(_parse_clock)]
+
+
+def _parse_month_day(value: Any) -> tuple[int, int]:
+    if isinstance(value, tuple):  # already parsed (a policy copied with dataclasses.replace)
+        value = f"{value[0]:02d}-{value[1]:02d}" if len(value) == 2 else value
+    if isinstance(value, str):
+        month, sep, day = value.strip().partition("-")
+        if sep and month.isdigit() and day.isdigit():
+            try:
+                datetime(2023, int(month), int(day))  # not a leap year: the day must exist every year
+                return int(month), int(day)
+            except ValueError:
+                pass
+    raise ValueError(f"expected a day of the year 'MM-DD' in quotes, e.g. '11-01'; got {value!r}")
+
+
+MonthDay = Annotated[tuple[int, int], PlainValidator(_parse_month_day)]
 NonNegInt = Annotated[int, Field(ge=0, strict=True)]
 PosInt = Annotated[int, Field(ge=1, strict=True)]
 
@@ -250,6 +266,9 @@ class Policy:
     timezone: Annotated[str, AfterValidator(_check_tz)] = "Asia/Shanghai"  # T4
     office_day_end: Clock = time(17, 30)  # T4
     due_soon_hours: PosInt = 24  # "due soon" queries
+    # T1: from this day of the year, back office and admin are warned while next year's holiday
+    # arrangement is not entered (the State Council's notice usually comes in November).
+    calendar_warning_from: MonthDay = (11, 1)
     limits: Limits = dataclasses.field(default_factory=Limits)
     ivr: IvrPolicy = dataclasses.field(default_factory=IvrPolicy)
     callback: CallbackPolicy = dataclasses.field(default_factory=CallbackPolicy)
@@ -348,37 +367,3 @@ def load_work_calendar(config_dir: str | Path, policy: Policy | None = None) -> 
     policy = policy or load_policy(config_dir)
     overrides = CalendarOverrides.load(Path(config_dir) / CALENDAR_OVERRIDES_FILE)
     return policy.work_calendar(overrides)
-
-
-class Deadlines:
-    """The regulation's deadlines, computed with one policy and one calendar (T3, T4).
-
-    `received_at` is when the unit received the work order; `deadline` is the case's report
-    deadline (the "完成时限" that callback and closure count from).
-    """
-
-    def __init__(self, policy: Policy, calendar: WorkCalendar) -> None:
-        self.policy = policy
-        self.calendar = calendar
-
-    def notify_due(self, received_at: datetime) -> datetime:  # R8.2
-        return self.calendar.add_working_days(received_at, self.policy.limits.notify_working_days)
-
-    def report_due(self, kind: str, received_at: datetime) -> datetime:  # R8.3
-        days = self.policy.limits.report_working_days.for_kind(kind)
-        return self.calendar.add_working_days(received_at, days)
-
-    def return_due(self, received_at: datetime) -> datetime:  # R8.6
-        return self.calendar.add_working_days(received_at, self.policy.limits.return_working_days)
-
-    def back_office_dispatch_due(self, accepted_at: datetime) -> datetime:  # R7.3
-        return self.calendar.add_calendar_days(accepted_at, self.policy.limits.back_office_dispatch_days)
-
-    def callback_due(self, deadline: datetime) -> datetime:  # R7.4
-        return self.calendar.add_calendar_days(deadline, self.policy.limits.callback_days_after_deadline)
-
-    def close_due(self, deadline: datetime) -> datetime:  # R7.5
-        return self.calendar.add_calendar_days(deadline, self.policy.limits.close_days_after_deadline)
-
-    def roster_change_due(self, changed_at: datetime) -> datetime:  # R9.1
-        return self.calendar.add_working_days(changed_at, self.policy.limits.roster_change_working_days)

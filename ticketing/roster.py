@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from ticketing import audit
 from ticketing.audit import Actor
+from ticketing.deadlines import Deadlines
 from ticketing.enums import Duty, Role
 from ticketing.errors import Forbidden, InvalidInput
 from ticketing.models import MemberUnit, RosterEntry
@@ -51,7 +52,7 @@ def change_duty(
     current = on_duty(session, unit.id, effective_from).get(duty.value)
     if current is not None:
         current.valid_to = effective_from
-    due = calendar.add_working_days(effective_from, policy.limits.roster_change_working_days)
+    due = Deadlines(policy, calendar).roster_change_due(effective_from).at
     entry = RosterEntry(
         unit_id=unit.id, duty=duty, name=name.strip(), phone=phone.strip(), valid_from=effective_from,
         valid_to=None, reported_at=now, report_due_at=due, reported_late=now > due,

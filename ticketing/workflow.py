@@ -17,6 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ticketing import audit
 from ticketing.audit import Actor
+from ticketing.deadlines import Deadlines, Due, read_due, write_due
 from ticketing.enums import (
     ACTIVE_WORK_ORDER_STATUSES,
     CaseKind,
@@ -74,6 +75,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _provisional_note(row: Any) -> dict[str, Any]:
+    """Audit data saying which of a row's deadlines are provisional (T1); nothing when none is."""
+    marks = row.provisional_deadlines
+    return {"provisional": sorted(marks)} if marks else {}
+
+
 def _require_role(actor: Actor, allowed: Iterable[Role], rule: str, what: str) -> None:
     if actor.role not in {r.value for r in allowed}:
         raise Forbidden(rule, f"a {actor.role} may not {what}")
@@ -94,6 +101,7 @@ class Workflow:
         self.policy = policy
         self.categories = categories or {}
         self.clock = clock
+        self.deadlines = Deadlines(policy, calendar)
 
     # ---- helpers -------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -197,10 +205,11 @@ class Workflow:
             return
         # Only the current round counts: an earlier round's (reported) orders keep their old limits.
         latest = max(wo.round for wo in answering)
-        case.deadline_at = max(wo.report_due_at for wo in answering if wo.round == latest)
+        deadline = max((read_due(wo, "report_due_at") for wo in answering if wo.round == latest), key=lambda d: d.at)
+        write_due(case, "deadline_at", deadline)
         if case.callback_required:
-            case.callback_due_at = self.calendar.add_calendar_days(case.deadline_at, self.policy.limits.callback_days_after_deadline)
-        case.close_due_at = self.calendar.add_calendar_days(case.deadline_at, self.policy.limits.close_days_after_deadline)
+            write_due(case, "callback_due_at", self.deadlines.callback_due(deadline))
+        write_due(case, "close_due_at", self.deadlines.close_due(deadline))
 
     # ---- intake (R2, R3, R4.1, R7.1) -----------------------------------------------------
     def accept(self, actor: Actor, **request: Any) -> Case:
@@ -317,8 +326,8 @@ class Workflow:
         case.satisfaction_source = "direct"
         case.callback_required = False
         case.reported_at = now
-        case.deadline_at = now
-        case.close_due_at = self.calendar.add_calendar_days(now, self.policy.limits.close_days_after_deadline)
+        write_due(case, "deadline_at", Due.fixed(now))
+        write_due(case, "close_due_at", self.deadlines.close_due(Due.fixed(now)))
         case.status = CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE
         self._touch(case)
         self._log(actor, "answer_directly", case, call_id=call_id, answer=answer,
@@ -333,7 +342,7 @@ class Workflow:
         self._check_owner(actor, case, "escalate it")
         self._status(case, {CaseStatus.NEW}, "R7.3", "escalate")
         case.status = CaseStatus.PENDING_BACK_OFFICE
-        case.dispatch_due_at = self.calendar.add_calendar_days(case.accepted_at, self.policy.limits.back_office_dispatch_days)
+        write_due(case, "dispatch_due_at", self.deadlines.back_office_dispatch_due(case.accepted_at))
         self._touch(case)
         self._log(actor, "escalate", case, note=note)
         return case
@@ -417,7 +426,9 @@ class Workflow:
             roles = {u.code: WorkOrderRole.INDEPENDENT for u in resolved}
 
         live = mode in {DispatchMode.THREE_WAY, DispatchMode.TRANSFER}
-        limit = 0 if live else self.policy.limits.report_working_days.for_kind(case.kind.value)
+        dues = {"notify_due_at": self.deadlines.notify_due(now),
+                "report_due_at": self.deadlines.report_due(case.kind.value, now, live=live),
+                "return_due_at": self.deadlines.return_due(now)}
         created = []
         for unit in resolved:
             wo = WorkOrder(
@@ -434,12 +445,11 @@ class Workflow:
                 notified_at=now if live else None,
                 notify_channel="call" if live else None,
                 notify_met=True if live else None,
-                notify_due_at=self.calendar.add_working_days(now, self.policy.limits.notify_working_days),
-                report_due_at=self.calendar.add_working_days(now, limit),
-                return_due_at=self.calendar.add_working_days(now, self.policy.limits.return_working_days),
                 urged_thresholds=[],
                 extensions=[],  # known empty: no query when the work order is shown
             )
+            for column, due in dues.items():
+                write_due(wo, column, due)
             # Written at once (its id goes into the audit event), then tied to its case and unit
             # as loaded state: the ORM has nothing left to write for it.
             insert_now(self.session, wo)
@@ -463,7 +473,8 @@ class Workflow:
         update_now(self.session, case)
         for wo in created:
             self._log(actor, "dispatch", case, wo, call_id=call_id, unit=wo.unit.code, mode=mode.value,
-                      role=wo.role.value, round=round_no, report_due_at=wo.report_due_at)
+                      role=wo.role.value, round=round_no, report_due_at=wo.report_due_at,
+                      **_provisional_note(wo))
         return created
 
     def record_live_outcome(self, actor: Actor, case: Case, *, answer: str, satisfaction: Satisfaction | str,
@@ -487,7 +498,7 @@ class Workflow:
         case.answer = answer
         case.reported_at = now
         case.callback_required = False
-        case.callback_due_at = None
+        write_due(case, "callback_due_at", None)
         case.satisfaction = satisfaction if satisfaction in RATED else None
         case.satisfaction_source = "live_call"
         if satisfaction == Satisfaction.UNSATISFIED:
@@ -618,12 +629,13 @@ class Workflow:
         ext.decided_by_id = actor.user_id
         ext.decision_note = note
         if approve:
-            ext.new_due_at = self.calendar.add_working_days(wo.report_due_at, ext.extra_working_days)
-            wo.report_due_at = ext.new_due_at
+            due = self.deadlines.extended(read_due(wo, "report_due_at"), ext.extra_working_days)
+            ext.new_due_at = due.at
+            write_due(wo, "report_due_at", due)
             self._recompute_case_deadlines(wo.case)
         self._touch(wo.case)
         self._log(actor, "decide_extension", wo.case, wo, extension_id=ext.id, approved=approve,
-                  new_due_at=ext.new_due_at, note=note)
+                  new_due_at=ext.new_due_at, note=note, **_provisional_note(wo) if approve else {})
         return ext
 
     def request_return(self, actor: Actor, wo: WorkOrder, *, reason: str) -> WorkOrder:
@@ -656,7 +668,7 @@ class Workflow:
                     self._case_reported(case, wo.round)
                 else:
                     case.status = CaseStatus.PENDING_BACK_OFFICE
-                    case.dispatch_due_at = self.calendar.add_calendar_days(self.now(), self.policy.limits.back_office_dispatch_days)
+                    write_due(case, "dispatch_due_at", self.deadlines.back_office_dispatch_due(self.now()))
         else:
             wo.status = WorkOrderStatus.NOTIFIED if wo.notified_at else (
                 WorkOrderStatus.RECEIVED if wo.received_at else WorkOrderStatus.DISPATCHED)
@@ -674,19 +686,24 @@ class Workflow:
         wo.last_urged_at = now
         if threshold is not None:
             wo.urged_thresholds = [*wo.urged_thresholds, threshold]
+        notice = self.notify_unit(wo, "urge", f"【12345催办】工单{wo.case.number}/{wo.id}：{note or '请按时办理并报结'}")
+        self._touch(wo.case)
+        self._log(actor, "urge", wo.case, wo, note=note, threshold=threshold, urge_count=wo.urge_count)
+        return notice
+
+    def notify_unit(self, wo: WorkOrder, kind: str, message: str) -> UnitNotification:
+        """A notice about `wo` to its unit's current duty staff (R5.3): A, else the leader."""
         from ticketing.roster import on_duty  # local import: roster imports workflow helpers
 
+        now = self.now()
         duty = on_duty(self.session, wo.unit_id, now)
         recipient = duty.get("A") or duty.get("leader")
-        message = f"【12345催办】工单{wo.case.number}/{wo.id}：{note or '请按时办理并报结'}"
         notice = UnitNotification(
-            unit_id=wo.unit_id, work_order_id=wo.id, case_id=wo.case_id, at=now, kind="urge",
+            unit_id=wo.unit_id, work_order_id=wo.id, case_id=wo.case_id, at=now, kind=kind,
             recipient_name=recipient.name if recipient else "", recipient_phone=recipient.phone if recipient else "",
             message=message,
         )
         self.session.add(notice)
-        self._touch(wo.case)
-        self._log(actor, "urge", wo.case, wo, note=note, threshold=threshold, urge_count=wo.urge_count)
         return notice
 
     # ---- callback and closing (R7.4, R7.5) -----------------------------------------------
