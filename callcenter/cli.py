@@ -145,11 +145,12 @@ def _register_groups() -> None:
     # Groups owned by the telephony and scheduling parts of the application.
     from callback.cli import callbacks_group
     from callcenter.agi_cli import agi_group
+    from callcenter.calendar_cli import calendar_group
     from callcenter.calls_cli import call_group
     from callcenter.ivr_cli import ivr_group
     from callcenter.pbx.cli import asterisk_group
 
-    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group):
+    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group):
         main.add_command(group)
 
 

@@ -151,30 +151,7 @@ def test_t3_due_soon_and_overdue_lists_find_exactly_the_right_work_orders(api, c
     assert due("water1", "overdue") == set() and due("water1", "soon") == {B}
 
 
-# ---- T1: a year without an official calendar ---------------------------------------------------
-def test_t1_deadline_in_an_unconfigured_year_is_a_clear_error_and_changes_nothing(api, clock):
-    travel(api, clock, "2026-12-28T10:00")
-    c = ok(api.post("/api/v1/cases", "op1", json={"kind": "consultation", "channel": "web", "title": "诉求",
-                                                  "description": "诉求内容"}), 201)
-    r = api.post(f"/api/v1/cases/{c['number']}/dispatch", "op1", json={"units": ["water_supply"]})
-    assert r.status_code == 503, r.text
-    body = r.json()
-    assert body["error"] == "T1" and body["year"] == 2027
-    detail = body["detail"]
-    assert "2027" in detail and "calendar_overrides.yaml" in detail and "Nothing was changed" in detail
-    assert "/work/" not in detail  # no server paths in the answer
-    # No half-dispatched case: still new, no work order, dispatchable once the year is configured.
-    after = ok(api.get(f"/api/v1/cases/{c['number']}", "op1"))
-    assert after["status"] == "new" and after["work_orders"] == []
-    assert [e["action"] for e in ok(api.get(f"/api/v1/cases/{c['number']}/events", "bo1"))] == ["accept"]
-    # Escalating (3 calendar days into 2027) is refused the same way.
-    travel(api, clock, "2026-12-30T10:00")
-    c2 = ok(api.post("/api/v1/cases", "op1", json={"kind": "consultation", "channel": "web", "title": "诉求",
-                                                   "description": "诉求内容"}), 201)
-    r = api.post(f"/api/v1/cases/{c2['number']}/escalate", "op1", json={})
-    assert r.status_code == 503 and r.json()["year"] == 2027, r.text
-
-
+# ---- T1: a year whose arrangement is entered (the unpublished case: test_provisional_deadlines.py)
 def test_t1_once_the_year_is_configured_the_same_dispatch_works(api, clock, domain, engine, tmp_path):
     from fastapi.testclient import TestClient
 

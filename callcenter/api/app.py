@@ -1,10 +1,10 @@
 """The FastAPI application: /api/v1 routers, error mapping, request size limit."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +17,7 @@ from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
 from ticketing.errors import DomainError
-from ticketing.store import make_engine, make_session_factory
+from ticketing.store import make_engine, make_session_factory, session_scope
 
 log = logging.getLogger("callcenter.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -90,6 +90,18 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _correct_provisional_deadlines(domain: Domain, engine: Engine) -> None:
+    """T1: deadlines counted provisionally are counted again at start (a chinesecalendar or an
+    override file that learnt a year since); a failure is logged, never stops the API."""
+    from ticketing.deadline_correction import correct_deadlines_if_calendar_changed
+
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            correct_deadlines_if_calendar_changed(session, domain)
+    except Exception:  # noqa: BLE001 - the scheduler's sweep tries again
+        log.exception("calendar: provisional deadlines not counted again at start")
+
+
 def create_app(settings: Settings | None = None, *, domain: Domain | None = None, engine: Engine | None = None,
                callcontrol=None, background: Sequence = ()) -> FastAPI:
     """``callcontrol``: a ``callcenter.callcontrol.CallControl`` when this process runs the telephone
@@ -102,6 +114,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        await asyncio.to_thread(_correct_provisional_deadlines, domain, engine)
         if callcontrol is not None and not callcontrol.link.ami.connected:
             await callcontrol.start(wait=False)
         started = []
@@ -152,24 +165,20 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     async def calendar_error(_request: Request, exc: CalendarError):
         log.error("calendar: %s", exc)
         if isinstance(exc, CalendarUnknownYear):
-            # A configuration gap, not the caller's fault: say what is missing, that nothing was
-            # saved, and who can fix it - without the server's file-system layout.
-            where = Path(exc.overrides_file)
+            # Outside every calendar, statutory included: say so without the server's paths.
             return JSONResponse(status_code=503, content={"error": "T1", "year": exc.year, "detail": (
-                f"a deadline of this action falls in {exc.year}, and no official working-day calendar for "
-                f"{exc.year} is configured, so deadlines cannot be counted (T1). Nothing was changed. "
-                f"An administrator must add the State Council's {exc.year} holiday arrangement (holidays "
-                f"and make-up working days) to {where.parent.name}/{where.name}; then try again.")})
+                f"a deadline of this action falls in {exc.year}, for which no working-day calendar "
+                f"exists, so it cannot be counted (T1). Nothing was changed.")})
         return JSONResponse(status_code=503, content={"error": "T1", "detail": str(exc)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content={"error": "invalid_input", "detail": _validation_message(exc)})
 
-    from callcenter.api.routers import admin, auth, cases, operators, public, units, work_orders
+    from callcenter.api.routers import admin, auth, calendar, cases, operators, public, units, work_orders
     from callcenter.api.routers import calls as call_control
 
-    for module in (auth, cases, work_orders, units, admin, call_control, operators):
+    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     from callcenter import web

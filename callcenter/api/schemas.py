@@ -187,6 +187,10 @@ class WorkOrderOut(Out):
     urge_count: int
     overdue: bool
     pending_extension_id: int | None = None
+    provisional_deadlines: list[str] = Field(
+        default_factory=list,
+        description="T1: the deadlines here counted over a year whose holiday arrangement is not published yet "
+                    "(暂定); they are corrected when it is entered")
 
 
 class CaseOut(Out):
@@ -226,6 +230,10 @@ class CaseOut(Out):
     published_at: datetime | None
     convenience_consent: bool
     overdue: bool
+    provisional_deadlines: list[str] = Field(
+        default_factory=list,
+        description="T1: the deadlines here counted over a year whose holiday arrangement is not published yet "
+                    "(暂定); they are corrected when it is entered")
     work_orders: list[WorkOrderOut]
     operator_message: str | None = Field(default=None, description="text the operator reads to the citizen")
 

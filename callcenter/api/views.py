@@ -24,7 +24,7 @@ def work_order_out(wo: WorkOrder, now: datetime, *, content: bool = True) -> Wor
         reported_satisfaction=wo.reported_satisfaction, return_due_at=wo.return_due_at,
         return_reason=wo.return_reason if content else None, urge_count=wo.urge_count,
         overdue=wo.status in ACTIVE_WORK_ORDER_STATUSES and wo.report_due_at < now,
-        pending_extension_id=pending,
+        pending_extension_id=pending, provisional_deadlines=sorted(wo.provisional_deadlines or ()),
     )
 
 
@@ -62,6 +62,7 @@ def case_out(case: Case, actor: Actor, now: datetime, *, unit_view: int | None =
         closed_provisionally=case.closed_provisionally, published_at=case.published_at,
         convenience_consent=case.convenience_consent_at is not None,
         overdue=case.status == CaseStatus.DISPATCHED and case.deadline_at is not None and case.deadline_at < now,
+        provisional_deadlines=sorted(case.provisional_deadlines or ()),
         work_orders=[work_order_out(wo, now, content=content) for wo in orders],
         operator_message=DISCIPLINE_MESSAGE if case.confidential else None,
     )

@@ -155,13 +155,19 @@ function markBadge(mark) {
   if (!mark || mark === "pending") return null;
   return h("span", { class: `mark ${mark}` }, L.mark[mark]);
 }
-function due(iso, mark) {
-  return h("span", { class: `due ${mark || ""}` }, fmt(iso), " ", markBadge(mark));
+// T1: a deadline counted over a year whose holiday arrangement is not published yet is 暂定; it
+// is corrected when the arrangement is entered. `row.provisional_deadlines` names those columns.
+function provisionalBadge(row, column) {
+  if (!row || !(row.provisional_deadlines || []).includes(column)) return null;
+  return h("span", { class: "mark provisional", title: "节假日安排未公布，按法定节假日暂定，公布后自动更正" }, "暂定");
+}
+function due(iso, mark, row, column) {
+  return h("span", { class: `due ${mark || ""}` }, fmt(iso), " ", markBadge(mark), provisionalBadge(row, column));
 }
 // For case-level deadlines the API gives `overdue` (dispatched and past the deadline) and the met flags.
-function caseDue(iso, met, overdue) {
+function caseDue(iso, met, overdue, row, column) {
   const mark = met === true ? "met" : met === false ? "late" : overdue ? "overdue" : null;
-  return due(iso, mark);
+  return due(iso, mark, row, column);
 }
 
 // ---- action forms: values stay in the form when the API refuses -----------------------------
@@ -291,8 +297,8 @@ function workOrderLine(wo) {
   return h("li", { class: "wo", dataset: { wo: wo.id } },
     h("b", {}, wo.unit_name), ` · ${label("mode", wo.mode)} · ${label("woRole", wo.role)} · `,
     h("span", { class: "status" }, label("woStatus", wo.status)),
-    " · 告知时限 ", due(wo.notify_due_at, wo.notified_at ? (wo.notify_met ? "met" : "late") : null),
-    " · 报结时限 ", due(wo.report_due_at, wo.reported_at ? (wo.report_met ? "met" : "late") : (wo.overdue ? "overdue" : null)),
+    " · 告知时限 ", due(wo.notify_due_at, wo.notified_at ? (wo.notify_met ? "met" : "late") : null, wo, "notify_due_at"),
+    " · 报结时限 ", due(wo.report_due_at, wo.reported_at ? (wo.report_met ? "met" : "late") : (wo.overdue ? "overdue" : null), wo, "report_due_at"),
     wo.urge_count ? ` · 已催办${wo.urge_count}次` : "",
     wo.answer ? h("div", { class: "answer" }, "单位答复：", wo.answer) : null,
     wo.return_reason ? h("div", {}, "退回理由：", wo.return_reason) : null);
@@ -308,10 +314,10 @@ function caseCard(c) {
     c.location || c.citizen_name || c.citizen_phone
       ? h("p", { class: "meta" }, `地点：${c.location || "—"} · 诉求人：${c.citizen_name || "—"} · 电话：${c.citizen_phone || "—"}`) : null,
     c.operator_message && PAGE === "desk" ? h("p", { class: "read-aloud" }, "请向诉求人宣读：", c.operator_message) : null,
-    h("p", { class: "meta" }, "办理时限 ", caseDue(c.deadline_at, null, c.overdue),
-      c.dispatch_due_at ? [" · 后台派单时限 ", caseDue(c.dispatch_due_at, c.dispatch_met, false)] : null,
-      c.callback_due_at ? [" · 回访时限 ", caseDue(c.callback_due_at, c.callback_met, false)] : null,
-      c.close_due_at ? [" · 办结时限 ", caseDue(c.close_due_at, c.close_met, false)] : null),
+    h("p", { class: "meta" }, "办理时限 ", caseDue(c.deadline_at, null, c.overdue, c, "deadline_at"),
+      c.dispatch_due_at ? [" · 后台派单时限 ", caseDue(c.dispatch_due_at, c.dispatch_met, false, c, "dispatch_due_at")] : null,
+      c.callback_due_at ? [" · 回访时限 ", caseDue(c.callback_due_at, c.callback_met, false, c, "callback_due_at")] : null,
+      c.close_due_at ? [" · 办结时限 ", caseDue(c.close_due_at, c.close_met, false, c, "close_due_at")] : null),
     c.reject_reason ? h("p", {}, `不予受理：${label("reject", c.reject_reason)}；告知去向：${c.referral || ""}`) : null,
     c.answer ? h("p", { class: "answer" }, "答复：", c.answer) : null,
     c.satisfaction ? h("p", {}, `满意度：${label("satisfaction", c.satisfaction)}`) : null,
@@ -534,9 +540,9 @@ async function loadMyCases() {
       h("td", {}, c.number), h("td", {}, label("kind", c.kind)), h("td", {}, c.title),
       h("td", { class: "status" }, label("caseStatus", c.status)),
       h("td", {}, c.work_orders.filter((w) => w.status !== "cancelled").map((w) => `${w.unit_name}（${label("woStatus", w.status)}）`).join("、") || "—"),
-      h("td", {}, caseDue(c.deadline_at, null, c.overdue)),
-      h("td", {}, c.callback_required ? caseDue(c.callback_due_at, c.callback_met, false) : "无需回访"),
-      h("td", {}, caseDue(c.close_due_at, c.close_met, false)),
+      h("td", {}, caseDue(c.deadline_at, null, c.overdue, c, "deadline_at")),
+      h("td", {}, c.callback_required ? caseDue(c.callback_due_at, c.callback_met, false, c, "callback_due_at") : "无需回访"),
+      h("td", {}, caseDue(c.close_due_at, c.close_met, false, c, "close_due_at")),
       h("td", {}, h("button", { type: "button", class: "secondary", onclick: () => openDeskCase(c.number) }, "处理")))));
     if (!rows.length) $("tbody", box).replaceChildren(h("tr", {}, h("td", { colspan: 9, class: "empty" }, "暂无未办结的诉求件。")));
   } catch (err) { showError(error, err); }
@@ -748,8 +754,8 @@ async function loadInbox() {
         h("td", {}, `#${wo.id}`), h("td", {}, c.number), h("td", {}, label("kind", c.kind)), h("td", {}, c.title),
         h("td", {}, `${label("mode", wo.mode)}${wo.role !== "sole" ? " · " + label("woRole", wo.role) : ""}`),
         h("td", { class: "status" }, label("woStatus", wo.status), wo.pending_extension_id ? h("span", { class: "mark soon" }, "延期待批") : null),
-        h("td", { class: "notify-due" }, due(wo.notify_due_at, notify_mark)),
-        h("td", { class: "report-due" }, due(wo.report_due_at, report_mark)),
+        h("td", { class: "notify-due" }, due(wo.notify_due_at, notify_mark, wo, "notify_due_at")),
+        h("td", { class: "report-due" }, due(wo.report_due_at, report_mark, wo, "report_due_at")),
         h("td", {}, wo.urge_count ? h("span", { class: "mark overdue" }, `催办${wo.urge_count}次`) : "—"),
         h("td", {}, h("button", { type: "button", class: "secondary", onclick: () => openOrder(wo.id) }, "办理")))));
     $(".empty", box).hidden = rows.length > 0;
@@ -872,8 +878,8 @@ function woCard(wo, extra) {
   return h("div", { class: "case-card", dataset: { number: wo.case_number, wo: wo.id } },
     h("h3", {}, `工单 #${wo.id} · 诉求件 ${wo.case_number} · ${wo.unit_name}`),
     h("p", { class: "meta" }, `${label("mode", wo.mode)} · `, h("span", { class: "status" }, label("woStatus", wo.status)),
-      " · 告知时限 ", due(wo.notify_due_at, wo.notified_at ? (wo.notify_met ? "met" : "late") : null),
-      " · 报结时限 ", due(wo.report_due_at, wo.overdue ? "overdue" : null), wo.urge_count ? ` · 已催办${wo.urge_count}次` : ""),
+      " · 告知时限 ", due(wo.notify_due_at, wo.notified_at ? (wo.notify_met ? "met" : "late") : null, wo, "notify_due_at"),
+      " · 报结时限 ", due(wo.report_due_at, wo.overdue ? "overdue" : null, wo, "report_due_at"), wo.urge_count ? ` · 已催办${wo.urge_count}次` : ""),
     wo.instructions ? h("p", {}, "交办意见：", wo.instructions) : null, extra || null);
 }
 
@@ -969,6 +975,14 @@ async function lookup(ev) {
   } catch (err) { showError(error, err); $("#lookup-result").replaceChildren(); }
 }
 
+// T1: the standing warning while next year's holiday arrangement is due and not entered.
+async function calendarWarning() {
+  try {
+    const status = await get("/calendar");
+    if (status.warning) $("main").prepend(h("p", { class: "notice calendar-warning", role: "status" }, status.warning));
+  } catch (err) { /* the work lists still load; the status endpoint's error is not theirs */ }
+}
+
 async function initBack(me) {
   back.canAct = me.role === "back_office";
   if (!back.canAct) {
@@ -976,6 +990,7 @@ async function initBack(me) {
   }
   $("#lookup-form").addEventListener("submit", lookup);
   $(".refresh-all").addEventListener("click", loadBack);
+  calendarWarning();
   try {
     back.categories = CATEGORIES;
     back.units = await get("/units");
