@@ -143,3 +143,24 @@ async def test_a2_handler_that_raises_sends_the_call_to_the_queue(hotline):
     rec = _call(hotline.sessions, result.uniqueid)
     assert rec.outcome == "queued" and rec.outcome_reason == "error"
     assert hotline.server.stats.sent_to_safety >= 1
+
+
+async def test_t1_a_complaint_phoned_in_on_2026_12_18_is_dispatched_with_a_provisional_deadline(hotline):
+    """The year's-end cliff, through the real menu: key 3 on 2026-12-18 (no 2027 arrangement yet)
+    opens a complaint; dispatching it gives a report limit in January 2027, counted on the
+    statutory calendar and marked provisional, not a refusal."""
+    from zoneinfo import ZoneInfo
+
+    hotline.clock.set("2026-12-18T10:00")
+    result = await simulate_call(hotline.ami, ["3"], caller="13800001218", hang_up_when_queued=True, timeout=120)
+    rec = _call(hotline.sessions, result.uniqueid)
+    assert rec.outcome == "queued" and rec.outcome_reason == "complaint" and rec.case_id is not None
+    with session_scope(hotline.sessions) as s:
+        wf = hotline.domain.workflow(s)
+        case = wf.get_case(rec.case_id)
+        assert case.number.startswith("20261218")
+        (wo,) = wf.dispatch(_bo(s), case, units=["water_supply"])
+        # R8.3, 10 working days: 12-21..25, 12-28..31 (9), 01-01 off, 01-04 (10).
+        assert wo.report_due_at == datetime(2027, 1, 4, 17, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+        assert set(wo.provisional_deadlines) == {"report_due_at"}
+        assert {"deadline_at", "callback_due_at", "close_due_at"} <= set(case.provisional_deadlines)
