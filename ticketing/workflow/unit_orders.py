@@ -1,0 +1,201 @@
+"""The member unit's side (Article 8) and urging (R7.7): receive, notify, report back, extensions,
+returns, and notices to the unit's duty staff."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ticketing.audit import Actor
+from ticketing.deadlines import read_due, write_due
+from ticketing.enums import (
+    ACTIVE_WORK_ORDER_STATUSES,
+    CaseStatus,
+    RequestState,
+    Role,
+    Satisfaction,
+    WorkOrderRole,
+    WorkOrderStatus,
+)
+from ticketing.errors import DomainError, InvalidInput
+from ticketing.models import Case, ExtensionRequest, UnitNotification, WorkOrder
+from ticketing.workflow.base import (
+    ANSWERING_ROLES,
+    CENTER_ROLES,
+    SYSTEM_ACTOR,
+    WorkflowBase,
+    _provisional_note,
+    _require_role,
+)
+
+
+class UnitOrderSteps(WorkflowBase):
+    """The unit's steps (R8.1-R8.6) and urging (R7.7)."""
+
+    def receive(self, actor: Actor, wo: WorkOrder) -> WorkOrder:
+        """R8.1: the unit checks and takes in its new work orders."""
+        self._check_unit_actor(actor, wo, "receive work orders")
+        self._wo_status(wo, {WorkOrderStatus.DISPATCHED}, "R8.1", "receive")
+        wo.status = WorkOrderStatus.RECEIVED
+        wo.received_at = self.now()
+        self._touch(wo.case)
+        self._log(actor, "receive", wo.case, wo)
+        return wo
+
+    def notify(self, actor: Actor, wo: WorkOrder, *, channel: str, notified_at: datetime | None = None,
+               note: str = "") -> WorkOrder:
+        """R8.2: the unit tells the citizen it has the case, within 2 working days of receipt."""
+        self._check_unit_actor(actor, wo, "notify citizens")
+        self._wo_status(wo, {WorkOrderStatus.DISPATCHED, WorkOrderStatus.RECEIVED}, "R8.2", "notify")
+        now = self.now()
+        at = notified_at or now
+        if at.tzinfo is None:
+            raise InvalidInput("R8.4", "the notification time needs a time zone")
+        if at > now + timedelta(minutes=5) or at < wo.dispatched_at:
+            raise InvalidInput("R8.4", "the notification time must lie between dispatch and now")
+        if wo.received_at is None:
+            wo.received_at = now
+        wo.status = WorkOrderStatus.NOTIFIED
+        wo.notified_at = at
+        wo.notify_channel = channel
+        wo.notify_met = at <= wo.notify_due_at
+        self._touch(wo.case)
+        self._log(actor, "notify", wo.case, wo, notify_channel=channel, notified_at=at, met=wo.notify_met, note=note)
+        return wo
+
+    def report(self, actor: Actor, wo: WorkOrder, *, answer: str,
+               satisfaction: Satisfaction | str | None = None) -> WorkOrder:
+        """R8.3/R8.4: the unit files its answer, with the notification time and satisfaction."""
+        self._check_unit_actor(actor, wo, "report back")
+        self._wo_status(wo, {WorkOrderStatus.NOTIFIED}, "R8.4",
+                        "report back before notifying the citizen (the report holds the notification time)")
+        if not answer or not answer.strip():
+            raise InvalidInput("R8.4", "the report must hold the answer given to the citizen")
+        case = wo.case
+        if wo.role == WorkOrderRole.LEAD:
+            pending = [o for o in case.work_orders if o.role == WorkOrderRole.CO_UNIT
+                       and o.round == wo.round and o.status in ACTIVE_WORK_ORDER_STATUSES]
+            if pending:
+                names = ", ".join(o.unit.name for o in pending)
+                raise DomainError("R7.3h", f"the lead answers for the case once its co-units have reported to it (waiting for {names})")
+        now = self.now()
+        wo.status = WorkOrderStatus.REPORTED
+        wo.reported_at = now
+        wo.report_met = now <= wo.report_due_at
+        wo.answer = answer
+        wo.reported_satisfaction = Satisfaction(satisfaction) if satisfaction else None
+        self._log(actor, "report", case, wo, answer=answer, met=wo.report_met,
+                  satisfaction=wo.reported_satisfaction.value if wo.reported_satisfaction else None)
+        if wo.role != WorkOrderRole.CO_UNIT and not self._answering(case, include_reported=False):
+            self._case_reported(case, wo.round)
+        self._touch(case)
+        return wo
+
+    def _case_reported(self, case: Case, round_no: int) -> None:
+        """Every answering unit of the round has reported: the case's answer is theirs (R8.4)."""
+        # This round's answers: after a re-dispatch the answer the citizen rejected is not the case's.
+        answers = [o.answer for o in self._answering(case) if o.answer and o.round == round_no]
+        case.answer = "\n\n".join(answers)
+        case.reported_at = self.now()
+        case.status = CaseStatus.REPORTED
+        self._log(SYSTEM_ACTOR, "case_reported", case, callback_required=case.callback_required,
+                  callback_due_at=case.callback_due_at)
+
+    def request_extension(self, actor: Actor, wo: WorkOrder, *, legal_basis: str, extra_working_days: int) -> ExtensionRequest:
+        """R8.5: a longer limit, citing the rule that allows it."""
+        self._check_unit_actor(actor, wo, "ask for an extension")
+        self._wo_status(wo, {WorkOrderStatus.DISPATCHED, WorkOrderStatus.RECEIVED, WorkOrderStatus.NOTIFIED},
+                        "R8.5", "ask for an extension")
+        if not legal_basis or len(legal_basis.strip()) < 4:
+            raise InvalidInput("R8.5", "cite the law or rule that allows the longer limit")
+        if not 1 <= extra_working_days <= 60:
+            raise InvalidInput("R8.5", "an extension is between 1 and 60 working days")
+        if any(e.state == RequestState.PENDING for e in wo.extensions):
+            raise DomainError("R8.5", "an extension request for this work order is already waiting for the center")
+        ext = ExtensionRequest(
+            work_order=wo, legal_basis=legal_basis.strip(), extra_working_days=extra_working_days,
+            state=RequestState.PENDING, requested_at=self.now(), requested_by_id=actor.user_id,
+            old_due_at=wo.report_due_at,
+        )
+        self.session.add(ext)
+        self.session.flush()
+        self._touch(wo.case)
+        self._log(actor, "request_extension", wo.case, wo, extension_id=ext.id, legal_basis=ext.legal_basis,
+                  extra_working_days=extra_working_days)
+        return ext
+
+    def decide_extension(self, actor: Actor, ext: ExtensionRequest, *, approve: bool, note: str = "") -> ExtensionRequest:
+        """R8.5: the center approves in principle; an approved extension moves the deadline."""
+        _require_role(actor, CENTER_ROLES, "R8.5", "decide extensions")
+        if ext.state != RequestState.PENDING:
+            raise DomainError("R8.5", f"extension request {ext.id} was already {ext.state}")
+        wo = ext.work_order
+        if approve and wo.status not in ACTIVE_WORK_ORDER_STATUSES:
+            # A finished work order's limit is history: moving it would move the case's callback and
+            # close limits after the fact. The request can still be denied to clear the list.
+            raise DomainError("R8.5", f"work order {wo.id} is {wo.status}; an extension can no longer be approved")
+        now = self.now()
+        ext.state = RequestState.APPROVED if approve else RequestState.DENIED
+        ext.decided_at = now
+        ext.decided_by_id = actor.user_id
+        ext.decision_note = note
+        if approve:
+            due = self.deadlines.extended(read_due(wo, "report_due_at"), ext.extra_working_days)
+            ext.new_due_at = due.at
+            write_due(wo, "report_due_at", due)
+            self._recompute_case_deadlines(wo.case)
+        self._touch(wo.case)
+        self._log(actor, "decide_extension", wo.case, wo, extension_id=ext.id, approved=approve,
+                  new_due_at=ext.new_due_at, note=note, **_provisional_note(wo) if approve else {})
+        return ext
+
+    def request_return(self, actor: Actor, wo: WorkOrder, *, reason: str) -> WorkOrder:
+        """R8.6: outside the unit's competence — back within 2 working days, with a reason."""
+        self._check_unit_actor(actor, wo, "return work orders")
+        self._wo_status(wo, {WorkOrderStatus.DISPATCHED, WorkOrderStatus.RECEIVED, WorkOrderStatus.NOTIFIED},
+                        "R8.6", "return")
+        if not reason or len(reason.strip()) < 4:
+            raise InvalidInput("R8.6", "say why the work order is outside the unit's competence")
+        if self.now() > wo.return_due_at:
+            raise DomainError("R8.6", "a work order can be returned only within 2 working days of receipt; ask the center to re-dispatch instead")
+        wo.status = WorkOrderStatus.RETURN_REQUESTED
+        wo.return_reason = reason.strip()
+        self._touch(wo.case)
+        self._log(actor, "request_return", wo.case, wo, reason=wo.return_reason)
+        return wo
+
+    def decide_return(self, actor: Actor, wo: WorkOrder, *, approve: bool, note: str = "") -> WorkOrder:
+        """R8.6: approved, the case goes back into dispatch; denied, the unit keeps it."""
+        _require_role(actor, CENTER_ROLES, "R8.6", "decide returns")
+        self._wo_status(wo, {WorkOrderStatus.RETURN_REQUESTED}, "R8.6", "decide a return")
+        case = wo.case
+        if approve:
+            wo.status = WorkOrderStatus.RETURNED
+            if not self._answering(case, include_reported=False):
+                if any(o.status == WorkOrderStatus.REPORTED and o.role in ANSWERING_ROLES and o.round == wo.round
+                       for o in case.work_orders):
+                    # The other units of this round have all answered: the case is answered by them
+                    # (the back office may still re-dispatch); without this it would wait forever.
+                    self._case_reported(case, wo.round)
+                else:
+                    case.status = CaseStatus.PENDING_BACK_OFFICE
+                    write_due(case, "dispatch_due_at", self.deadlines.back_office_dispatch_due(self.now()))
+        else:
+            wo.status = WorkOrderStatus.NOTIFIED if wo.notified_at else (
+                WorkOrderStatus.RECEIVED if wo.received_at else WorkOrderStatus.DISPATCHED)
+        self._touch(case)
+        self._log(actor, "decide_return", case, wo, approved=approve, note=note)
+        return wo
+
+    # ---- urging (R7.7) -------------------------------------------------------------------
+    def urge(self, actor: Actor, wo: WorkOrder, *, note: str = "", threshold: str | None = None) -> UnitNotification:
+        """R7.7: remind a unit; the notice goes to its current duty staff (R5.3)."""
+        _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R7.7", "urge units")
+        self._wo_status(wo, ACTIVE_WORK_ORDER_STATUSES, "R7.7", "urge")
+        now = self.now()
+        wo.urge_count += 1
+        wo.last_urged_at = now
+        if threshold is not None:
+            wo.urged_thresholds = [*wo.urged_thresholds, threshold]
+        notice = self.notify_unit(wo, "urge", f"【12345催办】工单{wo.case.number}/{wo.id}：{note or '请按时办理并报结'}")
+        self._touch(wo.case)
+        self._log(actor, "urge", wo.case, wo, note=note, threshold=threshold, urge_count=wo.urge_count)
+        return notice
