@@ -188,7 +188,7 @@ class CallContext:
         self.case_id: int | None = None
         # The call record is written by the call's first transaction (or its closing one), not by
         # a transaction of its own: one thread hop and one commit fewer per call.
-        self._open_call: dict[str, Any] | None = None  # calls.open_call_id's arguments
+        self._open_call: dict[str, Any] | None = None  # calls.open_call's arguments
         self._open_cases: dict | None = None  # looked up in the call's first transaction (main menu)
 
     @property
@@ -209,7 +209,7 @@ class CallContext:
                 session.close()
 
     def open_call_with_first_tx(self, **open_call: Any) -> None:
-        """The call record (calls.open_call_id's arguments) is written by the next transaction."""
+        """The call record (calls.open_call's arguments) is written by the next transaction."""
         self._open_call = open_call
 
     async def tx(self, fn: Callable[[Session], Any], dbapi_fn: Callable[[Any], Any] | None = None) -> Any:
@@ -224,7 +224,7 @@ class CallContext:
 
             def body(cursor):
                 if opened:
-                    self.call_id = calls.open_call_id_dbapi(cursor, loop_db.dialect, **self._open_call)
+                    self.call_id = calls.open_call(calls.on_cursor(loop_db, cursor), **self._open_call)
                 return dbapi_fn(cursor)
             try:
                 result = loop_db.run(body)
@@ -254,7 +254,7 @@ class CallContext:
         opened = self.call_id is None and self._open_call is not None
         try:
             if opened:
-                self.call_id = calls.open_call_id(session, **self._open_call)
+                self.call_id = calls.open_call(session, **self._open_call)
             result = fn(session)
             session.commit()
             if opened:
@@ -454,13 +454,13 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
 
     def finish(s: Session):
         # ctx.tx opened the record in this same transaction if no earlier one did
-        calls.finish_call_id(s, ctx.call_id, outcome=outcome, reason=reason, ended_at=ended, flow_path=path,
+        calls.finish_call(s, ctx.call_id, outcome=outcome, reason=reason, ended_at=ended, flow_path=path,
                              digits=digits, case_id=ctx.case_id, recording_path=recording)
         if on_finish is not None:
             on_finish(s, ctx, result)
 
     def finish_dbapi(cursor):
-        calls.finish_call_id_dbapi(cursor, ctx.hotline.loop_db.dialect, ctx.call_id, outcome=outcome, reason=reason,
+        calls.finish_call(calls.on_cursor(ctx.hotline.loop_db, cursor), ctx.call_id, outcome=outcome, reason=reason,
                                    ended_at=ended, flow_path=path, digits=digits, case_id=ctx.case_id,
                                    recording_path=recording)
     await ctx.tx(finish, finish_dbapi if on_finish is None else None)

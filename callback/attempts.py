@@ -32,7 +32,7 @@ from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import CaseStatus, Role, Satisfaction
-from ticketing.models import Call, CallbackAttempt, Case
+from ticketing.models import CallbackAttempt, Case
 from ticketing.privacy import mask_phone
 from ticketing.queries import callbacks_due
 
@@ -283,44 +283,6 @@ _ROUND_ATTEMPTS = (
     .group_by(_ATTEMPTS.c.case_id)
 )
 _INSERT_ATTEMPT = insert(_ATTEMPTS)
-_CALLS = Call.__table__
-_CALL_IDS = select(_CALLS.c.uniqueid, _CALLS.c.id).where(_CALLS.c.uniqueid.in_(bindparam("uniqueids", expanding=True)))
-
-
-def _insert_calls_statement(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return (dialect_insert(_CALLS).on_conflict_do_nothing(index_elements=[_CALLS.c.uniqueid])
-            .returning(_CALLS.c.uniqueid, _CALLS.c.id))
-
-
-# the call records of a batch: one multi-row INSERT; a row already there (a replay) is kept
-_INSERT_CALLS = {d: _insert_calls_statement(d) for d in ("postgresql", "sqlite")}
-
-
-def _log_calls(session: Session, rows: list[dict]) -> dict[str, int]:
-    """Call records (A2) of finished callback calls; uniqueid -> call id."""
-    if not rows:
-        return {}
-    conn = session.connection()
-    stmt = _INSERT_CALLS.get(conn.dialect.name)
-    ids: dict[str, int] = {}
-    if stmt is not None:
-        ids = dict(conn.execute(stmt, rows).all())
-    missing = [r for r in rows if r["uniqueid"] not in ids]
-    if missing:  # logged before, or another database: the row there gets this outcome (as finish_call does)
-        for r in missing:
-            call_id = calls.open_call_id(session, uniqueid=r["uniqueid"], direction=r["direction"], purpose=r["purpose"],
-                                         caller_number=r["caller_number"], callee_number=r["callee_number"],
-                                         started_at=r["started_at"])
-            calls.finish_call_id(session, call_id, outcome=r["outcome"], ended_at=r["ended_at"],
-                                 reason=r["outcome_reason"], case_id=r["case_id"])
-            ids[r["uniqueid"]] = call_id
-    return ids
-
-
 def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence[Unsuccessful]) -> list[str | None]:
     """`record_unsuccessful` for the results of several calls in one transaction, with a fixed
     number of statements per batch besides one or two per call; returns what each result led to
@@ -359,7 +321,7 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
                 "answered_at": None, "ended_at": now, "outcome": CALL_OUTCOME[r.outcome],
                 "outcome_reason": r.detail or None, "case_id": case_id, "flow_path": [], "digits": []}
         now_batch.append((i, r, case_id, uniqueid))
-    call_ids = _log_calls(session, list(call_rows.values()))
+    call_ids = calls.log_finished_calls(session, list(call_rows.values()))
     # the results whose attempt is still in one of their from_states move (the read above locked
     # the rows): one executemany per set of from_states instead of one UPDATE per result
     settle: dict[tuple[str, ...], list[dict]] = {}

@@ -179,19 +179,19 @@ def test_the_dialplan_answer_is_one_variable_it_can_cut(outcome, reason, case_id
     assert ivr_result_value(outcome, reason, case_id) == value
 
 
-def test_a2_open_call_id_is_idempotent_and_finish_keeps_what_it_is_not_given(sessions, clock):
+def test_a2_open_call_is_idempotent_and_finish_keeps_what_it_is_not_given(sessions, clock):
     with session_scope(sessions) as s:
-        first = calls.open_call_id(s, uniqueid="u.1", linkedid="l.1", caller_number=CALLER, started_at=clock())
+        first = calls.open_call(s, uniqueid="u.1", linkedid="l.1", caller_number=CALLER, started_at=clock())
     with session_scope(sessions) as s:  # a replayed AGI session: the same row
-        assert calls.open_call_id(s, uniqueid="u.1", caller_number="other", started_at=clock()) == first
-        calls.finish_call_id(s, first, outcome="queued", reason="operator", ended_at=clock(),
+        assert calls.open_call(s, uniqueid="u.1", caller_number="other", started_at=clock()) == first
+        calls.finish_call(s, first, outcome="queued", reason="operator", ended_at=clock(),
                              flow_path=["greeting"], digits=[{"node": "main_menu", "digits": "0"}], recording_path="r.wav")
     ended = clock()
     clock.advance(seconds=30)
     with session_scope(sessions) as s:
-        calls.finish_call_id(s, first, outcome="abandoned", reason="hangup", ended_at=clock())
+        calls.finish_call(s, first, outcome="abandoned", reason="hangup", ended_at=clock())
         with pytest.raises(ValueError):
-            calls.finish_call_id(s, first, outcome="nonsense", ended_at=clock())
+            calls.finish_call(s, first, outcome="nonsense", ended_at=clock())
     with session_scope(sessions) as s:
         call = s.get(Call, first)
         assert (call.linkedid, call.caller_number, call.outcome, call.outcome_reason) == ("l.1", CALLER, "abandoned", "hangup")
@@ -264,21 +264,21 @@ def test_a2_call_record_written_on_the_loop_connection_reads_back_as_the_orm_wri
     loop_db = hotline.loop_db
     digits = [{"node": "main_menu", "digits": "1"}]
     with session_scope(sessions) as s:
-        by_orm = calls.open_call_id(s, uniqueid="u.orm", linkedid="l.1", caller_number=CALLER, started_at=clock(),
+        by_orm = calls.open_call(s, uniqueid="u.orm", linkedid="l.1", caller_number=CALLER, started_at=clock(),
                                     answered_at=clock())
-        calls.finish_call_id(s, by_orm, outcome="queued", reason="consultation", ended_at=clock(),
+        calls.finish_call(s, by_orm, outcome="queued", reason="consultation", ended_at=clock(),
                              flow_path=["greeting", "main_menu"], digits=digits)
     kwargs = dict(uniqueid="u.dbapi", linkedid="l.1", caller_number=CALLER, started_at=clock(), answered_at=clock())
-    by_dbapi = loop_db.run(lambda cur: calls.open_call_id_dbapi(cur, loop_db.dialect, **kwargs))
-    assert loop_db.run(lambda cur: calls.open_call_id_dbapi(cur, loop_db.dialect, **kwargs)) == by_dbapi  # replay
-    loop_db.run(lambda cur: calls.finish_call_id_dbapi(cur, loop_db.dialect, by_dbapi, outcome="queued",
+    by_dbapi = loop_db.run(lambda cur: calls.open_call(calls.on_cursor(loop_db, cur), **kwargs))
+    assert loop_db.run(lambda cur: calls.open_call(calls.on_cursor(loop_db, cur), **kwargs)) == by_dbapi  # replay
+    loop_db.run(lambda cur: calls.finish_call(calls.on_cursor(loop_db, cur), by_dbapi, outcome="queued",
                                                        reason="consultation", ended_at=clock(),
                                                        flow_path=["greeting", "main_menu"], digits=digits))
     clock.advance(seconds=5)
-    loop_db.run(lambda cur: calls.finish_call_id_dbapi(cur, loop_db.dialect, by_dbapi, outcome="queued",
+    loop_db.run(lambda cur: calls.finish_call(calls.on_cursor(loop_db, cur), by_dbapi, outcome="queued",
                                                        reason="consultation", ended_at=clock()))
     with pytest.raises(ValueError):
-        loop_db.run(lambda cur: calls.finish_call_id_dbapi(cur, loop_db.dialect, by_dbapi, outcome="x",
+        loop_db.run(lambda cur: calls.finish_call(calls.on_cursor(loop_db, cur), by_dbapi, outcome="x",
                                                            ended_at=clock()))
     loop_db.close()
     with session_scope(sessions) as s:
@@ -296,7 +296,7 @@ def test_a_failed_loop_transaction_leaves_nothing_and_the_lock_free(sessions, cl
     loop_db = hotline.loop_db
 
     def fail(cur):
-        calls.open_call_id_dbapi(cur, loop_db.dialect, uniqueid="u.fail", started_at=clock())
+        calls.open_call(calls.on_cursor(loop_db, cur), uniqueid="u.fail", started_at=clock())
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError):
         loop_db.run(fail)

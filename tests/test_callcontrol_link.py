@@ -130,7 +130,7 @@ async def test_a2_call_log_exactly_once_from_live_cel_and_file_and_gap_filled(fa
     """Live CEL events are logged; the file then has the same records plus ones missed during an
     outage: after the reconnect only the missed ones are added, and a second read adds nothing."""
     with session_scope(sessions) as s:
-        call = calls.open_call(s, uniqueid="c1", linkedid="c1", caller_number="13800001111",
+        call = calls.call_row(s, uniqueid="c1", linkedid="c1", caller_number="13800001111",
                                started_at=datetime(2026, 3, 2, 1, tzinfo=UTC))
         call_id = call.id
     cel_path = tmp_path / "cel.csv"
@@ -364,7 +364,7 @@ async def test_r4_1_r7_3c_screen_pop_gives_ownership_and_hides_confidential_cont
         create_user(s, username="op8001", password=PASSWORD, role="front_desk", operator_extension="8001",
                     now=domain.clock())
         wf = domain.workflow(s)
-        call = calls.open_call(s, uniqueid="c5;2", linkedid="c5", caller_number="13800005555",
+        call = calls.call_row(s, uniqueid="c5;2", linkedid="c5", caller_number="13800005555",
                                started_at=domain.clock())
         # (no created_by_call_id: the shared fixture empties tables in an order that this cycle breaks)
         case = wf.accept(SYSTEM, kind=CaseKind.COMPLAINT, channel=Channel.MOBILE, title="噪音", description="x",
@@ -372,7 +372,7 @@ async def test_r4_1_r7_3c_screen_pop_gives_ownership_and_hides_confidential_cont
         secret = wf.accept(SYSTEM, kind=CaseKind.COMPLAINT, channel=Channel.MOBILE, title="某官员受贿",
                            description="y", citizen_phone="13800005555")
         secret.confidential = True
-        calls.finish_call(call, outcome="queued", reason="complaint", ended_at=domain.clock(),
+        calls.finish_call(s, call.id, outcome="queued", reason="complaint", ended_at=domain.clock(),
                           flow_path=["greeting", "main_menu"], digits=[{"node": "main_menu", "digits": "3"}],
                           case_id=case.id)
         ids = (call.id, case.id, secret.id)

@@ -119,7 +119,7 @@ async def test_a2_link_rotates_while_connected_and_still_fills_an_outage_exactly
     """While the link is up the file is consumed (what it held a tick ago came live) and rotated;
     records written during a later outage are still added from the (new) file, once."""
     with session_scope(sessions) as s:
-        calls.open_call(s, uniqueid="c1", linkedid="c1", started_at=datetime.now(UTC))
+        calls.call_row(s, uniqueid="c1", linkedid="c1", started_at=datetime.now(UTC))
     path = tmp_path / "cel.csv"
     path.write_text("")
     ami = AMIClient("127.0.0.1", fake.server.port, fake.server.username, fake.server.secret,

@@ -219,8 +219,8 @@ def test_unknown_channel_is_404_and_hung_up_call_is_410(api, pbx, seeded):
     refused(api.post(f"/api/v1/calls/{CITIZEN}/transfer/cancel", as_="op1"), 410, "call_ended")
     # a call only the call log knows (logged by the IVR), gone from the PBX
     with session_scope(seeded) as s:
-        from ticketing.calls import open_call
-        open_call(s, uniqueid="1795600000.500", started_at=api.client.app.state.domain.clock())
+        from ticketing.calls import call_row
+        call_row(s, uniqueid="1795600000.500", started_at=api.client.app.state.domain.clock())
     refused(api.post("/api/v1/calls/1795600000.500/conference", as_="op1",
                      json={"case_number": number, "unit": "water_supply"}), 410, "call_ended")
     # a malformed id never reaches the PBX
@@ -345,9 +345,9 @@ def test_purge_recordings_deletes_what_is_older_than_the_retention(seeded, tmp_p
     monkeypatch.setattr(recording, "host_file", lambda settings, inside: files / inside.lstrip("/"))
     now = clock()
     with session_scope(seeded) as s:
-        from ticketing.calls import open_call
+        from ticketing.calls import call_row
         for uid, age in (("old.1", 200), ("new.1", 10)):
-            call = open_call(s, uniqueid=uid, started_at=now - timedelta(days=age))
+            call = call_row(s, uniqueid=uid, started_at=now - timedelta(days=age))
             path = files / recording.recording_path(uid).lstrip("/")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")

@@ -1,169 +1,226 @@
 """A2: every call is logged to its case — parties, path through the menu, outcome, recording.
 
-Writes are idempotent on Asterisk's uniqueid (calls) and on a dedup key (call events), so a
-replayed event or a reconnect never logs anything twice.
+This module is the only writer of `calls` and `call_events` rows. The voice menu, call control,
+the CEL gap-filler and the callback runner hand it what happened; the checks (known outcomes, which
+outcome may follow which, fields set once) live here once.
+
+Each write is one statement built once, run on whatever the caller holds: a Session (`on_session`)
+or, on the voice menu's event-loop path, a DBAPI cursor with prepared statements (`on_cursor`,
+ticketing.prepared) -- the same SQL and stored values either way. Writes are idempotent on
+Asterisk's uniqueid (calls) and on a dedup key (call events), so a replayed event or a reconnect
+never logs anything twice.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ticketing.models import Call, CallEvent
-from ticketing.prepared import Prepared
+from ticketing.prepared import Statements
 
 OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "failed", "answered", "no_answer",
                       "busy", "completed"})
+# Outcomes a later event may still change (an operator answering, the caller giving up in the queue).
+_OPEN_OUTCOMES = (None, "queued")
+
+_CALLS = Call.__table__
+_OPEN_COLUMNS = ("uniqueid", "linkedid", "direction", "purpose", "caller_number", "callee_number", "started_at",
+                 "answered_at", "flow_path", "digits")
+_DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def open_call(session: Session, *, uniqueid: str, linkedid: str = "", direction: str = "inbound",
-              purpose: str = "hotline", caller_number: str = "", callee_number: str = "",
-              started_at: datetime, answered_at: datetime | None = None) -> Call:
-    """The call's row, created on first sight and returned as is afterwards."""
-    call = session.execute(select(Call).where(Call.uniqueid == uniqueid)).scalar_one_or_none()
-    if call is not None:
-        return call
-    call = Call(uniqueid=uniqueid, linkedid=linkedid or uniqueid, direction=direction, purpose=purpose,
-                caller_number=caller_number, callee_number=callee_number, started_at=started_at,
-                answered_at=answered_at, flow_path=[], digits=[])
-    session.add(call)
-    session.flush()
-    return call
+def _open_statement(dialect: str):
+    insert = _DIALECT_INSERTS[dialect]
+    stmt = insert(_CALLS).values({c: bindparam(c, type_=_CALLS.c[c].type) for c in _OPEN_COLUMNS})
+    return stmt.on_conflict_do_nothing(index_elements=[_CALLS.c.uniqueid]).returning(_CALLS.c.id)
 
 
-def _open_call_statement(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    cols = ("uniqueid", "linkedid", "direction", "purpose", "caller_number", "callee_number", "started_at",
-            "answered_at", "flow_path", "digits")
-    stmt = insert(Call).values({c: bindparam(c, type_=Call.__table__.c[c].type) for c in cols})
-    return stmt.on_conflict_do_nothing(index_elements=[Call.uniqueid]).returning(Call.id)
+def _batch_open_statement(dialect: str):
+    return (_DIALECT_INSERTS[dialect](_CALLS).on_conflict_do_nothing(index_elements=[_CALLS.c.uniqueid])
+            .returning(_CALLS.c.uniqueid, _CALLS.c.id))
+
+
+def _event_statement(dialect: str):
+    ev = CallEvent.__table__
+    stmt = _DIALECT_INSERTS[dialect](ev).values(
+        {c: bindparam(c, type_=ev.c[c].type) for c in ("call_id", "at", "kind", "data", "dedup_key")})
+    return stmt.on_conflict_do_nothing(index_elements=[ev.c.dedup_key]).returning(ev.c.id)
 
 
 # Built once: the voice menu runs these for every call, and building a statement (coercions, cache
 # key) cost more than executing it.
-_OPEN_CALL = {d: _open_call_statement(d) for d in ("postgresql", "sqlite")}
+_OPEN_CALL = {d: _open_statement(d) for d in _DIALECT_INSERTS}
+_OPEN_CALLS = {d: _batch_open_statement(d) for d in _DIALECT_INSERTS}
+_ADD_EVENT = {d: _event_statement(d) for d in _DIALECT_INSERTS}
 _JSON_OR_NULL = JSON(none_as_null=True)  # None is SQL NULL (keep the stored list), not JSON null
-_CALL_ID_BY_UNIQUEID = select(Call.id).where(Call.uniqueid == bindparam("uniqueid"))
+_CALL_ID_BY_UNIQUEID = select(_CALLS.c.id).where(_CALLS.c.uniqueid == bindparam("uniqueid"))
+
+
+def _keep_unless_given(column: str):
+    """SET column = the given value, or the stored one when None is given."""
+    col = _CALLS.c[column]
+    return func.coalesce(bindparam(column, type_=_JSON_OR_NULL if column in ("flow_path", "digits") else col.type),
+                         col)
+
+
 _FINISH_CALL = (
-    update(Call).where(Call.id == bindparam("call_id"))
+    update(_CALLS).where(_CALLS.c.id == bindparam("call_id"))
     .values(outcome=bindparam("outcome"), outcome_reason=bindparam("reason"),
-            ended_at=func.coalesce(Call.ended_at, bindparam("ended_at", type_=Call.__table__.c.ended_at.type)),
-            flow_path=func.coalesce(bindparam("flow_path", type_=_JSON_OR_NULL), Call.flow_path),
-            digits=func.coalesce(bindparam("digits", type_=_JSON_OR_NULL), Call.digits),
-            case_id=func.coalesce(bindparam("case_id", type_=Call.__table__.c.case_id.type), Call.case_id),
-            recording_path=func.coalesce(bindparam("recording_path", type_=Call.__table__.c.recording_path.type),
-                                         Call.recording_path))
+            ended_at=func.coalesce(_CALLS.c.ended_at, bindparam("ended_at", type_=_CALLS.c.ended_at.type)),
+            flow_path=_keep_unless_given("flow_path"), digits=_keep_unless_given("digits"),
+            case_id=_keep_unless_given("case_id"), recording_path=_keep_unless_given("recording_path"))
 )
 
+Run = Callable[[Any, dict[str, Any]], Any]
 
-def open_call_id(session: Session, *, uniqueid: str, linkedid: str = "", direction: str = "inbound",
-                 purpose: str = "hotline", caller_number: str = "", callee_number: str = "",
-                 started_at: datetime, answered_at: datetime | None = None) -> int:
-    """`open_call` for the voice menu's hot path: one INSERT .. ON CONFLICT DO NOTHING RETURNING id
-    (no ORM object, no SELECT first); the id of the row already there on a replay."""
-    stmt = _OPEN_CALL.get(session.get_bind().dialect.name)
-    if stmt is None:  # another database: the portable way
-        return open_call(session, uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose,
-                         caller_number=caller_number, callee_number=callee_number, started_at=started_at,
-                         answered_at=answered_at).id
+
+def on_session(session: Session) -> Run:
+    """Statements run on the session's connection, in its transaction."""
     conn = session.connection()
-    call_id = conn.execute(stmt, {"uniqueid": uniqueid, "linkedid": linkedid or uniqueid, "direction": direction,
-                                  "purpose": purpose, "caller_number": caller_number, "callee_number": callee_number,
-                                  "started_at": started_at, "answered_at": answered_at, "flow_path": [],
-                                  "digits": []}).scalar_one_or_none()
-    if call_id is None:  # logged before (a replayed AGI session): keep the first row
-        call_id = conn.execute(_CALL_ID_BY_UNIQUEID, {"uniqueid": uniqueid}).scalar_one()
-    return call_id
+
+    def run(statement, params):
+        return conn.execute(statement, params)
+    run.dialect = conn.dialect  # type: ignore[attr-defined]
+    return run
 
 
-def finish_call_id(session: Session, call_id: int, *, outcome: str, ended_at: datetime, reason: str | None = None,
-                   flow_path: list[str] | None = None, digits: list[dict[str, Any]] | None = None,
-                   case_id: int | None = None, recording_path: str | None = None) -> None:
-    """`finish_call` as one UPDATE by id (no load of the row first); None leaves a field as it is,
-    like `finish_call`. A Call object of this row already in the session is not refreshed: callers
-    that hold one use `finish_call`."""
+def on_cursor(statements: Statements, cursor: Any) -> Run:
+    """Statements run prepared on a DBAPI cursor already in a transaction (agi/hotline.py)."""
+    def run(statement, params):
+        return statements.prepared(statement).execute(cursor, params)
+    run.dialect = statements.dialect  # type: ignore[attr-defined]
+    return run
+
+
+def _runner(where: Session | Run) -> Run:
+    return on_session(where) if isinstance(where, Session) else where
+
+
+def _statement(table: dict, run: Run):
+    try:
+        return table[run.dialect.name]
+    except KeyError:
+        raise NotImplementedError(f"the call log runs on SQLite and PostgreSQL, not {run.dialect.name}") from None
+
+
+def check_outcome(outcome: str) -> str:
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown call outcome {outcome!r}")
-    session.connection().execute(_FINISH_CALL, {
-        "call_id": call_id, "outcome": outcome, "reason": reason, "ended_at": ended_at,
-        "flow_path": list(flow_path) if flow_path is not None else None,
-        "digits": list(digits) if digits is not None else None, "case_id": case_id,
-        "recording_path": recording_path})
+    return outcome
 
 
-_PREPARED: dict[tuple[str, str], Prepared] = {}
+# -- the call's row ----------------------------------------------------------------------------
 
-
-def _prepared(key: str, statement, dialect) -> Prepared:
-    prepared = _PREPARED.get((key, dialect.name))
-    if prepared is None:
-        prepared = _PREPARED[(key, dialect.name)] = Prepared(statement, dialect)
-    return prepared
-
-
-def open_call_id_dbapi(cursor, dialect, *, uniqueid: str, linkedid: str = "", direction: str = "inbound",
-                       purpose: str = "hotline", caller_number: str = "", callee_number: str = "",
-                       started_at: datetime, answered_at: datetime | None = None) -> int:
-    """`open_call_id` on a DBAPI cursor of a SQLite connection already in a transaction (the voice
-    menu's event-loop path, agi/hotline.py): the same statements and stored values."""
-    row = _prepared("open", _OPEN_CALL["sqlite"], dialect).execute(cursor, {
+def open_call(where: Session | Run, *, uniqueid: str, linkedid: str = "", direction: str = "inbound",
+              purpose: str = "hotline", caller_number: str = "", callee_number: str = "",
+              started_at: datetime, answered_at: datetime | None = None) -> int:
+    """The call's row, created on first sight; on a replay the id of the row already there (its
+    first values kept). One INSERT .. ON CONFLICT DO NOTHING RETURNING id."""
+    run = _runner(where)
+    row = run(_statement(_OPEN_CALL, run), {
         "uniqueid": uniqueid, "linkedid": linkedid or uniqueid, "direction": direction, "purpose": purpose,
         "caller_number": caller_number, "callee_number": callee_number, "started_at": started_at,
         "answered_at": answered_at, "flow_path": [], "digits": []}).fetchone()
-    if row is None:  # logged before (a replayed AGI session): keep the first row
-        row = _prepared("by_uniqueid", _CALL_ID_BY_UNIQUEID, dialect).execute(cursor, {"uniqueid": uniqueid}).fetchone()
+    if row is None:  # logged before (a replayed AGI session or event)
+        row = run(_CALL_ID_BY_UNIQUEID, {"uniqueid": uniqueid}).fetchone()
     return row[0]
 
 
-def finish_call_id_dbapi(cursor, dialect, call_id: int, *, outcome: str, ended_at: datetime, reason: str | None = None,
-                         flow_path: list[str] | None = None, digits: list[dict[str, Any]] | None = None,
-                         case_id: int | None = None, recording_path: str | None = None) -> None:
-    """`finish_call_id` on a DBAPI cursor (see open_call_id_dbapi)."""
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown call outcome {outcome!r}")
-    _prepared("finish", _FINISH_CALL, dialect).execute(cursor, {
-        "call_id": call_id, "outcome": outcome, "reason": reason, "ended_at": ended_at,
+def call_row(session: Session, **open_fields: Any) -> Call:
+    """`open_call`, as the session's Call object (for callers that read it afterwards)."""
+    return session.get(Call, open_call(session, **open_fields))
+
+
+def finish_call(where: Session | Run, call_id: int, *, outcome: str, ended_at: datetime, reason: str | None = None,
+                flow_path: list[str] | None = None, digits: list[dict[str, Any]] | None = None,
+                case_id: int | None = None, recording_path: str | None = None) -> None:
+    """The call's outcome: one UPDATE by id. None leaves a field as it is; the first end time stays.
+    A Call object of this row already in a session is not refreshed."""
+    run = _runner(where)
+    run(_FINISH_CALL, {
+        "call_id": call_id, "outcome": check_outcome(outcome), "reason": reason, "ended_at": ended_at,
         "flow_path": list(flow_path) if flow_path is not None else None,
         "digits": list(digits) if digits is not None else None, "case_id": case_id,
         "recording_path": recording_path})
 
 
-def finish_call(call: Call, *, outcome: str, ended_at: datetime, reason: str | None = None,
-                flow_path: list[str] | None = None, digits: list[dict[str, Any]] | None = None,
-                case_id: int | None = None, recording_path: str | None = None) -> Call:
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown call outcome {outcome!r}")
-    call.outcome = outcome
-    call.outcome_reason = reason
-    call.ended_at = call.ended_at or ended_at
-    if flow_path is not None:
-        call.flow_path = list(flow_path)
-    if digits is not None:
-        call.digits = list(digits)
-    if case_id is not None:
+def log_finished_calls(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows of calls already over (the callback runner's batch), each with the open fields and
+    outcome, outcome_reason, ended_at, case_id: one multi-row INSERT; a call logged before gets this
+    outcome as `finish_call` gives it. Returns uniqueid -> call id."""
+    if not rows:
+        return {}
+    for r in rows:
+        check_outcome(r["outcome"])
+    run = on_session(session)
+    ids = dict(run(_statement(_OPEN_CALLS, run), rows).all())
+    for r in rows:
+        if r["uniqueid"] not in ids:
+            call_id = ids[r["uniqueid"]] = open_call(run, **{k: r[k] for k in _OPEN_COLUMNS
+                                                             if k in r and k not in ("flow_path", "digits")})
+            finish_call(run, call_id, outcome=r["outcome"], ended_at=r["ended_at"], reason=r.get("outcome_reason"),
+                        case_id=r.get("case_id"))
+    return ids
+
+
+def link_call(call: Call, *, case_id: int | None = None, operator_id: int | None = None) -> None:
+    """The call's case and answering operator, each set once (the first one found stays)."""
+    if case_id is not None and call.case_id is None:
         call.case_id = case_id
-    if recording_path is not None:
-        call.recording_path = recording_path
-    return call
+    if operator_id is not None and call.operator_id is None:
+        call.operator_id = operator_id
 
 
-def add_event(session: Session, call: Call, *, kind: str, at: datetime, dedup_key: str,
-              data: dict[str, Any] | None = None) -> CallEvent | None:
-    """Log one leg, hold, transfer or conference event; None if it was logged already."""
-    existing = session.execute(select(CallEvent).where(CallEvent.dedup_key == dedup_key)).scalar_one_or_none()
-    if existing is not None:
-        return None
-    ev = CallEvent(call_id=call.id, at=at, kind=kind, data=data or {}, dedup_key=dedup_key)
-    try:
-        with session.begin_nested():
-            session.add(ev)
-            session.flush()
-    except IntegrityError:
-        return None  # a concurrent writer logged it first
-    return ev
+def set_recording(call: Call, path: str | None) -> bool:
+    """The call's recording file (None: purged); False when it says so already."""
+    if call.recording_path == path:
+        return False
+    call.recording_path = path
+    return True
+
+
+def queued_by_operator_channel(call: Call, reason: str) -> None:
+    """A call first seen in the operator queue (no menu record): queued, with the menu's reason."""
+    if call.outcome is None:
+        call.outcome = "queued"
+        call.outcome_reason = reason[:64]
+
+
+def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_id: int | None = None) -> None:
+    """What a logged event says about the call's outcome (the outcome transitions, once):
+    an operator connected answers a queued call, a caller who hangs up in the queue abandoned it,
+    the end of the call's own leg is its end time (the latest seen)."""
+    if kind == "operator_connected":
+        link_call(call, operator_id=operator_id)
+        if call.outcome in _OPEN_OUTCOMES:
+            call.outcome = "answered"
+    elif kind == "queue_abandoned" and call.outcome in _OPEN_OUTCOMES:
+        call.outcome = "abandoned"
+        call.outcome_reason = "caller_hung_up_in_queue"
+    elif kind == "leg_end" and uniqueid == call.uniqueid:
+        ended = _aware(call.ended_at)
+        if ended is None or at > ended:
+            call.ended_at = at
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+    return moment
+
+
+# -- the call's events -------------------------------------------------------------------------
+
+def add_event(where: Session | Run, call_id: int, *, kind: str, at: datetime, dedup_key: str,
+              data: dict[str, Any] | None = None) -> bool:
+    """Log one leg, hold, transfer, recording or conference event; False if it was logged already
+    (by this writer before, or a concurrent one: ON CONFLICT on the dedup key)."""
+    run = _runner(where)
+    row = run(_statement(_ADD_EVENT, run), {"call_id": call_id, "at": at, "kind": kind, "data": data or {},
+                                            "dedup_key": dedup_key}).fetchone()
+    return row is not None

@@ -187,19 +187,18 @@ class CallLogWriter:
                 if call is None and entry.create_call:
                     call = session.execute(select(Call).where(Call.uniqueid == entry.uniqueid)).scalar_one_or_none()
                     if call is None:
-                        call = calls.open_call(session, uniqueid=entry.uniqueid, linkedid=entry.linkedid,
-                                               caller_number=str(entry.data.get("caller_number") or ""),
-                                               started_at=entry.at)
-                        call.outcome = "queued"
-                        call.outcome_reason = str(entry.data.get("reason") or "operator")[:64]
+                        call = calls.call_row(session, uniqueid=entry.uniqueid, linkedid=entry.linkedid,
+                                              caller_number=str(entry.data.get("caller_number") or ""),
+                                              started_at=entry.at)
+                        calls.queued_by_operator_channel(call, str(entry.data.get("reason") or "operator"))
                     by_linkedid[entry.linkedid] = call
                 if call is None:
                     result.unmatched.append(entry)
                     continue
                 data = {k: v for k, v in entry.data.items() if k != "caller_number"}
                 data["uniqueid"] = entry.uniqueid
-                if calls.add_event(session, call, kind=entry.kind, at=entry.at, dedup_key=entry.dedup_key,
-                                   data=data) is None:
+                if not calls.add_event(session, call.id, kind=entry.kind, at=entry.at, dedup_key=entry.dedup_key,
+                                       data=data):
                     result.duplicates += 1
                     continue
                 result.written += 1
@@ -208,21 +207,12 @@ class CallLogWriter:
         return result
 
     def _update_call(self, session: Session, call: Call, entry: LogEntry) -> None:
-        if entry.kind == "operator_connected":
-            ext = entry.data.get("operator")
-            if ext and call.operator_id is None:
-                call.operator_id = session.execute(
-                    select(User.id).where(User.operator_extension == ext, User.active.is_(True))
-                    .order_by(User.id).limit(1)).scalar_one_or_none()
-            if call.outcome in (None, "queued"):
-                call.outcome = "answered"
-        elif entry.kind == "queue_abandoned" and call.outcome in (None, "queued"):
-            call.outcome = "abandoned"
-            call.outcome_reason = "caller_hung_up_in_queue"
-        elif entry.kind == "leg_end" and entry.uniqueid == call.uniqueid:
-            ended = _aware(call.ended_at)
-            if ended is None or entry.at > ended:
-                call.ended_at = entry.at
+        operator_id = None
+        if entry.kind == "operator_connected" and call.operator_id is None and entry.data.get("operator"):
+            operator_id = session.execute(
+                select(User.id).where(User.operator_extension == entry.data["operator"], User.active.is_(True))
+                .order_by(User.id).limit(1)).scalar_one_or_none()
+        calls.apply_event(call, entry.kind, at=entry.at, uniqueid=entry.uniqueid, operator_id=operator_id)
 
 
 # -------------------------------------------------------------------------------------------

@@ -68,10 +68,9 @@ async def start_recording(ami: Any, channel: str, uniqueid: str) -> str:
 def link_recording(session: Session, call: Call, *, at: datetime, path: str | None = None) -> bool:
     """Store the recording's path on the call (once) and log it; False if it was linked already."""
     path = path or recording_path(call.uniqueid)
-    if call.recording_path == path:
+    if not call_log.set_recording(call, path):
         return False
-    call.recording_path = path
-    call_log.add_event(session, call, kind="recording", at=at, dedup_key=f"recording:{call.uniqueid}",
+    call_log.add_event(session, call.id, kind="recording", at=at, dedup_key=f"recording:{call.uniqueid}",
                        data={"path": path})
     return True
 
@@ -120,10 +119,10 @@ def purge_recordings(session: Session, now: datetime, retention_days: int, *, se
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             deleted += 1
-        call_log.add_event(session, call, kind="recording_purged", at=now,
+        call_log.add_event(session, call.id, kind="recording_purged", at=now,
                            dedup_key=f"recording_purged:{call.uniqueid}:{uuid.uuid4().hex[:8]}",
                            data={"path": call.recording_path, "retention_days": retention_days})
-        call.recording_path = None
+        call_log.set_recording(call, None)
     # files no call links to (a call never logged, a crash between recording and logging)
     directory = host_file(settings, RECORDINGS_DIR)
     linked = set(session.execute(select(Call.recording_path).where(Call.recording_path.is_not(None))).scalars())

@@ -23,6 +23,7 @@ from callcenter.ami.errors import AMIError
 from callcenter.ami.protocol import Message
 from callcenter.auth import actor_of
 from callcenter.callcontrol.link import CallLink, operator_of_interface
+from ticketing import calls
 from ticketing.access import CONFIDENTIAL_PLACEHOLDER
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, Role
@@ -108,8 +109,8 @@ class ScreenPop:
             owner_note = None
             user = session.execute(select(User).where(User.operator_extension == extension, User.active.is_(True))
                                    .order_by(User.id).limit(1)).scalar_one_or_none()
-            if call is not None and user is not None and call.operator_id is None:
-                call.operator_id = user.id
+            if call is not None and user is not None:
+                calls.link_call(call, operator_id=user.id)
             if case_id is not None and user is not None and user.role == Role.FRONT_DESK:
                 case = session.get(Case, case_id)
                 if case is not None:

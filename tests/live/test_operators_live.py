@@ -114,14 +114,14 @@ def seed_ivr_call(stack: Stack, *, caller: str, with_case: bool) -> tuple[str, s
         wf = stack.domain.workflow(s)
         old = wf.accept(SYSTEM, kind=CaseKind.CONSULTATION, channel=Channel.MOBILE, title="旧的咨询",
                         description="上周的问题", citizen_phone=caller)
-        call = calls.open_call(s, uniqueid=uniqueid, linkedid=base, caller_number=caller, started_at=stack.clock(),
+        call = calls.call_row(s, uniqueid=uniqueid, linkedid=base, caller_number=caller, started_at=stack.clock(),
                                answered_at=stack.clock())
         case_id = None
         if with_case:
             case = wf.accept(SYSTEM, kind=CaseKind.COMPLAINT, channel=Channel.MOBILE, title="电话投诉举报",
                              description="来电经语音菜单选择", citizen_phone=caller, call_id=call.id)
             case_id = case.id
-        calls.finish_call(call, outcome="queued", reason="complaint", ended_at=stack.clock(),
+        calls.finish_call(s, call.id, outcome="queued", reason="complaint", ended_at=stack.clock(),
                           flow_path=["greeting", "open_cases", "hours_check", "main_menu", "complaint"],
                           digits=[{"node": "main_menu", "digits": "3"}], case_id=case_id)
         call_id = call.id

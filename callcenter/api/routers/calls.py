@@ -155,16 +155,13 @@ def _log(session: Session, actor: Actor, uniqueid: str, steps: list[Step], *, ca
     """The call's row (opened if the store has none yet), its case and operator, every step (A2).
     The last step carries ``cc``'s state: who holds the call and in which room, read back after a
     restart (callcenter.callcontrol.recovery)."""
-    call = call_log.open_call(session, uniqueid=uniqueid, started_at=now, answered_at=now)
-    if case is not None and call.case_id is None:
-        call.case_id = case.id
-    if call.operator_id is None and actor.user_id is not None:
-        call.operator_id = actor.user_id
+    call = call_log.call_row(session, uniqueid=uniqueid, started_at=now, answered_at=now)
+    call_log.link_call(call, case_id=case.id if case is not None else None, operator_id=actor.user_id)
     for i, step in enumerate(steps):
         data = {**step.data, "operator": actor.name}
         if cc is not None and i == len(steps) - 1:
             data[CONTROL_KEY] = cc.snapshot()
-        call_log.add_event(session, call, kind=step.kind, at=step.at, dedup_key=f"cc:{uuid.uuid4().hex}",
+        call_log.add_event(session, call.id, kind=step.kind, at=step.at, dedup_key=f"cc:{uuid.uuid4().hex}",
                            data=data)
     if call.recording_path is None and settings is not None:
         # the queue recorded it (queues.conf monitor-format): link the file once it exists
@@ -303,7 +300,7 @@ def live_outcome(uniqueid: Uniqueid, body: OutcomeIn, actor: ActorDep, session: 
         raise NotCallOwner(uniqueid)
     case = _case(wf, body.case_number)
     wf.record_live_outcome(actor, case, answer=body.answer, satisfaction=body.satisfaction, call_id=call.id)
-    call_log.add_event(session, call, kind="live_outcome", at=domain.clock(), dedup_key=f"cc:{uuid.uuid4().hex}",
+    call_log.add_event(session, call.id, kind="live_outcome", at=domain.clock(), dedup_key=f"cc:{uuid.uuid4().hex}",
                        data={"case": case.number, "satisfaction": body.satisfaction.value, "operator": actor.name})
     commit(session)
     return {"uniqueid": uniqueid, "case_number": case.number, "status": case.status.value,
