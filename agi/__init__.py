@@ -2,7 +2,6 @@
 from .channel import AGIChannel, AGIError, AGIHangup, AGITimeout, RecordResult
 from .protocol import AGIRequest, Response
 from .server import FastAGIServer, Router, ServerStats, ServerThread, run_in_thread
-from .util import mask_in_text, mask_number
 
 __all__ = [
     "AGIChannel",
@@ -16,7 +15,5 @@ __all__ = [
     "Router",
     "ServerStats",
     "ServerThread",
-    "mask_in_text",
-    "mask_number",
     "run_in_thread",
 ]

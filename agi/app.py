@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from callcenter.pbx.root import RECORDINGS_DIR
 from callcenter.settings import Settings
 from ticketing.domain import Domain
 from ticketing.store import make_engine, make_session_factory
 
 from .hotline import Hotline, router_for
 from .server import FastAGIServer
-
-RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"  # inside Asterisk's root (callcenter.pbx.provision)
 
 
 def build_hotline(settings: Settings, *, domain: Domain | None = None, engine: Engine | None = None) -> Hotline:

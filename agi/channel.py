@@ -8,6 +8,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from ticketing.privacy import mask_text
+
 from .protocol import (
     HANGUP_LINE,
     AGIRequest,
@@ -19,7 +21,6 @@ from .protocol import (
     parse_response,
 )
 from .stream import AGIStream
-from .util import mask_in_text
 
 __all__ = ["AGIChannel", "AGIError", "AGIHangup", "AGITimeout", "RecordResult"]
 
@@ -215,7 +216,7 @@ class AGIChannel:
                 return parse_response(lines)
             except ProtocolError as exc:
                 self._break("unparseable response")
-                raise AGIError(f"unparseable response: {mask_in_text(str(exc))}") from None
+                raise AGIError(f"unparseable response: {mask_text(str(exc))}") from None
 
     async def command(self, raw: str, *, timeout: float | None = None) -> Response:
         """Send one raw command line and return its response.
@@ -243,7 +244,7 @@ class AGIChannel:
                 if stream._paused:  # the transport's buffer is full: wait until it takes more
                     await stream.drain()
                 if self._debug:
-                    log.debug("%s >> %s", self.session_id, mask_in_text(raw))
+                    log.debug("%s >> %s", self.session_id, mask_text(raw))
                 while True:
                     # the usual answer (a line "200 result=N" already in, or the next one in) is
                     # read here; anything else and pushed-back lines go the long way
@@ -272,7 +273,7 @@ class AGIChannel:
         finally:
             turns.release()
         if self._debug:
-            log.debug("%s << %s", self.session_id, mask_in_text(response.text))
+            log.debug("%s << %s", self.session_id, mask_text(response.text))
         if response.code == 200:
             return response
         if response.code == 511:

@@ -33,7 +33,7 @@ from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, R
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
 from ticketing.prepared import Prepared
-from ticketing.privacy import mask_phone
+from ticketing.privacy import mask_phone, mask_text
 from ticketing.workflow import Workflow
 
 from .channel import AGIChannel, AGIHangup
@@ -405,7 +405,7 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
         driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
         try:
             runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
-                                {"caller": caller, **(variables or {})})
+                                {"caller": caller, **(variables or {})}, mask_text=mask_text)
             result = await runner.run()
         except Exception:
             await _finish(ctx, now, outcome="queued", reason="error", path=[], digits=[], recording=None,

@@ -20,10 +20,11 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ticketing.privacy import mask_phone, mask_text
+
 from .channel import DEFAULT_COMMAND_TIMEOUT, AGIChannel, AGIError, AGIHangup
 from .protocol import AGIRequest, HeaderError, build_request, parse_header_line, parse_header_text
 from .stream import AGIStream, BufferedAGIStream, Deadlines, stream_class
-from .util import mask_in_text, mask_number
 
 __all__ = ["FastAGIServer", "Router", "ServerStats", "ServerThread", "run_in_thread", "Handler"]
 
@@ -217,7 +218,7 @@ class FastAGIServer:
                 request = await self._read_header(conn)
             except HeaderError as exc:
                 stats.errors[exc.kind] += 1
-                log.warning("%s from %s: closed, %s: %s", sid, _peer(conn), exc.kind, mask_in_text(str(exc)))
+                log.warning("%s from %s: closed, %s: %s", sid, _peer(conn), exc.kind, mask_text(str(exc)))
                 return
             channel = AGIChannel(conn, conn, request, command_timeout=self.command_timeout, session_id=sid)
             who = _Who(sid, request)
@@ -260,7 +261,7 @@ class FastAGIServer:
             raise
         except Exception as exc:  # a bug here must not take the server down
             stats.errors["internal"] += 1
-            log.error("%s: internal error %s: %s", sid, type(exc).__name__, mask_in_text(str(exc)))
+            log.error("%s: internal error %s: %s", sid, type(exc).__name__, mask_text(str(exc)))
         finally:
             self._close(conn)
             stats.active -= 1
@@ -350,7 +351,7 @@ class _Who:
 
     def __str__(self) -> str:
         r = self.request
-        return f"{self.sid} {r.script or '/'} uid={r.unique_id or '-'} from={mask_number(r.caller_id) or '-'}"
+        return f"{self.sid} {r.script or '/'} uid={r.unique_id or '-'} from={mask_phone(r.caller_id) or '-'}"
 
 
 class _Connection(AGIStream):
@@ -397,7 +398,7 @@ def _describe(exc: BaseException) -> str:
     if frames:
         f = frames[-1]
         where = f" (at {f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name})"
-    message = mask_in_text(str(exc)).replace("\n", " ")[:300]
+    message = mask_text(str(exc)).replace("\n", " ")[:300]
     return f"{type(exc).__name__}: {message}{where}"
 
 

@@ -55,8 +55,10 @@ IN_FLIGHT_STATES = (DIALING, ANSWERED)
 UNSUCCESSFUL = frozenset({NO_ANSWER, BUSY, FAILED, NOT_RATED})
 FINAL_STATES = frozenset({DONE, CANCELLED}) | UNSUCCESSFUL
 
-# OriginateResponse Reason (Asterisk's AST_CONTROL_* of the dialled leg) -> attempt state.
-ORIGINATE_REASONS = {3: NO_ANSWER, 5: BUSY, 8: FAILED, 1: NO_ANSWER, 0: FAILED}
+# An unanswered callback dial (its word from ticketing.dialing) -> the attempt's state; a refused
+# call (hangup while ringing) counts as not answered and is tried again like one.
+STATE_AFTER_DIAL = {"no_answer": NO_ANSWER, "hangup": NO_ANSWER, "busy": BUSY, "unreachable": FAILED,
+                    "failed": FAILED}
 CALL_OUTCOME = {NO_ANSWER: "no_answer", BUSY: "busy", FAILED: "failed"}
 
 
@@ -478,5 +480,5 @@ __all__ = [
     "CALLBACK_ACTOR", "Claimed", "AttemptRow", "plan_due", "claim", "unclaim", "in_flight_count", "mark_answered",
     "record_unsuccessful", "record_unsuccessful_many", "Unsuccessful", "unclaim_many",
     "record_survey_answer", "finish_survey", "list_attempts", "manual_list", "counts",
-    "due_count", "orphans", "idempotency_key", "attempt_by_key", "ORIGINATE_REASONS",
+    "due_count", "orphans", "idempotency_key", "attempt_by_key", "STATE_AFTER_DIAL",
 ]

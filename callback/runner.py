@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from callback import attempts as A
 from callcenter.ami.client import AMIClient
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
+from ticketing.dialing import dial_result
 from ticketing.domain import Domain
 from ticketing.privacy import mask_phone
 from ticketing.store import session_scope
@@ -511,7 +512,7 @@ class CallbackRunner:
                 settled = True
                 return result
             reason = int(reply.get_first("Reason") or 0)
-            outcome = A.ORIGINATE_REASONS.get(reason, A.FAILED)
+            outcome = A.STATE_AFTER_DIAL.get(dial_result(reason), A.FAILED)
             result.outcome, result.reason = outcome, reason
             await self._record(A.Unsuccessful(c.attempt_id, outcome, f"originate reason {reason}", (A.DIALING,),
                                               log_call=True, channel_id=chan, started_at=sent_at))

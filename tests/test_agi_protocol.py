@@ -18,7 +18,6 @@ from agi.protocol import (
     quote_arg,
 )
 from agi.testing import make_header
-from agi.util import mask_in_text, mask_number
 
 
 def asterisk_parse_args(line: str) -> list[str]:
@@ -234,24 +233,3 @@ def test_app_arg_escaping_survives_both_parsers(value):
     argv = asterisk_parse_args(line)
     assert argv[:2] == ["EXEC", "UserEvent"]
     assert asterisk_app_args(argv[2]) == ["first", value]
-
-
-@pytest.mark.parametrize(
-    "number, masked",
-    [
-        ("13812345678", "138****5678"),
-        ("+8613812345678", "+86*******5678"),
-        ("051087654321", "051*****4321"),
-        ("87654321", "87****21"),
-        ("12345", "12345"),
-        ("", ""),
-        (None, ""),
-    ],
-)
-def test_mask_number(number, masked):
-    assert mask_number(number) == masked
-
-
-def test_mask_in_text_masks_numbers_but_not_uniqueids():
-    text = "caller 13812345678 on uid 1732512345.42 called 12345"
-    assert mask_in_text(text) == "caller 138****5678 on uid 1732512345.42 called 12345"

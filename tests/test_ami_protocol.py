@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from callcenter.ami import ActionEncodingError, AMIProtocolError, Message, Parser, encode_action, redacted
-from callcenter.ami.redact import mask_phone_numbers
 
 # Captured shape of an Asterisk 22 session: banner, login answer, FullyBooted, a Command with several
 # Output lines, an event with ChanVariable lines and Chinese text, an OriginateResponse.
@@ -142,14 +141,6 @@ def test_action_without_name_or_with_duplicate_keys_is_rejected():
         encode_action({"Channel": "x"})
     with pytest.raises(ActionEncodingError):
         encode_action({"Action": "Ping", "ActionID": "1", "actionid": "2"})
-
-
-def test_phone_numbers_are_masked_but_uniqueids_and_short_numbers_stay():
-    assert mask_phone_numbers("PJSIP/13812345678@trunk") == "PJSIP/138****5678@trunk"
-    assert mask_phone_numbers("+8613812345678") == "+861******5678"
-    assert mask_phone_numbers("051087654321") == "051*****4321"
-    assert mask_phone_numbers("87654321") == "87****21"
-    assert mask_phone_numbers("Uniqueid 1732547203.45 to 12345 or 110") == "Uniqueid 1732547203.45 to 12345 or 110"
 
 
 def test_repr_and_redacted_hide_secret_and_mask_numbers():

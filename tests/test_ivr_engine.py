@@ -5,6 +5,7 @@ import pytest
 
 from ivr_flows.engine import Flow, FlowError, FlowRunner, load_flow, load_prompts
 from ivr_flows.scripted import ScriptedDriver
+from ticketing.privacy import mask_text
 
 
 def flow(nodes: dict, start: str = "a", **extra) -> Flow:
@@ -177,14 +178,27 @@ def test_load_prompts_rejects_empty_texts(tmp_path):
         load_prompts(p)
 
 
-async def test_action_error_text_masks_phone_numbers(caplog):
+def _failing_lookup_flow():
     def boom(caller):
         raise RuntimeError(f"no citizen with number {caller}")
 
     f = flow({"a": {"type": "action", "action": "boom", "args": {"caller": "$caller"}, "next": "z"},
               "z": END})
-    result = await FlowRunner(f, ScriptedDriver(), {"boom": boom}, {"caller": "13812345678"}).run()
+    return f, {"boom": boom}
+
+
+async def test_action_error_text_masks_phone_numbers_with_the_hosts_rule(caplog):
+    f, actions = _failing_lookup_flow()
+    result = await FlowRunner(f, ScriptedDriver(), actions, {"caller": "13812345678"}, mask_text=mask_text).run()
     assert result.reason == "error"
     assert "138****5678" in result.error
     assert "13812345678" not in result.error + caplog.text
     assert "138****5678" in caplog.text
+
+
+async def test_action_error_text_hides_every_digit_when_the_host_gives_no_rule(caplog):
+    f, actions = _failing_lookup_flow()
+    result = await FlowRunner(f, ScriptedDriver(), actions, {"caller": "13812345678"}).run()
+    assert result.reason == "error"
+    assert result.error == "a: RuntimeError: no citizen with number ***********"
+    assert "13812345678" not in caplog.text and "***********" in caplog.text

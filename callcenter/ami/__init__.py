@@ -11,7 +11,6 @@ from callcenter.ami.errors import (
     AMITimeout,
 )
 from callcenter.ami.protocol import Message, Parser, encode_action, redacted
-from callcenter.ami.redact import mask_phone_numbers
 
 __all__ = [
     "AMIClient",
@@ -22,7 +21,6 @@ __all__ = [
     "Parser",
     "encode_action",
     "redacted",
-    "mask_phone_numbers",
     "AMIError",
     "AMIProtocolError",
     "ActionEncodingError",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from callcenter.ami.errors import ActionEncodingError, AMIProtocolError
-from callcenter.ami.redact import mask_phone_numbers
+from ticketing.privacy import mask_text
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 EOL = b"\r\n"
@@ -211,7 +211,7 @@ class Message:
             if key.lower() in SECRET_KEYS:
                 value = "***"
             elif key.lower() not in ID_KEYS:
-                value = mask_phone_numbers(value)
+                value = mask_text(value)
             shown.append(f"{key}={value!r}")
         return f"<Message {' '.join(shown)}>"
 
@@ -405,11 +405,11 @@ def redacted(action: Mapping[str, Any]) -> dict[str, Any]:
         elif str(key).lower() in ID_KEYS and value is not None:
             out[key] = str(value)
         elif isinstance(value, Mapping):
-            out[key] = {k: mask_phone_numbers(str(v)) for k, v in value.items()}
+            out[key] = {k: mask_text(str(v)) for k, v in value.items()}
         elif isinstance(value, (list, tuple)):
-            out[key] = [mask_phone_numbers(str(v)) for v in value]
+            out[key] = [mask_text(str(v)) for v in value]
         elif value is None:
             continue
         else:
-            out[key] = mask_phone_numbers(str(value))
+            out[key] = mask_text(str(value))
     return out

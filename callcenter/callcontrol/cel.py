@@ -32,9 +32,10 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callcenter.ami.redact import mask_phone_numbers
+from callcenter.pbx.names import operator_of_channel
 from ticketing import calls
 from ticketing.models import Call, User
+from ticketing.privacy import mask_text
 
 log = logging.getLogger("callcenter.callcontrol.cel")
 
@@ -93,12 +94,6 @@ class LogEntry:
     final: bool = False  # the last record of this call (LINKEDID_END)
 
 
-def _operator(channel: str) -> str | None:
-    from callcenter.callcontrol.link import operator_of_channel
-
-    return operator_of_channel(channel)
-
-
 def cel_entry(fields: dict[str, str], *, at_override: datetime | None = None) -> LogEntry | None:
     """A CEL record (from AMI or the file, as a CEL_FIELDS dict) -> call-log entry, or None if not logged."""
     event = (fields.get("eventtype") or "").upper()
@@ -116,7 +111,7 @@ def cel_entry(fields: dict[str, str], *, at_override: datetime | None = None) ->
     if not isinstance(extra, dict):
         extra = {}
     channel = fields.get("channame") or ""
-    data: dict[str, Any] = {"channel": mask_phone_numbers(channel), "operator": _operator(channel)}
+    data: dict[str, Any] = {"channel": mask_text(channel), "operator": operator_of_channel(channel)}
     if fields.get("appname"):
         data["app"] = fields["appname"]
     bridge = str(extra.get("bridge_id") or "")
@@ -130,7 +125,7 @@ def cel_entry(fields: dict[str, str], *, at_override: datetime | None = None) ->
             data["dialstatus"] = extra["dialstatus"]
     if event in ("BLINDTRANSFER", "ATTENDEDTRANSFER"):
         # channel names and the dialled extension only: no caller ids are in these records
-        data["transfer"] = {k: mask_phone_numbers(str(v)) for k, v in extra.items()
+        data["transfer"] = {k: mask_text(str(v)) for k, v in extra.items()
                             if k in ("extension", "context", "bridge1_id", "bridge2_id", "channel2_name",
                                      "transferee_channel_name", "transfer_target_channel_name", "transferee")}
     second = at.strftime("%Y-%m-%dT%H:%M:%S")

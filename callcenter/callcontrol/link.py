@@ -28,7 +28,6 @@ import collections
 import contextlib
 import inspect
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,14 +40,13 @@ from callcenter.ami.client import AMIClient
 from callcenter.ami.errors import AMIError
 from callcenter.ami.protocol import Message
 from callcenter.callcontrol.cel import CallLogWriter, CelSource, LogEntry, cel_entry, parse_ami_time
+from callcenter.pbx.names import operator_of_channel, operator_of_interface
 from ticketing.errors import DomainError
 from ticketing.privacy import mask_phone
 
 log = logging.getLogger("callcenter.callcontrol")
 
 QUEUE = "hotline-12345"
-OPERATOR_CHANNEL = re.compile(r"^PJSIP/op(\d+)-[0-9a-f]+$")
-OPERATOR_INTERFACE = re.compile(r"^PJSIP/op(\d+)$")
 
 # Queue member device states (app_queue's Status values = ast_device_state)
 _FREE_STATES = {1}  # NOT_INUSE
@@ -94,17 +92,6 @@ class NotYourCall(CallControlError):
 
 # -------------------------------------------------------------------------------------------
 # state
-
-
-def operator_of_channel(name: str | None) -> str | None:
-    """``PJSIP/op8001-0000002a`` -> ``8001``."""
-    match = OPERATOR_CHANNEL.match(name or "")
-    return match.group(1) if match else None
-
-
-def operator_of_interface(interface: str | None) -> str | None:
-    match = OPERATOR_INTERFACE.match(interface or "")
-    return match.group(1) if match else None
 
 
 def _now() -> datetime:
@@ -914,5 +901,4 @@ def _log_task_failure(task: asyncio.Future[Any]) -> None:
 __all__ = [
     "QUEUE", "Broker", "BridgeState", "CallControlError", "CallLink", "ChannelGone", "ChannelState", "Feed",
     "LinkDown", "LinkStats", "NotYourCall", "QueueCaller", "QueueMember", "QueueState", "UnknownChannel",
-    "operator_of_channel", "operator_of_interface",
 ]

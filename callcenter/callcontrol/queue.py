@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
-from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown, QueueMember, operator_of_interface
+from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown, QueueMember
+from callcenter.pbx.names import operator_endpoint, operator_interface, operator_of_interface
 
 log = logging.getLogger("callcenter.callcontrol.queue")
 
@@ -55,10 +56,6 @@ class Wanted:
     reason: str = ""
 
 
-def interface_of(extension: str) -> str:
-    return f"PJSIP/op{extension}"
-
-
 class QueueService:
     def __init__(self, link: CallLink) -> None:
         self.link = link
@@ -67,7 +64,7 @@ class QueueService:
         link.on_resync(self._after_resync)
 
     def member(self, extension: str) -> QueueMember | None:
-        return self.link.queue.members.get(interface_of(extension))
+        return self.link.queue.members.get(operator_interface(extension))
 
     def state_of(self, extension: str) -> dict[str, Any]:
         member = self.member(extension)
@@ -91,8 +88,8 @@ class QueueService:
         """Add ``PJSIP/op<ext>`` to the queue (idempotent)."""
         self.link.require_link()
         before = self.wanted.get(extension)
-        self.wanted[extension] = Wanted(extension, name or f"op{extension}", paused, reason)
-        iface = interface_of(extension)
+        self.wanted[extension] = Wanted(extension, name or operator_endpoint(extension), paused, reason)
+        iface = operator_interface(extension)
         # Asterisk may answer QueueAdd before it reports the member (QueueMemberAdded): listen from
         # before the action, so the answer can show the operator in the queue.
         added = asyncio.ensure_future(self.link.wait_for(
@@ -115,7 +112,7 @@ class QueueService:
         return self.state_of(extension)
 
     async def _add(self, wanted: Wanted) -> None:
-        iface = interface_of(wanted.extension)
+        iface = operator_interface(wanted.extension)
         await self._send({"Action": "QueueAdd", "Queue": self.queue, "Interface": iface, "MemberName": wanted.name,
                           "StateInterface": iface, "Paused": "true" if wanted.paused else "false"},
                          f"the queue login of {wanted.extension}", ok_when=("already there",))
@@ -126,9 +123,9 @@ class QueueService:
     async def logout(self, extension: str) -> dict[str, Any]:
         self.link.require_link()
         self.wanted.pop(extension, None)
-        await self._send({"Action": "QueueRemove", "Queue": self.queue, "Interface": interface_of(extension)},
+        await self._send({"Action": "QueueRemove", "Queue": self.queue, "Interface": operator_interface(extension)},
                          f"the queue logout of {extension}", ok_when=("not there",))
-        self.link.queue.members.pop(interface_of(extension), None)
+        self.link.queue.members.pop(operator_interface(extension), None)
         return self.state_of(extension)
 
     async def pause(self, extension: str, reason: str) -> dict[str, Any]:
@@ -141,9 +138,9 @@ class QueueService:
         self.link.require_link()
         if self.member(extension) is None and extension not in self.wanted:
             raise NotInQueue(extension)
-        wanted = self.wanted.setdefault(extension, Wanted(extension, f"op{extension}"))
+        wanted = self.wanted.setdefault(extension, Wanted(extension, operator_endpoint(extension)))
         wanted.paused, wanted.reason = paused, reason
-        action = {"Action": "QueuePause", "Queue": self.queue, "Interface": interface_of(extension),
+        action = {"Action": "QueuePause", "Queue": self.queue, "Interface": operator_interface(extension),
                   "Paused": "true" if paused else "false"}
         if paused:
             action["Reason"] = reason
@@ -171,4 +168,4 @@ class QueueService:
                 log.warning("queue: could not restore operator %s: %s", ext, exc)
 
 
-__all__ = ["PAUSE_REASONS", "NotInQueue", "OutcomeUnknown", "QueueActionFailed", "QueueService", "interface_of"]
+__all__ = ["PAUSE_REASONS", "NotInQueue", "OutcomeUnknown", "QueueActionFailed", "QueueService"]

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from callcenter.pbx.root import RECORDINGS_DIR, host_path, recordings_dir
 from ticketing import calls as call_log
 from ticketing.access import may_read_content
 from ticketing.audit import Actor
@@ -29,7 +30,6 @@ from ticketing.enums import Role
 from ticketing.errors import Forbidden, NotFound
 from ticketing.models import Call, Case
 
-RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"  # inside the Asterisk root (= provision.RECORDINGS_DIR)
 FORMAT = "wav"
 # Who may listen (A2, R5.2 supervises the front desk, R6.1 supervision reads everything). A
 # front-desk operator hears the calls they took; member units never.
@@ -47,13 +47,6 @@ def recording_path(uniqueid: str) -> str:
     if not name:
         raise ValueError("a uniqueid with no usable characters")
     return f"{RECORDINGS_DIR}/{name}.{FORMAT}"
-
-
-def host_file(settings: Any, inside_path: str) -> Path:
-    """The recording as a path on this host (the Asterisk root may be a chroot)."""
-    from callcenter.pbx.provision import host_path
-
-    return host_path(settings, inside_path)
 
 
 async def start_recording(ami: Any, channel: str, uniqueid: str) -> str:
@@ -93,7 +86,7 @@ def recording_for(session: Session, settings: Any, actor: Actor, uniqueid: str) 
         raise Forbidden("A2", "recordings are heard by the back office, supervision and the operator who took the call")
     if not call.recording_path:
         raise NotFound("recording of call", uniqueid[:80])
-    path = host_file(settings, call.recording_path)
+    path = host_path(settings, call.recording_path)
     if not path.is_file():
         raise NotFound("recording file of call", uniqueid[:80])
     return path
@@ -115,7 +108,7 @@ def purge_recordings(session: Session, now: datetime, retention_days: int, *, se
         select(Call).where(Call.recording_path.is_not(None), Call.started_at < cutoff)
     ).scalars().all()
     for call in rows:
-        path = host_file(settings, call.recording_path)
+        path = host_path(settings, call.recording_path)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             deleted += 1
@@ -124,7 +117,7 @@ def purge_recordings(session: Session, now: datetime, retention_days: int, *, se
                            data={"path": call.recording_path, "retention_days": retention_days})
         call_log.set_recording(call, None)
     # files no call links to (a call never logged, a crash between recording and logging)
-    directory = host_file(settings, RECORDINGS_DIR)
+    directory = recordings_dir(settings)
     linked = set(session.execute(select(Call.recording_path).where(Call.recording_path.is_not(None))).scalars())
     if directory.is_dir():
         for path in directory.iterdir():

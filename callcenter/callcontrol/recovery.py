@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.callcontrol.transfer import CallControl, Chan, ControlledCall, DutyTarget, PbxUnavailable
+from callcenter.pbx.names import endpoint_of_channel
 from ticketing.models import Call, CallEvent
 
 log = logging.getLogger("callcenter.callcontrol.recovery")
@@ -87,8 +88,7 @@ async def reconcile(control: CallControl, cc: ControlledCall, channel_of: Channe
     # the operator (and, in a warm transfer, the unit) are in the private room while consulting
     side = await control.pbx.room_members(cc.consult_room) if cc.state == "consulting" and cc.consult_room \
         else members
-    prefix = f"PJSIP/{cc.operator_endpoint}-"
-    cc.operator_channel = next((m for m in side if m.startswith(prefix)), None)
+    cc.operator_channel = next((m for m in side if endpoint_of_channel(m) == cc.operator_endpoint), None)
     unit_name = None
     if cc.unit_uniqueid:
         unit_leg = await channel_of(cc.unit_uniqueid)

@@ -23,7 +23,6 @@ result) to the call log and audits the case through the workflow.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -31,13 +30,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from callcenter.pbx.names import endpoint_of_channel
+from ticketing.dialing import dial_result
 from ticketing.errors import DomainError, Forbidden, NotFound
+from ticketing.privacy import mask_phone
 
-# An operator's phone channel: PJSIP/op8001-0000002a
-OPERATOR_CHANNEL = re.compile(r"^PJSIP/(op[0-9]+)-[0-9a-f]+$")
 DEFAULT_RING_SECONDS = 20
-ORIGINATE_REASONS = {"0": "failed", "1": "hangup", "3": "no_answer", "4": "answered", "5": "busy",
-                     "8": "unreachable"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,7 +96,7 @@ class Chan:
 @dataclass(frozen=True)
 class DialResult:
     answered: bool
-    reason: str  # answered | no_answer | busy | unreachable | hangup | failed
+    reason: str  # answered, or an unanswered dial's word (ticketing.dialing): no_answer, busy, ...
     channel: str = ""  # the unit's leg (Local ...;1) when answered
     uniqueid: str = ""
 
@@ -176,7 +174,7 @@ class AmiPbx:
             return DialResult(False, "failed")
         if (reply.get_first("Response") or "").lower() == "success":
             return DialResult(True, "answered", reply.get_first("Channel") or "", reply.get_first("Uniqueid") or cid)
-        return DialResult(False, ORIGINATE_REASONS.get(reply.get_first("Reason") or "", "failed"))
+        return DialResult(False, dial_result(reply.get_first("Reason")))
 
     async def dial_into_room(self, number: str, room: str, ring_seconds: float) -> DialResult:
         return await self._originate(f"Local/{number}@unit-phones/n", "cc-room-unit", room, ring_seconds)
@@ -203,16 +201,6 @@ class AmiPbx:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def mask_number(number: str) -> str:
-    """138****5678 (phone numbers never in logs or call events in clear)."""
-    digits = number or ""
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    if len(digits) <= 7:
-        return digits[:2] + "*" * (len(digits) - 4) + digits[-2:]
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
 def new_room() -> str:
@@ -323,7 +311,7 @@ class CallControl:
             if cc is not None and cc.state == "transferred":
                 raise CallStateError("the call was transferred; it is no longer the operator's")
             peers = await self.pbx.bridge_peers(chan)
-            operators = [(m.group(1), p) for p in peers if (m := OPERATOR_CHANNEL.match(p.name))]
+            operators = [(ep, p) for p in peers if (ep := endpoint_of_channel(p.name))]
             if not operators:
                 raise CallStateError("the call is not connected to an operator (still in the menu or queue?)")
             if endpoint is None or all(ep != endpoint for ep, _ in operators):
@@ -355,10 +343,10 @@ class CallControl:
         """Originate each target into ``room`` in turn until one answers; every try is a step."""
         for target in targets:
             steps.append(self.step("unit_dial", unit=target.unit_code, duty=target.duty,
-                                   number=mask_number(target.number), room=room))
+                                   number=mask_phone(target.number), room=room))
             result = await self.pbx.dial_into_room(target.number, room, self.ring_seconds)
             steps.append(self.step("unit_dial_result", unit=target.unit_code, duty=target.duty,
-                                   number=mask_number(target.number), result=result.reason))
+                                   number=mask_phone(target.number), result=result.reason))
             if result.answered:
                 return target, result
         return None
@@ -438,4 +426,4 @@ class CallControl:
             cc.state = "transferred"
             cc.operator_channel = None
             return Outcome(cc, [self.step("transfer_blind", unit=target.unit_code, duty=target.duty,
-                                          number=mask_number(target.number))], connected=target)
+                                          number=mask_phone(target.number))], connected=target)

@@ -29,9 +29,11 @@ from pathlib import Path
 
 import yaml
 
+from callcenter.pbx.names import operator_endpoint, operator_interface
 from callcenter.pbx.prompts import PromptReport, render_prompts
 from callcenter.pbx.root import (
     ASTERISK_BIN,
+    RECORDINGS_DIR,
     ROOT_ENV,
     STATE_FILE,
     AsteriskNotRunning,
@@ -43,6 +45,7 @@ from callcenter.pbx.root import (
     install_mode,
     install_state,
     is_installed,
+    recordings_dir,
     root_ids,
     run_in_root,
 )
@@ -51,12 +54,11 @@ from callcenter.settings import PROJECT_ROOT, Settings
 __all__ = [
     "AsteriskNotRunning", "InstallReport", "Operator", "PhoneRoutes", "ProvisionError", "RECORDINGS_DIR",
     "ami_secret", "load_phone_routes", "asterisk_root", "cli", "host_path", "install", "is_running", "load_operators",
-    "render_configs", "render_template", "running_pids", "sip_passwords", "start", "status", "stop",
+    "recordings_dir", "render_configs", "render_template", "running_pids", "sip_passwords", "start", "status", "stop",
 ]
 
 TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
 ETC = "/etc/asterisk"
-RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"
 MOH_DIR = "/usr/share/asterisk/moh"
 MOH_TONE = "callcenter-hold-tone.wav"
 SID_MIRROR = "http://deb.debian.org/debian"
@@ -98,12 +100,12 @@ class Operator:
 
     @property
     def endpoint(self) -> str:
-        return f"op{self.id}"
+        return operator_endpoint(self.id)
 
     @property
     def interface(self) -> str:
         """What AMI QueueAdd / Dial take for this operator's phone."""
-        return f"PJSIP/{self.endpoint}"
+        return operator_interface(self.id)
 
 
 def load_operators(settings: Settings) -> list[Operator]:
@@ -940,8 +942,3 @@ def status(settings: Settings) -> dict:
         }
     info["endpoints"] = endpoints
     return info
-
-
-def recordings_dir(settings: Settings) -> Path:
-    """Host path of the recordings directory (/var/spool/asterisk/monitor/callcenter inside the root)."""
-    return host_path(settings, RECORDINGS_DIR)

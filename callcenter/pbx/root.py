@@ -20,6 +20,9 @@ from callcenter.settings import Settings
 
 ASTERISK_BIN = "/usr/sbin/asterisk"
 STATE_FILE = "asterisk-install.json"
+# Where call recordings go, as Asterisk sees it: the dialplan's MONITOR_FILENAME, the IVR's
+# messages and the API's downloads all name files in it.
+RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"
 
 
 class ProvisionError(RuntimeError):
@@ -64,6 +67,11 @@ def host_path(settings: Settings, path_inside_root: str | PurePosixPath) -> Path
     if root == Path("/"):
         return Path(inside)
     return root.joinpath(*_resolve_inside(root, inside).parts[1:])
+
+
+def recordings_dir(settings: Settings) -> Path:
+    """The recordings directory on this host."""
+    return host_path(settings, RECORDINGS_DIR)
 
 
 def _resolve_inside(root: Path, inside: PurePosixPath) -> PurePosixPath:

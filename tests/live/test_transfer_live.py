@@ -19,8 +19,9 @@ from sqlalchemy import select
 
 import callcenter.auth as auth_module
 from callcenter.ami.client import AMIClient
-from callcenter.callcontrol.recording import host_file, recording_path
+from callcenter.callcontrol.recording import recording_path
 from callcenter.callcontrol.transfer import AmiPbx, CallControl
+from callcenter.pbx.root import host_path
 from tests.live.helpers import AmiSession, hangup_channels
 from tests.live.phones import start_phones as _start_phones
 from tests.live.phones import tone_wav
@@ -302,7 +303,7 @@ async def test_queue_call_is_recorded_and_the_file_linked(stack, tmp_path):
         citizen = channel_name(st.verify, uid)
         hang_up(st.verify, citizen)
         await asyncio.sleep(1.0)  # MixMonitor closes the file when the channel goes
-        path = host_file(st.settings, recording_path(uid))
+        path = host_path(st.settings, recording_path(uid))
         assert path.is_file() and path.stat().st_size > 44, path  # more than a wav header
         from ticketing.models import Call
         from ticketing.store import session_scope

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep, WorkflowDep, commit, require_roles
 from callcenter.callcontrol import conference
-from callcenter.callcontrol.recording import host_file, link_recording, recording_for, recording_path
+from callcenter.callcontrol.recording import link_recording, recording_for, recording_path
 from callcenter.callcontrol.recovery import CONTROL_KEY
 from callcenter.callcontrol.transfer import (
     CallControl,
@@ -31,7 +31,9 @@ from callcenter.callcontrol.transfer import (
     PbxUnavailable,
     Step,
 )
+from callcenter.pbx.names import operator_endpoint
 from callcenter.pbx.provision import dial_digits
+from callcenter.pbx.root import host_path
 from ticketing import calls as call_log
 from ticketing.audit import Actor
 from ticketing.enums import DispatchMode, Role, Satisfaction, UnitType
@@ -103,7 +105,7 @@ def _endpoint(session: Session, actor: Actor) -> str | None:
     """The actor's phone endpoint ("op8001") from their account's operator extension."""
     user = session.get(User, actor.user_id) if actor.user_id is not None else None
     ext = getattr(user, "operator_extension", None) if user is not None else None
-    return f"op{ext}" if ext else None
+    return operator_endpoint(ext) if ext else None
 
 
 def _case(wf: Workflow, number: str) -> Case:
@@ -167,7 +169,7 @@ def _log(session: Session, actor: Actor, uniqueid: str, steps: list[Step], *, ca
         # the queue recorded it (queues.conf monitor-format): link the file once it exists
         path = recording_path(uniqueid)
         try:
-            exists = host_file(settings, path).is_file()
+            exists = host_path(settings, path).is_file()
         except Exception:  # no Asterisk root on this host (API-only deployment): link by name
             exists = True
         if exists:
