@@ -94,7 +94,7 @@ class LogEntry:
 
 
 def _operator(channel: str) -> str | None:
-    from callcenter.callcontrol.link import operator_of_channel
+    from callcenter.callcontrol.state import operator_of_channel  # imported late: state imports this module
 
     return operator_of_channel(channel)
 

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from callcenter.ami.errors import AMIError
 from callcenter.ami.protocol import Message
 from callcenter.auth import actor_of
-from callcenter.callcontrol.link import CallLink, operator_of_interface
+from callcenter.callcontrol.link import CallLink
+from callcenter.callcontrol.state import operator_of_interface
 from ticketing.access import CONFIDENTIAL_PLACEHOLDER
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, Role
