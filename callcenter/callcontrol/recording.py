@@ -29,7 +29,7 @@ from ticketing.enums import Role
 from ticketing.errors import Forbidden, NotFound
 from ticketing.models import Call, Case
 
-RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"  # inside the Asterisk root (= provision.RECORDINGS_DIR)
+RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"  # inside the Asterisk root (= callcenter.pbx.root.RECORDINGS_DIR)
 FORMAT = "wav"
 # Who may listen (A2, R5.2 supervises the front desk, R6.1 supervision reads everything). A
 # front-desk operator hears the calls they took; member units never.
@@ -51,7 +51,7 @@ def recording_path(uniqueid: str) -> str:
 
 def host_file(settings: Any, inside_path: str) -> Path:
     """The recording as a path on this host (the Asterisk root may be a chroot)."""
-    from callcenter.pbx.provision import host_path
+    from callcenter.pbx.root import host_path
 
     return host_path(settings, inside_path)
 

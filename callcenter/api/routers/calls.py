@@ -31,7 +31,7 @@ from callcenter.callcontrol.transfer import (
     PbxUnavailable,
     Step,
 )
-from callcenter.pbx.provision import dial_digits
+from callcenter.pbx.render import dial_digits
 from ticketing import calls as call_log
 from ticketing.audit import Actor
 from ticketing.enums import DispatchMode, Role, Satisfaction, UnitType
