@@ -404,7 +404,7 @@ def asterisk_calls_processed() -> int | None:
 
 
 def asterisk_pid() -> int:
-    from callcenter.pbx.provision import running_pids
+    from callcenter.pbx.process import running_pids
     from callcenter.settings import get_settings
 
     pids = running_pids(get_settings())

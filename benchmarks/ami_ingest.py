@@ -40,11 +40,11 @@ from callcenter.ami import AMIClient, AMINotConnected, Message, Parser  # noqa: 
 
 
 def _settings():
-    from callcenter.pbx import provision
+    from callcenter.pbx.credentials import ami_secret
     from callcenter.settings import get_settings
 
     settings = get_settings()
-    return settings, provision.ami_secret(settings)
+    return settings, ami_secret(settings)
 
 
 # -- the raw reader (child process) ----------------------------------------------------------------
@@ -145,9 +145,9 @@ def replay_capacity(chunks: list[tuple[float, bytes]], rounds: int = 3) -> tuple
 
 async def measure(calls: int, inflight: int, wait: str) -> tuple[list[tuple[float, bytes]], dict]:
     settings, secret = _settings()
-    from callcenter.pbx import provision
+    from callcenter.pbx.process import running_pids
 
-    pids = provision.running_pids(settings)
+    pids = running_pids(settings)
     if not pids:
         raise SystemExit("Asterisk is not running: callcenter asterisk start")
     # Two raw readers: A is the reference; B, identical, is the control that shows how far apart
@@ -318,8 +318,7 @@ def replay_link_logging(chunks: list[tuple[float, bytes]]) -> dict:
 
     async def run() -> tuple[int, float, float]:
         link = CallLink(AMIClient("127.0.0.1", 1, "x", "x"), sessions)
-        link._log_queue = asyncio.Queue()  # the log worker, as start() runs it, without an AMI login
-        link._log_task = asyncio.get_running_loop().create_task(link._log_worker())
+        link.calllog.start()  # the log worker, as start() runs it, without an AMI login
         feed = Parser(expect_banner=False)
         events = 0
         wall, cpu = time.perf_counter(), time.process_time()
@@ -330,7 +329,7 @@ def replay_link_logging(chunks: list[tuple[float, bytes]]) -> dict:
             await asyncio.sleep(0)  # let the writer run between reads, as on the live link
         assert await link.flush_log(timeout=600)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        link._log_task.cancel()
+        await link.calllog.stop()
         return events, wall, cpu
 
     events, wall, cpu = asyncio.run(run())

@@ -46,7 +46,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 from callback import attempts as A  # noqa: E402
 from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions, narrow_events  # noqa: E402
 from callcenter.ami.client import AMIClient  # noqa: E402
-from callcenter.pbx.provision import running_pids  # noqa: E402
+from callcenter.pbx.process import running_pids  # noqa: E402
 from callcenter.settings import get_settings  # noqa: E402
 from tests.live.helpers import agi_port_lock  # noqa: E402
 from ticketing import audit  # noqa: E402

@@ -349,7 +349,7 @@ def make_silent_prompts(settings) -> int:
 
 
 def check_dialplan(settings) -> None:
-    from callcenter.pbx.provision import cli
+    from callcenter.pbx.process import cli
 
     for context in ("bench-menu-caller", "bench-menu-ours", "bench-menu-dialplan"):
         out = cli(settings, f"dialplan show {context}")
@@ -566,7 +566,8 @@ def summarize(rounds: list[Round], args, started: str, store_lines: list[str]) -
 
 
 async def drive(args, settings, db_url: str, server_pid: int) -> tuple[list[Round], MiniAMI]:
-    from callcenter.pbx.provision import ami_secret, running_pids
+    from callcenter.pbx.credentials import ami_secret
+    from callcenter.pbx.process import running_pids
 
     pids = running_pids(settings)
     if not pids:

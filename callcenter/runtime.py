@@ -22,10 +22,11 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
         seed_units(session, domain.city, domain.clock())
     engine.dispose()
     if asterisk:
-        from callcenter.pbx import provision
+        from callcenter.pbx.install import install
+        from callcenter.pbx.process import start
 
-        provision.install(settings)
-        provision.start(settings)
+        install(settings)
+        start(settings)
 
 
 def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool = True):

@@ -14,18 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from callcenter.pbx import process
 from callcenter.pbx import prompts as prompts_mod
-from callcenter.pbx import provision
+from callcenter.pbx.credentials import ami_secret
+from callcenter.pbx.install import install
 from callcenter.pbx.prompts import DIGIT_WORDS, render_prompts
-from callcenter.pbx.provision import (
-    ProvisionError,
-    host_path,
-    install,
-    load_operators,
-    render_configs,
-    render_template,
-)
-from callcenter.pbx.root import ensure_tools
+from callcenter.pbx.render import load_operators, render_configs, render_template
+from callcenter.pbx.root import MOH_DIR, ProvisionError, ensure_tools, host_path, recordings_dir
 from callcenter.settings import PROJECT_ROOT, Settings
 
 AST_UID = AST_GID = 101  # as in the sid root's /etc/passwd; deliberately not the test's own uid
@@ -142,13 +137,13 @@ def test_install_replaces_package_samples_and_owns_dirs(scratch):
     manager = etc / "manager.conf"
     assert stat.S_IMODE(manager.stat().st_mode) == 0o640
     assert (manager.stat().st_uid, manager.stat().st_gid) == (AST_UID, AST_GID)
-    recordings = provision.recordings_dir(scratch)
+    recordings = recordings_dir(scratch)
     assert recordings == Path(scratch.asterisk_root) / "var/spool/asterisk/monitor/callcenter"
     assert recordings.stat().st_uid == AST_UID and stat.S_IMODE(recordings.stat().st_mode) == 0o750
     # /var/run is an absolute symlink to /run: resolved inside the root, never the host's /run
     assert host_path(scratch, "/var/run/asterisk") == Path(scratch.asterisk_root) / "run/asterisk"
     assert (Path(scratch.asterisk_root) / "run/asterisk").stat().st_uid == AST_UID
-    assert list(host_path(scratch, provision.MOH_DIR).glob("*.wav"))  # no package music: a tone
+    assert list(host_path(scratch, MOH_DIR).glob("*.wav"))  # no package music: a tone
 
 
 def test_secrets_are_private_and_outside_git(scratch):
@@ -158,7 +153,7 @@ def test_secrets_are_private_and_outside_git(scratch):
     for path in (env_file, sip_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     secret = re.search(r"^CALLCENTER_AMI_SECRET=(\S+)$", env_file.read_text(), re.M).group(1)
-    assert len(secret) >= 24 and provision.ami_secret(scratch) == secret
+    assert len(secret) >= 24 and ami_secret(scratch) == secret
     passwords = json.loads(sip_file.read_text())
     assert set(passwords) == {"op8001", "op8002", "op8003", "op8004"}
     assert len(set(passwords.values())) == 4
@@ -273,5 +268,5 @@ def test_start_fails_clearly_when_asterisk_cannot_run(scratch):
     """start() never hangs or claims success: the scratch root's 'asterisk' cannot even execute."""
     install(scratch)
     with pytest.raises(ProvisionError, match="exited during start-up") as failure:
-        provision.start(scratch, timeout=10)
+        process.start(scratch, timeout=10)
     assert "asterisk-console.log" in str(failure.value)  # the log tail says why

@@ -506,7 +506,7 @@ class FakeLink:
     connected = True
 
     def __init__(self):
-        from callcenter.callcontrol.link import Broker
+        from callcenter.callcontrol.broker import Broker
 
         self.broker = Broker()
         self.loop = None

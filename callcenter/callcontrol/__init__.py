@@ -12,23 +12,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.ami.client import AMIClient
+from callcenter.callcontrol.broker import Feed
 from callcenter.callcontrol.cel import CelFile, CelSource
-from callcenter.callcontrol.link import (
-    BridgeState,
-    CallControlError,
-    CallLink,
-    ChannelGone,
-    ChannelState,
-    Feed,
-    LinkDown,
-    NotYourCall,
-    QueueCaller,
-    QueueMember,
-    UnknownChannel,
-)
+from callcenter.callcontrol.link import CallControlError, CallLink, ChannelGone, LinkDown, NotYourCall, UnknownChannel
 from callcenter.callcontrol.queue import QueueService
 from callcenter.callcontrol.recovery import ControlRecovery
 from callcenter.callcontrol.screenpop import ScreenPop
+from callcenter.callcontrol.state import BridgeState, ChannelState, QueueCaller, QueueMember
 from callcenter.callcontrol.transfer import AmiPbx
 from callcenter.callcontrol.transfer import CallControl as Transfers
 from ticketing.domain import Domain

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
-from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown, QueueMember
+from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown
+from callcenter.callcontrol.state import QueueMember
 from callcenter.pbx.names import operator_endpoint, operator_interface, operator_of_interface
 
 log = logging.getLogger("callcenter.callcontrol.queue")

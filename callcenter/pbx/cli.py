@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from callcenter.pbx import provision
+from callcenter.pbx import process
+from callcenter.pbx.install import install
 from callcenter.pbx.prompts import render_prompts
 from callcenter.pbx.root import ASTERISK_BIN, ROOT_ENV, ProvisionError, in_root, is_installed
 from callcenter.settings import get_settings
@@ -26,18 +27,18 @@ def asterisk_group() -> None:
 def install_cmd() -> None:
     """Install/configure Asterisk, generate secrets, render prompts (safe to run again)."""
     try:
-        report = provision.install(get_settings())
+        report = install(get_settings())
     except ProvisionError as exc:
         _fail(exc)
     click.echo(report.summary())
 
 
 @asterisk_group.command("start")
-@click.option("--timeout", default=provision.START_TIMEOUT, show_default=True, help="seconds to wait for AMI")
+@click.option("--timeout", default=process.START_TIMEOUT, show_default=True, help="seconds to wait for AMI")
 def start_cmd(timeout: float) -> None:
     """Start Asterisk (as user asterisk) and wait until AMI answers."""
     try:
-        outcome = provision.start(get_settings(), timeout=timeout)
+        outcome = process.start(get_settings(), timeout=timeout)
     except ProvisionError as exc:
         _fail(exc)
     click.echo(f"Asterisk {outcome}")
@@ -47,7 +48,7 @@ def start_cmd(timeout: float) -> None:
 def stop_cmd() -> None:
     """Stop Asterisk."""
     try:
-        was_running = provision.stop(get_settings())
+        was_running = process.stop(get_settings())
     except ProvisionError as exc:
         _fail(exc)
     click.echo("Asterisk stopped" if was_running else "Asterisk was not running")
@@ -57,7 +58,7 @@ def stop_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status_cmd(as_json: bool) -> None:
     """Version, running, AMI and FastAGI reachability, operator phone registrations."""
-    info = provision.status(get_settings())
+    info = process.status(get_settings())
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
     else:
@@ -84,7 +85,7 @@ def cli_cmd(command: str | None) -> None:
     settings = get_settings()
     if command:
         try:
-            click.echo(provision.cli(settings, command), nl=False)
+            click.echo(process.cli(settings, command), nl=False)
         except ProvisionError as exc:
             _fail(exc)
         return
@@ -99,7 +100,7 @@ def prompts_cmd() -> None:
     """Render the Mandarin prompts again (only those whose text or recording changed)."""
     settings = get_settings()
     try:
-        with provision._locked(settings):  # not while an install renders them
+        with process.locked(settings):  # not while an install renders them
             report = render_prompts(settings)
     except ProvisionError as exc:
         _fail(exc)

@@ -1,4 +1,4 @@
-"""Where Asterisk lives and how to run things there.
+"""Where Asterisk lives, the paths inside it we use, and how to run things there.
 
 Two layouts (chosen once by `install`, recorded in ``<state_dir>/asterisk-install.json``):
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path, PurePosixPath
 
@@ -23,6 +24,7 @@ STATE_FILE = "asterisk-install.json"
 # Where call recordings go, as Asterisk sees it: the dialplan's MONITOR_FILENAME, the IVR's
 # messages and the API's downloads all name files in it.
 RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"
+MOH_DIR = "/usr/share/asterisk/moh"
 
 
 class ProvisionError(RuntimeError):
@@ -111,6 +113,23 @@ def root_ids(settings: Settings, user: str = "asterisk") -> tuple[int, int]:
     except FileNotFoundError:
         pass
     raise ProvisionError(f"user {user!r} not found in {passwd}; is Asterisk installed there?")
+
+
+def ensure_dir(path: Path, mode: int, uid: int, gid: int, enforce_mode: bool = True) -> bool:
+    """Directory owned by uid:gid; `mode` on creation (always, if enforce_mode)."""
+    changed = False
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+        changed = True
+    st = path.stat()
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid)
+        changed = True
+    if enforce_mode and stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+        changed = True
+    return changed
 
 
 def is_installed(settings: Settings) -> bool:

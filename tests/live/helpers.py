@@ -12,7 +12,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from callcenter.pbx.provision import ami_secret, install, start, stop
+from callcenter.pbx.credentials import ami_secret
+from callcenter.pbx.install import install
+from callcenter.pbx.process import start, stop
 from callcenter.settings import Settings
 
 Message = dict[str, str]

@@ -54,7 +54,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from callcenter.pbx.provision import endpoint_contacts, sip_passwords
+from callcenter.pbx.credentials import sip_passwords
+from callcenter.pbx.process import endpoint_contacts
 from callcenter.settings import Settings
 
 BARESIP = shutil.which("baresip") or "/usr/bin/baresip"

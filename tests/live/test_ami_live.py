@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from callcenter.ami import AMIClient, Message
-from callcenter.pbx import provision
+from callcenter.pbx import credentials, process
 from callcenter.pbx.root import ASTERISK_BIN, run_in_root
 
 pytestmark = pytest.mark.live
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.live
 def _client(settings, **kwargs) -> AMIClient:
     # The secret may have been generated after get_settings() was cached: read it where install wrote it.
     return AMIClient(settings.ami_host, settings.ami_port, settings.ami_username,
-                     provision.ami_secret(settings), **kwargs)
+                     credentials.ami_secret(settings), **kwargs)
 
 
 async def test_login_ping_command_and_channel_list(asterisk):
@@ -98,11 +98,11 @@ async def test_client_reconnects_after_asterisk_restart(asterisk):
 
     client.on_connected(on_connected)
     await client.start()
-    secret = provision.ami_secret(asterisk)
+    secret = credentials.ami_secret(asterisk)
 
     async def asterisk_accepts_logins(deadline: float) -> float:
         while time.monotonic() < deadline:
-            ok = await asyncio.to_thread(provision.ami_login, asterisk.ami_host, asterisk.ami_port,
+            ok = await asyncio.to_thread(process.ami_login, asterisk.ami_host, asterisk.ami_port,
                                          asterisk.ami_username, secret, 1.0)
             if ok[1]:
                 return time.monotonic()
@@ -118,7 +118,7 @@ async def test_client_reconnects_after_asterisk_restart(asterisk):
         await asyncio.sleep(0.5)
 
     try:
-        with provision._locked(asterisk):  # no install/start/stop of other sessions meanwhile
+        with process.locked(asterisk):  # no install/start/stop of other sessions meanwhile
             started = time.monotonic()
             # The remote console may be cut by the restart itself: its exit status says nothing.
             await asyncio.to_thread(run_in_root, asterisk, [ASTERISK_BIN, "-rx", "core restart now"], 20)
@@ -145,4 +145,4 @@ async def test_client_reconnects_after_asterisk_restart(asterisk):
         # it if it is gone.
         with contextlib.suppress(AssertionError):
             await asterisk_accepts_logins(time.monotonic() + 60)
-        provision.start(asterisk)
+        process.start(asterisk)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from callcenter.api.app import create_app
 from callcenter.auth import create_user
 from callcenter.callcontrol import CallControl
-from callcenter.pbx import provision
+from callcenter.pbx import credentials, process
 from tests.conftest import CONFIG_DIR, PASSWORD, FakeClock
 from tests.live.phones import operator_phones
 from ticketing import calls
@@ -242,7 +242,7 @@ async def test_r5_1_pause_with_reason_and_logout_reach_asterisk(stack, tmp_path)
         r = await api.post("/api/v1/operators/me/queue/pause", json={"reason": "meal"}, headers=headers)
         assert r.status_code == 200 and r.json()["member"]["state"] == "paused"
         await asyncio.sleep(0.3)
-        shown = provision.cli(stack.settings, "queue show hotline-12345")
+        shown = process.cli(stack.settings, "queue show hotline-12345")
         line = next(ln for ln in shown.splitlines() if "op8004" in ln)
         assert "paused" in line.lower() and "meal" in line, line
         r = await api.post("/api/v1/operators/me/queue/pause", json={"reason": "nap"}, headers=headers)
@@ -250,7 +250,7 @@ async def test_r5_1_pause_with_reason_and_logout_reach_asterisk(stack, tmp_path)
         assert (await api.post("/api/v1/operators/me/queue/unpause", headers=headers)).json()["member"]["paused"] is False
         assert (await api.post("/api/v1/operators/me/queue/logout", headers=headers)).json()["logged_in"] is False
         await asyncio.sleep(0.3)
-        assert "op8004" not in provision.cli(stack.settings, "queue show hotline-12345")
+        assert "op8004" not in process.cli(stack.settings, "queue show hotline-12345")
 
 
 async def test_a2_asterisk_restart_during_call_link_back_in_5s_log_exactly_once(stack, tmp_path):
@@ -278,10 +278,10 @@ async def test_a2_asterisk_restart_during_call_link_back_in_5s_log_exactly_once(
 
         reconnects = link.ami.stats.reconnects
         try:
-            await asyncio.to_thread(provision.stop, stack.settings)
+            await asyncio.to_thread(process.stop, stack.settings)
             assert not link.connected
         finally:
-            await asyncio.to_thread(provision.start, stack.settings)  # returns once AMI takes logins
+            await asyncio.to_thread(process.start, stack.settings)  # returns once AMI takes logins
         up_at = time.monotonic()
         assert await link.ami.wait_connected(timeout=5), "the link is back within 5 s of Asterisk"
         assert await link.wait_resynced(timeout=5)
@@ -290,7 +290,7 @@ async def test_a2_asterisk_restart_during_call_link_back_in_5s_log_exactly_once(
 
         assert uniqueid not in link.channels and uniqueid in link.gone
         for _ in range(40):  # baresip re-registers on its own (its registration is gone with Asterisk)
-            if "op8004" in provision.endpoint_contacts(stack.settings):
+            if "op8004" in process.endpoint_contacts(stack.settings):
                 break
             await asyncio.sleep(0.25)
         for _ in range(40):  # the QueueMemberAdded event of the re-login follows the resync
@@ -299,7 +299,7 @@ async def test_a2_asterisk_restart_during_call_link_back_in_5s_log_exactly_once(
                 break
             await asyncio.sleep(0.25)
         assert member is not None, "the operator was put back into the queue after the restart"
-        assert "op8004" in provision.cli(stack.settings, "queue show hotline-12345")  # Asterisk agrees
+        assert "op8004" in process.cli(stack.settings, "queue show hotline-12345")  # Asterisk agrees
         await link.reconcile()
         await link.flush_log()
         feed.close()
@@ -367,7 +367,7 @@ async def test_a2_link_outage_gap_is_filled_from_cel_file_exactly_once(asterisk,
     from callcenter.ami.client import AMIClient
     from callcenter.callcontrol.cel import CelFile
 
-    ami = AMIClient(asterisk.ami_host, proxy.port, asterisk.ami_username, provision.ami_secret(asterisk),
+    ami = AMIClient(asterisk.ami_host, proxy.port, asterisk.ami_username, credentials.ami_secret(asterisk),
                     reconnect_backoff=(0.2, 1.0))
     st.cc = CallControl.create(ami, st.sessions, st.domain, cel_source=CelFile.from_settings(asterisk))
     st.app = create_app(asterisk, domain=st.domain, engine=st.engine, callcontrol=st.cc)

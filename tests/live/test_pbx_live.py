@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from callcenter.pbx import provision
-from callcenter.pbx.root import root_ids
+from callcenter.pbx import credentials, process
+from callcenter.pbx.root import recordings_dir, root_ids
 from tests.live.helpers import (
     AmiSession,
     agi_port_lock,
@@ -18,35 +18,35 @@ from tests.live.helpers import (
 
 
 def test_status_reports_ami_up(asterisk):
-    info = provision.status(asterisk)
+    info = process.status(asterisk)
     assert info["installed"] and info["running"] and info["pids"]
     assert info["version"].startswith("Asterisk 22")
     assert info["ami"]["reachable"] and info["ami"]["login"], info["ami"]
     assert set(info["endpoints"]) == {"op8001", "op8002", "op8003", "op8004"}
-    assert provision.start(asterisk) == "already running"
+    assert process.start(asterisk) == "already running"
 
 
 def test_asterisk_does_not_run_as_root(asterisk):
     uid, gid = root_ids(asterisk)
-    for pid in provision.running_pids(asterisk):
+    for pid in process.running_pids(asterisk):
         status = open(f"/proc/{pid}/status").read()
         real_uid = int(status.split("Uid:")[1].split()[0])
         assert real_uid == uid != 0
-    recordings = provision.recordings_dir(asterisk)
+    recordings = recordings_dir(asterisk)
     assert recordings.stat().st_uid == uid and os.access(recordings, os.W_OK)
 
 
 def test_dialplan_contract_is_loaded(asterisk):
-    citizen_in = provision.cli(asterisk, "dialplan show citizen-in")
+    citizen_in = process.cli(asterisk, "dialplan show citizen-in")
     assert f"AGI(agi://{asterisk.agi_host}:{asterisk.agi_port}/ivr/main,${{CHANNEL(linkedid)}})" in citizen_in
     assert "2 extensions (13 priorities)" in citizen_in  # 12345 and h, nothing lost to a syntax error
     for context in ("hotline-queue", "operators", "test-citizen", "test-dtmf", "outbound-callback",
                     "citizen-phones"):
-        out = provision.cli(asterisk, f"dialplan show {context}")
+        out = process.cli(asterisk, f"dialplan show {context}")
         assert f"Context '{context}' created" in out, out
-    queue = provision.cli(asterisk, "queue show hotline-12345")
+    queue = process.cli(asterisk, "queue show hotline-12345")
     assert "'rrmemory' strategy" in queue
-    transports = provision.cli(asterisk, "pjsip show transports")
+    transports = process.cli(asterisk, "pjsip show transports")
     assert f"{asterisk.sip_host}:{asterisk.sip_port}" in transports
 
 
@@ -90,12 +90,12 @@ def test_prompts_and_number_words_play(asterisk):
 def test_operator_phone_registers_with_generated_password(asterisk):
     """A softphone using op8004's password from var/sip-secrets.json registers; status() shows it.
     (op8004 only, for a moment: max_contacts=1 would push out another test's phone.)"""
-    password = provision.sip_passwords(asterisk)["op8004"]
+    password = credentials.sip_passwords(asterisk)["op8004"]
     assert sip_register(asterisk, "op8004", "wrong-password-123", expires=60) in (401, 403)
     assert sip_register(asterisk, "op8004", password, expires=60) == 200
     try:
-        endpoint = provision.status(asterisk)["endpoints"]["op8004"]
+        endpoint = process.status(asterisk)["endpoints"]["op8004"]
         assert endpoint["registered"] and endpoint["contact"].startswith("sip:op8004@")
     finally:
         assert sip_register(asterisk, "op8004", password, expires=0) == 200
-    assert provision.status(asterisk)["endpoints"]["op8004"]["registered"] is False
+    assert process.status(asterisk)["endpoints"]["op8004"]["registered"] is False

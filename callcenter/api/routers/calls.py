@@ -32,7 +32,7 @@ from callcenter.callcontrol.transfer import (
     Step,
 )
 from callcenter.pbx.names import operator_endpoint
-from callcenter.pbx.provision import dial_digits
+from callcenter.pbx.render import dial_digits
 from callcenter.pbx.root import host_path
 from ticketing import calls as call_log
 from ticketing.audit import Actor

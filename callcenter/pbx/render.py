@@ -1,0 +1,202 @@
+"""Rendering of Asterisk's configuration: the operators (config/operators.yaml) and the member
+units' duty-phone routes (config/phone_routes.yaml), put into the ``asterisk/*.conf`` templates
+(placeholders ``@@NAME@@``; Asterisk uses ``${}`` itself). It reads config and templates and
+writes nothing (installation writes the result).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from callcenter.pbx.credentials import check_secret
+from callcenter.pbx.names import operator_endpoint, operator_interface
+from callcenter.pbx.root import MOH_DIR, RECORDINGS_DIR, ProvisionError
+from callcenter.settings import PROJECT_ROOT, Settings
+
+TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
+_PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
+_SAFE_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+# --------------------------------------------------------------------------------------------
+# operators
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A front-desk operator's softphone account (config/operators.yaml)."""
+
+    id: str  # extension, e.g. "8001"
+    name: str
+
+    @property
+    def endpoint(self) -> str:
+        return operator_endpoint(self.id)
+
+    @property
+    def interface(self) -> str:
+        """What AMI QueueAdd / Dial take for this operator's phone."""
+        return operator_interface(self.id)
+
+
+def load_operators(settings: Settings) -> list[Operator]:
+    """Operators of config/operators.yaml (a list of {id, name}; an `operators:` key is accepted too)."""
+    path = Path(settings.config_dir) / "operators.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProvisionError(f"{path} is missing: list the operators as - {{id: \"8001\", name: ...}}") from None
+    if isinstance(data, dict):
+        data = data.get("operators")
+    if not isinstance(data, list):
+        raise ProvisionError(f"{path}: expected a list of {{id, name}}")
+    operators: list[Operator] = []
+    for entry in data:
+        if not isinstance(entry, dict) or "id" not in entry:
+            raise ProvisionError(f"{path}: each operator needs an id: {entry!r}")
+        op_id, name = str(entry["id"]), str(entry.get("name") or "")
+        if not re.fullmatch(r"[0-9]{2,8}", op_id):
+            raise ProvisionError(f"{path}: operator id {op_id!r} must be 2-8 digits (it is an extension)")
+        # the name goes into a SIP callerid line of pjsip.conf
+        if any(c in name for c in '";\r\n<>@\\'):
+            raise ProvisionError(f"{path}: operator {op_id} name {name!r} contains a forbidden character")
+        if any(op.id == op_id for op in operators):
+            raise ProvisionError(f"{path}: operator id {op_id} appears twice")
+        operators.append(Operator(op_id, name))
+    return operators
+
+
+# --------------------------------------------------------------------------------------------
+# member units' duty phones (config/phone_routes.yaml)
+
+_ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+@dataclass(frozen=True)
+class PhoneRoutes:
+    """How the dialplan context [unit-phones] reaches a roster number: a number in ``routes`` rings a
+    local SIP endpoint (test phones provisioned like operators), any other number ``default``."""
+
+    endpoints: tuple[str, ...] = ()
+    routes: dict[str, str] = field(default_factory=dict)  # digits -> endpoint
+    default: str = "PJSIP/{number}@trunk"
+
+
+def dial_digits(number: str) -> str:
+    """A roster number as the dialplan dials it: digits only ('0510-87900350' -> '051087900350')."""
+    return re.sub(r"[^0-9]", "", number or "")
+
+
+def load_phone_routes(settings: Settings) -> PhoneRoutes:
+    """config/phone_routes.yaml; no file = no test phones, everything to the trunk."""
+    path = Path(settings.config_dir) / "phone_routes.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return PhoneRoutes()
+    if not isinstance(data, dict):
+        raise ProvisionError(f"{path}: expected a mapping with endpoints, routes, default")
+    endpoints = tuple(str(e) for e in data.get("endpoints") or ())
+    for name in endpoints:
+        # rendered into pjsip.conf section names: nothing the parser treats specially
+        if not _ENDPOINT_NAME.match(name) or re.fullmatch(r"op[0-9]+", name):
+            raise ProvisionError(f"{path}: endpoint name {name!r} must be lower-case letters, digits, '-' "
+                                 "and not look like an operator's (opNNNN)")
+    routes: dict[str, str] = {}
+    for number, endpoint in (data.get("routes") or {}).items():
+        digits = dial_digits(str(number))
+        if not digits or len(digits) > 20:
+            raise ProvisionError(f"{path}: route {number!r} is not a phone number")
+        if str(endpoint) not in endpoints:
+            raise ProvisionError(f"{path}: route {number} goes to {endpoint!r}, which is not under endpoints")
+        routes[digits] = str(endpoint)
+    default = str(data.get("default") or PhoneRoutes.default)
+    if "{number}" not in default or any(c in default for c in ",;\r\n()&|"):
+        raise ProvisionError(f"{path}: default {default!r} must be one dial string containing {{number}}")
+    return PhoneRoutes(endpoints=endpoints, routes=routes, default=default)
+
+
+def _render_unit_phone_routes(routes: PhoneRoutes) -> str:
+    lines = []
+    for number, endpoint in sorted(routes.routes.items()):
+        lines.append(f"exten => {number},1,Set(UNIT_DIAL=PJSIP/{endpoint})")
+        lines.append(" same => n,Goto(dial,1)")
+    return "\n".join(lines) + "\n" if lines else "; (no routes to local test phones)\n"
+
+
+# --------------------------------------------------------------------------------------------
+# templates
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """Replace every @@NAME@@; an unknown name, or anything left looking like one, is an error."""
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ProvisionError(f"template placeholder @@{name}@@ has no value")
+        return str(values[name])
+
+    out = _PLACEHOLDER.sub(replace, text)
+    if "@@" in out:
+        raise ProvisionError("a template still contains '@@' after rendering")
+    return out
+
+
+def _template_values(settings: Settings, secret: str) -> dict[str, str]:
+    for what, value in (("ami_username", settings.ami_username),
+                        ("ami_host", settings.ami_host), ("sip_host", settings.sip_host),
+                        ("agi_host", settings.agi_host)):
+        if not _SAFE_WORD.match(value):
+            raise ProvisionError(f"setting {what}={value!r} is not a plain name/address")
+    return {
+        "AMI_HOST": settings.ami_host,
+        "AMI_PORT": str(int(settings.ami_port)),
+        "AMI_USERNAME": settings.ami_username,
+        "AMI_SECRET": secret,
+        "SIP_HOST": settings.sip_host,
+        "SIP_PORT": str(int(settings.sip_port)),
+        "AGI_HOST": settings.agi_host,
+        "AGI_PORT": str(int(settings.agi_port)),
+        "RECORDINGS_DIR": RECORDINGS_DIR,
+        "MOH_DIR": MOH_DIR,
+    }
+
+
+def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
+                   operators: list[Operator] | None = None) -> dict[str, str]:
+    """File name in /etc/asterisk -> rendered content, for every ``asterisk/*.conf`` template."""
+    operators = load_operators(settings) if operators is None else operators
+    values = _template_values(settings, secret)
+    block = (TEMPLATE_DIR / "pjsip-operator.conf.in").read_text(encoding="utf-8")
+    endpoints = []
+    for op in operators:
+        if op.endpoint not in passwords:
+            raise ProvisionError(f"no SIP password for {op.endpoint}")
+        endpoints.append(render_template(block, {
+            "OPERATOR_ID": op.id, "OPERATOR_NAME": op.name or op.endpoint,
+            "ENDPOINT": op.endpoint, "PASSWORD": check_secret(passwords[op.endpoint], op.endpoint),
+        }))
+    values["OPERATOR_ENDPOINTS"] = "".join(endpoints).rstrip("\n") + "\n"
+    routes = load_phone_routes(settings)
+    unit_block = (TEMPLATE_DIR / "pjsip-unit-phone.conf.in").read_text(encoding="utf-8")
+    unit_endpoints = []
+    for name in routes.endpoints:
+        # a caller that passes only the operators' passwords (a render check) gets no test phones;
+        # install always generates theirs
+        if name in passwords:
+            unit_endpoints.append(render_template(unit_block, {
+                "ENDPOINT": name, "PASSWORD": check_secret(passwords[name], name)}))
+    values["UNIT_PHONE_ENDPOINTS"] = "".join(unit_endpoints).rstrip("\n") + "\n"
+    values["UNIT_PHONE_ROUTES"] = _render_unit_phone_routes(routes)
+    values["UNIT_PHONE_DEFAULT"] = routes.default.replace("{number}", "${EXTEN}")
+    return {
+        path.name: render_template(path.read_text(encoding="utf-8"), values)
+        for path in sorted(TEMPLATE_DIR.glob("*.conf"))
+    }
+
+
+__all__ = ["Operator", "PhoneRoutes", "dial_digits", "load_operators", "load_phone_routes", "render_configs",
+           "render_template"]
