@@ -343,7 +343,8 @@ class CallContext:
             self.case_id = case.id
             deadline = case.deadline_at.astimezone(self.hotline.domain.calendar.tz).date().isoformat() if case.deadline_at else None
             return {"found": True, "status_prompt": status_prompt_name(case.status.value, self.hotline.prompts),
-                    "deadline": deadline}
+                    "deadline": deadline,
+                    "deadline_provisional": "deadline_at" in (case.provisional_deadlines or {})}
         return await self.tx(q)
 
     async def record_satisfaction(self, case_number: str, value: str) -> dict:

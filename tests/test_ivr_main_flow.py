@@ -155,6 +155,22 @@ async def test_progress_found_says_status_and_deadline_then_self_served(main_flo
     assert driver.played()[-1] == "goodbye"
 
 
+async def test_t1_a_provisional_deadline_is_said_to_be_provisional(main_flow):
+    app = FakeApp(found=[{"found": True, "status_prompt": "status_dispatched", "deadline": "2027-01-04",
+                          "deadline_provisional": True}])
+    driver = ScriptedDriver(["5", "20261218000001#", ""])
+    result = await run(main_flow, driver, app)
+    assert result.outcome == "self_served"
+    played = driver.played()
+    assert played.index("date_day") < played.index("progress_deadline_provisional") < played.index("goodbye")
+    # an official deadline is said without it
+    app = FakeApp(found=[{"found": True, "status_prompt": "status_dispatched", "deadline": "2026-12-31",
+                          "deadline_provisional": False}])
+    driver = ScriptedDriver(["5", "20261217000001#", ""])
+    await run(main_flow, driver, app)
+    assert "progress_deadline_provisional" not in driver.played()
+
+
 async def test_progress_without_deadline_skips_the_date(main_flow):
     app = FakeApp(found=[{"found": True, "status_prompt": "status_closed", "deadline": None}])
     driver = ScriptedDriver(["5", "20250301000123#", ""])

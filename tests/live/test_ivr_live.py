@@ -164,3 +164,9 @@ async def test_t1_a_complaint_phoned_in_on_2026_12_18_is_dispatched_with_a_provi
         assert wo.report_due_at == datetime(2027, 1, 4, 17, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
         assert set(wo.provisional_deadlines) == {"report_due_at"}
         assert {"deadline_at", "callback_due_at", "close_due_at"} <= set(case.provisional_deadlines)
+        number = case.number
+    # The citizen asks for progress (key 5): the deadline is said, and that it is provisional.
+    asked = await simulate_call(hotline.ami, ["5", number.replace("-", "") + "#", ""], caller="13800001218",
+                                hang_up_when_queued=True, timeout=120)
+    path = _call(hotline.sessions, asked.uniqueid).flow_path
+    assert path.index("progress_deadline") < path.index("progress_deadline_provisional"), path
