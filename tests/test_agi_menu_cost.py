@@ -79,45 +79,37 @@ async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(s
 
 
 class _Transactions:
-    """The thread of every transaction begun (ORM sessions, and on SQLite the event loop's own
-    DBAPI connection, agi.hotline.LoopConnection) and how many committed."""
+    """The thread of every transaction begun: ORM sessions, and on SQLite the event loop's own DBAPI
+    connection (agi.hotline.LoopConnection)."""
 
     def __init__(self, monkeypatch):
-        self.threads, self.commits = [], 0
+        self.threads = []
         run = LoopConnection.run
 
-        def counted(loop_db, fn):
+        def traced(loop_db, fn):
             self.threads.append(threading.get_ident())
-            result = run(loop_db, fn)
-            self.commits += 1
-            return result
-        monkeypatch.setattr(LoopConnection, "run", counted)
+            return run(loop_db, fn)
+        monkeypatch.setattr(LoopConnection, "run", traced)
 
     def began(self, session, transaction, connection):
         self.threads.append(threading.get_ident())
 
-    def committed(self, session):
-        self.commits += 1
-
     def __enter__(self):
         event.listen(Session, "after_begin", self.began)
-        event.listen(Session, "after_commit", self.committed)
         return self
 
     def __exit__(self, *exc):
         event.remove(Session, "after_begin", self.began)
-        event.remove(Session, "after_commit", self.committed)
 
 
-async def test_key_1_is_three_transactions_the_first_opens_the_record_and_looks_up_open_cases(store, domain,
-                                                                                             monkeypatch):
-    with _Transactions(monkeypatch) as tx:
-        await call_menu(store, domain, answers(), uniqueid="1732512345.71", args=["1732512345.70"])
-    commits = [None] * tx.commits
-    # open the record + open-cases lookup, create the case, close the record
-    assert len(commits) == 3
+async def test_a2_key_1_leaves_one_record_with_its_path_its_case_and_the_open_cases_lookup(store, domain):
+    # (How many transactions this takes is a cost, measured by benchmarks/ivr_menu_vs_dialplan.py.)
+    await call_menu(store, domain, answers(), uniqueid="1732512345.71", args=["1732512345.70"])
     call, case = the_call(store, "1732512345.71")
     assert call.flow_path[:3] == ["greeting", "open_cases", "hours_check"] and case is not None
+    assert (call.outcome, call.outcome_reason, call.case_id, call.linkedid) == (
+        "queued", "consultation", case.id, "1732512345.70")
+    assert case.created_by_call_id == call.id and case.citizen_phone == CALLER
 
 
 async def test_menu_prompts_are_one_read_and_without_argument_the_linkedid_is_asked(store, domain):
@@ -209,7 +201,7 @@ async def test_transactions_run_on_the_event_loop_only_for_a_free_sqlite_lock(st
     with _Transactions(monkeypatch) as tx:
         await call_menu(store, domain, answers(), uniqueid="1732512345.81", args=["1732512345.80"])
     threads = tx.threads
-    assert len(threads) == 3
+    assert threads  # the call's transactions ran
     if store.kw["bind"].dialect.name == "sqlite":
         assert set(threads) == {threading.get_ident()}  # no thread hop
     else:

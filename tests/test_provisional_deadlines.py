@@ -230,6 +230,18 @@ def test_t1_standing_warning_from_november_until_next_year_is_entered(own, clock
     assert ok(api.get("/api/v1/calendar", "bo1"))["warning"] is None
 
 
+def consultation_of_12_28(sessions, clock, config_dir) -> tuple[Domain, int]:
+    """A consultation dispatched on 2026-12-28 (its report limit provisional), on a domain of its
+    own loaded from `config_dir`; returns the domain and the work order's id."""
+    clock.set("2026-12-28T10:00")
+    domain = Domain.load(config_dir, clock=clock)
+    with session_scope(sessions) as s:
+        wf = domain.workflow(s)
+        c = wf.accept(actor_named(s, "bo1"), kind="consultation", channel="web", title="诉求", description="内容")
+        (wo,) = wf.dispatch(actor_named(s, "bo1"), c, units=["water_supply"])
+        return domain, wo.id
+
+
 def test_t1_calendar_cli_status_set_and_correction(seeded, clock, config_dir, engine, monkeypatch):
     from callcenter.cli import main
     from callcenter.settings import get_settings
@@ -237,14 +249,7 @@ def test_t1_calendar_cli_status_set_and_correction(seeded, clock, config_dir, en
     monkeypatch.setenv("CALLCENTER_CONFIG_DIR", str(config_dir))
     monkeypatch.setenv("CALLCENTER_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     get_settings.cache_clear()
-    # A provisional deadline in the store, made as the API makes it.
-    clock.set("2026-12-28T10:00")
-    domain = Domain.load(config_dir, clock=clock)
-    with session_scope(seeded) as s:
-        wf = domain.workflow(s)
-        c = wf.accept(actor_named(s, "bo1"), kind="consultation", channel="web", title="诉求", description="内容")
-        (wo,) = wf.dispatch(actor_named(s, "bo1"), c, units=["water_supply"])
-        wo_id = wo.id
+    domain, wo_id = consultation_of_12_28(seeded, clock, config_dir)
     runner = CliRunner()
     try:
         out = runner.invoke(main, ["calendar", "status"])
@@ -274,13 +279,7 @@ def test_t1_calendar_cli_status_set_and_correction(seeded, clock, config_dir, en
 def test_t1_scheduler_takes_an_override_file_edited_by_hand(seeded, clock, config_dir):
     from callback.deadlines import sweep_deadlines
 
-    clock.set("2026-12-28T10:00")
-    domain = Domain.load(config_dir, clock=clock)
-    with session_scope(seeded) as s:
-        wf = domain.workflow(s)
-        c = wf.accept(actor_named(s, "bo1"), kind="consultation", channel="web", title="诉求", description="内容")
-        (wo,) = wf.dispatch(actor_named(s, "bo1"), c, units=["water_supply"])
-        wo_id = wo.id
+    domain, wo_id = consultation_of_12_28(seeded, clock, config_dir)
     with session_scope(seeded) as s:
         assert sweep_deadlines(s, domain).corrected == 0  # first sweep: nothing known yet
     # The administrator writes the year into the file; the running scheduler's next sweep takes it.
