@@ -32,7 +32,7 @@ from ticketing.intake import accept_on_cursor
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
-from ticketing.prepared import Prepared
+from ticketing.prepared import Prepared, on_cursor
 from ticketing.privacy import mask_phone, mask_text
 from ticketing.workflow import Workflow
 
@@ -224,7 +224,7 @@ class CallContext:
 
             def body(cursor):
                 if opened:
-                    self.call_id = calls.open_call(calls.on_cursor(loop_db, cursor), **self._open_call)
+                    self.call_id = calls.open_call(on_cursor(loop_db, cursor), **self._open_call)
                 return dbapi_fn(cursor)
             try:
                 result = loop_db.run(body)
@@ -461,7 +461,7 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
             on_finish(s, ctx, result)
 
     def finish_dbapi(cursor):
-        calls.finish_call(calls.on_cursor(ctx.hotline.loop_db, cursor), ctx.call_id, outcome=outcome, reason=reason,
+        calls.finish_call(on_cursor(ctx.hotline.loop_db, cursor), ctx.call_id, outcome=outcome, reason=reason,
                                    ended_at=ended, flow_path=path, digits=digits, case_id=ctx.case_id,
                                    recording_path=recording)
     await ctx.tx(finish, finish_dbapi if on_finish is None else None)

@@ -18,6 +18,7 @@ from agi.hotline import IVR_ACTOR, Hotline, LoopConnection, ivr_result_value, no
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing
 from ticketing import calls
+from ticketing.prepared import on_cursor
 from ticketing.models import Call, Case
 from ticketing.store import session_scope
 
@@ -261,16 +262,16 @@ def test_a2_call_record_written_on_the_loop_connection_reads_back_as_the_orm_wri
         calls.finish_call(s, by_orm, outcome="queued", reason="consultation", ended_at=clock(),
                              flow_path=["greeting", "main_menu"], digits=digits)
     kwargs = dict(uniqueid="u.dbapi", linkedid="l.1", caller_number=CALLER, started_at=clock(), answered_at=clock())
-    by_dbapi = loop_db.run(lambda cur: calls.open_call(calls.on_cursor(loop_db, cur), **kwargs))
-    assert loop_db.run(lambda cur: calls.open_call(calls.on_cursor(loop_db, cur), **kwargs)) == by_dbapi  # replay
-    loop_db.run(lambda cur: calls.finish_call(calls.on_cursor(loop_db, cur), by_dbapi, outcome="queued",
+    by_dbapi = loop_db.run(lambda cur: calls.open_call(on_cursor(loop_db, cur), **kwargs))
+    assert loop_db.run(lambda cur: calls.open_call(on_cursor(loop_db, cur), **kwargs)) == by_dbapi  # replay
+    loop_db.run(lambda cur: calls.finish_call(on_cursor(loop_db, cur), by_dbapi, outcome="queued",
                                                        reason="consultation", ended_at=clock(),
                                                        flow_path=["greeting", "main_menu"], digits=digits))
     clock.advance(seconds=5)
-    loop_db.run(lambda cur: calls.finish_call(calls.on_cursor(loop_db, cur), by_dbapi, outcome="queued",
+    loop_db.run(lambda cur: calls.finish_call(on_cursor(loop_db, cur), by_dbapi, outcome="queued",
                                                        reason="consultation", ended_at=clock()))
     with pytest.raises(ValueError):
-        loop_db.run(lambda cur: calls.finish_call(calls.on_cursor(loop_db, cur), by_dbapi, outcome="x",
+        loop_db.run(lambda cur: calls.finish_call(on_cursor(loop_db, cur), by_dbapi, outcome="x",
                                                            ended_at=clock()))
     loop_db.close()
     with session_scope(sessions) as s:
@@ -288,7 +289,7 @@ def test_a_failed_loop_transaction_leaves_nothing_and_the_lock_free(sessions, cl
     loop_db = hotline.loop_db
 
     def fail(cur):
-        calls.open_call(calls.on_cursor(loop_db, cur), uniqueid="u.fail", started_at=clock())
+        calls.open_call(on_cursor(loop_db, cur), uniqueid="u.fail", started_at=clock())
         raise RuntimeError("boom")
     with pytest.raises(RuntimeError):
         loop_db.run(fail)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from ticketing.models import AuditEvent, AuditHead
-from ticketing.prepared import Statements, insert_by_name
+from ticketing.prepared import Run, Statements, insert_by_name, on_cursor, on_session
 
 GENESIS = "0" * 64
 
@@ -73,14 +73,29 @@ _EVENTS = AuditEvent.__table__
 _HEADS = AuditHead.__table__
 _SELECT_HEAD = (select(_HEADS.c.last_id, _HEADS.c.last_hash, _HEADS.c.count)
                 .where(_HEADS.c.id == 1).with_for_update())
-_INSERT_HEAD = insert(_HEADS)
 _UPDATE_HEAD = (update(_HEADS).where(_HEADS.c.id == 1)
                 .values(last_id=bindparam("new_last_id"), last_hash=bindparam("new_last_hash"),
                         count=bindparam("new_count")))
-_INSERT_EVENT = insert(_EVENTS)
-# The same for prepared statements (record_on_cursor).
-_INSERT_HEAD_ROW = insert_by_name(_HEADS)
-_INSERT_EVENT_ROW = insert_by_name(_EVENTS)
+# Every column a named bind: the same statement runs through a Session or prepared on a cursor.
+_INSERT_HEAD = insert_by_name(_HEADS)
+_INSERT_EVENT = insert_by_name(_EVENTS)
+
+
+def _locked_head(run: Run) -> list:
+    """The chain head (last id, last hash, count), locked until the transaction ends (SELECT … FOR
+    UPDATE; on SQLite the write lock is already held); made on the first event ever."""
+    row = run(_SELECT_HEAD, {}).fetchone()
+    if row is None:
+        run(_INSERT_HEAD, {"id": 1, "last_id": 0, "last_hash": GENESIS, "count": 0})
+        return [0, GENESIS, 0]
+    return list(row)
+
+
+def _append(run: Run, events: list[dict[str, Any]], head: list) -> None:
+    """Write `events` (rows that follow the stored head) and the head after them."""
+    run(_INSERT_EVENT, events)
+    last_id, last_hash, count = head
+    run(_UPDATE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash, "new_count": count})
 
 _CHAIN = "audit_chain"          # session.info: the chain as this transaction sees it
 _SNAPSHOTS = "audit_snapshots"  # session.info: that state when each savepoint began
@@ -108,12 +123,7 @@ def _chain(session: Session) -> _Chain:
     until the transaction ends."""
     chain = session.info.get(_CHAIN)
     if chain is None:
-        conn = session.connection()
-        row = conn.execute(_SELECT_HEAD).first()
-        if row is None:
-            conn.execute(_INSERT_HEAD, {"id": 1, "last_id": 0, "last_hash": GENESIS, "count": 0})
-            row = (0, GENESIS, 0)
-        chain = session.info[_CHAIN] = _Chain(list(row), [])
+        chain = session.info[_CHAIN] = _Chain(_locked_head(on_session(session)), [])
     return chain
 
 
@@ -122,10 +132,7 @@ def write_pending(session: Session) -> None:
     this; call it before reading the chain through `session.connection()` yourself)."""
     chain = session.info.get(_CHAIN)
     if chain is not None and chain.pending:
-        conn = session.connection()
-        conn.execute(_INSERT_EVENT, chain.pending)
-        last_id, last_hash, count = chain.head
-        conn.execute(_UPDATE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash, "new_count": count})
+        _append(on_session(session), chain.pending, chain.head)
         chain.pending = []
 
 
@@ -218,21 +225,13 @@ def record_on_cursor(statements: Statements, cursor: Any, actor: Actor, action: 
                      case_id: int | None = None, work_order_id: int | None = None,
                      data: dict[str, Any] | None = None, channel: str | None = None,
                      call_id: int | None = None) -> int:
-    """`record` on a DBAPI cursor in the caller's transaction, written at once: the head read (and
-    on PostgreSQL locked) and updated, the event inserted -- the same rows and hashes. For one
-    event per transaction (the voice menu's case, agi/hotline.py); the statements are prepared
-    once (ticketing.prepared). On SQLite the transaction's BEGIN IMMEDIATE already holds the lock."""
-    row = statements.prepared(_SELECT_HEAD).execute(cursor, {}).fetchone()
-    if row is None:
-        statements.prepared(_INSERT_HEAD_ROW).execute(cursor, {"id": 1, "last_id": 0, "last_hash": GENESIS,
-                                                               "count": 0})
-        row = (0, GENESIS, 0)
-    event, (last_id, last_hash, count) = _next_event(
-        list(row), actor, action, at=at, case_id=case_id, work_order_id=work_order_id, data=data,
-        channel=channel, call_id=call_id)
-    statements.prepared(_INSERT_EVENT_ROW).execute(cursor, event)
-    statements.prepared(_UPDATE_HEAD).execute(cursor, {"new_last_id": last_id, "new_last_hash": last_hash,
-                                                       "new_count": count})
+    """`record` on a DBAPI cursor in the caller's transaction, written at once (the head read and
+    locked, the event and the head written, by the same statements as `record`'s), for one event
+    per transaction (the voice menu's case, agi/hotline.py)."""
+    run = on_cursor(statements, cursor)
+    event, head = _next_event(_locked_head(run), actor, action, at=at, case_id=case_id,
+                              work_order_id=work_order_id, data=data, channel=channel, call_id=call_id)
+    _append(run, [event], head)
     return event["id"]
 
 

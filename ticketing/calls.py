@@ -12,7 +12,6 @@ never logs anything twice.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ticketing.models import Call, CallEvent
-from ticketing.prepared import Statements
+from ticketing.prepared import Run, on_session, runner
 
 OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "failed", "answered", "no_answer",
                       "busy", "completed"})
@@ -76,31 +75,6 @@ _FINISH_CALL = (
             case_id=_keep_unless_given("case_id"), recording_path=_keep_unless_given("recording_path"))
 )
 
-Run = Callable[[Any, dict[str, Any]], Any]
-
-
-def on_session(session: Session) -> Run:
-    """Statements run on the session's connection, in its transaction."""
-    conn = session.connection()
-
-    def run(statement, params):
-        return conn.execute(statement, params)
-    run.dialect = conn.dialect  # type: ignore[attr-defined]
-    return run
-
-
-def on_cursor(statements: Statements, cursor: Any) -> Run:
-    """Statements run prepared on a DBAPI cursor already in a transaction (agi/hotline.py)."""
-    def run(statement, params):
-        return statements.prepared(statement).execute(cursor, params)
-    run.dialect = statements.dialect  # type: ignore[attr-defined]
-    return run
-
-
-def _runner(where: Session | Run) -> Run:
-    return on_session(where) if isinstance(where, Session) else where
-
-
 def _statement(table: dict, run: Run):
     try:
         return table[run.dialect.name]
@@ -121,7 +95,7 @@ def open_call(where: Session | Run, *, uniqueid: str, linkedid: str = "", direct
               started_at: datetime, answered_at: datetime | None = None) -> int:
     """The call's row, created on first sight; on a replay the id of the row already there (its
     first values kept). One INSERT .. ON CONFLICT DO NOTHING RETURNING id."""
-    run = _runner(where)
+    run = runner(where)
     row = run(_statement(_OPEN_CALL, run), {
         "uniqueid": uniqueid, "linkedid": linkedid or uniqueid, "direction": direction, "purpose": purpose,
         "caller_number": caller_number, "callee_number": callee_number, "started_at": started_at,
@@ -141,7 +115,7 @@ def finish_call(where: Session | Run, call_id: int, *, outcome: str, ended_at: d
                 case_id: int | None = None, recording_path: str | None = None) -> None:
     """The call's outcome: one UPDATE by id. None leaves a field as it is; the first end time stays.
     A Call object of this row already in a session is not refreshed."""
-    run = _runner(where)
+    run = runner(where)
     run(_FINISH_CALL, {
         "call_id": call_id, "outcome": check_outcome(outcome), "reason": reason, "ended_at": ended_at,
         "flow_path": list(flow_path) if flow_path is not None else None,
@@ -220,7 +194,7 @@ def add_event(where: Session | Run, call_id: int, *, kind: str, at: datetime, de
               data: dict[str, Any] | None = None) -> bool:
     """Log one leg, hold, transfer, recording or conference event; False if it was logged already
     (by this writer before, or a concurrent one: ON CONFLICT on the dedup key)."""
-    run = _runner(where)
+    run = runner(where)
     row = run(_statement(_ADD_EVENT, run), {"call_id": call_id, "at": at, "kind": kind, "data": data or {},
                                             "dedup_key": dedup_key}).fetchone()
     return row is not None

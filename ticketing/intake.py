@@ -14,8 +14,8 @@ from typing import Any
 from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.models import Case
-from ticketing.numbering import next_case_number_on_cursor
-from ticketing.prepared import Statements
+from ticketing.numbering import next_case_number
+from ticketing.prepared import Statements, on_cursor
 from ticketing.rows import cursor_insert, insert_on_cursor
 from ticketing.workflow import Workflow
 
@@ -26,7 +26,7 @@ def accept_on_cursor(workflow: Workflow, statements: Statements, cursor: Any, ac
     returns the new case's id and number. `workflow` supplies the rules, calendar and clock; its
     session is not used."""
     case, event = workflow.new_case(actor, **request)
-    case["number"] = next_case_number_on_cursor(statements, cursor, case["accepted_at"].astimezone(workflow.calendar.tz))
+    case["number"] = next_case_number(on_cursor(statements, cursor), case["accepted_at"].astimezone(workflow.calendar.tz))
     case_id = insert_on_cursor(statements.prepared(cursor_insert(Case)), cursor, Case, case)
     audit.record_on_cursor(statements, cursor, actor, "accept", **workflow.event_on(
         case_id, confidential=case["confidential"], channel=event.pop("channel"), call_id=case["created_by_call_id"],

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ticketing.models import CaseCounter
-from ticketing.prepared import Statements
+from ticketing.prepared import Run, runner
 
 
 def _upsert(dialect_name: str):
@@ -25,19 +24,12 @@ def _upsert(dialect_name: str):
 _UPSERTS = {name: _upsert(name) for name in ("postgresql", "sqlite")}
 
 
-def next_case_number(session: Session, local_now: datetime) -> str:
+def next_case_number(where: Session | Run, local_now: datetime) -> str:
+    """The next number of `local_now`'s day, on a Session or a prepared cursor (ticketing.prepared).
+    One atomic upsert: two operators accepting at the same instant never share a number."""
     day = local_now.strftime("%Y%m%d")
-    conn = session.connection()
-    # One atomic upsert: two operators accepting at the same instant never share a number.
-    seq = conn.execute(_UPSERTS[conn.dialect.name], {"day": day}).scalar_one()
-    return f"{day}-{seq:06d}"
-
-
-def next_case_number_on_cursor(statements: Statements, cursor: Any, local_now: datetime) -> str:
-    """`next_case_number` on a DBAPI cursor in the caller's transaction (the voice menu's event-loop
-    path, agi/hotline.py): the same upsert, prepared once (ticketing.prepared)."""
-    day = local_now.strftime("%Y%m%d")
-    seq = statements.prepared(_UPSERTS[statements.dialect.name]).execute(cursor, {"day": day}).fetchone()[0]
+    run = runner(where)
+    seq = run(_UPSERTS[run.dialect.name], {"day": day}).fetchone()[0]
     return f"{day}-{seq:06d}"
 
 

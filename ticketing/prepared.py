@@ -2,16 +2,21 @@
 converted by the statement's own type processors (the same SQL and the same stored values as
 `Connection.execute`), without SQLAlchemy's per-execution machinery.
 
+`on_session` and `on_cursor` give the store's writers (call log, audit chain, case numbers) one way
+to run a statement on either: each write exists once and runs on whatever the caller holds.
+
 For the voice menu's hot path on SQLite, where that machinery (execution context, result
 objects, events) cost several times the statement itself. Only for dialects with positional
 parameters (sqlite3's "qmark").
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Insert
 
 _MISSING = object()
@@ -29,7 +34,10 @@ class Prepared:
         compiled = statement.compile(dialect=dialect)
         names = [b.key for b in compiled.binds.values() if b.required]
         expanded = compiled.construct_expanded_state({name: None for name in names})
-        processors = {**compiled._bind_processors, **expanded.processors}
+        # each bind's own type processor (public API), and those of expanded IN lists
+        processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                      for name, bind in compiled.binds.items()}
+        processors.update(expanded.processors)
         self.sql = expanded.statement
         slots = []
         for name in expanded.positiontup:
@@ -51,7 +59,10 @@ class Prepared:
                 out.append(processor(value) if processor is not None else value)
         return tuple(out)
 
-    def execute(self, cursor: Any, values: dict[str, Any]) -> Any:
+    def execute(self, cursor: Any, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
+        """One execution, or one per row for a list of rows (executemany), as Connection.execute."""
+        if isinstance(values, list):
+            return cursor.executemany(self.sql, [self.params(v) for v in values])
         return cursor.execute(self.sql, self.params(values))
 
 
@@ -71,3 +82,30 @@ def insert_by_name(table: Table, *, leave_out: tuple = ()) -> Insert:
     skip = {id(c) for c in leave_out}  # by identity: == on columns builds SQL
     return insert(table).values({c.key: bindparam(c.key, type_=c.type) for c in table.columns
                                  if id(c) not in skip})
+
+
+# A statement runner: run(statement, params) -> a result with fetchone()/all(); run.dialect.
+Run = Callable[[Any, Any], Any]
+
+
+def on_session(session: Session) -> Run:
+    """Statements run on the session's connection, in its transaction."""
+    conn = session.connection()
+
+    def run(statement, params):
+        return conn.execute(statement, params)
+    run.dialect = conn.dialect  # type: ignore[attr-defined]
+    return run
+
+
+def on_cursor(statements: Statements, cursor: Any) -> Run:
+    """Statements run prepared on a DBAPI cursor already in a transaction (agi/hotline.py)."""
+    def run(statement, params):
+        return statements.prepared(statement).execute(cursor, params)
+    run.dialect = statements.dialect  # type: ignore[attr-defined]
+    return run
+
+
+def runner(where: Session | Run) -> Run:
+    """`where` as a runner: a Session's connection, or a runner as given."""
+    return on_session(where) if isinstance(where, Session) else where
