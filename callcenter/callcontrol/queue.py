@@ -16,6 +16,7 @@ from typing import Any
 
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
 from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown, QueueMember, operator_of_interface
+from callcenter.errors import OUTCOME_UNKNOWN, REFUSED, UPSTREAM_FAILED, AppError
 
 log = logging.getLogger("callcenter.callcontrol.queue")
 
@@ -24,22 +25,22 @@ MEMBER_REPORT_WAIT_S = 2.0
 PAUSE_REASONS = ("break", "meal", "training", "meeting", "after_call_work", "other")
 
 
-class NotInQueue(CallControlError):
-    status_code = 409
+class NotInQueue(AppError):
+    kind = REFUSED
 
     def __init__(self, extension: str):
         super().__init__("not_in_queue", f"operator {extension} is not logged in to the queue; log in first")
 
 
-class QueueActionFailed(CallControlError):
-    status_code = 502
+class QueueActionFailed(AppError):
+    kind = UPSTREAM_FAILED
 
     def __init__(self, message: str):
         super().__init__("queue_action_failed", message)
 
 
-class OutcomeUnknown(CallControlError):
-    status_code = 503
+class OutcomeUnknown(AppError):
+    kind = OUTCOME_UNKNOWN
 
     def __init__(self, what: str):
         super().__init__("telephony_outcome_unknown",
@@ -167,7 +168,7 @@ class QueueService:
                     await self._add(wanted)
                 elif member.paused != wanted.paused:
                     await self._set_pause(ext, wanted.paused, wanted.reason)
-            except (AMIError, CallControlError) as exc:
+            except (AMIError, AppError, CallControlError) as exc:
                 log.warning("queue: could not restore operator %s: %s", ext, exc)
 
 
