@@ -1,24 +1,25 @@
-"""Assemble the hotline's FastAGI server from the install's settings."""
+"""Assemble the hotline's FastAGI server from plain values (callcenter/runtime.py reads them from
+the install's settings)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from sqlalchemy import Engine
 
-from callcenter.pbx.root import RECORDINGS_DIR
-from callcenter.settings import Settings
 from ticketing.domain import Domain
 from ticketing.store import make_engine, make_session_factory
 
-from .hotline import Hotline, router_for
+from .hotline import Hotline, SurveyLedger, router_for
 from .server import FastAGIServer
 
 
-def build_hotline(settings: Settings, *, domain: Domain | None = None, engine: Engine | None = None) -> Hotline:
-    domain = domain or Domain.load(settings.config_dir)
-    engine = engine or make_engine(settings.effective_database_url)
-    return Hotline.create(domain, make_session_factory(engine), RECORDINGS_DIR)
+def build_hotline(config_dir: Path, database_url: str, *, recordings_dir: str, survey: SurveyLedger | None = None,
+                  domain: Domain | None = None, engine: Engine | None = None) -> Hotline:
+    """`recordings_dir`: where Asterisk writes after-hours messages, as it sees it (callcenter.pbx.root)."""
+    domain = domain or Domain.load(config_dir)
+    engine = engine or make_engine(database_url)
+    return Hotline.create(domain, make_session_factory(engine), recordings_dir, survey=survey)
 
 
-def build_server(settings: Settings, *, hotline: Hotline | None = None, port: int | None = None, **kwargs) -> FastAGIServer:
-    hotline = hotline or build_hotline(settings)
-    return FastAGIServer(router_for(hotline), host=settings.agi_host,
-                         port=settings.agi_port if port is None else port, **kwargs)
+def build_server(hotline: Hotline, *, host: str, port: int, **kwargs) -> FastAGIServer:
+    return FastAGIServer(router_for(hotline), host=host, port=port, **kwargs)

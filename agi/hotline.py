@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.exc import OperationalError
@@ -55,6 +55,16 @@ _LATEST_OPEN_CASE = select(Case.number, Case.status).where(*_OPEN_CASES).order_b
 _OPEN_CASE_COUNT = select(func.count()).select_from(Case).where(*_OPEN_CASES)
 
 
+class SurveyLedger(Protocol):
+    """The callback scheduler's side of the survey (callback/attempts.py), given by callcenter."""
+
+    def record_survey_answer(self, session: Session, domain: Domain, *, key: str, case_number: str, value: str,
+                             call_id: int | None = None) -> dict: ...
+
+    def finish_survey(self, session: Session, domain: Domain, *, key: str, satisfaction: str | None,
+                      call_id: int | None = None, reason: str = "") -> str | None: ...
+
+
 def channel_for_number(number: str) -> Channel:
     return Channel.MOBILE if MOBILE.match(number or "") else Channel.LANDLINE
 
@@ -70,6 +80,7 @@ class Hotline:
     prompts: set[str]
     # SQLite file: sessions that try a transaction on the event loop without waiting for the lock
     nowait_sessions: sessionmaker[Session] | None = None
+    survey: SurveyLedger | None = None  # needed by ivr/survey only
     _loop_db: LoopConnection | None = None
 
     @property
@@ -87,10 +98,10 @@ class Hotline:
 
     @classmethod
     def create(cls, domain: Domain, session_factory: sessionmaker[Session], recordings_dir: str, *,
-               inline_sqlite: bool = True) -> Hotline:
+               inline_sqlite: bool = True, survey: SurveyLedger | None = None) -> Hotline:
         flows = {name: load_flow(flow_path(name)) for name in ("main", "survey")}
         return cls(domain, session_factory, recordings_dir, flows, set(load_prompts(PROMPTS_PATH)),
-                   nowait_sessions_for(session_factory) if inline_sqlite else None)
+                   nowait_sessions_for(session_factory) if inline_sqlite else None, survey)
 
 
 def nowait_sessions_for(session_factory: sessionmaker[Session]) -> sessionmaker[Session] | None:
@@ -348,12 +359,10 @@ class CallContext:
         return await self.tx(q)
 
     async def record_satisfaction(self, case_number: str, value: str) -> dict:
-        """R7.4/R7.5: the survey's answer, stored on the case with this call (callback/attempts.py)."""
-        from callback.attempts import record_survey_answer  # the scheduler's side of the survey
-
+        """R7.4/R7.5: the survey's answer, stored on the case with this call (Hotline.survey)."""
         def store(s: Session):
-            result = record_survey_answer(s, self.hotline.domain, key=self.callback_key, case_number=case_number,
-                                          value=value, call_id=self.call_id)
+            result = self.hotline.survey.record_survey_answer(s, self.hotline.domain, key=self.callback_key,
+                                                              case_number=case_number, value=value, call_id=self.call_id)
             self.case_id = self.hotline.domain.workflow(s).get_case(case_number).id
             return result
         return await self.tx(store)
@@ -470,8 +479,9 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
 async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
     """R7.4: the callback survey on a call placed by callback/runner.py. The dialplan passes the
     attempt's idempotency key and the case number (`ivr/survey?key=...&case=...`)."""
-    from callback.attempts import finish_survey
-
+    if hotline.survey is None:
+        raise RuntimeError("ivr/survey needs the callback ledger: Hotline.create(..., survey=...)")
+    finish_survey = hotline.survey.finish_survey
     key = channel.request.query.get("key", "")
     case_number = channel.request.query.get("case", "")
     if not case_number:

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from callback import attempts as A  # noqa: E402
-from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions, narrow_events  # noqa: E402
-from callcenter.ami.client import AMIClient  # noqa: E402
+from callback.runner import CallbackRunner, RunnerOptions  # noqa: E402
+from callcenter.callbacks import AmiCallbackPbx  # noqa: E402
 from callcenter.pbx.process import running_pids  # noqa: E402
 from callcenter.settings import get_settings  # noqa: E402
 from tests.live.helpers import agi_port_lock  # noqa: E402
@@ -122,18 +122,18 @@ def seed_units_for(sessions, domain) -> None:
 async def _measure(size, concurrency, settings, domain, engine, sessions, answered: bool) -> dict:
     server = None
     if answered:
-        from agi.app import RECORDINGS_DIR
+        from callcenter.pbx.root import RECORDINGS_DIR
         from agi.hotline import Hotline, router_for
         from agi.server import FastAGIServer
 
-        server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR)),
+        server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR, survey=A)),
                                host=settings.agi_host, port=settings.agi_port)
         await server.start()
-    ami = AMIClient.from_settings(settings, events=AMI_EVENTS)
-    narrow_events(ami)
+    pbx = AmiCallbackPbx.from_settings(settings)
+    ami = pbx.ami
     await ami.start()
     latencies: list[float] = []
-    runner = CallbackRunner(domain, sessions, ami, RunnerOptions(channel_prefix=f"bench{uuid.uuid4().hex[:6]}-",
+    runner = CallbackRunner(domain, sessions, pbx, RunnerOptions(channel_prefix=f"bench{uuid.uuid4().hex[:6]}-",
                                                                  settle_seconds=0),
                             on_result=lambda r: latencies.append(r.line_seconds))
     peak = 0

@@ -99,7 +99,7 @@ def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "def
     if soft < min(hard, 8192):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
 
-    from agi.app import RECORDINGS_DIR
+    from callcenter.pbx.root import RECORDINGS_DIR
     from agi.hotline import Hotline, router_for
     from callcenter import eventloop
     from agi.server import FastAGIServer

@@ -3,17 +3,18 @@
 One `sweep()` plans attempts for newly reported cases (a page of them; the writer plans the rest
 of a large backlog a page after each of its passes, so calls start at once), settles attempts
 left in flight by a dead process, and claims due attempts up to the concurrency cap. Each claimed attempt is committed as
-`dialing` BEFORE its Originate (ChannelId = the attempt's ledger id), then:
+`dialing` BEFORE its Originate (ChannelId = the attempt's ledger id; sent through the PBX port,
+callback/pbx.py), then:
 
-- OriginateResponse Failure -> busy / no answer / failed by its Reason: retry with backoff or the
+- not answered -> busy / no answer / failed by its Reason: retry with backoff or the
   manual list (callback/attempts.py);
-- Success (the citizen answered) -> the survey runs over FastAGI (`ivr/survey`, agi/hotline.py),
+- answered -> the survey runs over FastAGI (`ivr/survey`, agi/hotline.py),
   which stores the rating; the runner holds the concurrency slot until the channel hangs up and
   marks the attempt failed if the survey never finished.
 
-The AMI client never re-sends an action. When an Originate's fate is unknown (link lost before
+The port never re-sends an Originate. When an Originate's fate is unknown (link lost before
 the answer) the attempt stays `dialing` and `reconcile` asks Asterisk: a channel with that
-Uniqueid still up -> wait for it; the AstDB ledger entry written by `[outbound-callback]` before
+Uniqueid still up -> wait for it; the ledger entry written by `[outbound-callback]` before
 dialling present -> it was dialled (outcome unknown: counted as a failed attempt); absent -> it
 never ran and goes back to `scheduled` with the same key. No key is ever dialled twice.
 
@@ -42,31 +43,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback import attempts as A
-from callcenter.ami.client import AMIClient
-from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
+from callback.pbx import ANSWERED, REFUSED, CallbackPbx, NotSent, OutcomeUnknown, PbxError
 from ticketing.dialing import dial_result
 from ticketing.domain import Domain
 from ticketing.privacy import mask_phone
 from ticketing.store import session_scope
 
 log = logging.getLogger("callback.runner")
-
-LEDGER_FAMILY = "callcenter_callback"  # AstDB family written by [outbound-callback]
-# The runner needs only call events (OriginateResponse, Hangup): logging in with this filter spares
-# it parsing every dialplan event of a busy PBX. Action replies (DBGet, CoreShowChannels) still come.
-AMI_EVENTS = "call,system"  # system: FullyBooted after login
-# Of those the runner reads only these; a client of its own asks Asterisk for no others (a busy
-# callback is ~42 call events, 7 with the filter: parsing them was the scheduler's biggest cost).
-AMI_EVENT_FILTER = "Event: (OriginateResponse|Hangup)"
-
-
-def narrow_events(client: AMIClient) -> None:
-    """For an AMI client used only by the runner: after every login, Asterisk sends it only the
-    events the runner reads (Manager `Filter`, per session; action replies are not filtered)."""
-    async def add_filter(ami: AMIClient, _first: bool) -> None:
-        await ami.send_action({"Action": "Filter", "Operation": "Add", "Filter": AMI_EVENT_FILTER}, timeout=5)
-    client.on_connected(add_filter)
-
 
 @dataclass
 class RunnerOptions:
@@ -110,12 +93,12 @@ class RunStats:
 
 
 class CallbackRunner:
-    def __init__(self, domain: Domain, sessions: sessionmaker[Session], ami: AMIClient,
+    def __init__(self, domain: Domain, sessions: sessionmaker[Session], pbx: CallbackPbx,
                  options: RunnerOptions | None = None, *, paused: Callable[[], bool] | None = None,
                  on_result: Callable[[CallResult], Any] | None = None):
         self.domain = domain
         self.sessions = sessions
-        self.ami = ami
+        self.pbx = pbx
         self.opts = options or RunnerOptions()
         self.paused = paused or (lambda: False)
         self.on_result = on_result
@@ -154,9 +137,9 @@ class CallbackRunner:
 
     # ---- lifecycle -------------------------------------------------------------------------
     def attach(self) -> None:
-        """Subscribe to the AMI events the runner needs (call once, after the client exists)."""
+        """Subscribe to the hang-ups the runner needs (call once, after the port exists)."""
         if self._sub is None:
-            self._sub = self.ami.subscribe(self._on_hangup, ["Hangup"])
+            self._sub = self.pbx.on_hangup(self._on_hangup)
 
     async def stop(self, *, wait: bool = True) -> None:
         """Stop claiming. Calls already placed go on in Asterisk; with wait, their outcomes are recorded."""
@@ -205,8 +188,8 @@ class CallbackRunner:
         """Attempts this process drives: reconcile and claims leave them alone."""
         return set(self._tasks) | set(self._adopted) | {c.attempt_id for c, _t in self._ready} | self._releasing
 
-    def _on_hangup(self, msg) -> None:
-        ev = self._hangups.get(msg.get_first("Uniqueid") or "")
+    def _on_hangup(self, channel_id: str) -> None:
+        ev = self._hangups.get(channel_id)
         if ev is not None:
             ev.set()
 
@@ -429,8 +412,9 @@ class CallbackRunner:
         return await fut
 
     def _done(self, attempt_id: int, task: asyncio.Task, answer: Any = None) -> None:
-        if asyncio.iscoroutine(answer):
-            answer.close()  # no-op unless the task was cancelled before it awaited the answer
+        close = getattr(answer, "close", None)  # (an exception raised before sending has none)
+        if close is not None:
+            close()  # no-op unless the task was cancelled before it awaited the answer
         self._tasks.pop(attempt_id, None)
         self._call_ended(attempt_id)
         self._adopted.pop(attempt_id, None)
@@ -459,10 +443,9 @@ class CallbackRunner:
         self._hangups.setdefault(chan, asyncio.Event())  # before any of its events can arrive
         t0, sent_at = time.monotonic(), self.domain.clock()
         try:
-            answer = self.ami.send_originate(
-                f"Local/{c.phone}@{self.opts.context}", context=self.opts.context, exten="survey", priority=1,
-                caller_id=self.opts.caller_id, channel_id=chan, dial_timeout=self.opts.dial_timeout,
-                variables={"__CALLBACK_KEY": c.key, "__CALLBACK_LEDGER": chan, "CALLBACK_CASE": c.case_number},
+            answer = self.pbx.originate(
+                phone=c.phone, key=c.key, case_number=c.case_number, channel_id=chan, context=self.opts.context,
+                caller_id=self.opts.caller_id, dial_timeout=self.opts.dial_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - raised in the call's task, where it is handled
             answer = exc
@@ -479,28 +462,29 @@ class CallbackRunner:
                 if isinstance(answer, BaseException):
                     raise answer
                 reply = await answer
-            except AMINotConnected:
+            except NotSent:
                 # certainly not written: the same key may go again
                 self._call_ended(c.attempt_id)
                 await self._unclaim(c.attempt_id)
                 result.outcome = "not_sent"
                 return result
-            except (AMILinkLost, AMITimeout) as exc:
+            except OutcomeUnknown as exc:
                 # may have run: leave it `dialing`; reconcile asks Asterisk (never dial blindly again)
-                log.warning("callback %s: Originate outcome unknown (%s); will reconcile", c.key, type(exc).__name__)
+                log.warning("callback %s: Originate outcome unknown (%s); will reconcile", c.key,
+                            type(exc.__cause__ or exc).__name__)
                 result.outcome = "unknown"
                 return result
             result.dial_seconds = result.line_seconds = time.monotonic() - t0
-            if reply.is_response or reply.get_first("Response") != "Success":
+            if reply.outcome != ANSWERED:
                 self._call_ended(c.attempt_id)  # no call up any more: the line is free
-            if reply.is_response:  # Error: Asterisk refused the action, nothing was dialled
-                detail = f"originate refused: {reply.get_first('Message')}"
+            if reply.outcome == REFUSED:  # nothing was dialled
+                detail = f"originate refused: {reply.message}"
                 await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, detail, log_call=True, channel_id=chan,
                                                   started_at=sent_at))
                 result.outcome = A.FAILED
                 settled = True
                 return result
-            if reply.get_first("Response") == "Success":
+            if reply.outcome == ANSWERED:
                 result.outcome = "answered"
                 await self._tx(lambda s: A.mark_answered(s, self.domain, c.attempt_id))
                 await self._await_end(chan, hung)
@@ -511,7 +495,7 @@ class CallbackRunner:
                 await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, "answered, but the survey did not finish"))
                 settled = True
                 return result
-            reason = int(reply.get_first("Reason") or 0)
+            reason = reply.reason
             outcome = A.STATE_AFTER_DIAL.get(dial_result(reason), A.FAILED)
             result.outcome, result.reason = outcome, reason
             await self._record(A.Unsuccessful(c.attempt_id, outcome, f"originate reason {reason}", (A.DIALING,),
@@ -536,19 +520,13 @@ class CallbackRunner:
             await asyncio.wait_for(hung.wait(), self.opts.survey_timeout)
         except TimeoutError:
             log.warning("callback %s: still up after %.0fs; hanging up", chan, self.opts.survey_timeout)
-            with contextlib.suppress(AMIError):
-                await self._hangup_by_uniqueid(chan)
-
-    async def _hangup_by_uniqueid(self, chan: str) -> None:
-        _resp, items = await self.ami.send_action_list({"Action": "CoreShowChannels"})
-        for item in items:
-            if item.get_first("Uniqueid") == chan:
-                await self.ami.send_action({"Action": "Hangup", "Channel": item.get_first("Channel")})
+            with contextlib.suppress(PbxError):
+                await self.pbx.hangup(chan)
 
     async def _forget_ledger(self, chan: str) -> None:
         # the attempt is settled in our store: Asterisk's entry is not needed any more
-        with contextlib.suppress(AMIError, OSError):
-            await self.ami.send_action({"Action": "DBDel", "Family": LEDGER_FAMILY, "Key": chan}, timeout=5)
+        with contextlib.suppress(PbxError, OSError):
+            await self.pbx.ledger_forget(chan, timeout=5)
 
     # ---- after a crash ---------------------------------------------------------------------
     async def reconcile(self) -> dict[str, int]:
@@ -556,13 +534,12 @@ class CallbackRunner:
         if time.monotonic() - self._started_at < self.opts.settle_seconds:
             return {}  # an Originate written just before the crash may still be starting in Asterisk
         orphans = await self._orphans()
-        if not orphans or not self.ami.connected:
+        if not orphans or not self.pbx.connected:
             return {}
         try:
-            _resp, items = await self.ami.send_action_list({"Action": "CoreShowChannels"}, timeout=10)
-        except AMIError:
+            alive = await self.pbx.channels_up(timeout=10)
+        except PbxError:
             return {}
-        alive = {i.get_first("Uniqueid") for i in items}
         done: dict[str, int] = {}
         for attempt_id, key, state in orphans:
             if attempt_id in self._mine():
@@ -577,11 +554,10 @@ class CallbackRunner:
                 done["adopted"] = done.get("adopted", 0) + 1
                 continue
             try:
-                resp, _items = await self.ami.send_action_list(
-                    {"Action": "DBGet", "Family": LEDGER_FAMILY, "Key": chan}, timeout=5)
-            except AMIError:
+                dialled = await self.pbx.ledger_has(chan, timeout=5)
+            except PbxError:
                 continue
-            if resp.success:
+            if dialled:
                 await self._tx(lambda s, aid=attempt_id: A.record_unsuccessful(
                     s, self.domain, aid, A.FAILED, detail="interrupted: dialled, outcome unknown"))
                 await self._forget_ledger(chan)
@@ -630,5 +606,4 @@ class CallbackRunner:
         return self.stats
 
 
-__all__ = ["CallbackRunner", "RunnerOptions", "CallResult", "RunStats", "LEDGER_FAMILY", "AMI_EVENTS",
-           "narrow_events"]
+__all__ = ["CallbackRunner", "RunnerOptions", "CallResult", "RunStats"]

@@ -1,7 +1,8 @@
 """The callback and deadline scheduler service (issue 5 item 1).
 
 Runs inside any long-lived asyncio process (`callcenter callbacks run`, or the web server's
-lifespan: `await CallbackService(settings).start()` / `await service.stop()`). Every process
+lifespan: `await service.start()` / `await service.stop()`). The composition root builds it with
+the PBX port and the recording clean-up (callcenter/callbacks.py `callback_service`). Every process
 competes for leadership (callback/leader.py); only the leader runs APScheduler (persistent
 SQLAlchemy job store in the project's database) with two jobs:
 
@@ -20,13 +21,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from callback.deadlines import sweep_deadlines
 from callback.leader import Leadership, is_paused, leadership_for
-from callback.runner import AMI_EVENTS, CallbackRunner, RunnerOptions, narrow_events
-from callcenter.ami.client import AMIClient
+from callback.pbx import CallbackPbx
+from callback.runner import CallbackRunner, RunnerOptions
 from ticketing.domain import Domain
-from ticketing.store import make_engine, make_session_factory, session_scope
+from ticketing.store import make_session_factory, session_scope
 
 log = logging.getLogger("callback.service")
 
@@ -57,24 +59,26 @@ async def retention_tick() -> None:
             await service.run_retention()
 
 
-class CallbackService:
-    def __init__(self, settings=None, *, domain: Domain | None = None, engine: Engine | None = None,
-                 ami: AMIClient | None = None, options: RunnerOptions | None = None, sweep_seconds: float = 30.0,
-                 deadline_seconds: float = 300.0, poll_seconds: float = 5.0, lease_seconds: float = 20.0,
-                 holder: str | None = None, on_leadership: Callable[[bool], None] | None = None):
-        if settings is None:
-            from callcenter.settings import get_settings
+# Deletes recordings past retention: (session, now, retention_days) -> files deleted; the caller commits.
+PurgeRecordings = Callable[[Session, datetime, int], int]
 
-            settings = get_settings()
-        self.settings = settings
-        self.domain = domain or Domain.load(settings.config_dir)
-        self.engine = engine or make_engine(settings.effective_database_url)
+
+class CallbackService:
+    """`owns_pbx`: the service starts the port's link with itself and stops it after the runner.
+    `purge_recordings`: the daily recording clean-up (none: the job runs and deletes nothing)."""
+
+    def __init__(self, domain: Domain, engine: Engine, pbx: CallbackPbx, *, owns_pbx: bool = False,
+                 purge_recordings: PurgeRecordings | None = None, options: RunnerOptions | None = None,
+                 sweep_seconds: float = 30.0, deadline_seconds: float = 300.0, poll_seconds: float = 5.0,
+                 lease_seconds: float = 20.0, holder: str | None = None,
+                 on_leadership: Callable[[bool], None] | None = None):
+        self.domain = domain
+        self.engine = engine
         self.sessions = make_session_factory(self.engine)
-        self._own_ami = ami is None
-        self.ami = ami or AMIClient.from_settings(settings, events=AMI_EVENTS)
-        if self._own_ami:
-            narrow_events(self.ami)
-        self.runner = CallbackRunner(self.domain, self.sessions, self.ami, options, paused=self._paused)
+        self._own_pbx = owns_pbx
+        self.pbx = pbx
+        self.purge_recordings = purge_recordings
+        self.runner = CallbackRunner(self.domain, self.sessions, self.pbx, options, paused=self._paused)
         self.sweep_seconds = sweep_seconds
         self.deadline_seconds = deadline_seconds
         self.poll_seconds = poll_seconds
@@ -103,12 +107,13 @@ class CallbackService:
         return await asyncio.to_thread(run)
 
     async def run_retention(self) -> int:
-        from callcenter.callcontrol.recording import purge_recordings
+        purge = self.purge_recordings
+        if purge is None:
+            return 0
 
         def run():
             with session_scope(self.sessions) as s:
-                return purge_recordings(s, self.domain.clock(), self.domain.policy.recordings.retention_days,
-                                        settings=self.settings)
+                return purge(s, self.domain.clock(), self.domain.policy.recordings.retention_days)
         deleted = await asyncio.to_thread(run)
         if deleted:
             log.info("recordings past %d days deleted: %d", self.domain.policy.recordings.retention_days, deleted)
@@ -117,8 +122,8 @@ class CallbackService:
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         _SERVICES.add(self)
-        if self._own_ami:
-            await self.ami.start(wait=False)  # keeps trying in the background; Asterisk may start later
+        if self._own_pbx:
+            await self.pbx.start()  # keeps trying in the background; Asterisk may start later
         self.runner.attach()
         self._task = asyncio.create_task(self._leader_loop(), name="callback leadership")
 
@@ -130,8 +135,8 @@ class CallbackService:
                 await self._task
         await self._step_down()
         await self.runner.stop(wait=False)
-        if self._own_ami:
-            await self.ami.stop()
+        if self._own_pbx:
+            await self.pbx.stop()
         await asyncio.to_thread(self.leadership.release)
         _SERVICES.discard(self)
 

@@ -17,13 +17,13 @@ def agi_group() -> None:
 @click.option("--port", type=int, default=None, help="Default: settings (4573).")
 def serve(port: int | None) -> None:
     """Serve AGI requests from Asterisk until interrupted."""
-    from agi.app import build_server
     from callcenter import eventloop
+    from callcenter.runtime import agi_server
 
     settings = get_settings()
 
     async def main() -> None:
-        server = build_server(settings, port=port)
+        server = agi_server(settings, port=port)
         await server.start()
         loop = "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
         click.echo(f"FastAGI listening on {server.host}:{server.port} ({loop} event loop)")

@@ -143,7 +143,7 @@ def audit_verify() -> None:
 
 def _register_groups() -> None:
     # Groups owned by the telephony and scheduling parts of the application.
-    from callback.cli import callbacks_group
+    from callcenter.callbacks_cli import callbacks_group
     from callcenter.agi_cli import agi_group
     from callcenter.calendar_cli import calendar_group
     from callcenter.calls_cli import call_group

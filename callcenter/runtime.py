@@ -40,10 +40,10 @@ def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool =
     engine = engine or make_engine(settings.effective_database_url)
     callcontrol, background = None, []
     if telephony:
-        from callback.service import CallbackService
+        from callcenter.callbacks import callback_service
 
         callcontrol = _callcontrol(settings, domain, engine)
-        background.append(CallbackService(settings, domain=domain, engine=engine))
+        background.append(callback_service(settings, domain=domain, engine=engine))
     return create_app(settings, domain=domain, engine=engine, callcontrol=callcontrol, background=background)
 
 
@@ -54,17 +54,27 @@ def _callcontrol(settings: Settings, domain, engine):
     return CallControl.from_settings(settings, make_session_factory(engine), domain)
 
 
+def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None = None):
+    """The FastAGI server of this install, with the callback scheduler's side of the survey."""
+    from agi.app import build_hotline, build_server
+    from callback import attempts
+    from callcenter.pbx.root import RECORDINGS_DIR
+
+    hotline = build_hotline(settings.config_dir, settings.effective_database_url, recordings_dir=RECORDINGS_DIR,
+                            survey=attempts,
+                            domain=domain, engine=engine)
+    return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
+
+
 async def run_hotline(settings: Settings) -> None:
     import uvicorn
 
-    from agi.app import build_hotline, build_server
     from ticketing.domain import Domain
     from ticketing.store import make_engine
 
     domain = Domain.load(settings.config_dir)
     engine = make_engine(settings.effective_database_url)
-    hotline = build_hotline(settings, domain=domain, engine=engine)
-    agi = build_server(settings, hotline=hotline)
+    agi = agi_server(settings, domain=domain, engine=engine)
     app = build_app(settings, domain=domain, engine=engine)
     api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info"))
     await agi.start()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from agi.app import RECORDINGS_DIR
+from callcenter.pbx.root import RECORDINGS_DIR
 from agi.hotline import IVR_ACTOR, Hotline, LoopConnection, ivr_result_value, nowait_sessions_for, router_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from agi.app import RECORDINGS_DIR
+from callcenter.pbx.root import RECORDINGS_DIR
 from agi.driver import PROMPT_DIR, AGIDriver, prompt_dir_for
 from agi.hotline import Hotline, router_for
 from agi.server import FastAGIServer

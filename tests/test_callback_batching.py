@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from callback import attempts as A
 from callback.runner import CallbackRunner, RunnerOptions
 from callcenter.ami.client import AMIClient
+from callcenter.callbacks import AmiCallbackPbx
 from tests.callback_fake_pbx import FakePBX
 from tests.live.callback_helpers import reported_case
 from ticketing import audit
@@ -38,7 +39,7 @@ async def _runner(pbx: FakePBX, domain, sessions, **opts) -> tuple[CallbackRunne
     ami = AMIClient(*pbx.client_args())
     await ami.start()
     opts = {"settle_seconds": 0, **opts}
-    return CallbackRunner(domain, sessions, ami, RunnerOptions(**opts)), ami
+    return CallbackRunner(domain, sessions, AmiCallbackPbx(ami), RunnerOptions(**opts)), ami
 
 
 async def _run_to_end(pbx: FakePBX, domain, sessions):

@@ -11,8 +11,9 @@ from sqlalchemy import select, text
 from callback import attempts as A
 from callback.leader import LeaseLeadership, is_paused, leadership_for, set_paused
 from callback.runner import CallbackRunner
-from callback.service import JOB_TABLE, CallbackService
+from callback.service import JOB_TABLE
 from callcenter.ami.client import AMIClient
+from callcenter.callbacks import AmiCallbackPbx, callback_service
 from callcenter.settings import Settings
 from tests.conftest import CONFIG_DIR
 from tests.live.callback_helpers import BACK_OFFICE, reported_case
@@ -22,8 +23,8 @@ from ticketing.models import CallbackAttempt, UnitNotification
 from ticketing.store import session_scope
 
 
-def _unreachable_ami() -> AMIClient:
-    return AMIClient("127.0.0.1", 9, "nobody", "x")  # never started: nothing can be dialled
+def _unreachable_pbx() -> AmiCallbackPbx:
+    return AmiCallbackPbx(AMIClient("127.0.0.1", 9, "nobody", "x"))  # never started: nothing can be dialled
 
 
 def test_issue5_only_one_holder_at_a_time(engine):
@@ -55,7 +56,7 @@ def test_issue5_pause_stops_new_calls(seeded, domain, engine):
     reported_case(seeded, domain, "13800000001")
     set_paused(engine, True)
     assert is_paused(engine)
-    runner = CallbackRunner(domain, seeded, _unreachable_ami(), paused=lambda: is_paused(engine))
+    runner = CallbackRunner(domain, seeded, _unreachable_pbx(), paused=lambda: is_paused(engine))
     assert asyncio.run(runner.sweep()) == 0
     with session_scope(seeded) as s:
         assert [a.state for a in s.execute(select(CallbackAttempt)).scalars()] == [A.SCHEDULED]
@@ -74,8 +75,8 @@ async def test_issue5_one_service_active_with_persistent_jobs_the_other_takes_ov
     settings = Settings(state_dir=tmp_path, config_dir=CONFIG_DIR)
 
     def service(name):
-        return CallbackService(settings, domain=domain, engine=engine, ami=_unreachable_ami(), poll_seconds=0.1,
-                               lease_seconds=1.0, holder=name)
+        return callback_service(settings, domain=domain, engine=engine, pbx=_unreachable_pbx(), poll_seconds=0.1,
+                                lease_seconds=1.0, holder=name)
     one, two = service("one"), service("two")
     await one.start()
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from agi.app import RECORDINGS_DIR
+from callcenter.pbx.root import RECORDINGS_DIR
 from agi.hotline import CallContext, Hotline, router_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing

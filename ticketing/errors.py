@@ -1,11 +1,20 @@
-"""Domain errors. Each names the rule that refused the operation, so the API can say why."""
+"""Domain errors. Each names the rule that refused the operation and its kind; how a kind is
+answered (an HTTP status, a CLI exit) is for the caller at its edge (callcenter/api/errors.py)."""
 from __future__ import annotations
+
+# The kinds of refusal. A kind says what went wrong in the domain's terms, not a transport's.
+REFUSED = "refused"      # the case's state or the regulation does not allow the operation
+FORBIDDEN = "forbidden"  # the actor's role may not do this
+NOT_FOUND = "not_found"  # no such case, unit, work order...
+INVALID = "invalid"      # well-formed but meaningless input, e.g. an unknown unit code
+CONFLICT = "conflict"    # someone else changed the case first
+KINDS = frozenset({REFUSED, FORBIDDEN, NOT_FOUND, INVALID, CONFLICT})
 
 
 class DomainError(Exception):
-    """An operation the case's state or the regulation does not allow (API: 409)."""
+    """An operation the case's state or the regulation does not allow."""
 
-    status_code = 409
+    kind = REFUSED
 
     def __init__(self, rule: str, message: str):
         self.rule = rule
@@ -14,26 +23,28 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    status_code = 404
+    kind = NOT_FOUND
 
     def __init__(self, what: str, ident: object):
         super().__init__("not_found", f"{what} {ident} does not exist")
 
 
 class Forbidden(DomainError):
-    """The actor's role may not do this (API: 403)."""
+    """The actor's role may not do this."""
 
-    status_code = 403
+    kind = FORBIDDEN
 
 
 class InvalidInput(DomainError):
-    """Well-formed but meaningless input, e.g. an unknown unit code (API: 422)."""
+    """Well-formed but meaningless input, e.g. an unknown unit code."""
 
-    status_code = 422
+    kind = INVALID
 
 
 class Conflict(DomainError):
-    """Someone else changed the case first (API: 409)."""
+    """Someone else changed the case first."""
+
+    kind = CONFLICT
 
     def __init__(self, message: str = "the case was changed by someone else; reload and try again"):
         super().__init__("concurrent_update", message)

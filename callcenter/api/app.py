@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
+from callcenter.api import errors
 from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
-from ticketing.errors import DomainError
 from ticketing.store import make_engine, make_session_factory, session_scope
 
 log = logging.getLogger("callcenter.api")
@@ -144,9 +144,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
 
-    @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, exc: DomainError):
-        return JSONResponse(status_code=exc.status_code, content={"error": exc.rule, "detail": exc.message})
+    errors.install(app)  # domain and application errors: kind -> status
 
     @app.exception_handler(StaleDataError)
     async def stale(_request: Request, _exc: StaleDataError):

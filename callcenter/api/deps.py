@@ -11,15 +11,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.auth import resolve_token
+from callcenter.errors import UNAUTHENTICATED, AppError
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import Role
-from ticketing.errors import Conflict, DomainError, Forbidden
+from ticketing.errors import Conflict, Forbidden
 from ticketing.workflow import Workflow
 
 
-class Unauthorized(DomainError):
-    status_code = 401
+class Unauthorized(AppError):
+    kind = UNAUTHENTICATED
 
     def __init__(self, message: str = "log in first: send 'Authorization: Bearer <token>'"):
         super().__init__("unauthorized", message)

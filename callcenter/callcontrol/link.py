@@ -39,45 +39,45 @@ from sqlalchemy.orm import Session, sessionmaker
 from callcenter.ami.client import AMIClient
 from callcenter.ami.errors import AMIError
 from callcenter.ami.protocol import Message
+from callcenter.errors import FORBIDDEN, GONE, NOT_FOUND, REFUSED, UNAVAILABLE, AppError
 from callcenter.callcontrol.broker import Broker, Feed
 from callcenter.callcontrol.calllog import CallLog, LogStats, app_entry
 from callcenter.callcontrol.cel import CelSource, LogEntry
 from callcenter.callcontrol.state import QUEUE, BridgeState, ChannelState, LiveState, QueueState
-from ticketing.errors import DomainError
 
 log = logging.getLogger("callcenter.callcontrol")
 
 # -------------------------------------------------------------------------------------------
-# errors the API maps to 4xx/503 (DomainError subclasses carry status_code and rule)
+# the application's own failures (callcenter.errors): the API answers them by kind
 
 
-class CallControlError(DomainError):
-    status_code = 409
+class CallControlError(AppError):
+    kind = REFUSED
 
 
 class LinkDown(CallControlError):
-    status_code = 503
+    kind = UNAVAILABLE
 
     def __init__(self, message: str = "the telephone system (Asterisk AMI link) is not connected; try again shortly"):
         super().__init__("telephony_unavailable", message)
 
 
 class UnknownChannel(CallControlError):
-    status_code = 404
+    kind = NOT_FOUND
 
     def __init__(self, ident: str):
         super().__init__("unknown_channel", f"no call leg {ident!r} is known to the telephone system")
 
 
 class ChannelGone(CallControlError):
-    status_code = 410
+    kind = GONE
 
     def __init__(self, ident: str):
         super().__init__("call_ended", f"call leg {ident!r} has already hung up")
 
 
 class NotYourCall(CallControlError):
-    status_code = 403
+    kind = FORBIDDEN
 
     def __init__(self, ident: str, extension: str | None):
         who = f"operator {extension}" if extension else "you (no operator extension on your account)"

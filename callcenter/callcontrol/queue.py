@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
-from callcenter.callcontrol.link import CallControlError, CallLink, LinkDown
+from callcenter.callcontrol.link import CallLink, LinkDown
 from callcenter.callcontrol.state import QueueMember
+from callcenter.errors import OUTCOME_UNKNOWN, REFUSED, UPSTREAM_FAILED, AppError
 from callcenter.pbx.names import operator_endpoint, operator_interface, operator_of_interface
 
 log = logging.getLogger("callcenter.callcontrol.queue")
@@ -26,22 +27,22 @@ MEMBER_REPORT_WAIT_S = 2.0
 PAUSE_REASONS = ("break", "meal", "training", "meeting", "after_call_work", "other")
 
 
-class NotInQueue(CallControlError):
-    status_code = 409
+class NotInQueue(AppError):
+    kind = REFUSED
 
     def __init__(self, extension: str):
         super().__init__("not_in_queue", f"operator {extension} is not logged in to the queue; log in first")
 
 
-class QueueActionFailed(CallControlError):
-    status_code = 502
+class QueueActionFailed(AppError):
+    kind = UPSTREAM_FAILED
 
     def __init__(self, message: str):
         super().__init__("queue_action_failed", message)
 
 
-class OutcomeUnknown(CallControlError):
-    status_code = 503
+class OutcomeUnknown(AppError):
+    kind = OUTCOME_UNKNOWN
 
     def __init__(self, what: str):
         super().__init__("telephony_outcome_unknown",
@@ -165,7 +166,7 @@ class QueueService:
                     await self._add(wanted)
                 elif member.paused != wanted.paused:
                     await self._set_pause(ext, wanted.paused, wanted.reason)
-            except (AMIError, CallControlError) as exc:
+            except (AMIError, AppError) as exc:
                 log.warning("queue: could not restore operator %s: %s", ext, exc)
 
 

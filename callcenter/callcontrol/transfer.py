@@ -30,53 +30,57 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from callcenter.errors import FORBIDDEN, GONE, NOT_FOUND, REFUSED, UNAVAILABLE, AppError
 from callcenter.pbx.names import endpoint_of_channel
 from ticketing.dialing import dial_result
-from ticketing.errors import DomainError, Forbidden, NotFound
 from ticketing.privacy import mask_phone
 
 DEFAULT_RING_SECONDS = 20
 
 
 # --------------------------------------------------------------------------------------------
-# errors: DomainErrors, so the API maps them to {"error": rule, "detail": ...} with these codes
+# errors: the application's own (callcenter/errors.py); the API answers {"error": code, "detail": ...}
 
 
-class UnknownCall(NotFound):
-    """No channel with this uniqueid exists, or ever existed as far as we know (404)."""
+class UnknownCall(AppError):
+    """No channel with this uniqueid exists, or ever existed as far as we know."""
+
+    kind = NOT_FOUND
 
     def __init__(self, uniqueid: str):
-        DomainError.__init__(self, "call_unknown", f"no call with channel id {uniqueid[:80]!r}")
+        super().__init__("call_unknown", f"no call with channel id {uniqueid[:80]!r}")
 
 
-class CallHungUp(DomainError):
-    """The channel existed but has hung up (410, as the call-control link says it)."""
+class CallHungUp(AppError):
+    """The channel existed but has hung up (answered like the call-control link's ChannelGone)."""
 
-    status_code = 410
+    kind = GONE
 
     def __init__(self, uniqueid: str):
         super().__init__("call_ended", f"the call {uniqueid[:80]!r} has ended (the citizen hung up)")
 
 
-class NotCallOwner(Forbidden):
-    """Another operator holds this call (403)."""
+class NotCallOwner(AppError):
+    """Another operator holds this call."""
+
+    kind = FORBIDDEN
 
     def __init__(self, uniqueid: str):
-        DomainError.__init__(self, "call_owner", f"the call {uniqueid[:80]!r} is held by another operator; "
-                                                 "only the operator on the call may transfer or conference it")
+        super().__init__("call_owner", f"the call {uniqueid[:80]!r} is held by another operator; "
+                                       "only the operator on the call may transfer or conference it")
 
 
-class CallStateError(DomainError):
-    """The call is not in a state that allows this step (409)."""
+class CallStateError(AppError):
+    """The call is not in a state that allows this step."""
 
-    status_code = 409
+    kind = REFUSED
 
     def __init__(self, message: str):
         super().__init__("call_state", message)
 
 
-class PbxUnavailable(DomainError):
-    status_code = 503
+class PbxUnavailable(AppError):
+    kind = UNAVAILABLE
 
     def __init__(self, message: str = "the telephone system is not reachable; try again"):
         super().__init__("pbx_unavailable", message)

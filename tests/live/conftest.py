@@ -39,9 +39,10 @@ async def hotline(asterisk, tmp_path):
     SQLite store seeded from config/, with a FakeClock. Holds the cross-process port lock, so
     parallel sessions sharing this Asterisk take turns. Gives: .domain, .clock, .sessions,
     .server, .ami (a started AMIClient), .flows."""
-    from agi.app import RECORDINGS_DIR
+    from callcenter.pbx.root import RECORDINGS_DIR
     from agi.hotline import Hotline, router_for
     from agi.server import FastAGIServer
+    from callback import attempts
     from callcenter.ami.client import AMIClient
     from tests.conftest import CONFIG_DIR, FakeClock
     from ticketing.domain import Domain
@@ -57,7 +58,7 @@ async def hotline(asterisk, tmp_path):
     sessions = make_session_factory(engine)
     with session_scope(sessions) as s:
         seed_units(s, domain.city, clock())
-    hot = Hotline.create(domain, sessions, RECORDINGS_DIR)
+    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts)
     with agi_port_lock(asterisk):
         server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port)
         for attempt in range(180):  # a server of another session that skipped the lock: wait for it

@@ -17,12 +17,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from agi.app import RECORDINGS_DIR
+from callcenter.pbx.root import RECORDINGS_DIR
 from agi.hotline import Hotline, router_for
 from agi.server import FastAGIServer
 from callback import attempts as A
 from callback.runner import CallbackRunner, RunnerOptions
 from callcenter.ami.client import AMIClient
+from callcenter.callbacks import AmiCallbackPbx
 from tests.live.callback_helpers import IN_HOURS, FakeClock, callback_domain, make_store, reported_case
 from tests.conftest import ROOT
 from tests.live.helpers import agi_port_lock
@@ -47,14 +48,14 @@ async def env(asterisk, tmp_path):
     domain = callback_domain(clock, concurrency=5, max_attempts=2, retry_backoff_minutes=(30,))
     engine, sessions = make_store(f"sqlite:///{tmp_path / 'cb.db'}", domain)
     with agi_port_lock(asterisk):
-        hotline = Hotline.create(domain, sessions, RECORDINGS_DIR)
+        hotline = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=A)
         server = FastAGIServer(router_for(hotline), host=asterisk.agi_host, port=asterisk.agi_port)
         await server.start()
         ami = AMIClient.from_settings(asterisk)
         await ami.start()
         opts = RunnerOptions(dial_timeout=6, finish_grace=1.0, settle_seconds=0,
                              channel_prefix=f"t{uuid.uuid4().hex[:6]}-")
-        runner = CallbackRunner(domain, sessions, ami, opts)
+        runner = CallbackRunner(domain, sessions, AmiCallbackPbx(ami), opts)
         try:
             yield type("Env", (), dict(clock=clock, domain=domain, sessions=sessions, runner=runner, ami=ami))
         finally:
@@ -222,7 +223,7 @@ async def agi_and_observer(asterisk, tmp_path):
         servers = []
 
         async def serve(domain, sessions):
-            server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR)),
+            server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR, survey=A)),
                                    host=asterisk.agi_host, port=asterisk.agi_port)
             await server.start()
             servers.append(server)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from agi.app import RECORDINGS_DIR
+from callcenter.pbx.root import RECORDINGS_DIR
 from callcenter.pbx.root import host_path
 from callcenter.simulate import simulate_call
 from ticketing.audit import SYSTEM

@@ -22,11 +22,12 @@ from sqlalchemy import select
 
 from callcenter.api.deps import ActorDep, IdPath, SessionDep
 from callcenter.api.deps import require_roles
-from callcenter.callcontrol.link import CallControlError, LinkDown
+from callcenter.callcontrol.link import LinkDown
 from callcenter.callcontrol.queue import PAUSE_REASONS
+from callcenter.errors import FORBIDDEN, INVALID, UNAVAILABLE, AppError
 from ticketing.audit import Actor
 from ticketing.enums import Role
-from ticketing.errors import Forbidden, NotFound
+from ticketing.errors import NotFound
 from ticketing.models import Call, CallEvent, User
 from ticketing.privacy import mask_phone
 
@@ -36,13 +37,28 @@ CENTER = (Role.FRONT_DESK, Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN)
 KEEPALIVE_SECONDS = 15.0
 
 
-class TelephonyOff(CallControlError):
-    status_code = 503
+class TelephonyOff(AppError):
+    kind = UNAVAILABLE
 
     def __init__(self) -> None:
         super().__init__("telephony_unavailable",
                          "this API server runs without the telephone link (no AMI connection configured); "
                          "queue and call functions are unavailable here")
+
+
+class NoExtension(AppError):
+    kind = FORBIDDEN
+
+    def __init__(self) -> None:
+        super().__init__("operator_extension", "your account has no operator extension (softphone); an "
+                                               "administrator sets it (operator_extension)")
+
+
+class UnknownPauseReason(AppError):
+    kind = INVALID
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("pause_reason", f"unknown pause reason {reason!r}; use one of {', '.join(PAUSE_REASONS)}")
 
 
 def get_callcontrol(request: Request):
@@ -60,8 +76,7 @@ def _operator(session, actor: Actor) -> User:
     require_roles(actor, Role.FRONT_DESK, rule="R5.1", what="work the hotline queue (front desk only)")
     user = session.get(User, actor.user_id)
     if user is None or not user.operator_extension:
-        raise Forbidden("operator_extension", "your account has no operator extension (softphone); an "
-                                              "administrator sets it (operator_extension)")
+        raise NoExtension()
     return user
 
 
@@ -71,9 +86,7 @@ class PauseIn(BaseModel):
 
 def _check_reason(reason: str) -> str:
     if reason not in PAUSE_REASONS:
-        from ticketing.errors import InvalidInput
-
-        raise InvalidInput("pause_reason", f"unknown pause reason {reason!r}; use one of {', '.join(PAUSE_REASONS)}")
+        raise UnknownPauseReason(reason)
     return reason
 
 

@@ -130,9 +130,9 @@ def run_now_cmd(limit, timeout, wait_lock, fake_now, channel_prefix, dial_timeou
     for the results, with a progress display. Refused while another process is the active scheduler."""
     from callback import attempts as A
     from callback.leader import is_paused, leadership_for
-    from callback.runner import AMI_EVENTS, CallbackRunner, narrow_events
-    from callcenter.ami.client import AMIClient
+    from callback.runner import CallbackRunner
     from callcenter.ami.errors import AMIError
+    from callcenter.callbacks import AmiCallbackPbx
     from ticketing.store import session_scope
 
     settings, domain, engine, sessions = _context(fake_now)
@@ -157,15 +157,15 @@ def run_now_cmd(limit, timeout, wait_lock, fake_now, channel_prefix, dial_timeou
         click.echo(f"{due} callback(s) due; concurrency {domain.policy.callback.concurrency}")
 
         async def go():
-            ami = AMIClient.from_settings(settings, events=AMI_EVENTS)
-            narrow_events(ami)
+            pbx = AmiCallbackPbx.from_settings(settings)
+            ami = pbx.ami
             try:
                 await ami.start()
             except AMIError as exc:
                 _fail(str(exc))
             with click.progressbar(length=total, label="calling", show_pos=True,
                                    item_show_func=lambda r: r and f"{r.key} {r.outcome}") as bar:
-                runner = CallbackRunner(domain, sessions, ami, _options(channel_prefix, dial_timeout),
+                runner = CallbackRunner(domain, sessions, pbx, _options(channel_prefix, dial_timeout),
                                         on_result=lambda r: bar.update(1, r))
 
                 async def keep_lock():
@@ -205,17 +205,17 @@ def run_cmd(sweep_seconds, deadline_seconds, poll_seconds, fake_now, channel_pre
             lease_seconds) -> None:
     """Run the scheduler in the foreground. With several processes on one database exactly one is
     active; the others stand by and take over if it dies."""
-    from callback.service import CallbackService
+    from callcenter.callbacks import callback_service
 
     settings, domain, engine, _sessions = _context(fake_now)
 
     async def go():
-        service = CallbackService(settings, domain=domain, engine=engine,
-                                  options=_options(channel_prefix, dial_timeout), sweep_seconds=sweep_seconds,
-                                  deadline_seconds=deadline_seconds, poll_seconds=poll_seconds,
-                                  lease_seconds=lease_seconds,
-                                  on_leadership=lambda on: click.echo(
-                                      f"{'ACTIVE' if on else 'STANDBY'} {service.holder}", err=False))
+        service = callback_service(settings, domain=domain, engine=engine,
+                                   options=_options(channel_prefix, dial_timeout), sweep_seconds=sweep_seconds,
+                                   deadline_seconds=deadline_seconds, poll_seconds=poll_seconds,
+                                   lease_seconds=lease_seconds,
+                                   on_leadership=lambda on: click.echo(
+                                       f"{'ACTIVE' if on else 'STANDBY'} {service.holder}", err=False))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

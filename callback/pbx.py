@@ -1,0 +1,84 @@
+"""What the callback runner needs from the telephone system: the "originate" port.
+
+The runner knows no AMI. The composition root gives it an implementation of `CallbackPbx`
+(callcenter/callbacks.py, over the AMI client); tests may give it a fake. The port keeps the one
+guarantee the runner's exactly-once bookkeeping rests on: an Originate is sent at most once and
+never replayed, and a failure says whether it was certainly not sent (`NotSent`) or may have run
+(`OutcomeUnknown`: reconcile, never dial again blindly).
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class PbxError(Exception):
+    """The telephone system did not do what was asked (base of the port's errors)."""
+
+
+class NotSent(PbxError):
+    """Certainly not sent (the link is down): the same attempt may be tried again."""
+
+
+class OutcomeUnknown(PbxError):
+    """Sent, but its answer was lost (the link dropped, no answer in time): it MAY have run."""
+
+
+# The outcomes of a dial that was sent and answered by the telephone system.
+ANSWERED = "answered"          # the citizen picked up; the survey runs over FastAGI
+REFUSED = "refused"            # the telephone system refused the request: nothing was dialled
+NOT_ANSWERED = "not_answered"  # dialled, no conversation: `reason` says why (busy, no answer...)
+
+
+@dataclass(frozen=True, slots=True)
+class DialResult:
+    outcome: str
+    reason: int = 0     # NOT_ANSWERED: the Originate reason code (ticketing.dialing.dial_result names it)
+    message: str = ""   # REFUSED: what the telephone system said
+
+
+class Dialling(Awaitable[DialResult], Protocol):
+    """A dial already sent; await it for its result. `close()` drops a result nobody will await."""
+
+    def close(self) -> None: ...
+
+
+class Subscription(Protocol):
+    def close(self) -> None: ...
+
+
+class CallbackPbx(Protocol):
+    @property
+    def connected(self) -> bool:
+        """True while the telephone system can be reached (nothing to reconcile against otherwise)."""
+
+    def originate(self, *, phone: str, key: str, case_number: str, channel_id: str, context: str,
+                  caller_id: str, dial_timeout: float) -> Dialling:
+        """Send the survey call now (before returning; `NotSent` raised here when it cannot be).
+        The new channel's unique id is `channel_id`; the telephone system notes it in its ledger
+        before it dials."""
+
+    def on_hangup(self, callback: Callable[[str], None]) -> Subscription:
+        """Call `callback(unique id)` for every channel that hangs up."""
+
+    async def channels_up(self, timeout: float) -> set[str]:
+        """The unique ids of the channels up now."""
+
+    async def hangup(self, channel_id: str) -> None:
+        """Hang up the channel with this unique id (if it is still up)."""
+
+    async def ledger_has(self, channel_id: str, timeout: float) -> bool:
+        """Whether the telephone system noted this dial in its ledger (it was dialled)."""
+
+    async def ledger_forget(self, channel_id: str, timeout: float) -> None:
+        """Drop the ledger entry of a settled attempt."""
+
+    async def start(self) -> None:
+        """Connect, and keep trying in the background (for a service that owns its link)."""
+
+    async def stop(self) -> None: ...
+
+
+__all__ = ["ANSWERED", "CallbackPbx", "DialResult", "Dialling", "NOT_ANSWERED", "NotSent", "OutcomeUnknown",
+           "PbxError", "REFUSED", "Subscription"]

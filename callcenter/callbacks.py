@@ -1,0 +1,163 @@
+"""The callback scheduler put together: the PBX port of callback/ over our AMI client, and the
+service with the install's settings, database and recording retention.
+
+callback/ knows no AMI and no settings (callback/pbx.py says what it needs); this module is
+where AMI's answers and errors become the port's outcomes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from callback.pbx import ANSWERED, NOT_ANSWERED, REFUSED, DialResult, NotSent, OutcomeUnknown, PbxError
+from callcenter.ami.client import AMIClient
+from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
+from callcenter.ami.protocol import Message
+
+LEDGER_FAMILY = "callcenter_callback"  # AstDB family written by [outbound-callback]
+SURVEY_EXTEN = "survey"  # in the callback's context: the call runs ivr/survey over FastAGI
+# The runner needs only call events (OriginateResponse, Hangup): logging in with this filter spares
+# it parsing every dialplan event of a busy PBX. Action replies (DBGet, CoreShowChannels) still come.
+AMI_EVENTS = "call,system"  # system: FullyBooted after login
+# Of those the runner reads only these; a client of its own asks Asterisk for no others (a busy
+# callback is ~42 call events, 7 with the filter: parsing them was the scheduler's biggest cost).
+AMI_EVENT_FILTER = "Event: (OriginateResponse|Hangup)"
+
+
+def narrow_events(client: AMIClient) -> None:
+    """For an AMI client used only by the runner: after every login, Asterisk sends it only the
+    events the runner reads (Manager `Filter`, per session; action replies are not filtered)."""
+    async def add_filter(ami: AMIClient, _first: bool) -> None:
+        await ami.send_action({"Action": "Filter", "Operation": "Add", "Filter": AMI_EVENT_FILTER}, timeout=5)
+    client.on_connected(add_filter)
+
+
+def _port_error(exc: AMIError) -> PbxError:
+    """The port's error for an AMI one: only whether the action may have run matters to callback/."""
+    if isinstance(exc, AMINotConnected):
+        return NotSent(str(exc))
+    if isinstance(exc, (AMILinkLost, AMITimeout)):
+        return OutcomeUnknown(str(exc))
+    return PbxError(str(exc))
+
+
+def _result(reply: Message) -> DialResult:
+    if reply.is_response:  # Error: Asterisk refused the action, nothing was dialled
+        return DialResult(REFUSED, message=f"{reply.get_first('Message')}")
+    if reply.get_first("Response") == "Success":
+        return DialResult(ANSWERED)
+    return DialResult(NOT_ANSWERED, reason=int(reply.get_first("Reason") or 0))
+
+
+class _Dialling:
+    """The answer of an Originate already written: awaited once, or closed unawaited."""
+
+    __slots__ = ("_reply",)
+
+    def __init__(self, reply: Coroutine[Any, Any, Message]) -> None:
+        self._reply = reply
+
+    def __await__(self):
+        return self._wait().__await__()
+
+    async def _wait(self) -> DialResult:
+        try:
+            reply = await self._reply
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        return _result(reply)
+
+    def close(self) -> None:
+        self._reply.close()
+
+
+class AmiCallbackPbx:
+    """`callback.pbx.CallbackPbx` over an AMI client (which never re-sends an action)."""
+
+    def __init__(self, ami: AMIClient) -> None:
+        self.ami = ami
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AmiCallbackPbx:
+        """A client of its own for the runner, asking Asterisk only for the events it reads."""
+        ami = AMIClient.from_settings(settings, events=AMI_EVENTS)
+        narrow_events(ami)
+        return cls(ami)
+
+    @property
+    def connected(self) -> bool:
+        return self.ami.connected
+
+    def originate(self, *, phone: str, key: str, case_number: str, channel_id: str, context: str,
+                  caller_id: str, dial_timeout: float) -> _Dialling:
+        try:
+            reply = self.ami.send_originate(
+                f"Local/{phone}@{context}", context=context, exten=SURVEY_EXTEN, priority=1, caller_id=caller_id,
+                channel_id=channel_id, dial_timeout=dial_timeout,
+                variables={"__CALLBACK_KEY": key, "__CALLBACK_LEDGER": channel_id, "CALLBACK_CASE": case_number},
+            )
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        return _Dialling(reply)
+
+    def on_hangup(self, callback: Callable[[str], None]):
+        def hung_up(msg: Message) -> None:
+            callback(msg.get_first("Uniqueid") or "")
+        return self.ami.subscribe(hung_up, ["Hangup"])
+
+    async def channels_up(self, timeout: float) -> set[str]:
+        try:
+            _resp, items = await self.ami.send_action_list({"Action": "CoreShowChannels"}, timeout=timeout)
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        return {i.get_first("Uniqueid") for i in items}
+
+    async def hangup(self, channel_id: str) -> None:
+        try:
+            _resp, items = await self.ami.send_action_list({"Action": "CoreShowChannels"})
+            for item in items:
+                if item.get_first("Uniqueid") == channel_id:
+                    await self.ami.send_action({"Action": "Hangup", "Channel": item.get_first("Channel")})
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+
+    async def ledger_has(self, channel_id: str, timeout: float) -> bool:
+        try:
+            resp, _items = await self.ami.send_action_list(
+                {"Action": "DBGet", "Family": LEDGER_FAMILY, "Key": channel_id}, timeout=timeout)
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        return resp.success
+
+    async def ledger_forget(self, channel_id: str, timeout: float) -> None:
+        try:
+            await self.ami.send_action({"Action": "DBDel", "Family": LEDGER_FAMILY, "Key": channel_id},
+                                       timeout=timeout)
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+
+    async def start(self) -> None:
+        await self.ami.start(wait=False)  # keeps trying in the background; Asterisk may start later
+
+    async def stop(self) -> None:
+        await self.ami.stop()
+
+
+def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbackPbx | None = None, **kwargs):
+    """The scheduler service of this install (callback/service.py). Without `pbx` it gets an AMI
+    client of its own, started and stopped with it."""
+    from callback.service import CallbackService
+    from callcenter.callcontrol.recording import purge_recordings
+    from ticketing.domain import Domain
+    from ticketing.store import make_engine
+
+    def retention(session, now, retention_days: int) -> int:
+        return purge_recordings(session, now, retention_days, settings=settings)
+
+    return CallbackService(domain or Domain.load(settings.config_dir),
+                           engine or make_engine(settings.effective_database_url),
+                           pbx or AmiCallbackPbx.from_settings(settings), owns_pbx=pbx is None,
+                           purge_recordings=retention, **kwargs)
+
+
+__all__ = ["AMI_EVENTS", "AMI_EVENT_FILTER", "AmiCallbackPbx", "LEDGER_FAMILY", "callback_service", "narrow_events"]
