@@ -10,34 +10,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, event, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ivr_flows import flow_path
+from ivr_flows import PROMPTS_PATH, flow_path
 from ivr_flows.actions import status_prompt_name
 from ivr_flows.engine import Flow, FlowRunner, load_flow, load_prompts
-from ivr_flows import PROMPTS_PATH
 from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
-from ticketing.intake import accept_on_cursor
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
+from ticketing.intake import accept_on_cursor
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
-from ticketing.prepared import Prepared, on_cursor
+from ticketing.prepared import on_cursor
 from ticketing.privacy import mask_phone, mask_text
 from ticketing.workflow import Workflow
 
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
+from .loopdb import LockTaken, LoopConnection, lock_taken, nowait_sessions_for
 
 log = logging.getLogger("agi.hotline")
 IVR_ACTOR = Actor(user_id=None, name="ivr", role=Role.SYSTEM.value)
@@ -104,87 +103,6 @@ class Hotline:
                    nowait_sessions_for(session_factory) if inline_sqlite else None, survey)
 
 
-def nowait_sessions_for(session_factory: sessionmaker[Session]) -> sessionmaker[Session] | None:
-    """For a SQLite file: sessions on a second engine whose BEGIN IMMEDIATE fails at once when another
-    connection holds the write lock, instead of waiting up to the busy timeout. CallContext.tx tries
-    a transaction with them on the event loop (no thread hop: ~20 % of the voice menu's CPU, see
-    docs/benchmarks.md) and only when the lock is taken waits for it in a worker thread. Once the
-    lock is ours nothing in the transaction waits for anyone else. None for other databases (a
-    network round trip must not stall the loop) and for in-memory SQLite (a second engine would be
-    another database)."""
-    from ticketing.store import make_engine
-
-    engine = session_factory.kw.get("bind")
-    if engine is None or engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database or ""
-    if database in ("", ":memory:") or "mode=memory" in str(engine.url):
-        return None
-    nowait = make_engine(engine.url.render_as_string(hide_password=False))
-
-    @event.listens_for(nowait, "connect")
-    def _no_busy_wait(dbapi_conn, _record) -> None:  # after make_engine's own connect setup
-        dbapi_conn.execute("PRAGMA busy_timeout=0")
-
-    return sessionmaker(nowait, expire_on_commit=False)
-
-
-def _lock_taken(exc: OperationalError) -> bool:
-    return "database is locked" in str(exc.orig)
-
-
-class _LockTaken(Exception):
-    pass
-
-
-class LoopConnection:
-    """One DBAPI connection of the no-wait engine, used only on the event loop thread and only
-    between two awaits, so never by two transactions at once. The call record's and the open-cases
-    statements run on it as prebuilt statements (ticketing.prepared): SQLAlchemy's Session and
-    execution machinery cost ~10x the statements themselves (docs/benchmarks.md). Same SQL, same
-    stored values, same BEGIN IMMEDIATE; a lock held by another connection fails at once
-    (busy_timeout=0) and the caller falls back to the ORM transaction in a worker thread."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.dialect = engine.dialect
-        self._fairy = None
-        self._prepared: dict[int, Prepared] = {}
-
-    def prepared(self, statement) -> Prepared:
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:  # module-level statements only: they live as long as the process
-            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
-        return prepared
-
-    def run(self, fn: Callable[[Any], Any]) -> Any:
-        """fn(cursor) in one transaction; _LockTaken (nothing done) if another connection writes."""
-        if self._fairy is None:
-            self._fairy = self.engine.raw_connection()  # the engine's connect setup + busy_timeout=0
-        cursor = self._fairy.driver_connection.cursor()
-        try:
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "database is locked" in str(exc):
-                    raise _LockTaken from exc
-                raise
-            try:
-                result = fn(cursor)
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            return result
-        finally:
-            cursor.close()
-
-    def close(self) -> None:
-        if self._fairy is not None:
-            self._fairy.close()
-            self._fairy = None
-
-
 class CallContext:
     """One call's database session and the actions the flow may call."""
 
@@ -239,7 +157,7 @@ class CallContext:
                 return dbapi_fn(cursor)
             try:
                 result = loop_db.run(body)
-            except _LockTaken:
+            except LockTaken:
                 pass  # nothing done: someone else writes; wait for the lock off the event loop
             except BaseException:
                 if opened:
@@ -254,7 +172,7 @@ class CallContext:
             try:
                 return self.run_tx(fn, self._nowait)
             except OperationalError as exc:
-                if not _lock_taken(exc):
+                if not lock_taken(exc):
                     raise
                 # rolled back: someone else writes; wait for the lock off the event loop
         return await asyncio.to_thread(self.run_tx, fn)

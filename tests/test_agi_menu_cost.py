@@ -14,7 +14,8 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from callcenter.pbx.root import RECORDINGS_DIR
-from agi.hotline import IVR_ACTOR, Hotline, LoopConnection, ivr_result_value, nowait_sessions_for, router_for
+from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
+from agi.loopdb import LoopConnection, nowait_sessions_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing
 from ticketing import calls
@@ -81,7 +82,7 @@ async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(s
 
 class _Transactions:
     """The thread of every transaction begun: ORM sessions, and on SQLite the event loop's own DBAPI
-    connection (agi.hotline.LoopConnection)."""
+    connection (agi.loopdb.LoopConnection)."""
 
     def __init__(self, monkeypatch):
         self.threads = []

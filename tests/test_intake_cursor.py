@@ -1,12 +1,13 @@
 """R7.1 / A1: a case the voice menu creates on the event loop's DBAPI connection (ticketing.intake,
-agi.hotline.LoopConnection) is stored exactly as `Workflow.accept` stores it: the same columns, the
+agi.loopdb.LoopConnection) is stored exactly as `Workflow.accept` stores it: the same columns, the
 next number of the day, one accept event in the same hash chain; the same rules refuse."""
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import inspect, select
 
-from agi.hotline import IVR_ACTOR, Hotline, nowait_sessions_for
+from agi.hotline import IVR_ACTOR, Hotline
+from agi.loopdb import nowait_sessions_for
 from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.errors import Forbidden

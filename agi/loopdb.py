@@ -1,0 +1,98 @@
+"""The voice menu's own database connection on SQLite (the event loop's, no thread hop).
+
+On a SQLite file a transaction is tried right on the event loop when the write lock is free and only
+waits in a worker thread when another connection holds it; the call record's and the open-cases
+statements run there as prepared statements (ticketing.prepared). See docs/benchmarks.md for why.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ticketing.prepared import Prepared
+
+
+def nowait_sessions_for(session_factory: sessionmaker[Session]) -> sessionmaker[Session] | None:
+    """For a SQLite file: sessions on a second engine whose BEGIN IMMEDIATE fails at once when another
+    connection holds the write lock, instead of waiting up to the busy timeout. CallContext.tx tries
+    a transaction with them on the event loop (no thread hop: ~20 % of the voice menu's CPU, see
+    docs/benchmarks.md) and only when the lock is taken waits for it in a worker thread. Once the
+    lock is ours nothing in the transaction waits for anyone else. None for other databases (a
+    network round trip must not stall the loop) and for in-memory SQLite (a second engine would be
+    another database)."""
+    from ticketing.store import make_engine
+
+    engine = session_factory.kw.get("bind")
+    if engine is None or engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or "mode=memory" in str(engine.url):
+        return None
+    nowait = make_engine(engine.url.render_as_string(hide_password=False))
+
+    @event.listens_for(nowait, "connect")
+    def _no_busy_wait(dbapi_conn, _record) -> None:  # after make_engine's own connect setup
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+
+    return sessionmaker(nowait, expire_on_commit=False)
+
+
+def lock_taken(exc: OperationalError) -> bool:
+    return "database is locked" in str(exc.orig)
+
+
+class LockTaken(Exception):
+    pass
+
+
+class LoopConnection:
+    """One DBAPI connection of the no-wait engine, used only on the event loop thread and only
+    between two awaits, so never by two transactions at once. The call record's and the open-cases
+    statements run on it as prebuilt statements (ticketing.prepared): SQLAlchemy's Session and
+    execution machinery cost ~10x the statements themselves (docs/benchmarks.md). Same SQL, same
+    stored values, same BEGIN IMMEDIATE; a lock held by another connection fails at once
+    (busy_timeout=0) and the caller falls back to the ORM transaction in a worker thread."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._fairy = None
+        self._prepared: dict[int, Prepared] = {}
+
+    def prepared(self, statement) -> Prepared:
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:  # module-level statements only: they live as long as the process
+            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
+        return prepared
+
+    def run(self, fn: Callable[[Any], Any]) -> Any:
+        """fn(cursor) in one transaction; LockTaken (nothing done) if another connection writes."""
+        if self._fairy is None:
+            self._fairy = self.engine.raw_connection()  # the engine's connect setup + busy_timeout=0
+        cursor = self._fairy.driver_connection.cursor()
+        try:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "database is locked" in str(exc):
+                    raise LockTaken from exc
+                raise
+            try:
+                result = fn(cursor)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            return result
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        if self._fairy is not None:
+            self._fairy.close()
+            self._fairy = None
