@@ -27,16 +27,22 @@ from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
-from ticketing.intake import accept_on_cursor
+from ticketing.intake import accept_on
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
-from ticketing.prepared import on_cursor
+from ticketing.prepared import Run, on_cursor, on_session
 from ticketing.privacy import mask_phone, mask_text
 from ticketing.workflow import Workflow
 
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
-from .loopdb import LockTaken, LoopConnection, lock_taken, nowait_sessions_for
+from .loopdb import (
+    LockTaken,
+    LoopConnection,
+    ThreadConnections,
+    lock_taken,
+    nowait_sessions_for,
+)
 
 log = logging.getLogger("agi.hotline")
 IVR_ACTOR = Actor(user_id=None, name="ivr", role=Role.SYSTEM.value)
@@ -81,6 +87,18 @@ class Hotline:
     nowait_sessions: sessionmaker[Session] | None = None
     survey: SurveyLedger | None = None  # needed by ivr/survey only
     _loop_db: LoopConnection | None = None
+    _thread_db: ThreadConnections | None = None
+
+    @property
+    def direct_db(self) -> LoopConnection | ThreadConnections | None:
+        """Where the menu's prepared statements run: the event loop's own connection on a SQLite
+        file, pooled connections in worker threads on PostgreSQL; None (in-memory SQLite): a Session."""
+        if self.loop_db is not None:
+            return self.loop_db
+        engine = self.session_factory.kw.get("bind")
+        if self._thread_db is None and engine is not None and engine.dialect.name == "postgresql":
+            self._thread_db = ThreadConnections(engine)
+        return self._thread_db
 
     @property
     def loop_db(self) -> LoopConnection | None:
@@ -141,33 +159,44 @@ class CallContext:
         """The call record (calls.open_call's arguments) is written by the next transaction."""
         self._open_call = open_call
 
-    async def tx(self, fn: Callable[[Session], Any], dbapi_fn: Callable[[Any], Any] | None = None) -> Any:
-        """Run fn in its own transaction; the call record is opened in the same transaction if it is
-        not yet (so fn sees ctx.call_id). On a SQLite file first right here if the write lock is free
-        (see nowait_sessions_for) -- as `dbapi_fn(cursor)` on the loop's own connection if given
-        (the same work with prebuilt statements, see LoopConnection) --, else, and on other
-        databases, in a worker thread."""
-        if dbapi_fn is not None and self._inline:
-            loop_db = self.hotline.loop_db
-            opened = self.call_id is None and self._open_call is not None
-
-            def body(cursor):
-                if opened:
-                    self.call_id = calls.open_call(on_cursor(loop_db, cursor), **self._open_call)
-                return dbapi_fn(cursor)
+    async def run(self, fn: Callable[[Run], Any]) -> Any:
+        """fn(run) in its own transaction, `run` a statement runner (ticketing.prepared); the call
+        record is opened in the same transaction if it is not yet (so fn sees ctx.call_id). Prepared
+        statements on the hotline's direct connection (loopdb): on a SQLite file right here on the
+        event loop while the write lock is free, on PostgreSQL in a worker thread; else, and when
+        another SQLite connection holds the lock, through a Session in a worker thread."""
+        db = self.hotline.direct_db
+        if isinstance(db, LoopConnection):
             try:
-                result = loop_db.run(body)
+                return self._direct(db, fn)
             except LockTaken:
                 pass  # nothing done: someone else writes; wait for the lock off the event loop
-            except BaseException:
-                if opened:
-                    self.call_id = None  # rolled back with fn: the next transaction opens it again
-                raise
-            else:
-                if opened:
-                    self._open_call = None
-                return result
-            return await asyncio.to_thread(self.run_tx, fn)
+        elif db is not None:
+            return await asyncio.to_thread(self._direct, db, fn)
+        return await asyncio.to_thread(self.run_tx, lambda s: fn(on_session(s)))
+
+    def _direct(self, db: LoopConnection | ThreadConnections, fn: Callable[[Run], Any]) -> Any:
+        opened = self.call_id is None and self._open_call is not None
+
+        def body(cursor):
+            run = on_cursor(db, cursor)
+            if opened:
+                self.call_id = calls.open_call(run, **self._open_call)
+            return fn(run)
+        try:
+            result = db.run(body)
+        except BaseException:
+            if opened:
+                self.call_id = None  # rolled back with fn: the next transaction opens it again
+            raise
+        if opened:
+            self._open_call = None
+        return result
+
+    async def tx(self, fn: Callable[[Session], Any]) -> Any:
+        """fn(session) in its own transaction (the call record opened in it if not yet): on a
+        SQLite file first right here if the write lock is free (see nowait_sessions_for), else,
+        and on other databases, in a worker thread."""
         if self._inline:
             try:
                 return self.run_tx(fn, self._nowait)
@@ -210,32 +239,21 @@ class CallContext:
         preloaded, self._open_cases = self._open_cases, None
         if preloaded is not None and caller == self.caller:
             return preloaded
-        return await self.tx(lambda s: self._query_open_cases(s, caller))
+        return await self.run(lambda run: self._open_cases_from(run, caller))
 
-    def preload_open_cases(self, s: Session) -> None:
+    def preload_open_cases(self, run: Run) -> None:
         """The main menu's open-cases lookup, run in the call's first transaction (the one that opens
         the call record, before the greeting) instead of a transaction of its own after it: one
         commit and one thread hop fewer per call. The lookup answers for the moment the call came in."""
-        self._open_cases = self._query_open_cases(s, self.caller)
+        self._open_cases = self._open_cases_from(run, self.caller)
 
-    def preload_open_cases_dbapi(self, cursor) -> None:
-        """preload_open_cases on the event loop's own connection (LoopConnection)."""
-        loop_db = self.hotline.loop_db
-        self._open_cases = self._open_cases_from(
-            lambda statement, params: loop_db.prepared(statement).execute(cursor, params).fetchone(), self.caller)
-
-    def _query_open_cases(self, s: Session, caller: str) -> dict:
-        conn = s.connection()
-        return self._open_cases_from(lambda statement, params: conn.execute(statement, params).first(), caller)
-
-    def _open_cases_from(self, first: Callable[[Any, dict], Any], caller: str) -> dict:
-        """`first(statement, params)`: the statement's first row (None if none), by position."""
+    def _open_cases_from(self, run: Run, caller: str) -> dict:
         if not caller:
             return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
-        latest = first(_LATEST_OPEN_CASE, {"caller": caller})
+        latest = run(_LATEST_OPEN_CASE, {"caller": caller}).fetchone()
         if latest is None:  # most callers: no count query needed
             return {"count": 0, "latest_number": "", "latest_status_prompt": ""}
-        count = first(_OPEN_CASE_COUNT, {"caller": caller})[0]
+        count = run(_OPEN_CASE_COUNT, {"caller": caller}).fetchone()[0]
         number, status = latest[0], latest[1]
         return {"count": count, "latest_number": number.replace("-", ""),
                 "latest_status_prompt": status_prompt_name(CaseStatus(status).value, self.hotline.prompts)}
@@ -251,13 +269,8 @@ class CallContext:
                         description="来电经语音菜单选择，详情待话务员记录。", citizen_phone=caller,
                         call_id=self.call_id)
 
-        def create(s: Session):
-            case = self.hotline.domain.workflow(s).accept(IVR_ACTOR, **request())
-            return case.id, case.number
-
-        def create_on_cursor(cursor):
-            return accept_on_cursor(self.hotline.intake, self.hotline.loop_db, cursor, IVR_ACTOR, **request())
-        self.case_id, number = await self.tx(create, create_on_cursor)
+        self.case_id, number = await self.run(lambda run: accept_on(self.hotline.intake, run, IVR_ACTOR,
+                                                                    **request()))
         return {"case_number": number.replace("-", "")}
 
     async def find_case(self, number: str) -> dict:
@@ -299,12 +312,10 @@ class CallContext:
 async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variables: dict | None = None,
                    purpose: str = "hotline", direction: str = "inbound", callback_key: str = "",
                    on_finish: Callable[[Session, CallContext, Any], Any] | None = None,
-                   preload: Callable[[CallContext, Session], None] | None = None,
-                   preload_dbapi: Callable[[CallContext, Any], None] | None = None) -> Any:
+                   preload: Callable[[CallContext, Run], None] | None = None) -> Any:
     """Run one flow for one call and log the call (A2); the dialplan reads IVR_NEXT afterwards.
-    `preload(ctx, session)` runs in the call's first transaction, the one that opens the call record;
-    `preload_dbapi(ctx, cursor)` is the same on a DBAPI cursor (CallContext.tx);
-    `on_finish(session, ctx, result)` in its closing one. Returns the FlowResult (None if the flow
+    `preload(ctx, run)` runs in the call's first transaction, the one that opens the call record
+    (CallContext.run); `on_finish(session, ctx, result)` in its closing one. Returns the FlowResult (None if the flow
     broke)."""
     env = channel.request.env
     uniqueid = env.get("agi_uniqueid", "")
@@ -325,11 +336,7 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
             uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose, caller_number=caller,
             callee_number=callee, started_at=started, answered_at=started)
         # A2: the call is on record from its first second, even if this server dies mid-greeting.
-        if preload is None:
-            await ctx.tx(lambda s: None, lambda cursor: None)
-        else:
-            await ctx.tx(lambda s: preload(ctx, s),
-                         (lambda cursor: preload_dbapi(ctx, cursor)) if preload_dbapi is not None else None)
+        await ctx.run(lambda run: preload(ctx, run) if preload is not None else None)
         driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
         try:
             runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
@@ -380,18 +387,19 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
 
     ended = now()
 
-    def finish(s: Session):
-        # ctx.tx opened the record in this same transaction if no earlier one did
-        calls.finish_call(s, ctx.call_id, outcome=outcome, reason=reason, ended_at=ended, flow_path=path,
-                             digits=digits, case_id=ctx.case_id, recording_path=recording)
-        if on_finish is not None:
-            on_finish(s, ctx, result)
+    def finish(run: Run):
+        # ctx.run / ctx.tx opened the record in this same transaction if no earlier one did
+        calls.finish_call(run, ctx.call_id, outcome=outcome, reason=reason, ended_at=ended, flow_path=path,
+                          digits=digits, case_id=ctx.case_id, recording_path=recording)
 
-    def finish_dbapi(cursor):
-        calls.finish_call(on_cursor(ctx.hotline.loop_db, cursor), ctx.call_id, outcome=outcome, reason=reason,
-                                   ended_at=ended, flow_path=path, digits=digits, case_id=ctx.case_id,
-                                   recording_path=recording)
-    await ctx.tx(finish, finish_dbapi if on_finish is None else None)
+    if on_finish is None:
+        await ctx.run(finish)
+        return
+
+    def finish_and_settle(s: Session):  # the survey's settlement is ORM work (callback.attempts)
+        finish(on_session(s))
+        on_finish(s, ctx, result)
+    await ctx.tx(finish_and_settle)
 
 
 async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
@@ -419,8 +427,7 @@ async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
 
 def router_for(hotline: Hotline) -> dict[str, Callable]:
     async def ivr_main(channel: AGIChannel) -> None:
-        await run_flow(hotline, channel, "main", preload=CallContext.preload_open_cases,
-                       preload_dbapi=CallContext.preload_open_cases_dbapi)
+        await run_flow(hotline, channel, "main", preload=CallContext.preload_open_cases)
 
     async def ivr_survey(channel: AGIChannel) -> None:
         await run_survey(hotline, channel)

@@ -96,3 +96,41 @@ class LoopConnection:
         if self._fairy is not None:
             self._fairy.close()
             self._fairy = None
+
+
+class ThreadConnections:
+    """The voice menu's statements on other databases (PostgreSQL): a pooled DBAPI connection per
+    transaction, in a worker thread (a network round trip must not stall the event loop), with the
+    same prepared statements as on SQLite's loop connection instead of an ORM Session, whose
+    machinery costs several times the statements (docs/benchmarks.md)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._prepared: dict[int, Prepared] = {}
+
+    def prepared(self, statement) -> Prepared:
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:  # module-level statements only; a race builds the same one twice
+            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
+        return prepared
+
+    def run(self, fn: Callable[[Any], Any]) -> Any:
+        """fn(cursor) in one transaction, on the calling (worker) thread."""
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                result = fn(cursor)
+                conn.commit()
+                return result
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            conn.close()  # back to the pool
+
+    def close(self) -> None:
+        pass

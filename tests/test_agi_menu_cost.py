@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from callcenter.pbx.root import RECORDINGS_DIR
 from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
-from agi.loopdb import LoopConnection, nowait_sessions_for
+from agi.loopdb import LoopConnection, ThreadConnections, nowait_sessions_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing
 from ticketing import calls
@@ -81,17 +81,19 @@ async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(s
 
 
 class _Transactions:
-    """The thread of every transaction begun: ORM sessions, and on SQLite the event loop's own DBAPI
-    connection (agi.loopdb.LoopConnection)."""
+    """The thread of every transaction begun: ORM sessions, and the voice menu's direct connections
+    (agi.loopdb: SQLite's on the event loop, PostgreSQL's pooled ones in worker threads)."""
 
     def __init__(self, monkeypatch):
         self.threads = []
-        run = LoopConnection.run
+        for cls in (LoopConnection, ThreadConnections):
+            monkeypatch.setattr(cls, "run", self._traced(cls.run))
 
-        def traced(loop_db, fn):
+    def _traced(self, run):
+        def traced(db, fn):
             self.threads.append(threading.get_ident())
-            return run(loop_db, fn)
-        monkeypatch.setattr(LoopConnection, "run", traced)
+            return run(db, fn)
+        return traced
 
     def began(self, session, transaction, connection):
         self.threads.append(threading.get_ident())

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
 from ticketing.models import AuditEvent, AuditHead
-from ticketing.prepared import Run, Statements, insert_by_name, on_cursor, on_session
+from ticketing.prepared import Run, insert_by_name, on_session
 
 GENESIS = "0" * 64
 
@@ -221,14 +221,12 @@ def _next_event(head: list, actor: Actor, action: str, *, at: datetime, case_id:
     return {**fields, "prev_hash": last_hash, "hash": digest}, [fields["id"], digest, count + 1]
 
 
-def record_on_cursor(statements: Statements, cursor: Any, actor: Actor, action: str, *, at: datetime,
-                     case_id: int | None = None, work_order_id: int | None = None,
-                     data: dict[str, Any] | None = None, channel: str | None = None,
-                     call_id: int | None = None) -> int:
-    """`record` on a DBAPI cursor in the caller's transaction, written at once (the head read and
-    locked, the event and the head written, by the same statements as `record`'s), for one event
-    per transaction (the voice menu's case, agi/hotline.py)."""
-    run = on_cursor(statements, cursor)
+def record_now(run: Run, actor: Actor, action: str, *, at: datetime, case_id: int | None = None,
+               work_order_id: int | None = None, data: dict[str, Any] | None = None, channel: str | None = None,
+               call_id: int | None = None) -> int:
+    """`record` through a statement runner (ticketing.prepared), written at once: the head read and
+    locked, the event and the head written, by the same statements as `record`'s. For a transaction
+    that appends one event and holds no Session chain (the voice menu's case, ticketing.intake)."""
     event, head = _next_event(_locked_head(run), actor, action, at=at, case_id=case_id,
                               work_order_id=work_order_id, data=data, channel=channel, call_id=call_id)
     _append(run, [event], head)

@@ -17,8 +17,8 @@ Pure Python: no web, telephony or database imports.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo

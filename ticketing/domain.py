@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session
 
 from ticketing.calendar import CalendarOverrides, WorkCalendar
 from ticketing.cityconfig import CityConfig
-from ticketing.policy import CALENDAR_OVERRIDES_FILE, Policy, load_policy, load_work_calendar
+from ticketing.policy import (
+    CALENDAR_OVERRIDES_FILE,
+    Policy,
+    load_policy,
+    load_work_calendar,
+)
 from ticketing.workflow import Workflow, utcnow
 
 

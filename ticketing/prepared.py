@@ -24,13 +24,12 @@ _MISSING = object()
 
 class Prepared:
     """One statement for one dialect. The parameters without a value in the statement are given
-    per execution by name; values fixed in the statement (an IN list, a LIMIT) are converted once."""
+    per execution by name; values fixed in the statement (an IN list, a LIMIT) are converted once.
+    Positional paramstyles (sqlite3's qmark) get a tuple, named ones (psycopg's pyformat) a dict."""
 
-    __slots__ = ("sql", "slots")
+    __slots__ = ("sql", "slots", "named")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect):
-        if not dialect.positional:
-            raise ValueError(f"{dialect.name}: prepared statements need a positional paramstyle")
         compiled = statement.compile(dialect=dialect)
         names = [b.key for b in compiled.binds.values() if b.required]
         expanded = compiled.construct_expanded_state({name: None for name in names})
@@ -39,8 +38,9 @@ class Prepared:
                       for name, bind in compiled.binds.items()}
         processors.update(expanded.processors)
         self.sql = expanded.statement
+        self.named = not dialect.positional
         slots = []
-        for name in expanded.positiontup:
+        for name in (expanded.parameters if self.named else expanded.positiontup):
             processor = processors.get(name)
             if name in names:
                 slots.append((name, processor, _MISSING))
@@ -49,7 +49,7 @@ class Prepared:
                 slots.append((name, None, processor(value) if processor is not None else value))
         self.slots = tuple(slots)
 
-    def params(self, values: dict[str, Any]) -> tuple:
+    def params(self, values: dict[str, Any]) -> tuple | dict[str, Any]:
         out = []
         for name, processor, constant in self.slots:
             if constant is not _MISSING:
@@ -57,13 +57,17 @@ class Prepared:
             else:
                 value = values[name]
                 out.append(processor(value) if processor is not None else value)
+        if self.named:
+            return {slot[0]: value for slot, value in zip(self.slots, out)}
         return tuple(out)
 
     def execute(self, cursor: Any, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
         """One execution, or one per row for a list of rows (executemany), as Connection.execute."""
         if isinstance(values, list):
-            return cursor.executemany(self.sql, [self.params(v) for v in values])
-        return cursor.execute(self.sql, self.params(values))
+            cursor.executemany(self.sql, [self.params(v) for v in values])
+            return cursor
+        cursor.execute(self.sql, self.params(values))
+        return cursor
 
 
 class Statements(Protocol):

@@ -21,7 +21,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Insert
 
-from ticketing.prepared import insert_by_name
+from ticketing.prepared import Run, insert_by_name
 
 T = TypeVar("T")
 _MISSING = object()
@@ -100,26 +100,20 @@ def _row_values(cls: type, values: dict[str, Any], *, omit_none: bool) -> dict[s
     return params
 
 
-_CURSOR_INSERTS: dict[type, Insert] = {}
+_ROW_INSERTS: dict[type, Insert] = {}
 
 
-def cursor_insert(cls: type) -> Insert:
-    """For `insert_on_cursor`: the class's INSERT with every column but the key as a named bind,
-    RETURNING the key, to be prepared once per dialect (ticketing.prepared)."""
-    stmt = _CURSOR_INSERTS.get(cls)
-    if stmt is None:
+def insert_row(run: Run, cls: type, values: dict[str, Any]) -> int:
+    """Insert a `cls` row of attribute `values` through a statement runner (ticketing.prepared), in
+    the caller's transaction: the same stored values as `insert_now` of `cls(**values)` (column
+    defaults, version 1), without an ORM object. Returns its id, also set in `values` with the
+    defaults applied."""
+    stmt = _ROW_INSERTS.get(cls)
+    if stmt is None:  # every column but the key a named bind: one prepared statement per class
         _mapper, table, pk, _version = _mapped(cls)
-        stmt = _CURSOR_INSERTS[cls] = insert_by_name(table, leave_out=(pk,)).returning(pk)
-    return stmt
-
-
-def insert_on_cursor(prepared: Any, cursor: Any, cls: type, values: dict[str, Any]) -> int:
-    """Insert a `cls` row of attribute `values` with `prepared` (`cursor_insert(cls)` prepared for
-    the cursor's dialect) on a DBAPI cursor in the caller's transaction: the same stored values as
-    `insert_now` of `cls(**values)` (column defaults, version 1). Returns its id, also set in
-    `values` with the defaults applied."""
+        stmt = _ROW_INSERTS[cls] = insert_by_name(table, leave_out=(pk,)).returning(pk)
     _stmt, pk_key, _columns = _plan(cls)
-    values[pk_key] = row_id = prepared.execute(cursor, _row_values(cls, values, omit_none=False)).fetchone()[0]
+    values[pk_key] = row_id = run(stmt, _row_values(cls, values, omit_none=False)).fetchone()[0]
     return row_id
 
 
