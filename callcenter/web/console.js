@@ -975,12 +975,38 @@ async function lookup(ev) {
   } catch (err) { showError(error, err); $("#lookup-result").replaceChildren(); }
 }
 
-// T1: the standing warning while next year's holiday arrangement is due and not entered.
-async function calendarWarning() {
-  try {
-    const status = await get("/calendar");
-    if (status.warning) $("main").prepend(h("p", { class: "notice calendar-warning", role: "status" }, status.warning));
-  } catch (err) { /* the work lists still load; the status endpoint's error is not theirs */ }
+// T1: which years' holidays are known, the standing warning while next year's arrangement is due
+// and not entered, and (admin) the form that enters it.
+const YEAR_SOURCE = { official: "官方", override: "已录入", provisional: "暂定（法定节假日）" };
+const lines = (text) => text.split(/[\s,，、]+/).map((t) => t.trim()).filter(Boolean);
+async function calendarPanel(me) {
+  let status;
+  try { status = await get("/calendar"); } catch (err) { return; /* the work lists are not this endpoint's */ }
+  const box = $("#calendar");
+  const show = (st) => {
+    $(".years", box).textContent = st.years.map((y) => `${y.year}年：${YEAR_SOURCE[y.source] || y.source}`).join("　");
+    const old = $(".calendar-warning");
+    if (old) old.remove();
+    if (st.warning) $("main").prepend(h("p", { class: "notice calendar-warning", role: "status" }, st.warning));
+  };
+  show(status);
+  box.hidden = false;
+  if (me.role !== "admin") return;
+  const next = status.years.find((y) => y.source === "provisional");
+  $(".calendar-form", box).replaceChildren(actionForm({
+    title: "录入国务院办公厅节假日安排（录入后暂定期限自动更正）",
+    fields: [
+      { name: "year", label: "年份", type: "number", required: true, value: next ? next.year : null, min: 2000, max: 2099 },
+      { name: "holidays", label: "放假日期（每行一个日期或 起..止）", type: "textarea", rows: 4, required: true },
+      { name: "workdays", label: "调休上班日（周六或周日）", type: "textarea", rows: 2 },
+    ],
+    submit: "录入",
+    onSubmit: async (v) => {
+      const result = await api("PUT", `/calendar/${v.year}`, { holidays: lines(v.holidays), workdays: lines(v.workdays) });
+      show(result);
+      return `已录入${v.year}年安排，更正暂定期限${result.moved.length}个`;
+    },
+  }));
 }
 
 async function initBack(me) {
@@ -990,7 +1016,7 @@ async function initBack(me) {
   }
   $("#lookup-form").addEventListener("submit", lookup);
   $(".refresh-all").addEventListener("click", loadBack);
-  calendarWarning();
+  calendarPanel(me);
   try {
     back.categories = CATEGORIES;
     back.units = await get("/units");
