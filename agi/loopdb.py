@@ -7,6 +7,7 @@ statements run there as prepared statements (ticketing.prepared). See docs/bench
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -99,15 +100,20 @@ class LoopConnection:
 
 
 class ThreadConnections:
-    """The voice menu's statements on other databases (PostgreSQL): a pooled DBAPI connection per
-    transaction, in a worker thread (a network round trip must not stall the event loop), with the
-    same prepared statements as on SQLite's loop connection instead of an ORM Session, whose
-    machinery costs several times the statements (docs/benchmarks.md)."""
+    """The voice menu's statements on other databases (PostgreSQL): in worker threads (a network
+    round trip must not stall the event loop), each thread holding one pooled DBAPI connection for
+    its transactions, with the same prepared statements as on SQLite's loop connection instead of an
+    ORM Session, whose machinery costs several times the statements (docs/benchmarks.md). Holding
+    the connection saves the pool's checkout and pre-ping round trip on every transaction; one that
+    fails at the connection level is dropped and the next transaction takes a fresh one."""
 
     def __init__(self, engine):
         self.engine = engine
         self.dialect = engine.dialect
         self._prepared: dict[int, Prepared] = {}
+        self._held = threading.local()
+        self._all: list[Any] = []  # every held connection, to give back at close
+        self._lock = threading.Lock()
 
     def prepared(self, statement) -> Prepared:
         prepared = self._prepared.get(id(statement))
@@ -115,9 +121,24 @@ class ThreadConnections:
             prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
         return prepared
 
+    def _connection(self) -> Any:
+        conn = getattr(self._held, "conn", None)
+        if conn is None:
+            conn = self._held.conn = self.engine.raw_connection()
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _drop(self, conn: Any) -> None:
+        self._held.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.invalidate()  # not back into the pool: its state is unknown
+
     def run(self, fn: Callable[[Any], Any]) -> Any:
         """fn(cursor) in one transaction, on the calling (worker) thread."""
-        conn = self.engine.raw_connection()
+        conn = self._connection()
         try:
             cursor = conn.cursor()
             try:
@@ -129,8 +150,12 @@ class ThreadConnections:
                 raise
             finally:
                 cursor.close()
-        finally:
-            conn.close()  # back to the pool
+        except self.dialect.loaded_dbapi.OperationalError:
+            self._drop(conn)  # the link to the server failed: a fresh connection next time
+            raise
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            held, self._all = self._all, []
+        for conn in held:
+            conn.close()
