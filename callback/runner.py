@@ -1,33 +1,17 @@
 """Places 回访 calls through Asterisk (R7.4): at most N at once, within calling hours, restart-safe.
-
-One `sweep()` plans attempts for newly reported cases (a page of them; the writer plans the rest
-of a large backlog a page after each of its passes, so calls start at once), settles attempts
-left in flight by a dead process, and claims due attempts up to the concurrency cap. Each claimed attempt is committed as
-`dialing` BEFORE its Originate (ChannelId = the attempt's ledger id; sent through the PBX port,
-callback/pbx.py), then:
-
-- not answered -> busy / no answer / failed by its Reason: retry with backoff or the
-  manual list (callback/attempts.py);
-- answered -> the survey runs over FastAGI (`ivr/survey`, agi/hotline.py),
-  which stores the rating; the runner holds the concurrency slot until the channel hangs up and
-  marks the attempt failed if the survey never finished.
-
-The port never re-sends an Originate. When an Originate's fate is unknown (link lost before
-the answer) the attempt stays `dialing` and `reconcile` asks Asterisk: a channel with that
-Uniqueid still up -> wait for it; the ledger entry written by `[outbound-callback]` before
-dialling present -> it was dialled (outcome unknown: counted as a failed attempt); absent -> it
-never ran and goes back to `scheduled` with the same key. No key is ever dialled twice.
-
-The store work is batched so that the cap and Asterisk, not the store, set the rate: one writer
-task runs one transaction per pass with every result queued since the last pass (calls that
-ended close together), every attempt to put back, and the claims for the free slots. The
-Originates of the claimed attempts go out only after that transaction committed. While calls
-end quickly the writer claims spare attempts ahead (as many as ended in the last `spare_horizon`,
-at most 8 x cap; "ready", committed as
-`dialing`); a freed slot takes one at once instead of waiting for the next pass. A ready
-attempt not dialled within `ready_seconds` is put back, as are all of them when the runner
-stops or steps down. A crash before a result's pass leaves the attempt `dialing` with its
-ledger entry: reconcile counts it as dialled (outcome unknown), never dials it again.
+`CallbackRunner` is what the service and the CLI drive: one `sweep()` plans attempts for newly
+reported cases (a page of them; the writer plans the rest of a large backlog a page after each of
+its passes, so calls start at once), settles attempts left in flight by a dead process, and claims
+due attempts up to the concurrency cap; `drain()` sweeps until nothing is due; `halt()`/`stop()`
+end it. Each claimed attempt is committed as `dialing` BEFORE its Originate. The runner is three
+parts: the store side (callback/writer.py, one transaction per pass), the lines
+(callback/lines.py, each call from its Originate to its outcome) and, here, its lifecycle and the
+recovery after a crash. The port never re-sends an Originate. When an Originate's fate is unknown
+(link lost before the answer) the attempt stays `dialing` and `reconcile` asks Asterisk, once
+`settle_seconds` have passed since start-up: a channel with that Uniqueid still up -> wait for it;
+the ledger entry written by `[outbound-callback]` before dialling present -> it was dialled
+(outcome unknown: counted as a failed attempt); absent -> it never ran and goes back to
+`scheduled` with the same key. No key is ever dialled twice.
 """
 from __future__ import annotations
 
@@ -43,13 +27,13 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback import attempts as A
-from callback.pbx import ANSWERED, REFUSED, CallbackPbx, NotSent, OutcomeUnknown, PbxError
-from ticketing.dialing import dial_result
+from callback.lines import CallResult, LineDriver
+from callback.pbx import CallbackPbx, PbxError
+from callback.writer import StoreWriter
 from ticketing.domain import Domain
-from ticketing.privacy import mask_phone
-from ticketing.store import session_scope
 
 log = logging.getLogger("callback.runner")
+
 
 @dataclass
 class RunnerOptions:
@@ -71,16 +55,6 @@ class RunnerOptions:
 
 
 @dataclass
-class CallResult:
-    key: str
-    outcome: str            # answered, busy, no_answer, failed, not_sent, unknown
-    reason: int | None = None
-    seconds: float = 0.0    # the whole attempt, bookkeeping included
-    dial_seconds: float = 0.0  # Originate sent -> OriginateResponse
-    line_seconds: float = 0.0  # Originate sent -> the line is free again (what the cap holds)
-
-
-@dataclass
 class RunStats:
     claimed: int = 0
     finished: int = 0
@@ -92,7 +66,7 @@ class RunStats:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
-class CallbackRunner:
+class CallbackRunner(LineDriver, StoreWriter):
     def __init__(self, domain: Domain, sessions: sessionmaker[Session], pbx: CallbackPbx,
                  options: RunnerOptions | None = None, *, paused: Callable[[], bool] | None = None,
                  on_result: Callable[[CallResult], Any] | None = None):
@@ -166,19 +140,6 @@ class CallbackRunner:
         self._stopping = True
         self._drop_ready()
 
-    def _drop_ready(self) -> None:
-        while self._ready:
-            c, _t = self._ready.popleft()
-            self._release(c)
-        self._kick()
-
-    def _release(self, c: A.Claimed) -> None:
-        self._releasing.add(c.attempt_id)
-        self._unclaims.append((c.attempt_id, None))
-        if self.budget is not None:
-            self.budget += 1
-        self.stats.claimed -= 1
-
     @property
     def in_flight(self) -> int:
         """Calls up in Asterisk now (what the concurrency cap limits)."""
@@ -187,17 +148,6 @@ class CallbackRunner:
     def _mine(self) -> set[int]:
         """Attempts this process drives: reconcile and claims leave them alone."""
         return set(self._tasks) | set(self._adopted) | {c.attempt_id for c, _t in self._ready} | self._releasing
-
-    def _on_hangup(self, channel_id: str) -> None:
-        ev = self._hangups.get(channel_id)
-        if ev is not None:
-            ev.set()
-
-    async def _tx(self, fn: Callable[[Session], Any]) -> Any:
-        def run():
-            with session_scope(self.sessions) as s:
-                return fn(s)
-        return await asyncio.to_thread(run)
 
     # ---- the sweep -------------------------------------------------------------------------
     async def sweep(self) -> int:
@@ -229,304 +179,6 @@ class CallbackRunner:
         before = self.stats.claimed
         await self._flush()
         return self.stats.claimed - before
-
-    async def _plan_page(self) -> int:
-        made = await self._tx(lambda s: A.plan_due(s, self.domain, batch=self.opts.plan_batch, pages=1))
-        self.stats.planned += made
-        return made
-
-    async def _plan_next_page(self) -> None:
-        """The writer plans the rest of a large backlog one page after each pass: the runner's
-        write transactions stay one at a time (on SQLite a second writer thread would wait for
-        the lock in SQLite's busy handler and hold the claims up)."""
-        try:
-            made = await self._plan_page()
-        except Exception:  # noqa: BLE001 - the next planning sweep goes on from where this stopped
-            log.exception("callback planning failed")
-            made = 0
-        if made < self.opts.plan_batch or self._stopping:
-            self._plan_more = False
-        self._wake.set()  # the next pass claims what was just planned
-        self._changed.set()
-
-    # ---- the writer: one transaction per pass ------------------------------------------------
-    def _kick(self) -> None:
-        self._wake.set()
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="callback writer")
-
-    async def _flush(self) -> None:
-        """Wait for a whole writer pass that starts after this call (its claims are in `_ready`)."""
-        target = self._passes + (2 if self._pass_running else 1)
-        self._kick()
-        while self._passes < target:
-            self._pass_done.clear()
-            if self._writer is None or self._writer.done():
-                self._kick()
-            await self._pass_done.wait()
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            if self.opts.write_window > 0 and self._results:
-                await asyncio.sleep(self.opts.write_window)  # let results of calls ending now join
-            self._wake.clear()
-            self._pass_running = True
-            t0 = time.perf_counter()
-            try:
-                await self._write_pass()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the database may be briefly away; the next pass retries
-                log.exception("callback writer pass failed")
-                await asyncio.sleep(0.5)
-                self._wake.set()  # claims and put-backs are tried again
-            finally:
-                self.writer_seconds += time.perf_counter() - t0
-                self._pass_running = False
-                self._passes += 1
-                self._pass_done.set()
-            if self._plan_more:
-                t0 = time.perf_counter()
-                await self._plan_next_page()
-                self.writer_seconds += time.perf_counter() - t0
-
-    def _wanted(self) -> int:
-        """Attempts to claim in this pass (before subtracting other processes' calls): the free
-        lines, plus spares while calls end quickly."""
-        if self._stopping or self.budget == 0:
-            return 0
-        cap = self.domain.policy.callback.concurrency
-        now = time.monotonic()
-        while self._ended and now - self._ended[0] > self.opts.spare_horizon:
-            self._ended.popleft()
-        # the calls likely to end while the next pass runs; none while calls last long
-        spare = min(self.opts.spare_per_line * cap, len(self._ended)) if self.opts.ready_seconds > 0 else 0
-        want = cap + spare - len(self._calling) - len(self._adopted) - len(self._ready)
-        if self.budget is not None:
-            want = min(want, self.budget)
-        return max(want, 0)
-
-    async def _write_pass(self) -> None:
-        results, self._results = self._results, []
-        unclaims, self._unclaims = self._unclaims, []
-        check_pause = time.monotonic() - self._paused_at >= self.opts.pause_check_seconds
-        orphan_request, self._orphan_request = self._orphan_request, None
-        wanted = self._wanted()
-        mine = self._mine()
-
-        def tx(s: Session):
-            paused = self.paused() if check_pause else self._paused_now
-            outs = A.record_unsuccessful_many(s, self.domain, [r for r, _f in results])
-            back = A.unclaim_many(s, [aid for aid, _f in unclaims])
-            orphans = A.orphans(s, mine) if orphan_request is not None else []
-            others = A.in_flight_count(s, exclude=mine)
-            n = 0 if paused else wanted - others  # a line of another process is not ours to fill
-            claimed = A.claim(s, self.domain, n, exclude=mine) if n > 0 else []
-            return paused, outs, set(back), orphans, others, claimed
-        try:
-            paused, outs, back, orphans, others, claimed = await self._tx(tx)
-        except BaseException as exc:
-            if orphan_request is not None and not orphan_request.done():
-                orphan_request.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            for _r, fut in results:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            for aid, fut in unclaims:
-                self._releasing.discard(aid)
-                if fut is not None and not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            raise
-        self.transactions += 1
-        if results:
-            self.result_transactions += 1
-        self._dry = len(claimed) < max(wanted - others, 0)
-        if orphan_request is not None and not orphan_request.done():
-            orphan_request.set_result(orphans)
-        if check_pause:
-            self._paused_at, self._paused_now = time.monotonic(), paused
-        for (_r, fut), out in zip(results, outs):
-            if not fut.done():
-                fut.set_result(out)
-        for aid, fut in unclaims:
-            self._releasing.discard(aid)
-            if fut is not None and not fut.done():
-                fut.set_result(aid in back)
-        self._others = others
-        now = time.monotonic()
-        for c in claimed:
-            if self.budget is not None:
-                self.budget -= 1
-            self.stats.claimed += 1
-            self._ready.append((c, now))
-        if self._stopping or paused:
-            self._drop_ready()
-        self._launch()
-        if not self._tasks and not self._adopted and not self._ready:
-            self._changed.set()
-
-    def _launch(self) -> None:
-        """Dial ready attempts into the free lines (no store round trip: they are committed)."""
-        if self._stopping or self._paused_now:
-            if self._ready:
-                self._drop_ready()
-            return
-        free = self.domain.policy.callback.concurrency - len(self._calling) - len(self._adopted) - self._others
-        now = time.monotonic()
-        stale = False
-        while self._ready and free > 0:
-            c, t = self._ready.popleft()
-            if now - t > self.opts.ready_seconds:
-                self._release(c)  # claimed too long ago to dial now: back to scheduled, same key
-                stale = True
-                continue
-            free -= 1
-            self._calling.add(c.attempt_id)
-            dialled = self._dial(c)
-            task = asyncio.create_task(self._place(c, dialled), name=f"callback {c.key}")
-            self._tasks[c.attempt_id] = task
-            task.add_done_callback(lambda t, aid=c.attempt_id, d=dialled: self._done(aid, t, d[2]))
-        if stale or (not self._dry and self._wanted() > 0):
-            self._kick()
-
-    async def _record(self, result: A.Unsuccessful) -> str | None:
-        """Queue one call's result for the writer's next pass and wait until it is committed."""
-        fut = asyncio.get_running_loop().create_future()
-        self._results.append((result, fut))
-        self._kick()
-        return await fut
-
-    async def _orphans(self) -> list[tuple[int, str, str]]:
-        """Attempts in flight that no task of this process drives, read by the writer in a pass:
-        an attempt the writer has just claimed is then never mistaken for a dead process's."""
-        if self._orphan_request is None or self._orphan_request.done():
-            self._orphan_request = asyncio.get_running_loop().create_future()
-        fut = self._orphan_request
-        self._kick()
-        return await fut
-
-    async def _unclaim(self, attempt_id: int) -> bool:
-        fut = asyncio.get_running_loop().create_future()
-        self._unclaims.append((attempt_id, fut))
-        self._kick()
-        return await fut
-
-    def _done(self, attempt_id: int, task: asyncio.Task, answer: Any = None) -> None:
-        close = getattr(answer, "close", None)  # (an exception raised before sending has none)
-        if close is not None:
-            close()  # no-op unless the task was cancelled before it awaited the answer
-        self._tasks.pop(attempt_id, None)
-        self._call_ended(attempt_id)
-        self._adopted.pop(attempt_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("callback attempt %s failed in the runner", attempt_id, exc_info=task.exception())
-        if not self._tasks and not self._adopted:
-            self._changed.set()
-        if not self._stopping:
-            self._launch()
-
-    def _call_ended(self, attempt_id: int) -> None:
-        if attempt_id in self._calling:
-            self._calling.discard(attempt_id)
-            self._ended.append(time.monotonic())
-            if not self._stopping:
-                self._launch()  # a line is free: fill it now rather than at the next tick
-
-    # ---- one call --------------------------------------------------------------------------
-    def _channel_id(self, key: str) -> str:
-        return f"{self.opts.channel_prefix}{key}"
-
-    def _dial(self, c: A.Claimed) -> tuple[float, Any, Any]:
-        """Write the Originate now, while the line is free, not when the call's task first runs.
-        Returns (when, clock time, the answer to await or the exception raised before writing)."""
-        chan = self._channel_id(c.key)
-        self._hangups.setdefault(chan, asyncio.Event())  # before any of its events can arrive
-        t0, sent_at = time.monotonic(), self.domain.clock()
-        try:
-            answer = self.pbx.originate(
-                phone=c.phone, key=c.key, case_number=c.case_number, channel_id=chan, context=self.opts.context,
-                caller_id=self.opts.caller_id, dial_timeout=self.opts.dial_timeout,
-            )
-        except Exception as exc:  # noqa: BLE001 - raised in the call's task, where it is handled
-            answer = exc
-        return t0, sent_at, answer
-
-    async def _place(self, c: A.Claimed, dialled: tuple[float, Any, Any]) -> CallResult:
-        chan = self._channel_id(c.key)
-        t0, sent_at, answer = dialled
-        hung = self._hangups.setdefault(chan, asyncio.Event())
-        result = CallResult(c.key, "unknown")
-        settled = False  # the store holds the final outcome: Asterisk's ledger entry may go
-        try:
-            try:
-                if isinstance(answer, BaseException):
-                    raise answer
-                reply = await answer
-            except NotSent:
-                # certainly not written: the same key may go again
-                self._call_ended(c.attempt_id)
-                await self._unclaim(c.attempt_id)
-                result.outcome = "not_sent"
-                return result
-            except OutcomeUnknown as exc:
-                # may have run: leave it `dialing`; reconcile asks Asterisk (never dial blindly again)
-                log.warning("callback %s: Originate outcome unknown (%s); will reconcile", c.key,
-                            type(exc.__cause__ or exc).__name__)
-                result.outcome = "unknown"
-                return result
-            result.dial_seconds = result.line_seconds = time.monotonic() - t0
-            if reply.outcome != ANSWERED:
-                self._call_ended(c.attempt_id)  # no call up any more: the line is free
-            if reply.outcome == REFUSED:  # nothing was dialled
-                detail = f"originate refused: {reply.message}"
-                await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, detail, log_call=True, channel_id=chan,
-                                                  started_at=sent_at))
-                result.outcome = A.FAILED
-                settled = True
-                return result
-            if reply.outcome == ANSWERED:
-                result.outcome = "answered"
-                await self._tx(lambda s: A.mark_answered(s, self.domain, c.attempt_id))
-                await self._await_end(chan, hung)
-                self._call_ended(c.attempt_id)
-                result.line_seconds = time.monotonic() - t0
-                await asyncio.sleep(self.opts.finish_grace)
-                # usually a no-op: the survey's AGI handler has stored the rating meanwhile
-                await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, "answered, but the survey did not finish"))
-                settled = True
-                return result
-            reason = reply.reason
-            outcome = A.STATE_AFTER_DIAL.get(dial_result(reason), A.FAILED)
-            result.outcome, result.reason = outcome, reason
-            await self._record(A.Unsuccessful(c.attempt_id, outcome, f"originate reason {reason}", (A.DIALING,),
-                                              log_call=True, channel_id=chan, started_at=sent_at))
-            settled = True
-            if log.isEnabledFor(logging.DEBUG):  # per call: debug (attempts.py logs one line per batch)
-                log.debug("callback %s to %s: %s", c.key, mask_phone(c.phone), outcome)
-            return result
-        finally:
-            self._hangups.pop(chan, None)
-            result.seconds = time.monotonic() - t0
-            self.stats.finished += 1
-            self.stats.count(result.outcome)
-            if settled:
-                await self._forget_ledger(chan)
-            if self.on_result is not None:
-                with contextlib.suppress(Exception):
-                    self.on_result(result)
-
-    async def _await_end(self, chan: str, hung: asyncio.Event) -> None:
-        try:
-            await asyncio.wait_for(hung.wait(), self.opts.survey_timeout)
-        except TimeoutError:
-            log.warning("callback %s: still up after %.0fs; hanging up", chan, self.opts.survey_timeout)
-            with contextlib.suppress(PbxError):
-                await self.pbx.hangup(chan)
-
-    async def _forget_ledger(self, chan: str) -> None:
-        # the attempt is settled in our store: Asterisk's entry is not needed any more
-        with contextlib.suppress(PbxError, OSError):
-            await self.pbx.ledger_forget(chan, timeout=5)
 
     # ---- after a crash ---------------------------------------------------------------------
     async def reconcile(self) -> dict[str, int]:
@@ -606,4 +258,4 @@ class CallbackRunner:
         return self.stats
 
 
-__all__ = ["CallbackRunner", "RunnerOptions", "CallResult", "RunStats"]
+__all__ = ["CallbackRunner", "RunnerOptions", "RunStats"]

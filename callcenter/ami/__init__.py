@@ -1,5 +1,6 @@
 """The AMI link: our own small asyncio client for Asterisk's manager interface (see docs/ami.md)."""
-from callcenter.ami.client import AMIClient, AMIStats, EventStream, Subscription
+from callcenter.ami.client import AMIClient
+from callcenter.ami.connection import AMIStats
 from callcenter.ami.errors import (
     ActionEncodingError,
     AMIAuthError,
@@ -10,6 +11,7 @@ from callcenter.ami.errors import (
     AMIProtocolError,
     AMITimeout,
 )
+from callcenter.ami.events import EventStream, Subscription
 from callcenter.ami.protocol import Message, Parser, encode_action, redacted
 
 __all__ = [

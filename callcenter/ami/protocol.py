@@ -10,7 +10,7 @@ A key may repeat within one message (``Output:`` lines of ``Command`` on Asteris
 old ``Response: Follows`` bodies and misbehaving modules produce them; they are kept aside in
 ``Message.unparsed`` instead of breaking the stream.
 
-Nothing here does I/O; the client (``callcenter.ami.client``) feeds bytes in and writes bytes out.
+Nothing here does I/O; the client's link (``callcenter.ami.connection``) feeds bytes in and writes bytes out.
 """
 from __future__ import annotations
 
