@@ -24,7 +24,7 @@ from tests.helpers import ok, travel
 from ticketing.models import Base
 
 GOLDEN = Path(__file__).parent / "golden" / "store_day.json"
-ADDED_SINCE = {"provisional_deadlines"}
+ADDED_SINCE = {"provisional_deadlines", "public_answer"}
 TABLES = ("cases", "work_orders", "extension_requests", "unit_notifications", "audit_events", "audit_head",
           "calls", "call_events", "case_counters")
 

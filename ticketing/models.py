@@ -226,6 +226,7 @@ class Case(Base):
 
     published_at: Mapped[datetime | None]       # R7.6
     public_summary: Mapped[str | None] = mapped_column(Text)
+    public_answer: Mapped[str | None] = mapped_column(Text)  # reviewed, without personal data
 
     updated_at: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer, nullable=False)

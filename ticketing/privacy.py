@@ -72,13 +72,113 @@ def mask_text(text: str) -> str:
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
 
 
-def scrub(text: str, names: Iterable[str] = ()) -> str:
-    """Remove ID numbers, phone numbers and the given personal names (the citizen's) from free
-    text before it is published."""
-    for name in sorted({n.strip() for n in names if n and len(n.strip()) >= 2}, key=len, reverse=True):
-        text = text.replace(name, "[姓名已隐藏]")
-    text = _ID_NUMBER.sub("[身份证号已隐藏]", text)
-    text = _MOBILE.sub("[电话已隐藏]", text)
-    text = _FIXED.sub("[电话已隐藏]", text)
-    text = _LONG_DIGITS.sub("[号码已隐藏]", text)
-    return text
+# -- personal data in text to be published (R7.6) ------------------------------------------------
+
+# Digits as people write them: ASCII, full-width, and Chinese numerals (幺 and 两 read out in numbers).
+_DIGIT_CHARS = "0123456789０１２３４５６７８９零〇一二三四五六七八九幺两"
+_DIGIT_VALUE = {**{c: str(i) for i, c in enumerate("0123456789")},
+                **{c: str(i) for i, c in enumerate("０１２３４５６７８９")},
+                **dict(zip("零〇一二三四五六七八九幺两", "001234567891" "2"))}
+_SEPARATORS = r" \t\-—－–.·．/()（）"
+_NUMBER_RUN = re.compile(rf"[+＋]?[{_DIGIT_CHARS}](?:[{_SEPARATORS}]{{0,2}}[{_DIGIT_CHARS}Xx])+")
+# Not personal: a date, a time, a case number (shown on the public page anyway), an amount or a size.
+_NOT_PERSONAL_NUMBER = re.compile(
+    r"^(\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{8}-\d{6}|\d{1,2}[:：]\d{2}(:\d{2})?)$")
+_UNIT_AFTER = re.compile(r"^\s*(元|万|亿|平方米|平米|米|公里|吨|户|人|个|次|年|月|日|号线|路公交)")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+_PLACE_NUMBER = r"\s*[0-9０-９一二三四五六七八九十百]+\s*"
+_ADDRESS = re.compile(
+    rf"[\u4e00-\u9fa5A-Za-z0-9]{{0,12}}(?:路|街|巷|弄|大道|胡同|道){_PLACE_NUMBER}号"
+    rf"(?:{_PLACE_NUMBER}(?:幢|栋|号楼|单元|室|层|楼|号))*"
+    rf"|[\u4e00-\u9fa5]{{2,12}}(?:小区|花园|新村|公寓|大厦|家园|苑|村){_PLACE_NUMBER}(?:幢|栋|号楼|组|号)"
+    rf"(?:{_PLACE_NUMBER}(?:单元|室|层|楼|号))*"
+    rf"|{_PLACE_NUMBER}(?:幢|栋|号楼){_PLACE_NUMBER}(?:单元|室)(?:{_PLACE_NUMBER}(?:室|号))?")
+# The most common surnames (the 100 most frequent cover ~85 % of people).
+_SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏"
+             "魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚"
+             "邵万钱严覃武戴莫孔向汤")
+_HONORIFIC = re.compile(rf"[{_SURNAMES}](?:先生|女士|小姐|师傅|阿姨|大爷|大妈|大姐|老师|医生|经理|老板|科长|主任|"
+                        rf"书记|村长|站长|所长|队长)")
+_LABELLED_NAME = re.compile(r"(?:姓名|联系人|来电人|投诉人|举报人|反映人|户主|业主|当事人|名叫|叫做|名为)"
+                            r"(?:[:：是为]\s*)?([\u4e00-\u9fa5]{2,3})")
+_RELATED_NAME = re.compile(rf"(?:邻居|丈夫|妻子|老公|老婆|儿子|女儿|父亲|母亲|同事|房东|租户|老板|经理|员工|"
+                           rf"科长|主任|队长|村长|书记|网格员|保安|物业经理)\s*([{_SURNAMES}][\u4e00-\u9fa5]{{1,2}})")
+_NAME_STOP = set("的了在是和与说把被对向跟给到从打让叫")  # a name does not run on into these
+
+_PLACEHOLDER = re.compile(r"\[[^\[\]]{1,6}已隐藏\]")
+
+LABELS = {"phone": "电话", "id_number": "身份证号", "number": "号码", "email": "邮箱", "address": "地址",
+          "name": "姓名"}
+
+
+def _digits_of(run: str) -> str:
+    return "".join(_DIGIT_VALUE[c] for c in run if c in _DIGIT_VALUE) + ("X" if run[-1:] in "Xx" else "")
+
+
+def _trim_name(name: str) -> str:
+    for i, ch in enumerate(name):
+        if ch in _NAME_STOP and i >= 2:
+            return name[:i]
+    return name
+
+
+def find_personal_data(text: str, *, names: Iterable[str] = (), location: str = "") -> list[tuple[int, int, str]]:
+    """Where `text` holds personal data, as (start, end, kind) spans without overlaps, in order:
+    phone and ID numbers however written (separators, full-width digits, Chinese numerals), other
+    long numbers, e-mail addresses, house-number addresses and the case's own `location`, the
+    citizen's `names` and their surname with a form of address (王先生), names after a label (姓名：)
+    or a relation (邻居张某某), surname + honorific (李老师). Dates, times, amounts and case numbers
+    are not personal."""
+    # what an earlier redaction put in ("[姓名已隐藏]") is not a label to find a name after
+    text = _PLACEHOLDER.sub(lambda m: "□" * len(m.group(0)), text)
+    spans: list[tuple[int, int, str]] = []
+    for m in _NUMBER_RUN.finditer(text):
+        raw = m.group(0)
+        digits = _digits_of(raw)
+        core = digits.rstrip("X")
+        if len(core) < SHORTEST_PERSONAL or _NOT_PERSONAL_NUMBER.match(raw.strip()):
+            continue
+        if _UNIT_AFTER.match(text[m.end():]):
+            continue
+        if len(digits) in (15, 18) and (len(core) == len(digits) or len(core) == 17):
+            kind = "id_number"
+        elif len(core) <= 13:
+            kind = "phone"
+        else:
+            kind = "number"
+        spans.append((m.start(), m.end(), kind))
+    spans += [(m.start(), m.end(), "email") for m in _EMAIL.finditer(text)]
+    spans += [(m.start(), m.end(), "address") for m in _ADDRESS.finditer(text)]
+    place = (location or "").strip()
+    # the case's own place is personal when it points at a door (a number, a house-number address);
+    # a street or a sub-district alone (宜城街道) is where the problem is, not who reported it
+    if len(place) >= 4 and (_ADDRESS.search(place) or any(ch in _DIGIT_VALUE for ch in place)):
+        spans += [(m.start(), m.end(), "address") for m in re.finditer(re.escape(place), text)]
+    for name in {n.strip() for n in names if n and len(n.strip()) >= 2}:
+        spans += [(m.start(), m.end(), "name") for m in re.finditer(re.escape(name), text)]
+        spans += [(m.start(), m.end(), "name")
+                  for m in re.finditer(re.escape(name[0]) + "(?:先生|女士|小姐|师傅|阿姨|大爷|大妈|大姐)", text)]
+    spans += [(m.start(), m.end(), "name") for m in _HONORIFIC.finditer(text)]
+    for pattern in (_LABELLED_NAME, _RELATED_NAME):
+        for m in pattern.finditer(text):
+            name = _trim_name(m.group(1))
+            spans.append((m.start(1), m.start(1) + len(name), "name"))
+    # overlapping finds: the earliest, then the longest, wins
+    out: list[tuple[int, int, str]] = []
+    for start, end, kind in sorted(spans, key=lambda sp: (sp[0], -(sp[1] - sp[0]))):
+        if out and start < out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end, out[-1][2])
+            continue
+        out.append((start, end, kind))
+    return out
+
+
+def scrub(text: str, names: Iterable[str] = (), location: str = "") -> str:
+    """`text` with every find of `find_personal_data` replaced by what it was ([电话已隐藏] ...)."""
+    parts, at = [], 0
+    for start, end, kind in find_personal_data(text, names=names, location=location):
+        parts += [text[at:start], f"[{LABELS[kind]}已隐藏]"]
+        at = end
+    parts.append(text[at:])
+    return "".join(parts)

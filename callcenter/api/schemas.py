@@ -129,7 +129,14 @@ class CloseIn(Versioned):
 
 
 class PublishIn(Strict):
-    public_summary: Text | None = None
+    public_summary: Text | None = Field(default=None, description="reviewed summary; omitted: the suggested redacted one")
+    public_answer: Text | None = Field(default=None, description="reviewed answer; omitted: the suggested redacted one")
+
+
+class PublicationOut(Out):
+    summary: str
+    answer: str
+    findings: list[dict] = Field(description="personal data found in the case's own texts: field, kind, label")
 
 
 class NotifyIn(Strict):

@@ -941,14 +941,29 @@ function loadBack() {
         return "已记录回访";
       } })]));
   fill("overdue", () => get("/work-orders?due=overdue&limit=100"), (wo) => item(woCard(wo), [urgeForm(wo)]));
-  fill("publishable", () => get("/console/publishable"), (c) => item(caseCard(c), [
-    actionForm({ title: "公开（R7.6：个人信息自动隐去）", fields: [
-      { name: "public_summary", label: "公开摘要（留空则用诉求内容）", type: "textarea" }], submit: "公开",
+  fill("publishable", () => get("/console/publishable"), (c) => {
+    // R7.6: the suggested texts have personal data replaced; the reviewer edits and publishes them,
+    // and the API refuses text that still holds any.
+    const form = actionForm({ title: "公开（R7.6：审核后公开，个人信息不得公开）", fields: [
+      { name: "public_summary", label: "公开摘要", type: "textarea", rows: 3, required: true },
+      { name: "public_answer", label: "公开答复", type: "textarea", rows: 3 }], submit: "公开",
       onSubmit: async (v) => {
-        await post(`/cases/${c.number}/publish`, { public_summary: v.public_summary || null });
+        await post(`/cases/${c.number}/publish`, { public_summary: v.public_summary, public_answer: v.public_answer });
         setTimeout(loadBack, 0);
         return "已公开";
-      } })]));
+      } });
+    form.classList.add("publish");
+    get(`/cases/${c.number}/publication`).then((p) => {
+      // what the reviewer already typed stays
+      if (!form.elements.public_summary.value) form.elements.public_summary.value = p.summary;
+      if (!form.elements.public_answer.value) form.elements.public_answer.value = p.answer;
+      if (p.findings.length) {
+        form.prepend(h("p", { class: "notice found" },
+          `已自动隐去：${[...new Set(p.findings.map((f) => f.label))].join("、")}，请核对`));
+      }
+    }).catch(() => {});
+    return item(caseCard(c), [form]);
+  });
 }
 
 async function lookup(ev) {

@@ -12,6 +12,7 @@ from ticketing.audit import Actor
 from ticketing.enums import CaseStatus, Role, Satisfaction
 from ticketing.errors import DomainError, Forbidden, InvalidInput, NotFound
 from ticketing.models import Case
+from ticketing.privacy import LABELS, find_personal_data, scrub
 from ticketing.workflow.base import RATED, WorkflowBase, _require_role
 
 _CASES = Case.__table__
@@ -134,17 +135,39 @@ class ClosingSteps(WorkflowBase):
         return case
 
     # ---- publishing (R7.6) ---------------------------------------------------------------
-    def publish(self, actor: Actor, case: Case, *, public_summary: str | None = None) -> Case:
-        """R7.6: handled cases go online without personal data; R7.3c cases never."""
+    def publication(self, case: Case) -> dict:
+        """R7.6: what publishing would show by default -- the summary (from the request) and the
+        answer with every personal datum found replaced -- and what was found in the originals."""
+        names, place = [case.citizen_name], case.location
+        out: dict = {"findings": []}
+        for field, text in (("summary", case.description), ("answer", case.answer or "")):
+            out[field] = scrub(text, names=names, location=place)
+            out["findings"] += [{"field": field, "kind": kind, "label": LABELS[kind]}
+                                for _s, _e, kind in find_personal_data(text, names=names, location=place)]
+        return out
+
+    def publish(self, actor: Actor, case: Case, *, public_summary: str | None = None,
+                public_answer: str | None = None) -> Case:
+        """R7.6: handled cases go online without personal data; R7.3c cases never. What goes public
+        is the back office's reviewed summary and answer (by default the redacted ones of
+        `publication`); text that still holds personal data is refused."""
         _require_role(actor, {Role.BACK_OFFICE}, "R5.2", "publish cases")
         if case.confidential:
             raise DomainError("R7.3c", "reports to the discipline commission are kept for counting only and never published")
         self._status(case, {CaseStatus.CLOSED}, "R7.6", "publish")
         if case.reject_reason is not None:
             raise DomainError("R7.6", "a request that was not accepted is not published as a handled case")
-        from ticketing.privacy import scrub
-
-        case.public_summary = scrub(public_summary or case.description, names=[case.citizen_name])
+        suggested = self.publication(case)
+        texts = {"summary": suggested["summary"] if public_summary is None else public_summary.strip(),
+                 "answer": suggested["answer"] if public_answer is None else public_answer.strip()}
+        left = [f"{'摘要' if field == 'summary' else '答复'}中的{LABELS[kind]}"
+                for field, text in texts.items()
+                for _s, _e, kind in find_personal_data(text, names=[case.citizen_name], location=case.location)]
+        if left:
+            raise InvalidInput("R7.6", "the text to publish still holds personal data (" + "、".join(left)
+                               + "); remove or rewrite it, or publish the suggested redacted text")
+        case.public_summary = texts["summary"]
+        case.public_answer = texts["answer"]
         case.published_at = self.now()
         self._touch(case)
         self._log(actor, "publish", case)

@@ -6,7 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from sqlalchemy import func, select
 
-from callcenter.api.deps import ActorDep, DomainDep, SessionDep, WorkflowDep, commit
+from callcenter.api.deps import (
+    ActorDep,
+    DomainDep,
+    SessionDep,
+    WorkflowDep,
+    commit,
+    require_roles,
+)
 from callcenter.api.schemas import (
     AnswerIn,
     CallbackIn,
@@ -18,6 +25,7 @@ from callcenter.api.schemas import (
     EscalateIn,
     EventOut,
     LiveOutcomeIn,
+    PublicationOut,
     PublishIn,
     RejectIn,
 )
@@ -200,8 +208,16 @@ def close(number: str, body: CloseIn, actor: ActorDep, wf: WorkflowDep, session:
     return _out(case, actor, domain)
 
 
+@router.get("/{number}/publication", response_model=PublicationOut,
+            summary="R7.6: the suggested public summary and answer, personal data replaced, and what was found")
+def publication(number: str, actor: ActorDep, wf: WorkflowDep) -> PublicationOut:
+    require_roles(actor, Role.BACK_OFFICE, rule="R5.2", what="prepare publications")
+    return PublicationOut(**wf.publication(_load(wf, actor, number)))
+
+
 @router.post("/{number}/publish", response_model=CaseOut, summary="R7.6: publish a handled case, personal data removed")
 def publish(number: str, body: PublishIn, actor: ActorDep, wf: WorkflowDep, session: SessionDep, domain: DomainDep) -> CaseOut:
-    case = wf.publish(actor, _load(wf, actor, number), public_summary=body.public_summary)
+    case = wf.publish(actor, _load(wf, actor, number), public_summary=body.public_summary,
+                      public_answer=body.public_answer)
     commit(session)
     return _out(case, actor, domain)

@@ -27,10 +27,12 @@ def _published(session, limit: int, offset: int) -> list[PublicCaseOut]:
         notified = [wo.notified_at for wo in case.work_orders if wo.notified_at is not None]
         out.append(PublicCaseOut(
             number=case.number, kind=case.kind, category=case.category_code,
-            title=scrub(case.title, names=[case.citizen_name]),
+            title=scrub(case.title, names=[case.citizen_name], location=case.location),
             summary=case.public_summary or "", accepted_at=case.accepted_at,
             notified_at=min(notified) if notified else None,
-            answer=scrub(case.answer, names=[case.citizen_name]) if case.answer else None,
+            # published before 0006 kept no reviewed answer: the unit's, redacted on reading
+            answer=case.public_answer if case.public_answer is not None else (
+                scrub(case.answer, names=[case.citizen_name], location=case.location) if case.answer else None),
             satisfaction=case.satisfaction,
             closed_at=case.closed_at, published_at=case.published_at,
         ))
