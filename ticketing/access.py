@@ -1,16 +1,23 @@
-"""Who may see what: unit staff see their own unit's work orders, R7.3c content only the
-discipline commission, and nobody outside the center sees another citizen's data."""
+"""Who may see what: unit staff see the work orders their unit holds now and the case only through
+them (R5.3), R7.3c content only the discipline commission (a filter must not reveal what the row
+would hide), and nobody outside the center sees another citizen's data."""
 from __future__ import annotations
 
 from sqlalchemy import Select, exists, select
 
 from ticketing.audit import Actor
-from ticketing.enums import Role
+from ticketing.enums import Role, WorkOrderStatus
 from ticketing.errors import Forbidden
 from ticketing.models import Case, WorkOrder
 
 CONFIDENTIAL_PLACEHOLDER = "【纪检监察件：内容仅纪委监察局可见】"
 CENTER_READERS = frozenset({Role.FRONT_DESK, Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
+# A unit no longer holds a work order it returned (R8.6) or that a re-dispatch cancelled.
+NOT_HELD = (WorkOrderStatus.RETURNED, WorkOrderStatus.CANCELLED)
+
+
+def holds(unit_id: int | None, wo: WorkOrder) -> bool:
+    return wo.unit_id == unit_id and wo.status not in NOT_HELD
 
 
 def may_read_content(actor: Actor, case: Case) -> bool:
@@ -26,7 +33,7 @@ def may_view(actor: Actor, case: Case) -> bool:
     if actor.role == Role.DISCIPLINE and case.confidential:
         return True
     if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE}:
-        return any(wo.unit_id == actor.unit_id for wo in case.work_orders)
+        return any(holds(actor.unit_id, wo) for wo in case.work_orders)
     return False
 
 
@@ -40,9 +47,19 @@ def visible_cases(actor: Actor, stmt: Select) -> Select:
     if actor.role in CENTER_READERS:
         return stmt
     if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE}:
-        mine = exists().where(WorkOrder.case_id == Case.id, WorkOrder.unit_id == actor.unit_id)
+        mine = exists().where(WorkOrder.case_id == Case.id, WorkOrder.unit_id == actor.unit_id,
+                              WorkOrder.status.not_in(NOT_HELD))
         return stmt.where(mine)
     return stmt.where(Case.id.is_(None))
+
+
+def by_caller(actor: Actor, stmt: Select, caller: str) -> Select:
+    """The cases a phone number filed, as far as the actor may know: for anyone but the discipline
+    commission, R7.3c reports are not among them (the filter would say who reported an official)."""
+    stmt = stmt.where(Case.citizen_phone == caller)
+    if actor.role != Role.DISCIPLINE:
+        stmt = stmt.where(Case.confidential.is_(False))
+    return stmt
 
 
 def visible_work_orders(actor: Actor, stmt: Select) -> Select:

@@ -52,7 +52,8 @@ def case_out(case: Case, actor: Actor, now: datetime, *, unit_view: int | None =
         citizen_phone=case.citizen_phone if content else "",
         owner=_owner_name(case, actor),
         accepted_at=case.accepted_at, confidential=case.confidential, callback_required=case.callback_required,
-        assessed=case.assessed, reject_reason=case.reject_reason, referral=case.referral,
+        assessed=case.assessed, reject_reason=case.reject_reason,
+        referral=case.referral if content else (hidden if case.referral else None),
         answer=case.answer if content else (hidden if case.answer else None),
         answered_directly=case.answered_directly, satisfaction=case.satisfaction,
         satisfaction_source=case.satisfaction_source, dispatch_due_at=case.dispatch_due_at,
@@ -68,10 +69,14 @@ def case_out(case: Case, actor: Actor, now: datetime, *, unit_view: int | None =
     )
 
 
-def extension_out(ext: ExtensionRequest) -> ExtensionOut:
+def extension_out(ext: ExtensionRequest, actor: Actor) -> ExtensionOut:
+    # R7.3c: the legal basis a discipline order's extension cites is the report's content
+    content = may_read_content(actor, ext.work_order.case)
     return ExtensionOut(
-        id=ext.id, work_order_id=ext.work_order_id, legal_basis=ext.legal_basis,
+        id=ext.id, work_order_id=ext.work_order_id,
+        legal_basis=ext.legal_basis if content else CONFIDENTIAL_PLACEHOLDER,
         extra_working_days=ext.extra_working_days, state=ext.state, requested_at=ext.requested_at,
-        decided_at=ext.decided_at, decision_note=ext.decision_note, old_due_at=ext.old_due_at,
+        decided_at=ext.decided_at, decision_note=ext.decision_note if content else None,
+        old_due_at=ext.old_due_at,
         new_due_at=ext.new_due_at,
     )

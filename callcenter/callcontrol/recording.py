@@ -69,8 +69,9 @@ def link_recording(session: Session, call: Call, *, at: datetime, path: str | No
 
 
 def may_listen(actor: Actor, call: Call, case: Case | None) -> bool:
-    if case is not None and not may_read_content(actor, case):
-        return False  # R7.3c: an official's economic problems are heard by the discipline commission only
+    if case is not None and case.confidential:
+        # R7.3c: an official's economic problems are heard by the discipline commission only
+        return may_read_content(actor, case)
     if actor.role in {r.value for r in LISTEN_ROLES}:
         return True
     return actor.role == Role.FRONT_DESK and actor.user_id is not None and call.operator_id == actor.user_id
@@ -83,7 +84,8 @@ def recording_for(session: Session, settings: Any, actor: Actor, uniqueid: str) 
         raise NotFound("call", uniqueid[:80])
     case = session.get(Case, call.case_id) if call.case_id is not None else None
     if not may_listen(actor, call, case):
-        raise Forbidden("A2", "recordings are heard by the back office, supervision and the operator who took the call")
+        raise Forbidden("A2", "recordings are heard by the back office, supervision and the operator who took the "
+                        "call; a report to the discipline commission by the commission alone (R7.3c)")
     if not call.recording_path:
         raise NotFound("recording of call", uniqueid[:80])
     path = host_path(settings, call.recording_path)

@@ -30,7 +30,7 @@ from callcenter.api.schemas import (
     RejectIn,
 )
 from callcenter.api.views import case_out
-from ticketing.access import may_read_content, require_view, visible_cases
+from ticketing.access import by_caller, may_read_content, require_view, visible_cases
 from ticketing.audit import Actor
 from ticketing.enums import CaseKind, CaseStatus, DispatchMode, Role
 from ticketing.errors import Forbidden, InvalidInput
@@ -89,7 +89,7 @@ def list_cases(
     if kind is not None:
         stmt = stmt.where(Case.kind == kind)
     if caller:
-        stmt = stmt.where(Case.citizen_phone == caller)
+        stmt = by_caller(actor, stmt, caller)
     if overdue:
         stmt = stmt.where(Case.status == CaseStatus.DISPATCHED, Case.deadline_at < domain.clock())
     if callback_manual is not None:

@@ -28,7 +28,8 @@ from callcenter.errors import FORBIDDEN, INVALID, UNAVAILABLE, AppError
 from ticketing.audit import Actor
 from ticketing.enums import Role
 from ticketing.errors import NotFound
-from ticketing.models import Call, CallEvent, User
+from ticketing.access import may_read_content
+from ticketing.models import Call, CallEvent, Case, User
 from ticketing.privacy import mask_phone
 
 router = APIRouter(tags=["operators"])
@@ -211,6 +212,12 @@ def call_log(call_id: IdPath, session: SessionDep, actor: ActorDep) -> dict[str,
         raise NotFound("call", call_id)
     events = session.execute(select(CallEvent).where(CallEvent.call_id == call.id)
                              .order_by(CallEvent.at, CallEvent.id)).scalars().all()
+    case = session.get(Case, call.case_id) if call.case_id is not None else None
+    if case is not None and not may_read_content(actor, case):
+        # R7.3c: which case, which keys and which menu path would tell what the call was about
+        return {"id": call.id, "uniqueid": call.uniqueid, "direction": call.direction, "purpose": call.purpose,
+                "started_at": _iso(call.started_at), "ended_at": _iso(call.ended_at), "outcome": call.outcome,
+                "confidential": True}
     return {
         "id": call.id, "uniqueid": call.uniqueid, "linkedid": call.linkedid, "direction": call.direction,
         "purpose": call.purpose, "caller_number": mask_phone(call.caller_number),

@@ -102,7 +102,7 @@ def request_extension(wo_id: IdPath, body: ExtensionIn, actor: ActorDep, wf: Wor
     ext = wf.request_extension(actor, _load(wf, actor, wo_id), legal_basis=body.legal_basis,
                                extra_working_days=body.extra_working_days)
     commit(session)
-    return extension_out(ext)
+    return extension_out(ext, actor)
 
 
 @router.get("/extensions", response_model=list[ExtensionOut], summary="Extension requests waiting for the center")
@@ -110,7 +110,7 @@ def pending_extensions(actor: ActorDep, session: SessionDep,
                        state: RequestState = RequestState.PENDING) -> list[ExtensionOut]:
     stmt = select(ExtensionRequest).join(WorkOrder).where(ExtensionRequest.state == state)
     stmt = visible_work_orders(actor, stmt).order_by(ExtensionRequest.id)
-    return [extension_out(e) for e in session.execute(stmt).scalars()]
+    return [extension_out(e, actor) for e in session.execute(stmt).scalars()]
 
 
 @router.post("/extensions/{ext_id}/decision", response_model=ExtensionOut, summary="R8.5: approve or deny")
@@ -120,7 +120,7 @@ def decide_extension(ext_id: IdPath, body: DecisionIn, actor: ActorDep, wf: Work
         raise NotFound("extension request", ext_id)
     wf.decide_extension(actor, ext, approve=body.approve, note=body.note)
     commit(session)
-    return extension_out(ext)
+    return extension_out(ext, actor)
 
 
 @router.post("/work-orders/{wo_id}/return", response_model=WorkOrderOut, summary="R8.6: send back a misrouted work order")
