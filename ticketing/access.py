@@ -11,6 +11,7 @@ from ticketing.errors import Forbidden
 from ticketing.models import Case, WorkOrder
 
 CONFIDENTIAL_PLACEHOLDER = "【纪检监察件：内容仅纪委监察局可见】"
+NOT_HELD_PLACEHOLDER = "【已退回或改派：内容不再可见】"
 CENTER_READERS = frozenset({Role.FRONT_DESK, Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
 # A unit no longer holds a work order it returned (R8.6) or that a re-dispatch cancelled.
 NOT_HELD = (WorkOrderStatus.RETURNED, WorkOrderStatus.CANCELLED)
@@ -35,6 +36,16 @@ def may_view(actor: Actor, case: Case) -> bool:
     if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE}:
         return any(holds(actor.unit_id, wo) for wo in case.work_orders)
     return False
+
+
+def case_content_placeholder(actor: Actor, case: Case) -> str | None:
+    """None when the actor may read the case's content; else what stands in its place: R7.3c
+    content for anyone but the commission, any content for a unit that no longer holds an order."""
+    if not may_read_content(actor, case):
+        return CONFIDENTIAL_PLACEHOLDER
+    if not may_view(actor, case):
+        return NOT_HELD_PLACEHOLDER
+    return None
 
 
 def require_view(actor: Actor, case: Case) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep, require_roles
 from callcenter.api.schemas import CaseOut, WorkOrderOut
 from callcenter.api.views import case_out, work_order_out
-from ticketing.access import CONFIDENTIAL_PLACEHOLDER, may_read_content, visible_cases, visible_work_orders
+from ticketing.access import case_content_placeholder, may_read_content, visible_cases, visible_work_orders
 from ticketing.audit import Actor
 from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, OPEN_CASE_STATUSES, CaseStatus, Role, WorkOrderStatus
 from ticketing.models import Case, WorkOrder
@@ -119,11 +119,13 @@ def _mark(due: datetime, done_at: datetime | None, met: bool | None, active: boo
 
 
 def _inbox_case(case: Case, actor: Actor) -> InboxCase:
-    content = may_read_content(actor, case)
+    # R5.3: a returned order stays in the unit's history, its case's content does not
+    hidden = case_content_placeholder(actor, case)
+    content = hidden is None
     return InboxCase(
         number=case.number, kind=case.kind.value, status=case.status, confidential=case.confidential,
-        title=case.title if content else CONFIDENTIAL_PLACEHOLDER,
-        description=case.description if content else CONFIDENTIAL_PLACEHOLDER,
+        title=case.title if content else hidden,
+        description=case.description if content else hidden,
         location=case.location if content else "", citizen_name=case.citizen_name if content else "",
         citizen_phone=case.citizen_phone if content else "")
 

@@ -138,6 +138,8 @@ class ClosingSteps(WorkflowBase):
     def publication(self, case: Case) -> dict:
         """R7.6: what publishing would show by default -- the summary (from the request) and the
         answer with every personal datum found replaced -- and what was found in the originals."""
+        if case.confidential:
+            raise DomainError("R7.3c", "reports to the discipline commission are kept for counting only and never published")
         names, place = [case.citizen_name], case.location
         out: dict = {"findings": []}
         for field, text in (("summary", case.description), ("answer", case.answer or "")):
