@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ivr_flows import PROMPTS_PATH, flow_path
 from ivr_flows.actions import status_prompt_name
 from ivr_flows.engine import Flow, FlowRunner, load_flow, load_prompts
-from ticketing import calls
+from ticketing import audit, calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
@@ -186,9 +186,11 @@ class CallContext:
         try:
             result = db.run(body)
         except BaseException:
+            audit.discard_uncommitted()
             if opened:
                 self.call_id = None  # rolled back with fn: the next transaction opens it again
             raise
+        audit.announce_committed()  # A1: the checkpoint of an event written on the cursor
         if opened:
             self._open_call = None
         return result

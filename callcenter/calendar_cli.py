@@ -16,9 +16,11 @@ def calendar_group() -> None:
 
 def _domain_and_sessions():
     from ticketing.domain import Domain
+    from callcenter.audit_vault import install as install_audit_vault
     from ticketing.store import make_engine, make_session_factory
 
     settings = get_settings()
+    install_audit_vault(settings.state_dir)
     return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
 
 

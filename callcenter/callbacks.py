@@ -149,7 +149,10 @@ def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbac
     from callback.service import CallbackService
     from callcenter.callcontrol.recording import purge_recordings
     from ticketing.domain import Domain
+    from callcenter.audit_vault import install as install_audit_vault
     from ticketing.store import make_engine
+
+    install_audit_vault(settings.state_dir)
 
     def retention(session, now, retention_days: int) -> int:
         return purge_recordings(session, now, retention_days, settings=settings)

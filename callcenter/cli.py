@@ -41,10 +41,12 @@ def db_upgrade(revision: str) -> None:
 
 
 def _domain_and_sessions():
+    from callcenter.audit_vault import install as install_audit_vault
     from ticketing.domain import Domain
     from ticketing.store import make_engine, make_session_factory
 
     settings = get_settings()
+    install_audit_vault(settings.state_dir)
     return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
 
 
@@ -128,7 +130,8 @@ def audit() -> None:
 
 @audit.command("verify")
 def audit_verify() -> None:
-    """Check every event in the hash chain; exit 1 if any was edited, inserted or deleted."""
+    """Check every event in the hash chain with its audit key, and the chain against the latest
+    signed checkpoint; exit 1 if any event was edited, inserted or deleted."""
     from ticketing import audit as audit_log
     from ticketing.store import session_scope
 
@@ -137,8 +140,28 @@ def audit_verify() -> None:
         report = audit_log.verify(session)
     for problem in report.problems:
         click.echo(f"PROBLEM {problem}")
+    # context on stderr: stdout keeps its format (PROBLEM lines, then the count) for scripts
+    if report.unkeyed:
+        click.echo(f"note: {report.unkeyed} events from before the first audit key carry an unkeyed SHA-256", err=True)
+    click.echo("latest signed checkpoint: " + (report.checkpoint or "none yet"), err=True)
     click.echo(f"{report.checked} events checked: " + ("chain intact" if report.ok else f"{len(report.problems)} problems"))
     sys.exit(0 if report.ok else 1)
+
+
+@audit.command("rotate-key")
+def audit_rotate_key() -> None:
+    """Start a new audit key (in <state_dir>/audit.key) for the events from the next one on; the
+    old keys stay there, verify needs them."""
+    from callcenter.audit_vault import FileVault
+    from ticketing import audit as audit_log
+    from ticketing.store import session_scope
+
+    _domain, factory = _domain_and_sessions()
+    vault = FileVault(get_settings().state_dir)
+    with session_scope(factory) as session:
+        # under the chain-head lock: no event is appended between choosing the id and the new key
+        key = vault.rotate(audit_log.next_event_id(session))
+    click.echo(f"audit key {key.key_id} seals the events from {key.from_event} on ({vault.key_path})")
 
 
 def _register_groups() -> None:

@@ -13,8 +13,10 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
     """Everything a fresh install needs before serving: schema, city data, Asterisk."""
     from ticketing.domain import Domain
     from ticketing.seed import seed_units
+    from callcenter.audit_vault import install as install_audit_vault
     from ticketing.store import make_engine, make_session_factory, session_scope, upgrade
 
+    install_audit_vault(settings.state_dir)
     upgrade(settings.effective_database_url)
     domain = Domain.load(settings.config_dir)
     engine = make_engine(settings.effective_database_url)
@@ -58,8 +60,10 @@ def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None
     """The FastAGI server of this install, with the callback scheduler's side of the survey."""
     from agi.app import build_hotline, build_server
     from callback import attempts
+    from callcenter.audit_vault import install as install_audit_vault
     from callcenter.pbx.root import RECORDINGS_DIR
 
+    install_audit_vault(settings.state_dir)
     hotline = build_hotline(settings.config_dir, settings.effective_database_url, recordings_dir=RECORDINGS_DIR,
                             survey=attempts,
                             domain=domain, engine=engine)

@@ -187,3 +187,15 @@ def api(seeded, domain, engine, tmp_path) -> Api:
     app = create_app(settings, domain=domain, engine=engine)
     with TestClient(app) as client:
         yield Api(client)
+
+
+@pytest.fixture(autouse=True)
+def audit_vault(tmp_path):
+    """A1: every test's audit key and checkpoints in its own state directory (tmp_path, the one
+    `api` and the CLI subprocesses are given), as the composition root does for an install."""
+    from callcenter.audit_vault import install
+    from ticketing import audit_seal
+
+    vault = install(tmp_path)
+    yield vault
+    audit_seal.configure(None)

@@ -6,7 +6,8 @@ tests/golden/store_day.json was written by this same test on the tree before the
 (`CALLCENTER_GOLDEN_WRITE=tests/golden/store_day.json pytest tests/test_store_golden.py` there).
 Columns added since (the T1 marker `provisional_deadlines`, NULL on this non-provisional day) are
 left out of the comparison; an intended change of behaviour rewrites the file the same way and says
-so in its commit.
+so in its commit. Issue 11 (A1) rewrote it once: events are HMACs under the install's audit key (a
+fixed one here), so every `hash`, `prev_hash` and `last_hash` changed and nothing else.
 """
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ GOLDEN = Path(__file__).parent / "golden" / "store_day.json"
 ADDED_SINCE = {"provisional_deadlines", "public_answer"}
 TABLES = ("cases", "work_orders", "extension_requests", "unit_notifications", "audit_events", "audit_head",
           "calls", "call_events", "case_counters")
+
+
+@pytest.fixture(autouse=True)
+def fixed_audit_key(audit_vault):
+    """The hashes are HMACs under the install's audit key (A1): the scripted day uses a fixed one."""
+    audit_vault.key_path.write_text(json.dumps({"keys": [{"id": 1, "from_event": 1, "secret": "42" * 32}]}),
+                                    encoding="utf-8")
+    audit_vault.key_path.chmod(0o600)
 
 
 def _plain(value):

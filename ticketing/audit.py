@@ -1,13 +1,17 @@
 """A1: the append-only, hash-chained record of every action.
 
-Each event's hash covers its own fields and the previous event's hash, and the chain's head
-(last id, last hash, count) is kept in one row that appenders lock. Editing, inserting or
-deleting any event, including the last, breaks `verify`.
+Each event's hash covers its own fields (its time to the microsecond) and the previous event's
+hash, and the chain's head (last id, last hash, count) is kept in one row that appenders lock.
+Editing, inserting or deleting any event, including the last, breaks `verify`. The hash is an
+HMAC under a key held outside the database, and every commit that moves the head writes a signed
+checkpoint outside it (ticketing.audit_seal): a database writer can neither re-hash an edited
+chain nor rewind its tail unseen. Events from before the first key keep their unkeyed SHA-256.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +19,8 @@ from typing import Any
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.orm import Session
 
+from ticketing import audit_seal
+from ticketing.audit_seal import AuditKey, key_for, seal
 from ticketing.models import AuditEvent, AuditHead
 from ticketing.prepared import Run, insert_by_name, on_session
 
@@ -46,15 +52,26 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _payload(fields: dict[str, Any]) -> str:
+    return json.dumps(_canonical(fields), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    payload = json.dumps(_canonical(fields), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256((prev_hash + payload).encode()).hexdigest()
+    """The unkeyed SHA-256 of events older than the first audit key."""
+    return hashlib.sha256((prev_hash + _payload(fields)).encode()).hexdigest()
 
 
-def _hashed_fields(ev: AuditEvent) -> dict[str, Any]:
+def sealed_hash(key: AuditKey | None, prev_hash: str, fields: dict[str, Any]) -> str:
+    """An event's hash: HMAC-SHA256 under its key (unkeyed SHA-256 before the first key)."""
+    return seal(key, prev_hash, _payload(fields))
+
+
+def _hashed_fields(ev: AuditEvent, *, full_precision: bool = True) -> dict[str, Any]:
+    at = ev.at.astimezone(UTC) if ev.at else None
     return {
         "id": ev.id,
-        "at": ev.at.astimezone(UTC).replace(microsecond=0) if ev.at else None,
+        # keyed events hash their time to the microsecond; older ones were stored to the second
+        "at": at if full_precision or at is None else at.replace(microsecond=0),
         "case_id": ev.case_id,
         "work_order_id": ev.work_order_id,
         "actor_id": ev.actor_id,
@@ -108,14 +125,16 @@ class _Chain:
     head — before it commits and before any query through the session, so whatever reads the
     chain through the session, or after commit, sees every event."""
 
-    __slots__ = ("head", "pending")
+    __slots__ = ("head", "pending", "keys", "start_id")
 
-    def __init__(self, head: list, pending: list):
+    def __init__(self, head: list, pending: list, keys: tuple = (), start_id: int = 0):
         self.head = head
         self.pending = pending
+        self.keys = keys          # the audit keys, read under the head lock
+        self.start_id = start_id  # the head's last id when this transaction locked it
 
     def copy(self) -> _Chain:
-        return _Chain(list(self.head), list(self.pending))
+        return _Chain(list(self.head), list(self.pending), self.keys, self.start_id)
 
 
 def _chain(session: Session) -> _Chain:
@@ -123,8 +142,20 @@ def _chain(session: Session) -> _Chain:
     until the transaction ends."""
     chain = session.info.get(_CHAIN)
     if chain is None:
-        chain = session.info[_CHAIN] = _Chain(_locked_head(on_session(session)), [])
+        head = _locked_head(on_session(session))
+        chain = session.info[_CHAIN] = _Chain(head, [], _keys_after(head), head[0])
     return chain
+
+
+def _keys_after(head: list) -> tuple[AuditKey, ...]:
+    """The audit keys, asked for under the head lock (so a rotation is seen by the next event)."""
+    return tuple(audit_seal.current_vault().keys(head[0] + 1))
+
+
+def next_event_id(session: Session) -> int:
+    """The id the next event will get, the head locked until the transaction ends (a key rotation
+    starts its key there)."""
+    return _chain(session).head[0] + 1
 
 
 def write_pending(session: Session) -> None:
@@ -144,6 +175,40 @@ def _write_before_commit(session: Session) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _write_before_query(orm_execute_state) -> None:
     write_pending(orm_execute_state.session)
+
+
+@event.listens_for(Session, "after_commit")
+def _checkpoint_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: nothing is committed yet
+    # the head this transaction moved: through the Session's chain, or by `record_now`
+    chain = session.info.get(_CHAIN)
+    moved = chain.head if chain is not None and chain.head[0] != chain.start_id else None
+    by_runner = _uncommitted.__dict__.pop("head", None)
+    if by_runner is not None and (moved is None or by_runner[0] > moved[0]):
+        moved = by_runner
+    if moved is not None:
+        audit_seal.announce(moved)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_uncommitted(session: Session) -> None:
+    discard_uncommitted()
+
+
+# The head `record_now` wrote, until its caller's transaction commits (announce_committed) or not.
+_uncommitted = threading.local()
+
+
+def announce_committed() -> None:
+    """For callers of `record_now` on a DBAPI cursor: their transaction committed, checkpoint it."""
+    head = _uncommitted.__dict__.pop("head", None)
+    if head is not None:
+        audit_seal.announce(head)
+
+
+def discard_uncommitted() -> None:
+    _uncommitted.__dict__.pop("head", None)
 
 
 @event.listens_for(Session, "after_transaction_create")
@@ -193,20 +258,23 @@ def record(
         # transaction do not flush; whatever they point at has an id, so it is in the database.
         session.flush()
         chain = _chain(session)
-    row, chain.head = _next_event(chain.head, actor, action, at=at, case_id=case_id, work_order_id=work_order_id,
+    row, chain.head = _next_event(chain.head, chain.keys, actor, action, at=at, case_id=case_id, work_order_id=work_order_id,
                                   data=data, channel=channel, call_id=call_id)
     chain.pending.append(row)
     return row["id"]
 
 
-def _next_event(head: list, actor: Actor, action: str, *, at: datetime, case_id: int | None,
+def _next_event(head: list, keys: tuple[AuditKey, ...], actor: Actor, action: str, *, at: datetime, case_id: int | None,
                 work_order_id: int | None, data: dict[str, Any] | None, channel: str | None,
                 call_id: int | None) -> tuple[dict[str, Any], list]:
     """The event row that follows `head` (last id, last hash, count), and the head after it."""
     last_id, last_hash, count = head
+    key = key_for(keys, last_id + 1)
+    if key is None:
+        raise RuntimeError(f"A1: no audit key covers event {last_id + 1}")
     fields = {
         "id": last_id + 1,
-        "at": at.astimezone(UTC).replace(microsecond=0),
+        "at": at.astimezone(UTC),
         "case_id": case_id,
         "work_order_id": work_order_id,
         "actor_id": actor.user_id,
@@ -217,7 +285,7 @@ def _next_event(head: list, actor: Actor, action: str, *, at: datetime, case_id:
         "channel": channel,
         "call_id": call_id,
     }
-    digest = event_hash(last_hash, fields)
+    digest = sealed_hash(key, last_hash, fields)
     return {**fields, "prev_hash": last_hash, "hash": digest}, [fields["id"], digest, count + 1]
 
 
@@ -226,10 +294,13 @@ def record_now(run: Run, actor: Actor, action: str, *, at: datetime, case_id: in
                call_id: int | None = None) -> int:
     """`record` through a statement runner (ticketing.prepared), written at once: the head read and
     locked, the event and the head written, by the same statements as `record`'s. For a transaction
-    that appends one event and holds no Session chain (the voice menu's case, ticketing.intake)."""
-    event, head = _next_event(_locked_head(run), actor, action, at=at, case_id=case_id,
+    that appends one event and holds no Session chain (the voice menu's case, ticketing.intake).
+    On a DBAPI cursor, call `announce_committed` after the commit (a Session's commit does it)."""
+    locked = _locked_head(run)
+    event, head = _next_event(locked, _keys_after(locked), actor, action, at=at, case_id=case_id,
                               work_order_id=work_order_id, data=data, channel=channel, call_id=call_id)
     _append(run, [event], head)
+    _uncommitted.head = head  # checkpointed when the caller's transaction commits
     return event["id"]
 
 
@@ -237,17 +308,40 @@ def record_now(run: Run, actor: Actor, action: str, *, at: datetime, case_id: in
 class VerifyReport:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
+    unkeyed: int = 0  # events from before the first audit key (plain SHA-256)
+    checkpoint: str | None = None  # the latest signed checkpoint compared with
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+_MAX_EDITED = 100  # events named one by one; a chain re-hashed without the key is summed up
+
+
 def verify(session: Session, batch: int = 5000) -> VerifyReport:
-    """Walk the whole chain; report every edited, inserted or deleted event."""
+    """Walk the whole chain; report every edited, inserted or deleted event, each event checked
+    with its audit key, and the chain compared with the signed checkpoints.
+
+    Besides the stored hashes, the chain is recomputed from the events' contents alone with the
+    keys: where it first departs from a checkpoint whose hash the store no longer holds, an event
+    since the checkpoint before was edited — named even when whoever edited it re-hashed the whole
+    chain and head."""
     report = VerifyReport()
+    vault = audit_seal.current_vault()
+    keys = tuple(vault.keys(None))
+    points, signature_problems = audit_seal.signed_checkpoints(vault.checkpoint_lines(), keys)
+    report.problems.extend(signature_problems)
+    latest = points[max(points)] if points else None
+    if latest is not None:
+        report.checkpoint = (f"event {latest.last_id}, {latest.count} events, at {latest.at} "
+                             f"(line {latest.line_no} of the checkpoint log)")
     head = session.get(AuditHead, 1)
     prev_hash = GENESIS
+    true_hash = GENESIS  # the chain as the contents and the keys make it
+    agreed = 0           # the last checkpointed event the recomputed chain agrees with
+    departed = False
+    edited = 0
     expected_id = 1
     last_id = 0
     while True:
@@ -262,12 +356,35 @@ def verify(session: Session, batch: int = 5000) -> VerifyReport:
                 report.problems.append(f"event {expected_id}..{ev.id - 1} missing (deleted)")
             if ev.prev_hash != prev_hash:
                 report.problems.append(f"event {ev.id}: does not follow the event before it (inserted or reordered)")
-            if event_hash(ev.prev_hash, _hashed_fields(ev)) != ev.hash:
-                report.problems.append(f"event {ev.id}: content does not match its hash (edited)")
+            key = key_for(keys, ev.id)
+            report.unkeyed += key is None
+            fields = _hashed_fields(ev, full_precision=key is not None)
+            own = sealed_hash(key, ev.prev_hash, fields)
+            true_hash = own if ev.prev_hash == true_hash else sealed_hash(key, true_hash, fields)
+            if own != ev.hash:
+                edited += 1
+                if edited <= _MAX_EDITED:
+                    report.problems.append(f"event {ev.id}: content does not match its hash (edited)")
+            point = points.get(ev.id)
+            if point is not None and not departed:
+                if true_hash == point.last_hash:
+                    agreed = ev.id
+                elif ev.hash != point.last_hash:  # stored hashes rewritten: the checks above cannot tell
+                    # which event was edited, the checkpoints can
+                    departed = True
+                    which = f"event {ev.id}" if agreed + 1 == ev.id else f"one of events {agreed + 1}..{ev.id}"
+                    report.problems.append(f"{which}: not what the signed checkpoint of {point.at} sealed "
+                                           "(edited, the chain re-hashed after it)")
+            if latest is not None and ev.id == latest.last_id and ev.hash != latest.last_hash:
+                report.problems.append(f"event {ev.id}: hash differs from the signed checkpoint of {latest.at} "
+                                       "(chain rewritten)")
             prev_hash = ev.hash
             expected_id = ev.id + 1
             last_id = ev.id
         session.expunge_all()
+    if edited > _MAX_EDITED:
+        report.problems.append(f"... and {edited - _MAX_EDITED} more events whose content does not match their hash "
+                               "(re-hashed without the audit key?)")
     if head is None:
         if report.checked:
             report.problems.append("chain head missing")
@@ -278,4 +395,8 @@ def verify(session: Session, batch: int = 5000) -> VerifyReport:
             )
         if head.count != report.checked:
             report.problems.append(f"chain head counts {head.count} events, store holds {report.checked}")
+    if latest is not None and (last_id < latest.last_id or report.checked < latest.count):
+        report.problems.append(
+            f"signed checkpoint of {latest.at} names event {latest.last_id} ({latest.count} events), "
+            f"store ends at {last_id} ({report.checked} events): newest events deleted (tail truncated)")
     return report

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.api import errors
+from callcenter.audit_vault import install as install_audit_vault
 from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     it the operator/queue endpoints answer 503. ``background``: services with async start()/stop()
     run for the app's lifetime (the callback scheduler)."""
     settings = settings or get_settings()
+    install_audit_vault(settings.state_dir)  # A1: the audit key and checkpoints of this install
     domain = domain or Domain.load(settings.config_dir)
     engine = engine or make_engine(settings.effective_database_url)
 
