@@ -1,4 +1,4 @@
-"""The FastAPI application: /api/v1 routers, error mapping, request size limit."""
+"""The FastAPI application: /api/v1 routers, error mapping, request size limit, security headers."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.api import errors
+from callcenter.api.security import SecurityHeaders, install_docs
 from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         version="0.1.0",
         description="Cases, work orders and member units of a 12345 government public-service hotline.",
         openapi_url="/openapi.json",
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: security.install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.domain = domain
@@ -143,6 +146,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.callcontrol = callcontrol
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and error answers
+    install_docs(app)
 
     errors.install(app)  # domain and application errors: kind -> status
 
