@@ -10,6 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from callcenter.passwords import check_password
 from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.enums import Role
@@ -27,14 +28,28 @@ def actor_of(user: User) -> Actor:
 
 def create_user(session: Session, *, username: str, password: str, role: Role | str, display_name: str = "",
                 unit_code: str | None = None, operator_extension: str | None = None, now: datetime,
-                created_by: Actor = audit.SYSTEM) -> User:
+                created_by: Actor = audit.SYSTEM, password_min_length: int = 8) -> User:
     role = Role(role)
     if role == Role.SYSTEM:
         raise InvalidInput("users", "the system role is not for people")
-    if len(password) < 8:
-        raise InvalidInput("users", "a password has at least 8 characters")
+    check_password(password, username=username, min_length=password_min_length)
     if session.execute(select(User).where(User.username == username)).scalar_one_or_none():
         raise DomainError("users", f"user '{username}' already exists")
+    unit_id = unit_for_role(session, role, unit_code)
+    user = User(username=username, display_name=display_name or username, role=role, unit_id=unit_id,
+                password_hash=hash_password(password), active=True, operator_extension=operator_extension,
+                created_at=now)
+    session.add(user)
+    session.flush()
+    audit.record(session, created_by, "user_add", at=now, data={"username": username, "role": role.value,
+                                                                "unit": unit_code})
+    return user
+
+
+def unit_for_role(session: Session, role: Role, unit_code: str | None) -> int | None:
+    """The member unit a user of `role` belongs to (R5.3, R7.3c), or None for center roles."""
+    if role == Role.SYSTEM:
+        raise InvalidInput("users", "the system role is not for people")
     unit_id = None
     if role in UNIT_BOUND_ROLES:
         if not unit_code:
@@ -47,26 +62,29 @@ def create_user(session: Session, *, username: str, password: str, role: Role | 
         unit_id = unit.id
     elif unit_code:
         raise InvalidInput("users", f"a {role} user does not belong to a member unit")
-    user = User(username=username, display_name=display_name or username, role=role, unit_id=unit_id,
-                password_hash=_hasher.hash(password), active=True, operator_extension=operator_extension,
-                created_at=now)
-    session.add(user)
-    session.flush()
-    audit.record(session, created_by, "user_add", at=now, data={"username": username, "role": role.value,
-                                                                "unit": unit_code})
-    return user
+    return unit_id
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_credentials(session: Session, username: str, password: str) -> tuple[User | None, str]:
+    """(the user, "") if the password is right and the user active; else (None, why) for the
+    audit record only -- the caller answers every failure alike."""
     user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
     if user is None or not user.active:
         _hasher.hash("timing-equaliser")  # same cost whether or not the user exists
-        return None
+        return None, "unknown user" if user is None else "disabled"
     try:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
-        return None
-    return user
+        return None, "wrong password"
+    return user, ""
+
+
+def authenticate(session: Session, username: str, password: str) -> User | None:
+    return check_credentials(session, username, password)[0]
 
 
 def _digest(token: str) -> str:

@@ -88,10 +88,117 @@ def user_add(username, role, unit_code, display_name, extension, password) -> No
     try:
         with session_scope(factory) as session:
             create_user(session, username=username, password=password, role=role, display_name=display_name,
-                        unit_code=unit_code, operator_extension=extension, now=domain.clock())
+                        unit_code=unit_code, operator_extension=extension, now=domain.clock(),
+                        password_min_length=domain.policy.accounts.password_min_length)
     except DomainError as exc:
         _fail(exc.message)
     click.echo(f"user {username} ({role}) added")
+
+
+def _on_user(username: str, step) -> None:
+    """Run step(session, domain, user) as the administrator at the console; a domain error is a
+    clear message and exit 1."""
+    from callcenter import accounts
+    from ticketing.errors import DomainError
+    from ticketing.store import session_scope
+
+    domain, factory = _domain_and_sessions()
+    try:
+        with session_scope(factory) as session:
+            message = step(session, domain, accounts.user_named(session, username))
+    except DomainError as exc:
+        _fail(exc.message)
+    click.echo(message)
+
+
+def _console_actor():
+    """Who acts in the audit record for these commands: the system at the server's console."""
+    from ticketing.audit import Actor
+
+    return Actor(user_id=None, name="console", role="system")
+
+
+@user.command("disable")
+@click.argument("username")
+def user_disable(username: str) -> None:
+    """Stop a user from logging in; every token of the user is revoked."""
+    from callcenter import accounts
+
+    def step(session, domain, u):
+        n = accounts.set_active(session, _console_actor(), u, active=False, now=domain.clock())
+        return f"user {username} disabled; {n} tokens revoked"
+    _on_user(username, step)
+
+
+@user.command("enable")
+@click.argument("username")
+def user_enable(username: str) -> None:
+    """Let a disabled user log in again."""
+    from callcenter import accounts
+
+    def step(session, domain, u):
+        accounts.set_active(session, _console_actor(), u, active=True, now=domain.clock())
+        return f"user {username} enabled"
+    _on_user(username, step)
+
+
+@user.command("passwd")
+@click.argument("username")
+@click.option("--password", envvar="CALLCENTER_NEW_PASSWORD", help="Default: asked for, or $CALLCENTER_NEW_PASSWORD.")
+def user_passwd(username: str, password: str | None) -> None:
+    """Set a user's password (rules: length, not the user name, not common); every token is revoked."""
+    from callcenter import accounts
+
+    if not password:
+        password = getpass.getpass("new password: ")
+
+    def step(session, domain, u):
+        n = accounts.set_password(session, _console_actor(), u, password, policy=domain.policy, now=domain.clock())
+        return f"password of {username} changed; {n} tokens revoked"
+    _on_user(username, step)
+
+
+@user.command("role")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["front_desk", "back_office", "unit_staff", "discipline",
+                                                          "supervisor", "admin"]))
+@click.option("--unit", "unit_code", help="Member unit code (unit_staff, discipline).")
+def user_role(username: str, role: str, unit_code: str | None) -> None:
+    """Move a user to another role (and unit); every token is revoked."""
+    from callcenter import accounts
+
+    def step(session, domain, u):
+        n = accounts.set_role(session, _console_actor(), u, role, unit_code=unit_code, now=domain.clock())
+        return f"user {username} is now {role}; {n} tokens revoked"
+    _on_user(username, step)
+
+
+@user.command("revoke-tokens")
+@click.argument("username")
+def user_revoke_tokens(username: str) -> None:
+    """Revoke every token of a user (they log in again)."""
+    from callcenter import accounts
+
+    def step(session, domain, u):
+        n = accounts.revoke_all_tokens(session, _console_actor(), u, now=domain.clock(), reason="revoked at the console")
+        return f"{n} tokens of {username} revoked"
+    _on_user(username, step)
+
+
+@user.command("unlock")
+@click.argument("username", required=False)
+@click.option("--address", help="Also (or only) lift the lock of this client address.")
+def user_unlock(username: str | None, address: str | None) -> None:
+    """Lift a login lock (too many failed logins) of an account name and/or a client address."""
+    from callcenter import accounts
+    from ticketing.store import session_scope
+
+    if not username and not address:
+        _fail("give a user name, --address, or both")
+    domain, factory = _domain_and_sessions()
+    with session_scope(factory) as session:
+        n = accounts.unlock(session, _console_actor(), username=username, address=address, now=domain.clock())
+    click.echo(f"unlocked ({n} counters cleared)")
 
 
 @main.command()

@@ -12,8 +12,9 @@ GONE = "gone"                        # the call leg existed and has ended
 UNAVAILABLE = "unavailable"          # the telephone system (or the link to it) is not there now
 OUTCOME_UNKNOWN = "outcome_unknown"  # the action was sent and its answer lost: read the state again
 UPSTREAM_FAILED = "upstream_failed"  # Asterisk refused or failed the action
+THROTTLED = "throttled"              # too many failed logins: locked for a while
 KINDS = frozenset({REFUSED, FORBIDDEN, NOT_FOUND, INVALID, CONFLICT,
-                   UNAUTHENTICATED, GONE, UNAVAILABLE, OUTCOME_UNKNOWN, UPSTREAM_FAILED})
+                   UNAUTHENTICATED, GONE, UNAVAILABLE, OUTCOME_UNKNOWN, UPSTREAM_FAILED, THROTTLED})
 
 
 class AppError(Exception):
@@ -28,4 +29,4 @@ class AppError(Exception):
 
 
 __all__ = ["AppError", "CONFLICT", "FORBIDDEN", "GONE", "INVALID", "KINDS", "NOT_FOUND", "OUTCOME_UNKNOWN",
-           "REFUSED", "UNAUTHENTICATED", "UNAVAILABLE", "UPSTREAM_FAILED"]
+           "REFUSED", "THROTTLED", "UNAUTHENTICATED", "UNAVAILABLE", "UPSTREAM_FAILED"]

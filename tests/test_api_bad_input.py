@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import inspect, text
 
+from .conftest import USERS
+
 CASE = {"kind": "consultation", "channel": "mobile", "title": "停水咨询",
         "description": "宜城街道某小区停水，何时恢复？", "citizen_phone": "13800001111"}
 
@@ -31,8 +33,10 @@ def assert_chain_intact(api) -> dict:
 
 @contextmanager
 def nothing_stored(api, engine):
-    """A1: a refused request writes nothing and appends nothing to the audit chain."""
-    api.login("sup1")
+    """A1: a refused request writes nothing and appends nothing to the audit chain. Everyone logs
+    in first: a login is itself an audit event."""
+    for username, _role, _unit in USERS:
+        api.login(username)
     before = store_state(engine)
     yield
     assert store_state(engine) == before

@@ -35,6 +35,7 @@ def chain(api, domain, sessions, engine) -> int:
         (wo,) = wf.dispatch(actor(s, "op1"), case, units=["urban_management"])
         wf.receive(actor(s, "urban1"), wo)
         wf.notify(actor(s, "urban1"), wo, channel="phone")
+    api.login("sup1")  # the verifier logs in before any tampering: a login is an event itself
     with engine.connect() as conn:
         last = conn.execute(text("SELECT max(id) FROM audit_events")).scalar_one()
     assert last >= 15

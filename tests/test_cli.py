@@ -166,3 +166,81 @@ def test_serve_answers_http_on_the_given_port(cli_env):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_user_disable_passwd_revoke_tokens_unlock(cli_env):
+    """Issue 11: an administrator at the console disables a user, sets a password under the rules,
+    revokes every token and lifts a login lock; each step revokes what it must and is audited (A1)."""
+    from datetime import timedelta
+
+    from callcenter import accounts
+    from callcenter.auth import issue_token, resolve_token
+    from ticketing.domain import Domain
+    from ticketing.models import User
+    from ticketing.store import make_session_factory, session_scope
+
+    assert cli(cli_env, "db", "upgrade").returncode == 0
+    r = cli(cli_env, "user", "add", "op9", "--role", "front_desk", "--password", "a-long-password")
+    assert r.returncode == 0, r.stderr
+    url = cli_env["CALLCENTER_DATABASE_URL"] or f"sqlite:///{cli_env['CALLCENTER_STATE_DIR']}/callcenter.db"
+    engine = make_engine(url)
+    domain = Domain.load(CONFIG_DIR)
+    factory = make_session_factory(engine)
+
+    def tokens(n: int) -> list[str]:
+        with session_scope(factory) as s:
+            user = accounts.user_named(s, "op9")
+            return [issue_token(s, user, now=domain.clock(), ttl=timedelta(hours=1))[0] for _ in range(n)]
+
+    def live(ts: list[str]) -> int:
+        with session_scope(factory) as s:
+            return sum(resolve_token(s, t, now=domain.clock()) is not None for t in ts)
+
+    try:
+        ts = tokens(2)
+        r = cli(cli_env, "user", "revoke-tokens", "op9")
+        assert (r.returncode, r.stdout.strip()) == (0, "2 tokens of op9 revoked"), r.stderr
+        assert live(ts) == 0
+
+        ts = tokens(2)
+        r = cli(cli_env, "user", "passwd", "op9", "--password", "12345678")
+        assert r.returncode == 1 and "most common" in r.stderr and "Traceback" not in r.stderr
+        assert live(ts) == 2  # a refused change revokes nothing
+        r = cli({**cli_env, "CALLCENTER_NEW_PASSWORD": "tea-kettle-5150"}, "user", "passwd", "op9")
+        assert (r.returncode, r.stdout.strip()) == (0, "password of op9 changed; 2 tokens revoked"), r.stderr
+        assert live(ts) == 0
+
+        ts = tokens(1)
+        r = cli(cli_env, "user", "disable", "op9")
+        assert (r.returncode, r.stdout.strip()) == (0, "user op9 disabled; 1 tokens revoked"), r.stderr
+        assert live(ts) == 0
+        with session_scope(factory) as s:
+            assert s.query(User).filter_by(username="op9").one().active is False
+        assert cli(cli_env, "user", "enable", "op9").returncode == 0
+
+        with session_scope(factory) as s:  # five wrong passwords lock the account
+            for _ in range(5):
+                out = accounts.login(s, domain.policy, username="op9", password="wrong-guess-1", address="10.0.0.9",
+                                     now=domain.clock())
+            assert isinstance(out.refusal, accounts.LoginLocked)
+        with session_scope(factory) as s:
+            out = accounts.login(s, domain.policy, username="op9", password="tea-kettle-5150", address="10.0.0.9",
+                                 now=domain.clock())
+            assert isinstance(out.refusal, accounts.LoginLocked)
+        r = cli(cli_env, "user", "unlock", "op9")
+        assert r.returncode == 0 and r.stdout.startswith("unlocked"), r.stderr
+        with session_scope(factory) as s:
+            assert accounts.login(s, domain.policy, username="op9", password="tea-kettle-5150", address="10.0.0.9",
+                                  now=domain.clock()).user is not None
+
+        r = cli(cli_env, "user", "disable", "nobody")
+        assert r.returncode == 1 and "nobody" in r.stderr and "Traceback" not in r.stderr
+        r = cli(cli_env, "user", "unlock")
+        assert r.returncode == 1 and "give a user name" in r.stderr
+        _audit_events(cli_env)  # the chain verifies after all of it
+        with engine.connect() as conn:
+            actions = {a for (a,) in conn.execute(text("SELECT action FROM audit_events"))}
+        assert {"tokens_revoked", "password_change", "user_disable", "user_enable", "login_failed", "login_locked",
+                "login_refused_locked", "login_unlock", "login"} <= actions
+    finally:
+        engine.dispose()

@@ -171,7 +171,7 @@ def test_r7_1_concurrent_create_and_dispatch_requests_get_distinct_numbers_and_o
         assert body["version"] == 2 and body["status"] == "dispatched" and body["owner"] == "op1"
         assert [wo["unit_code"] for wo in body["work_orders"]] == ["water_supply"]
         assert body["deadline_at"] == body["work_orders"][0]["report_due_at"]
-    assert chain_verified(sessions) == before + 2 * n
+    assert chain_verified(sessions) == before + 1 + 2 * n  # op1's login, then accept + dispatch each
     with engine.connect() as conn:
         per_case = conn.execute(text("SELECT case_id, count(*) FROM audit_events WHERE action IN ('accept', 'dispatch')"
                                      " GROUP BY case_id")).all()

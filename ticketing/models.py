@@ -149,6 +149,24 @@ class ApiToken(Base):
 
     user: Mapped[User] = relationship()
 
+    # every token of a user is revoked at once (password change, disable)
+    __table_args__ = (Index("ix_api_tokens_user", "user_id"),)
+
+
+class LoginThrottle(Base):
+    """Failed logins counted per account name or per client address; a key over the policy's
+    limit is locked until `locked_until` (callcenter/accounts.py)."""
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_login_throttle_scope_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # 'account' | 'address'
+    key: Mapped[str] = mapped_column(String(200))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+
 
 class CaseCounter(Base):
     """Per-day sequence behind human-readable case numbers (20261125-000123)."""

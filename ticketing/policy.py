@@ -32,6 +32,7 @@ from ticketing.calendar import CalendarOverrides, WorkCalendar
 from ticketing.cityconfig import CASE_KINDS
 
 __all__ = [
+    "AccountPolicy",
     "CASE_KINDS",
     "CallbackPolicy",
     "IvrPolicy",
@@ -253,6 +254,17 @@ class UrgePolicy:
     overdue: StrictBool = True  # urge anything past its deadline
 
 
+@dataclass(frozen=True, config=_CONFIG)
+class AccountPolicy:
+    """Logins and passwords of staff accounts (issue 11: password guessing)."""
+
+    max_failures_per_account: PosInt = 5     # failed logins on one account name ...
+    max_failures_per_address: PosInt = 20    # ... or from one client address, within the window
+    failure_window_minutes: PosInt = 15      # failures older than this are forgotten
+    lockout_minutes: PosInt = 15             # then the account (or address) is locked this long
+    password_min_length: Annotated[int, Field(ge=8, le=64, strict=True)] = 8
+
+
 def _check_tz(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -274,6 +286,7 @@ class Policy:
     callback: CallbackPolicy = dataclasses.field(default_factory=CallbackPolicy)
     recordings: RecordingPolicy = dataclasses.field(default_factory=RecordingPolicy)
     urge: UrgePolicy = dataclasses.field(default_factory=UrgePolicy)
+    accounts: AccountPolicy = dataclasses.field(default_factory=AccountPolicy)
 
     @property
     def tzinfo(self) -> ZoneInfo:

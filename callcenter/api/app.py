@@ -1,4 +1,4 @@
-"""The FastAPI application: /api/v1 routers, error mapping, request size limit."""
+"""The FastAPI application: /api/v1 routers, error mapping, request size limit, security headers."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.api import errors
+from callcenter.api.security import SecurityHeaders, install_docs
 from callcenter.audit_vault import install as install_audit_vault
 from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         version="0.1.0",
         description="Cases, work orders and member units of a 12345 government public-service hotline.",
         openapi_url="/openapi.json",
+        docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: security.install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.domain = domain
@@ -145,6 +148,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.callcontrol = callcontrol
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and error answers
+    install_docs(app)
 
     errors.install(app)  # domain and application errors: kind -> status
 
@@ -175,7 +180,16 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     async def invalid(_request: Request, exc: RequestValidationError):
         return JSONResponse(status_code=422, content={"error": "invalid_input", "detail": _validation_message(exc)})
 
-    from callcenter.api.routers import admin, auth, calendar, cases, operators, public, units, work_orders
+    from callcenter.api.routers import (
+        admin,
+        auth,
+        calendar,
+        cases,
+        operators,
+        public,
+        units,
+        work_orders,
+    )
     from callcenter.api.routers import calls as call_control
 
     for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators):

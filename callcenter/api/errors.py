@@ -21,6 +21,7 @@ STATUS = {
     app_errors.UNAVAILABLE: 503,
     app_errors.OUTCOME_UNKNOWN: 503,
     app_errors.UPSTREAM_FAILED: 502,
+    app_errors.THROTTLED: 429,
 }
 
 
@@ -35,7 +36,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def app_error(_request: Request, exc: AppError):
-        return JSONResponse(status_code=status_of(exc), content={"error": exc.code, "detail": exc.message})
+        return JSONResponse(status_code=status_of(exc), content={"error": exc.code, "detail": exc.message},
+                            headers=getattr(exc, "headers", None))
 
 
 __all__ = ["STATUS", "install", "status_of"]

@@ -326,11 +326,36 @@ class KnowledgeOut(Out):
 
 class UserIn(Strict):
     username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    password: Annotated[str, StringConstraints(min_length=8, max_length=200)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]  # rules: callcenter.passwords
     role: Role
     display_name: ShortText = ""
     unit_code: Code | None = None
     operator_extension: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,8}$")] | None = None
+
+
+class PasswordIn(Strict):
+    """A new password (rules: policy `accounts.password_min_length`, not the user name, not common)."""
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class OwnPasswordIn(Strict):
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    new_password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class UnlockIn(Strict):
+    """Also lift the lock of a client address (optional)."""
+    address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+
+
+class RoleIn(Strict):
+    role: Role
+    unit_code: Code | None = None
+
+
+class RevokedOut(Out):
+    username: str
+    tokens_revoked: int
 
 
 class UserOut(Out):
