@@ -414,7 +414,9 @@ def test_r7_5_r8_5_r8_6_r7_3h_back_office_decides_from_its_lists(console, sessio
     assert sorted((w["unit_code"], w["role"]) for w in case["work_orders"]) == [
         ("natural_resources", "co_unit"), ("urban_management", "lead")]
 
-    # R7.4: the callback the automatic survey could not make is done by hand
+    # R7.4: the callback the automatic survey could not make is done by hand (once the lists the
+    # last action reloads have all arrived: a late one would replace the form being filled)
+    back.wait_for_load_state("networkidle")
     item = back.locator("#manual-callbacks .item", has=back.locator(f".case-card[data-number='{numbers['manual']}']"))
     item.locator("select[name=satisfaction]").select_option("basically_satisfied")
     item.get_by_role("button", name="提交").click()
