@@ -412,3 +412,22 @@ def test_a1_times_without_a_zone_are_422_not_server_errors(api, engine):
         r = api.get("/api/v1/assessment", "bo1", params={"since": "2026-03-01T00:00:00"})
         _refused(r, 422, "since", error="invalid_input")
     assert api.get("/api/v1/assessment", "bo1", params={"since": "2026-03-01T00:00:00+08:00"}).status_code == 200
+
+
+# ---- integers and enums validated at the edge (issue 11 §6) -----------------------------------
+
+def test_a1_unknown_unit_type_is_422_not_a_server_error(api, engine):
+    """A1: an enum the store does not know is refused by the API, not by the driver (was a 500)."""
+    with nothing_stored(api, engine):
+        _refused(api.get("/api/v1/units?type=spaceport", "op1"), 422, "type", error="invalid_input")
+    assert {u["type"] for u in api.get("/api/v1/units?type=discipline", "op1").json()} == {"discipline"}
+
+
+@pytest.mark.parametrize("path,who", [("/api/v1/cases", "op1"), ("/api/v1/work-orders", "op1"),
+                                      ("/api/v1/public/cases", None)])
+def test_a1_huge_offset_is_422_not_an_overflow(api, engine, path, who):
+    """A1: an offset past the store's integers (>= 2**63 overflowed the driver: a 500) is refused."""
+    with nothing_stored(api, engine):
+        for offset in (2**63, 2**63 + 1, 10**30):
+            _refused(api.get(f"{path}?offset={offset}", who), 422, "offset", error="invalid_input")
+    assert api.get(f"{path}?offset=2147483647", who).json() == []

@@ -139,7 +139,8 @@ def test_r8_6_returned_work_order_goes_back_to_dispatch_and_a_new_unit_answers(a
     # The returning unit can no longer act on it.
     refused(api.post(f"/api/v1/work-orders/{wrong['id']}/notify", "housing1", json={"channel": "phone"}), 409, "R8.2")
 
-    c = dispatch(api, number, "bo1", units=["urban_management"], instructions="请城管局办理")
+    c = dispatch(api, number, "bo1", units=["urban_management"], instructions="请城管局办理",
+                 expected_version=c["version"])  # a re-dispatch names the version it acted on
     assert c["status"] == "dispatched" and c["dispatch_met"] is True
     right = wo_of(c, "urban_management")
     assert right["round"] == 2 and right["role"] == "sole"
@@ -286,7 +287,8 @@ def test_r7_5_unsatisfied_case_redispatched_by_the_back_office_in_a_second_round
     refused(api.post(f"/api/v1/cases/{number}/dispatch", "op1", json={"units": ["water_supply"]}), 409, "R7.3")
 
     travel(api, clock, "2026-03-04T09:00")
-    c = dispatch(api, number, "bo1", units=["water_supply"], instructions="诉求人不满意，请重新办理")
+    c = dispatch(api, number, "bo1", units=["water_supply"], instructions="诉求人不满意，请重新办理",
+                 expected_version=case(api, number, "bo1")["version"])
     assert c["status"] == "dispatched" and c["satisfaction"] is None
     second = wo_of(c, "water_supply", round_=2)
     assert second["status"] == "dispatched" and second["id"] != first["id"]

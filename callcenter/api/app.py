@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.api import errors
+from callcenter.api.schemas import ErrorOut
 from callcenter.api.security import SecurityHeaders, install_docs
 from callcenter.audit_vault import install as install_audit_vault
 from callcenter.settings import Settings, get_settings
@@ -23,6 +24,10 @@ from ticketing.store import make_engine, make_session_factory, session_scope
 
 log = logging.getLogger("callcenter.api")
 MAX_BODY_BYTES = 256 * 1024
+REFUSALS = {401: "Not logged in, or the token is unknown, expired or revoked", 403: "The role may not do this",
+            404: "Not found", 409: "Refused by a rule, or the case changed meanwhile", 410: "Gone",
+            413: "Request body too large", 422: "Invalid input, naming the field",
+            502: "The telephone system failed the action", 503: "A service this needs is unavailable"}
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -140,6 +145,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         openapi_url="/openapi.json",
         docs_url=None,  # FastAPI's own pages load Swagger UI and ReDoc from a CDN: security.install_docs
         redoc_url=None,
+        # The schema says what a refusal looks like (not FastAPI's default 422 body): clients and
+        # the schema-driven fuzz test (tests/test_api_fuzz.py) hold every answer to it.
+        responses={status: {"model": ErrorOut, "description": why} for status, why in REFUSALS.items()},
     )
     app.state.settings = settings
     app.state.domain = domain

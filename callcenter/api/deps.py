@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -51,6 +51,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 # Row ids in paths: bounded to the store's 32-bit integer keys, so a huge id is a 422, not a driver overflow.
 IdPath = Annotated[int, Path(ge=1, le=2_147_483_647)]
+# List offsets likewise: past 2**63 the driver overflows (a 500); no list is longer than a 32-bit key.
+OffsetQuery = Annotated[int, Query(ge=0, le=2_147_483_647)]
 DomainDep = Annotated[Domain, Depends(get_domain)]
 
 

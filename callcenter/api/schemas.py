@@ -51,6 +51,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ErrorOut(BaseModel):
+    """Every refusal: the rule (or the application's code) and why; a few add a field (T1: the year)."""
+    model_config = ConfigDict(extra="allow")
+    error: str
+    detail: str
+
+
 class LoginIn(Strict):
     username: RequiredShort
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import flag_modified
 
 from ticketing import audit
@@ -156,7 +156,9 @@ class WorkflowBase:
         return case
 
     def get_work_order(self, wo_id: int) -> WorkOrder:
-        wo = self.session.get(WorkOrder, wo_id)
+        # With its case in the same statement: one snapshot, so a step taken on a work order that
+        # changed meanwhile fails on the case's version instead of applying twice (issue 11 §7).
+        wo = self.session.get(WorkOrder, wo_id, options=[joinedload(WorkOrder.case)])
         if wo is None:
             raise NotFound("work order", wo_id)
         return wo

@@ -69,7 +69,10 @@ class DispatchSteps(WorkflowBase):
         instructions: str = "",
         expected_version: int | None = None,
         call_id: int | None = None,
+        version_required: bool = False,
     ) -> list[WorkOrder]:
+        """``version_required``: a re-dispatch must name the case version it acted on (the API's
+        clients; issue 11 §7). A call-control step acts on its own live call instead."""
         mode = DispatchMode(mode)
         _require_role(actor, CENTER_ROLES, "R5.1", "dispatch")
         self._check_version(case, expected_version)
@@ -90,6 +93,11 @@ class DispatchSteps(WorkflowBase):
         else:
             self._status(case, {CaseStatus.NEW, CaseStatus.PENDING_BACK_OFFICE, CaseStatus.DISPATCHED,
                                 CaseStatus.UNSATISFIED, CaseStatus.REPORTED}, "R7.3", "dispatch")
+        if version_required and expected_version is None and (redispatch or case.work_orders):
+            # It cancels the work under way: a repeated or concurrent one must not apply twice.
+            raise InvalidInput("expected_version", f"case {case.number} was dispatched before: a re-dispatch must "
+                                                   f"send expected_version, the case version you acted on "
+                                                   f"(now {case.version})")
         if lead is not None and lead not in units:
             raise InvalidInput("R7.3h", f"the lead unit '{lead}' must be one of the units dispatched to")
         resolved = self.units_by_code(units)

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from callcenter.api.deps import (
     ActorDep,
     DomainDep,
+    OffsetQuery,
     SessionDep,
     WorkflowDep,
     commit,
@@ -81,7 +82,7 @@ def list_cases(
     overdue: bool = False,
     callback_manual: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[CaseOut]:
     stmt = visible_cases(actor, select(Case))
     if status_ is not None:
@@ -180,7 +181,7 @@ def _dispatch(wf: Workflow, actor: Actor, case: Case, body: DispatchIn) -> None:
         if mode is None:
             mode = DispatchMode.WORK_ORDER if category.route.mode == "discipline" else DispatchMode(category.route.mode)
     wf.dispatch(actor, case, units=units, mode=mode or DispatchMode.WORK_ORDER, lead=lead,
-                instructions=body.instructions, expected_version=body.expected_version)
+                instructions=body.instructions, expected_version=body.expected_version, version_required=True)
 
 
 @router.post("/{number}/live-outcome", response_model=CaseOut,

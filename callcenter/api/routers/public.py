@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
-from callcenter.api.deps import DomainDep, SessionDep
+from callcenter.api.deps import DomainDep, OffsetQuery, SessionDep
 from callcenter.api.schemas import PublicCaseOut
 from ticketing.models import Case
 from ticketing.privacy import scrub
@@ -41,7 +41,7 @@ def _published(session, limit: int, offset: int) -> list[PublicCaseOut]:
 
 @router.get("/api/v1/public/cases", response_model=list[PublicCaseOut])
 def public_cases(session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                 offset: Annotated[int, Query(ge=0)] = 0) -> list[PublicCaseOut]:
+                 offset: OffsetQuery = 0) -> list[PublicCaseOut]:
     return _published(session, limit, offset)
 
 

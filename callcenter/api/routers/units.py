@@ -10,7 +10,7 @@ from sqlalchemy import or_, select
 from callcenter.api.deps import ActorDep, DomainDep, IdPath, SessionDep, commit, require_roles
 from callcenter.api.schemas import CategoryOut, KnowledgeIn, KnowledgeOut, RosterIn, RosterOut, UnitOut
 from ticketing import audit
-from ticketing.enums import Role
+from ticketing.enums import Role, UnitType
 from ticketing.errors import Forbidden, NotFound
 from ticketing.models import KnowledgeEntry, MemberUnit, RosterEntry
 from ticketing.roster import change_duty, on_duty
@@ -31,7 +31,7 @@ def _roster_out(r: RosterEntry) -> RosterOut:
 
 
 @router.get("/units", response_model=list[UnitOut])
-def list_units(actor: ActorDep, session: SessionDep, type: str | None = None) -> list[UnitOut]:
+def list_units(actor: ActorDep, session: SessionDep, type: UnitType | None = None) -> list[UnitOut]:
     stmt = select(MemberUnit).order_by(MemberUnit.id)
     if type:
         stmt = stmt.where(MemberUnit.type == type)

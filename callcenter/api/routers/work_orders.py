@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from callcenter.api.deps import ActorDep, DomainDep, IdPath, SessionDep, WorkflowDep, commit
+from callcenter.api.deps import ActorDep, DomainDep, IdPath, OffsetQuery, SessionDep, WorkflowDep, commit
 from callcenter.api.schemas import (
     DecisionIn,
     ExtensionIn,
@@ -49,7 +49,7 @@ def list_work_orders(
     status: WorkOrderStatus | None = None,
     due: Literal["overdue", "soon", "notify_overdue", "notify_soon"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> list[WorkOrderOut]:
     now = domain.clock()
     within = timedelta(hours=domain.policy.due_soon_hours)
