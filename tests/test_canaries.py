@@ -63,8 +63,9 @@ def _store(api, seeded) -> dict:
     (rwo,) = ret["work_orders"]
     ok(api.post(f"/api/v1/work-orders/{rwo['id']}/return", "housing1", json={"reason": "属于供电公司职责"}))
     ok(api.post(f"/api/v1/work-orders/{rwo['id']}/return/decision", "bo1", json={"approve": True}))
-    ret = ok(api.post(f"/api/v1/cases/{ret['number']}/dispatch", "bo1",
-                      json={"units": ["power_supply"], "instructions": f"请抢修{RETURNED}"}))
+    version = ok(api.get(f"/api/v1/cases/{ret['number']}", "bo1"))["version"]
+    ret = ok(api.post(f"/api/v1/cases/{ret['number']}/dispatch", "bo1", json={
+        "units": ["power_supply"], "instructions": f"请抢修{RETURNED}", "expected_version": version}))
 
     with session_scope(seeded) as s:
         case_id = s.execute(select(Case.id).where(Case.number == disc["number"])).scalar_one()

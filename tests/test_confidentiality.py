@@ -98,7 +98,9 @@ def test_r5_3_a_unit_no_longer_reads_a_case_it_returned_once_it_went_elsewhere(a
     (wo,) = c["work_orders"]
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/return", "housing1", json={"reason": "不属于本单位职责"}))
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/return/decision", "bo1", json={"approve": True}))
-    ok(api.post(f"/api/v1/cases/{c['number']}/dispatch", "bo1", json={"units": ["urban_management"]}))
+    version = ok(api.get(f"/api/v1/cases/{c['number']}", "bo1"))["version"]
+    ok(api.post(f"/api/v1/cases/{c['number']}/dispatch", "bo1",
+                json={"units": ["urban_management"], "expected_version": version}))
     refused(api.get(f"/api/v1/cases/{c['number']}", "housing1"), 403, "R5.3")
     assert c["number"] not in api.get("/api/v1/cases", "housing1").text
     assert ok(api.get(f"/api/v1/cases/{c['number']}", "urban1"))["citizen_phone"] == "13700001234"
