@@ -179,9 +179,13 @@ def test_user_disable_passwd_revoke_tokens_unlock(cli_env):
     from ticketing.models import User
     from ticketing.store import make_session_factory, session_scope
 
+    from callcenter.audit_vault import install
+
     assert cli(cli_env, "db", "upgrade").returncode == 0
     r = cli(cli_env, "user", "add", "op9", "--role", "front_desk", "--password", "a-long-password")
     assert r.returncode == 0, r.stderr
+    # events this test writes itself are sealed with the install's key, as the CLI's are (A1)
+    install(cli_env["CALLCENTER_STATE_DIR"])
     url = cli_env["CALLCENTER_DATABASE_URL"] or f"sqlite:///{cli_env['CALLCENTER_STATE_DIR']}/callcenter.db"
     engine = make_engine(url)
     domain = Domain.load(CONFIG_DIR)
