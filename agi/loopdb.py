@@ -51,7 +51,23 @@ class LockTaken(Exception):
     pass
 
 
-class LoopConnection:
+class _PreparedStatements:
+    """One dialect's prepared statements, built on first use (ticketing.prepared.Statements)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._prepared: dict[int, Prepared] = {}
+
+    def prepared(self, statement) -> Prepared:
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:  # module-level statements only (they live as long as the process);
+            # from several threads a race builds the same one twice, harmlessly
+            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
+        return prepared
+
+
+class LoopConnection(_PreparedStatements):
     """One DBAPI connection of the no-wait engine, used only on the event loop thread and only
     between two awaits, so never by two transactions at once. The call record's and the open-cases
     statements run on it as prebuilt statements (ticketing.prepared): SQLAlchemy's Session and
@@ -60,16 +76,8 @@ class LoopConnection:
     (busy_timeout=0) and the caller falls back to the ORM transaction in a worker thread."""
 
     def __init__(self, engine):
-        self.engine = engine
-        self.dialect = engine.dialect
+        super().__init__(engine)
         self._fairy = None
-        self._prepared: dict[int, Prepared] = {}
-
-    def prepared(self, statement) -> Prepared:
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:  # module-level statements only: they live as long as the process
-            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
-        return prepared
 
     def run(self, fn: Callable[[Any], Any]) -> Any:
         """fn(cursor) in one transaction; LockTaken (nothing done) if another connection writes."""
@@ -99,7 +107,7 @@ class LoopConnection:
             self._fairy = None
 
 
-class ThreadConnections:
+class ThreadConnections(_PreparedStatements):
     """The voice menu's statements on other databases (PostgreSQL): in worker threads (a network
     round trip must not stall the event loop), each thread holding one pooled DBAPI connection for
     its transactions, with the same prepared statements as on SQLite's loop connection instead of an
@@ -108,18 +116,10 @@ class ThreadConnections:
     fails at the connection level is dropped and the next transaction takes a fresh one."""
 
     def __init__(self, engine):
-        self.engine = engine
-        self.dialect = engine.dialect
-        self._prepared: dict[int, Prepared] = {}
+        super().__init__(engine)
         self._held = threading.local()
         self._all: list[Any] = []  # every held connection, to give back at close
         self._lock = threading.Lock()
-
-    def prepared(self, statement) -> Prepared:
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:  # module-level statements only; a race builds the same one twice
-            prepared = self._prepared[id(statement)] = Prepared(statement, self.dialect)
-        return prepared
 
     def _connection(self) -> Any:
         conn = getattr(self._held, "conn", None)
