@@ -105,11 +105,11 @@ class AGIDriver:
                            command="EXEC Read")
         return "".join(ch for ch in digits if ch in ALL_DIGITS)
 
-    async def say_number(self, n: int) -> None:
-        await self._guard(self.channel.say_number(n))
+    async def say_number(self, n: int, interruptible: bool = False) -> str | None:
+        return await self._guard(self.channel.say_number(n, ALL_DIGITS if interruptible else ""))
 
-    async def say_digits(self, s: str) -> None:
-        await self._guard(self.channel.say_digits(s))
+    async def say_digits(self, s: str, interruptible: bool = False) -> str | None:
+        return await self._guard(self.channel.say_digits(s, ALL_DIGITS if interruptible else ""))
 
     async def record(self, name: str, max_seconds: int) -> str | None:
         path = f"{self.recordings_dir}/{name}-{self.uniqueid.replace('.', '-').replace(';', '-')}"

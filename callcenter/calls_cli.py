@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import click
 
 from callcenter.settings import get_settings
+
+RECORD_WAIT_TRIES, RECORD_WAIT_S = 25, 0.2
 
 
 @click.group("call")
@@ -28,7 +31,6 @@ def simulate(keys: tuple[str, ...], caller: str, stay: bool, timeout: float) -> 
     """
     from callcenter.ami.client import AMIClient
     from callcenter.simulate import simulate_call
-    from ticketing.privacy import mask_phone
 
     async def main():
         ami = AMIClient.from_settings(get_settings())
@@ -43,7 +45,27 @@ def simulate(keys: tuple[str, ...], caller: str, stay: bool, timeout: float) -> 
     except asyncio.TimeoutError:
         click.echo("error: the call did not end in time", err=True)
         sys.exit(1)
-    click.echo(f"call {result.uniqueid} from {mask_phone(caller)} ({result.seconds:.1f} s)")
-    click.echo(f"  menu asked for input at: {', '.join(result.prompts_for_input) or '-'}")
-    click.echo(f"  keys sent: {''.join(result.keys_sent) or '-'}")
-    click.echo(f"  queued for an operator: {'yes (' + (result.queue_reason or '') + ')' if result.queued else 'no'}")
+    for line in _describe(result):
+        click.echo(line)
+
+
+def _describe(result) -> list[str]:
+    """The call in words, from the record the hotline wrote (waiting briefly for it to close)."""
+    from callcenter.simulate_report import describe, load_record
+    from ticketing.domain import Domain
+    from ticketing.store import make_engine, make_session_factory, session_scope
+
+    settings = get_settings()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sessions = make_session_factory(engine)
+        record = None
+        for _ in range(RECORD_WAIT_TRIES):  # the menu closes the record as the caller leaves it
+            with session_scope(sessions) as s:
+                record = load_record(s, result.uniqueid)
+            if record is not None and record.outcome is not None:
+                break
+            time.sleep(RECORD_WAIT_S)
+        return describe(result, record, Domain.load(settings.config_dir).policy)
+    finally:
+        engine.dispose()

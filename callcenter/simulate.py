@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from callcenter.ami.client import AMIClient
@@ -30,6 +30,7 @@ class SimulatedCall:
     queue_reason: str | None = None
     hung_up: bool = False
     events: list[dict] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # AGI commands the menu ran, in order (AGIExecStart)
     seconds: float = 0.0
 
 
@@ -45,11 +46,15 @@ async def simulate_call(
     key_delay: float = KEY_DELAY_S,
     talking: bool = False,
     speak_seconds: float = 3.0,
+    barge: Mapping[str, str] | None = None,
 ) -> SimulatedCall:
-    """Place one call. `keys[i]` is what the citizen types at the i-th input prompt ("" = stay silent)."""
+    """Place one call. `keys[i]` is what the citizen types at the i-th input prompt ("" = stay silent).
+    `barge`: AGI command prefix -> keys typed once when the menu starts such a command, e.g.
+    {"SAY DIGITS": "1"} presses 1 while a number is being read out (a key that interrupts)."""
     base = f"sim-{uuid.uuid4().hex[:12]}"
     result = SimulatedCall(uniqueid=f"{base};2", caller=caller)
     plan = list(keys)
+    barge_left = dict(barge or {})
     done = asyncio.Event()
     local_one: dict[str, str] = {}
     pending_keys: asyncio.Queue[str] = asyncio.Queue()
@@ -66,6 +71,11 @@ async def simulate_call(
         result.events.append({"event": name, "user_event": user_event, "node": msg.get_first("Node")})
         if name == "Newchannel" and msg.get_first("Uniqueid") == base:
             local_one["channel"] = msg.get_first("Channel")
+        elif name == "AGIExecStart":
+            command = msg.get_first("Command") or ""
+            result.commands.append(command)
+            for prefix in [p for p in barge_left if command.startswith(p)]:
+                pending_keys.put_nowait(barge_left.pop(prefix))
         elif user_event == "CallcenterAwaitInput":
             result.prompts_for_input.append(msg.get_first("Node") or "")
             pending_keys.put_nowait(plan.pop(0) if plan else "")
@@ -81,7 +91,7 @@ async def simulate_call(
             result.hung_up = True
             done.set()
 
-    sub = ami.subscribe(on_event, ["Newchannel", "UserEvent", "QueueCallerJoin", "Hangup"])
+    sub = ami.subscribe(on_event, ["Newchannel", "UserEvent", "QueueCallerJoin", "Hangup", "AGIExecStart"])
     started = time.monotonic()
 
     async def press_keys() -> None:

@@ -35,7 +35,7 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
     ),
     "action": ({"action"}, {"args", "store", "next", "branches"}),
     "branch": ({"var", "default"}, {"cases", "equals", "then"}),
-    "say": ({"next"}, {"prompts", "number", "digits", "date", "year", "prompt_from"}),
+    "say": ({"next"}, {"prompts", "number", "digits", "date", "year", "prompt_from", "interruptible"}),
     "record": ({"max_seconds", "store", "next"}, {"prompts", "name", "on_empty"}),
     "end": ({"outcome"}, {"reason", "prompts"}),
 }

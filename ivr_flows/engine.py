@@ -18,9 +18,9 @@ Node types and their fields are documented on the `_run_*` methods below and in
     with that outcome instead of `abandoned` (e.g. a message already saved is
     `message_left` even if the caller hangs up before hearing its number).
 
-Barge-in: a digit pressed during an interruptible `play` is kept as pending input
+Barge-in: a digit pressed during an interruptible `play` or `say` is kept as pending input
 and consumed by the next `menu` or `input` node.  While a digit is pending, further
-interruptible plays are skipped (the caller already chose to move on); a
+interruptible plays and says are skipped (the caller already chose to move on); a
 non-interruptible play or a `record` node discards it (a notice that must be heard
 changes the context: a key pressed before it answers nothing after it).
 """
@@ -71,9 +71,10 @@ class Driver(Protocol):
         The terminator is not part of the result; terminator "" means none.
         """
 
-    async def say_number(self, n: int) -> None: ...
+    # Both return the digit pressed if interruptible and one was.
+    async def say_number(self, n: int, interruptible: bool = False) -> str | None: ...
 
-    async def say_digits(self, s: str) -> None: ...
+    async def say_digits(self, s: str, interruptible: bool = False) -> str | None: ...
 
     async def record(self, name: str, max_seconds: int) -> str | None:
         """Record the caller; return a reference/path, or None if nothing was recorded.
@@ -442,32 +443,43 @@ class FlowRunner:
 
     async def _run_say(self, node_id: str, node: Mapping[str, Any]) -> str:
         """Optional lead-in `prompts`, then one of `number`, `digits`, `date` (+ `year: true`),
-        `prompt_from` (a prompt name held in a variable); then `next`. Not interruptible."""
-        lead = prompt_list(node)
-        if lead:
-            await self.driver.play(lead, False)
+        `prompt_from` (a prompt name held in a variable); then `next`. `interruptible` (default
+        false): as in `play`, a key pressed ends the node and counts at the next menu or input, and
+        the node is skipped while a key is pending."""
+        interruptible = bool(node.get("interruptible", False))
+        if interruptible and self._pending is not None:
+            return node["next"]
+        for say_part in self._say_parts(node_id, node):
+            if (digit := await say_part(interruptible)) and interruptible:
+                self._pending = digit
+                break
+        return node["next"]
+
+    def _say_parts(self, node_id: str, node: Mapping[str, Any]) -> list[Callable[[bool], Awaitable[str | None]]]:
+        """What a say node plays, in order, each part taking `interruptible`; values resolved first
+        so a bad one fails before the caller hears half of it."""
+        driver, lead = self.driver, prompt_list(node)
+        parts: list[Callable[[bool], Awaitable[str | None]]] = [lambda i: driver.play(lead, i)] if lead else []
         if "number" in node:
-            await self.driver.say_number(int(resolve(node["number"], self.variables)))
+            n = int(resolve(node["number"], self.variables))
+            parts.append(lambda i: driver.say_number(n, i))
         elif "digits" in node:
             text = "".join(ch for ch in str(resolve(node["digits"], self.variables)) if ch.isdigit())
-            await self.driver.say_digits(text)
+            parts.append(lambda i: driver.say_digits(text, i))
         elif "date" in node:
             day = parse_date(resolve(node["date"], self.variables))
-            if node.get("year"):
-                await self.driver.say_number(day.year)
-                await self.driver.play(["date_year"], False)
-            await self.driver.say_number(day.month)
-            await self.driver.play(["date_month"], False)
-            await self.driver.say_number(day.day)
-            await self.driver.play(["date_day"], False)
+            year = [(day.year, "date_year")] if node.get("year") else []
+            for number, unit in [*year, (day.month, "date_month"), (day.day, "date_day")]:
+                parts.append(lambda i, number=number: driver.say_number(number, i))
+                parts.append(lambda i, unit=unit: driver.play([unit], i))
         elif "prompt_from" in node:
             name = resolve(node["prompt_from"], self.variables)
             if not name:
                 raise FlowError(f"node {node_id!r}: prompt_from is empty")
-            await self.driver.play([str(name)], False)
+            parts.append(lambda i: driver.play([str(name)], i))
         else:
             raise FlowError(f"node {node_id!r}: say needs number, digits, date or prompt_from")
-        return node["next"]
+        return parts
 
     async def _run_record(self, node_id: str, node: Mapping[str, Any]) -> str:
         """`prompts`, `max_seconds`, `store`, `next`, optional `on_empty` (nothing recorded)."""

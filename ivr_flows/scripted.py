@@ -22,7 +22,8 @@ class ScriptedDriver:
         hangup_after_record: bool = False,
     ) -> None:
         """keys: one entry per digit read ("" = silence; a trailing terminator is cut off).
-        barge: prompt name -> digit pressed while it plays (if interruptible), once.
+        barge: prompt name -> digit pressed while it plays (if interruptible), once; the names
+        "say_number" and "say_digits" stand for the next interruptible number or digits said.
         hangup_on_prompt: the caller hangs up when this prompt starts.
         hangup_after_record: the caller hangs up right after speaking the message."""
         self.keys = list(keys)
@@ -59,13 +60,15 @@ class ScriptedDriver:
             digits = digits[: digits.index(terminator)]
         return digits[:max_digits]
 
-    async def say_number(self, n: int) -> None:
+    async def say_number(self, n: int, interruptible: bool = False) -> str | None:
         self._check([])
         self.events.append(("say_number", n))
+        return self.barge.pop("say_number", None) if interruptible else None
 
-    async def say_digits(self, s: str) -> None:
+    async def say_digits(self, s: str, interruptible: bool = False) -> str | None:
         self._check([])
         self.events.append(("say_digits", s))
+        return self.barge.pop("say_digits", None) if interruptible else None
 
     async def record(self, name: str, max_seconds: int) -> str | None:
         self._check([])

@@ -202,3 +202,37 @@ async def test_action_error_text_hides_every_digit_when_the_host_gives_no_rule(c
     assert result.reason == "error"
     assert result.error == "a: RuntimeError: no citizen with number ***********"
     assert "13812345678" not in caplog.text and "***********" in caplog.text
+
+
+# --- interruptible say nodes (issue 19 item 7: the open-case notice) ---------------------------
+
+MENU = {"type": "menu", "prompts": ["m"], "options": {"1": "z"}, "on_fail": "z", "on_timeout": "z"}
+
+
+async def test_interruptible_say_stops_at_a_key_and_the_key_counts_at_the_next_menu():
+    f = flow({"a": {"type": "say", "interruptible": True, "prompts": ["due"], "date": "2025-03-14",
+                    "next": "b"},
+              "b": {"type": "say", "interruptible": True, "digits": "42", "next": "m"},
+              "m": MENU, "z": END})
+    driver = ScriptedDriver([], barge={"say_number": "1"})
+    result = await FlowRunner(f, driver, {}, {}).run()
+    assert result.digits == [{"node": "m", "digits": "1"}] and result.path == ["a", "b", "m", "z"]
+    # the month was said, then nothing more: not its unit, not the day, not node b
+    assert [e for e in driver.events if e[0] != "notify"] == [("play", ["due"], True), ("say_number", 3)]
+
+
+async def test_say_is_not_interruptible_unless_marked_and_keeps_an_earlier_key():
+    f = flow({"p": {"type": "play", "prompts": ["hello"], "next": "a"},
+              "a": {"type": "say", "prompts": ["lead"], "number": 7, "next": "m"},
+              "m": MENU, "z": END}, start="p")
+    driver = ScriptedDriver([], barge={"hello": "1", "lead": "9"})
+    result = await FlowRunner(f, driver, {}, {}).run()
+    assert ("play", ["lead"], False) in driver.events and ("say_number", 7) in driver.events
+    assert result.digits == [{"node": "m", "digits": "1"}]
+
+
+async def test_check_accepts_interruptible_on_a_say_node():
+    from ivr_flows.check import check_flow
+
+    f = flow({"a": {"type": "say", "interruptible": True, "number": 1, "next": "z"}, "z": END})
+    assert check_flow(f, set(), set()) == []

@@ -224,7 +224,7 @@ async def test_open_cases_are_heard_before_the_menu(main_flow):
     assert kinds.index("say_number") < kinds.index("read")
     assert ("say_number", 2) in driver.events
     assert ("say_digits", "20250210000042") in driver.events
-    assert ("play", ["status_dispatched"], False) in driver.events
+    assert ("play", ["status_dispatched"], True) in driver.events
     assert result.path[:5] == ["greeting", "open_cases", "open_cases_count", "open_cases_latest",
                                "open_cases_status"]
 
@@ -246,11 +246,45 @@ async def test_barge_in_during_greeting_reaches_the_menu(main_flow):
     assert "read" not in driver.kinds()
 
 
-async def test_barge_in_with_open_cases_still_hears_them(main_flow):
-    driver = ScriptedDriver([], barge={"welcome": "0"})
-    result = await run(main_flow, driver, FakeApp(open_count=1))
+async def test_barge_in_during_the_greeting_also_skips_the_open_case_notice(main_flow):
+    """A repeat caller who keys ahead in the greeting is not held through the notice (issue 19)."""
+    driver, app = ScriptedDriver([], barge={"welcome": "0"}), FakeApp(open_count=1)
+    result = await run(main_flow, driver, app)
     assert (result.outcome, result.reason) == ("queued", "operator")
-    assert ("say_number", 1) in driver.events
+    assert app.called("caller_open_cases") == [{"caller": CALLER}]  # still looked up (screen-pop, R7.3)
+    assert "say_number" not in driver.kinds() and "open_cases_you_have" not in driver.played()
+
+
+@pytest.mark.parametrize("barge", [
+    {"open_cases_you_have": "1"},   # the lead-in
+    {"say_number": "1"},            # how many
+    {"say_digits": "1"},            # the latest number, digit by digit
+    {"status_dispatched": "1"},     # its status
+])
+async def test_r2_1_key_1_during_the_open_case_notice_reaches_the_consultation_branch(main_flow, barge):
+    """R2.1 / issue 19 item 7: the open-case notice can be interrupted and the key counts at the main menu."""
+    driver, app = ScriptedDriver([], barge=barge), FakeApp(open_count=2)
+    result = await run(main_flow, driver, app)
+    assert (result.outcome, result.reason) == ("queued", "consultation")
+    assert app.called("create_case") == [{"caller": CALLER, "kind": "consultation"}]
+    assert result.digits == [{"node": "main_menu", "digits": "1"}]
+    assert "read" not in driver.kinds()            # the menu prompts were not made to play first
+    assert result.path[-4:] == ["main_menu", "create_consultation", "consultation_number", "consultation_queue"]
+    # the rest of the notice was skipped once the key came
+    if "say_number" in barge:
+        assert ("say_digits", "20250210000042") not in driver.events
+        assert "status_dispatched" not in driver.played()
+    if "open_cases_you_have" in barge:
+        assert "say_number" not in driver.kinds()
+
+
+async def test_a_key_during_the_open_case_notice_at_night_does_not_answer_the_closed_menu(main_flow):
+    """The after-hours notice must be heard: a key meant for the day menu is dropped before it."""
+    driver, app = ScriptedDriver(["2"], barge={"say_number": "1"}), FakeApp(open_count=1, in_hours=False)
+    result = await run(main_flow, driver, app)
+    assert (result.outcome, result.path[-1]) == ("abandoned", "closed_goodbye")
+    assert result.digits == [{"node": "closed_menu", "digits": "2"}]
+    assert "closed_notice" in driver.played() and app.called("create_case") == []
 
 
 async def test_after_hours_message_is_saved_and_its_number_said(main_flow):

@@ -45,6 +45,7 @@ __all__ = [
     "WEEKDAYS",
     "WeeklyHours",
     "RecordingPolicy",
+    "ServiceHoursAnswer",
     "load_policy",
     "load_work_calendar",
     "policy_from_mapping",
@@ -298,8 +299,14 @@ class Policy:
 
     def ivr_open_at(self, moment: datetime) -> bool:
         """Is the voice menu within service hours at this (aware) moment?"""
+        return self.ivr_hours_at(moment).open
+
+    def ivr_hours_at(self, moment: datetime) -> ServiceHoursAnswer:
+        """The service-hours rule applied at this (aware) moment, with what it looked at (so a
+        person can be told why the menu was closed)."""
         local = _local(moment, self.tzinfo)
-        return self.ivr.service_hours.is_open(local.weekday(), local.time())
+        windows = self.ivr.service_hours.windows_for(local.weekday())
+        return ServiceHoursAnswer(any(w.contains(local.time()) for w in windows), local, windows, self.timezone)
 
     def callback_may_call_at(self, moment: datetime, calendar: WorkCalendar | None = None) -> bool:
         """May the callback survey dial a citizen at this moment (calling days and hours)?"""
@@ -333,6 +340,21 @@ class Policy:
                 raise ValueError("callback.calling_days is 'working_days': pass the WorkCalendar")
             return calendar.is_working_day(local.date())
         return WEEKDAYS[local.weekday()] in days
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceHoursAnswer:
+    open: bool
+    local: datetime                    # the moment in the policy's time zone
+    windows: tuple[TimeWindow, ...]    # that weekday's opening windows (empty: closed all day)
+    timezone: str
+
+    def explain(self) -> str:
+        """E.g. 'closed: outside service hours 08:00–20:00 Asia/Shanghai, now 22:10 Saturday'."""
+        hours = ", ".join(str(w).replace("-", "–") for w in self.windows) or "none that day"
+        now = self.local.strftime("%H:%M %A")
+        return f"{'open' if self.open else 'closed'}: {'within' if self.open else 'outside'} service hours " \
+               f"{hours} {self.timezone}, now {now}"
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
