@@ -5,7 +5,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import MENU_DIGITS, NODE_TYPES, OUTCOMES, Flow, case_key, prompt_list
+from .engine import MENU_DIGITS, NODE_TYPES, OUTCOMES, Flow
+from .values import case_key, prompt_list
 
 # Problem kinds (stable strings: tests and tooling match on them).
 UNKNOWN_NODE = "unknown_node"

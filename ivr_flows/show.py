@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from .check import successors
-from .engine import Flow, prompt_list
+from .engine import Flow
+from .values import prompt_list
 
 
 def _args(args: Any) -> str:
