@@ -25,6 +25,19 @@ def refused(r, status: int, rule: str) -> dict:
     return body
 
 
+def close_case(api, number: str, as_: str = "op1", **body):
+    """POST close naming the case version `as_` reads first, as a client does (issue 11 §7)."""
+    version = ok(api.get(f"/api/v1/cases/{number}", as_))["version"]
+    return api.post(f"/api/v1/cases/{number}/close", as_, json={**body, "expected_version": version})
+
+
+def report_back(api, wo_id: int, as_: str, **body):
+    """POST a work order's report naming the version of its case that `as_` reads first (issue 11 §7)."""
+    number = ok(api.get(f"/api/v1/work-orders/{wo_id}", as_))["case_number"]
+    version = ok(api.get(f"/api/v1/cases/{number}", as_))["version"]
+    return api.post(f"/api/v1/work-orders/{wo_id}/report", as_, json={**body, "expected_version": version})
+
+
 def local(iso: str) -> datetime:
     return datetime.fromisoformat(iso).replace(tzinfo=SH)
 

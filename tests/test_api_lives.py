@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from ticketing.models import AuditEvent
-from tests.helpers import local, ok, refused, travel, when
+from tests.helpers import close_case, local, ok, refused, report_back, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
 PHONE = "13812345678"
@@ -48,8 +48,7 @@ def handle(api, wo_id: int, user: str, answer: str = "已按规定处理并答�
     if ok(api.get(f"/api/v1/work-orders/{wo_id}", user))["status"] == "dispatched":
         ok(api.post(f"/api/v1/work-orders/{wo_id}/receive", user))
     ok(api.post(f"/api/v1/work-orders/{wo_id}/notify", user, json={"channel": "phone"}))
-    return ok(api.post(f"/api/v1/work-orders/{wo_id}/report", user,
-                       json={"answer": answer, "satisfaction": satisfaction}))
+    return ok(report_back(api, wo_id, user, answer=answer, satisfaction=satisfaction))
 
 
 # ---- consultation: intake to publication (R7.1-R7.6, R8.1-R8.4) ----------------------------
@@ -76,11 +75,10 @@ def test_r7_6_consultation_life_from_intake_to_publication_without_personal_data
     assert w["status"] == "notified" and w["notify_met"] is True
     # The callback waits for the report (R7.4); the case cannot be closed yet (R7.5).
     refused(api.post(f"/api/v1/cases/{number}/callback", "op1", json={"satisfaction": "satisfied"}), 409, "R7.4")
-    refused(api.post(f"/api/v1/cases/{number}/close", "op1", json={}), 409, "R7.5")
+    refused(close_case(api, number, "op1"), 409, "R7.5")
 
     travel(api, clock, "2026-03-05T15:00")
-    w = ok(api.post(f"/api/v1/work-orders/{wo['id']}/report", "water1",
-                    json={"answer": f"已电话{PHONE}联系诉求人，管网抢修完毕，今晚恢复供水", "satisfaction": "satisfied"}))
+    w = ok(report_back(api, wo['id'], "water1", answer=f"已电话{PHONE}联系诉求人，管网抢修完毕，今晚恢复供水", satisfaction="satisfied"))
     assert w["status"] == "reported" and w["report_met"] is True  # R8.4
     c = case(api, number)
     assert c["status"] == "reported" and "管网抢修完毕" in c["answer"]
@@ -90,7 +88,7 @@ def test_r7_6_consultation_life_from_intake_to_publication_without_personal_data
     assert c["status"] == "awaiting_close" and c["callback_met"] is True
     assert c["satisfaction"] == "satisfied" and c["satisfaction_source"] == "callback"
     refused(api.post(f"/api/v1/cases/{number}/publish", "bo1", json={}), 409, "R7.6")  # not closed yet
-    c = ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))
+    c = ok(close_case(api, number, "op1"))
     assert c["status"] == "closed" and c["close_met"] is True and c["closed_provisionally"] is False
 
     refused(api.post(f"/api/v1/cases/{number}/publish", "op1", json={}), 403, "R5.2")  # the back office publishes
@@ -272,11 +270,11 @@ def test_r7_5_unsatisfied_case_is_closed_provisionally_by_the_back_office_only(a
     assert c["status"] == "unsatisfied" and c["satisfaction"] == "unsatisfied"
     assert [x["number"] for x in ok(api.get("/api/v1/cases?status=unsatisfied", "bo1"))] == [number]
     # The front desk cannot close it, not even its owner (R7.5).
-    refused(api.post(f"/api/v1/cases/{number}/close", "op1", json={}), 403, "R7.5")
-    refused(api.post(f"/api/v1/cases/{number}/close", "op1", json={"provisional": True}), 403, "R7.5")
+    refused(close_case(api, number, "op1"), 403, "R7.5")
+    refused(close_case(api, number, "op1", provisional=True), 403, "R7.5")
     # The back office closes it provisionally, never as an ordinary close.
-    refused(api.post(f"/api/v1/cases/{number}/close", "bo1", json={}), 409, "R7.5")
-    c = ok(api.post(f"/api/v1/cases/{number}/close", "bo1", json={"provisional": True, "note": "已尽力，暂结"}))
+    refused(close_case(api, number, "bo1"), 409, "R7.5")
+    c = ok(close_case(api, number, "bo1", provisional=True, note="已尽力，暂结"))
     assert c["status"] == "closed" and c["closed_provisionally"] is True and c["satisfaction"] == "unsatisfied"
 
 
@@ -304,7 +302,7 @@ def test_r7_5_unsatisfied_case_redispatched_by_the_back_office_in_a_second_round
     assert c["answer"] == "第二次答复：管道已更换"
     c = ok(api.post(f"/api/v1/cases/{number}/callback", "op1", json={"satisfaction": "basically_satisfied"}))
     assert c["status"] == "awaiting_close"
-    c = ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))
+    c = ok(close_case(api, number, "op1"))
     assert c["status"] == "closed" and c["closed_provisionally"] is False
 
 
@@ -321,14 +319,14 @@ def test_r7_3h_lead_answers_after_its_co_unit_reports(api, clock):
 
     ok(api.post(f"/api/v1/work-orders/{lead['id']}/receive", "urban1"))
     ok(api.post(f"/api/v1/work-orders/{lead['id']}/notify", "urban1", json={"channel": "phone"}))
-    body = refused(api.post(f"/api/v1/work-orders/{lead['id']}/report", "urban1", json={"answer": "已拆除"}), 409, "R7.3h")
+    body = refused(report_back(api, lead['id'], "urban1", answer="已拆除"), 409, "R7.3h")
     assert "自然资源" in body["detail"] or "natural" in body["detail"]  # names who it waits for
 
     handle(api, co["id"], "nat1", answer="经核查，该搭建未取得规划许可", satisfaction=None)
     c = case(api, number)
     assert c["status"] == "dispatched"  # a co-unit reports to the lead, not to the citizen
 
-    ok(api.post(f"/api/v1/work-orders/{lead['id']}/report", "urban1", json={"answer": "已责令拆除违章搭建"}))
+    ok(report_back(api, lead['id'], "urban1", answer="已责令拆除违章搭建"))
     c = case(api, number)
     assert c["status"] == "reported"
     assert c["answer"] == "已责令拆除违章搭建"  # the lead answers for the case
@@ -392,7 +390,7 @@ def test_r7_3c_economic_report_goes_to_discipline_and_its_content_stays_hidden(a
 
     # No callback, and it is closed on the report without one.
     refused(api.post(f"/api/v1/cases/{number}/callback", "op1", json={"satisfaction": "satisfied"}), 409, "R7.3c")
-    c = ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))
+    c = ok(close_case(api, number, "op1"))
     assert c["status"] == "closed"
     # Kept for counting only: counted, not assessed, never published.
     assert ok(api.get("/api/v1/cases/count", "sup1")) == {"closed": 1}
@@ -434,7 +432,7 @@ def test_r7_3f_convenience_transfer_needs_the_disclaimer_and_consent_and_gets_no
                     json={"answer": "已转接便民服务中心，开锁师傅上门", "satisfaction": "not_rated"}))
     assert c["status"] == "reported" and c["callback_due_at"] is None
     refused(api.post(f"/api/v1/cases/{number}/callback", "op1", json={"satisfaction": "satisfied"}), 409, "R7.4")
-    c = ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))
+    c = ok(close_case(api, number, "op1"))
     assert c["status"] == "closed"
     events = [e["action"] for e in ok(api.get(f"/api/v1/cases/{number}/events", "bo1"))]
     assert events.count("convenience_consent") == 2 and "callback" not in events
@@ -456,4 +454,4 @@ def test_r7_3g_emergency_goes_by_three_way_call_and_the_operator_rates_it(api, c
     assert c["satisfaction_source"] == "live_call" and c["callback_required"] is False
     assert wo_of(c, "emergency_office")["status"] == "reported"
     refused(api.post(f"/api/v1/cases/{number}/callback", "op1", json={"satisfaction": "satisfied"}), 409, "R7.4")
-    assert ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))["status"] == "closed"
+    assert ok(close_case(api, number, "op1"))["status"] == "closed"

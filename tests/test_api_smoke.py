@@ -1,5 +1,7 @@
 """A first life through the API; the full lives are in test_api_lives.py."""
 
+from tests.helpers import close_case, report_back
+
 
 def test_r7_1_consultation_life_closes_after_satisfied_callback(api, clock):
     r = api.post("/api/v1/cases", "op1", json={
@@ -12,12 +14,12 @@ def test_r7_1_consultation_life_closes_after_satisfied_callback(api, clock):
     wo = r.json()["work_orders"][0]
     assert api.post(f"/api/v1/work-orders/{wo['id']}/receive", "water1").status_code == 200
     assert api.post(f"/api/v1/work-orders/{wo['id']}/notify", "water1", json={"channel": "phone"}).status_code == 200
-    r = api.post(f"/api/v1/work-orders/{wo['id']}/report", "water1", json={"answer": "管网抢修，今晚恢复", "satisfaction": "satisfied"})
+    r = report_back(api, wo['id'], "water1", answer="管网抢修，今晚恢复", satisfaction="satisfied")
     assert r.status_code == 200, r.text
     assert api.get(f"/api/v1/cases/{number}", "op1").json()["status"] == "reported"
     r = api.post(f"/api/v1/cases/{number}/callback", "op1", json={"satisfaction": "satisfied"})
     assert r.status_code == 200, r.text
-    r = api.post(f"/api/v1/cases/{number}/close", "op1", json={})
+    r = close_case(api, number, "op1")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "closed"
     assert api.get("/api/v1/audit/verify", "sup1").json()["ok"] is True

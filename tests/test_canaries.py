@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from tests.helpers import ok
+from tests.helpers import ok, report_back
 from ticketing import calls
 from ticketing.models import Case
 from ticketing.store import session_scope
@@ -40,7 +40,7 @@ def _store(api, seeded) -> dict:
     ok(api.post(f"/api/v1/work-orders/{dwo['id']}/extensions", "disc1",
                 json={"legal_basis": f"《监督执纪工作规则》{DISC}", "extra_working_days": 5}), 201)
     ok(api.post(f"/api/v1/work-orders/{dwo['id']}/notify", "disc1", json={"channel": "phone", "note": f"已告知{DISC}"}))
-    ok(api.post(f"/api/v1/work-orders/{dwo['id']}/report", "disc1", json={"answer": f"已立案{DISC}"}))
+    ok(report_back(api, dwo['id'], "disc1", answer=f"已立案{DISC}"))
     refused_report = ok(api.post("/api/v1/cases", "op1", json={
         "kind": "complaint", "channel": "landline", "title": f"举报二{DISC}", "description": f"某科长{DISC}",
         "category_code": "discipline_economic", "citizen_phone": REPORTER}), 201)
@@ -54,7 +54,7 @@ def _store(api, seeded) -> dict:
                         json={"units": ["urban_management"], "instructions": f"请处理{URBAN}"}))
     (uwo,) = urban["work_orders"]
     ok(api.post(f"/api/v1/work-orders/{uwo['id']}/notify", "urban1", json={"channel": "phone"}))
-    ok(api.post(f"/api/v1/work-orders/{uwo['id']}/report", "urban1", json={"answer": f"已清理{URBAN}"}))
+    ok(report_back(api, uwo['id'], "urban1", answer=f"已清理{URBAN}"))
 
     ret = ok(api.post("/api/v1/cases", "op1", json={
         "kind": "complaint", "channel": "mobile", "title": f"停电{RETURNED}", "description": f"小区停电{RETURNED}",

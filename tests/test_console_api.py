@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ticketing.access import CONFIDENTIAL_PLACEHOLDER
 from ticketing.workflow import CONVENIENCE_DISCLAIMER, DISCIPLINE_MESSAGE
-from tests.helpers import ok, refused, travel
+from tests.helpers import close_case, ok, refused, report_back, travel
 
 
 def _case(api, as_="op1", **fields) -> dict:
@@ -64,7 +64,7 @@ def test_r5_3_r7_3c_t3_unit_inbox_is_its_own_with_deadlines_marked(api, clock):
     assert item["notify_mark"] == "overdue"
     wo_id = item["work_order"]["id"]
     ok(api.post(f"/api/v1/work-orders/{wo_id}/notify", "water1", json={"channel": "phone"}))
-    ok(api.post(f"/api/v1/work-orders/{wo_id}/report", "water1", json={"answer": "已恢复"}))
+    ok(report_back(api, wo_id, "water1", answer="已恢复"))
     assert ok(api.get("/api/v1/console/work-orders", "water1")) == []
     (done,) = ok(api.get("/api/v1/console/work-orders?scope=done", "water1"))
     assert done["notify_mark"] == "late" and done["report_mark"] == "met"
@@ -73,13 +73,13 @@ def test_r5_3_r7_3c_t3_unit_inbox_is_its_own_with_deadlines_marked(api, clock):
 def test_r7_6_publishable_lists_closed_cases_never_r7_3c_or_refused(api):
     handled = _case(api, dispatch=None)
     ok(api.post(f"/api/v1/cases/{handled['number']}/answer", "op1", json={"answer": "已答复", "satisfaction": "satisfied"}))
-    ok(api.post(f"/api/v1/cases/{handled['number']}/close", "op1", json={}))
+    ok(close_case(api, handled['number'], "op1"))
     _case(api, dispatch=None, reject={"reason": "outside_jurisdiction", "referral": "无锡市12345"})
     secret = _case(api, kind="complaint", category_code="discipline_economic", title="举报", description="举报内容")
     (wo,) = secret["work_orders"]
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/notify", "disc1", json={"channel": "phone"}))
-    ok(api.post(f"/api/v1/work-orders/{wo['id']}/report", "disc1", json={"answer": "已按程序办理"}))
-    ok(api.post(f"/api/v1/cases/{secret['number']}/close", "op1", json={}))
+    ok(report_back(api, wo['id'], "disc1", answer="已按程序办理"))
+    ok(close_case(api, secret['number'], "op1"))
     assert [c["number"] for c in ok(api.get("/api/v1/console/publishable", "bo1"))] == [handled["number"]]
     ok(api.post(f"/api/v1/cases/{handled['number']}/publish", "bo1", json={}))
     assert ok(api.get("/api/v1/console/publishable", "bo1")) == []

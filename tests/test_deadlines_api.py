@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from ticketing.calendar import CalendarOverrides
 from ticketing.domain import Domain
-from tests.helpers import local, ok, travel, when
+from tests.helpers import local, ok, report_back, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -139,7 +139,7 @@ def test_t3_due_soon_and_overdue_lists_find_exactly_the_right_work_orders(api, c
 
     travel(api, clock, "2026-02-28T10:00")  # make-up Saturday: the unit works and answers late
     ok(api.post(f"/api/v1/work-orders/{A}/notify", "water1", json={"channel": "phone"}))
-    w = ok(api.post(f"/api/v1/work-orders/{A}/report", "water1", json={"answer": "已答复"}))
+    w = ok(report_back(api, A, "water1", answer="已答复"))
     assert w["notify_met"] is False and w["report_met"] is False
     assert due("bo1", "overdue") == set() and due("bo1", "notify_overdue") == {C}
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from tests.conftest import CONFIG_DIR, Api
-from tests.helpers import actor_named, ok, refused, travel, when
+from tests.helpers import actor_named, ok, refused, report_back, travel, when
 from ticketing.domain import Domain
 from ticketing.models import UnitNotification
 from ticketing.store import session_scope
@@ -139,7 +139,7 @@ def test_t1_december_cases_get_provisional_deadlines_corrected_when_the_arrangem
     # R7.4: complaint A is reported on 12-31; its callback date is provisional.
     travel(api, clock, "2026-12-31T10:00")
     ok(api.post(f"/api/v1/work-orders/{a_wo['id']}/notify", "water1", json={"channel": "phone"}))
-    ok(api.post(f"/api/v1/work-orders/{a_wo['id']}/report", "water1", json={"answer": "已处理"}))
+    ok(report_back(api, a_wo['id'], "water1", answer="已处理"))
     a = case(api, a["number"])
     assert a["status"] == "reported" and "callback_due_at" in a["provisional_deadlines"]
     a_callback_statutory = when(a["callback_due_at"])
@@ -192,7 +192,7 @@ def test_t1_r8_3_a_report_judged_on_a_provisional_limit_is_judged_again(own, clo
     # Reported on Tuesday 01-05 10:00: in time under the statutory count (due 01-05 17:30) ...
     travel(api, clock, "2027-01-05T10:00")
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/notify", "water1", json={"channel": "phone"}))
-    wo = ok(api.post(f"/api/v1/work-orders/{wo['id']}/report", "water1", json={"answer": "已答复"}))
+    wo = ok(report_back(api, wo['id'], "water1", answer="已答复"))
     assert wo["report_met"] is True
     # ... but Saturday 01-02 turns out a working day: the official limit was 01-04 17:30.
     ok(api.put("/api/v1/calendar/2027", "admin1", json=ARRANGEMENT))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ok, refused
+from tests.helpers import close_case, ok, refused
 from ticketing.privacy import find_personal_data, scrub
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "data" / "pii_corpus.yaml").read_text(encoding="utf-8"))
@@ -43,7 +43,7 @@ def closed_case(api, **fields) -> str:
     number = ok(api.post("/api/v1/cases", "op1", json=body), 201)["number"]
     ok(api.post(f"/api/v1/cases/{number}/answer", "op1",
                 json={"answer": "已告知王先生阶梯水价标准，如有疑问回电13812345678。", "satisfaction": "satisfied"}))
-    ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))
+    ok(close_case(api, number, "op1"))
     return number
 
 

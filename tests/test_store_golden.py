@@ -106,10 +106,14 @@ def day(api, clock, domain, sessions) -> list:
     travel(api, clock, "2026-03-02T14:00")
     call("post", f"/api/v1/work-orders/{wo}/notify", "water1", json={"channel": "phone"})
     travel(api, clock, "2026-03-04T10:00")
-    call("post", f"/api/v1/work-orders/{wo}/report", "water1", json={"answer": "抄表有误，已更正", "satisfaction": "satisfied"})
+    # Issue 11 §7: report and close name the case version read first (read with `api`, not recorded).
+    version = ok(api.get(f"/api/v1/cases/{a['number']}", "water1"))["version"]
+    call("post", f"/api/v1/work-orders/{wo}/report", "water1",
+         json={"answer": "抄表有误，已更正", "satisfaction": "satisfied", "expected_version": version})
     travel(api, clock, "2026-03-06T10:00")
     call("post", f"/api/v1/cases/{a['number']}/callback", "op1", json={"satisfaction": "satisfied"})
-    call("post", f"/api/v1/cases/{a['number']}/close", "op1", json={})
+    version = ok(api.get(f"/api/v1/cases/{a['number']}", "op1"))["version"]
+    call("post", f"/api/v1/cases/{a['number']}/close", "op1", json={"expected_version": version})
     call("post", f"/api/v1/cases/{a['number']}/publish", "bo1", json={})
 
     # R7.3: escalated, dispatched by the back office to a lead and a co-unit; R8.5 extension; R8.6 return

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ticketing.enums import Channel, RejectReason
 from ticketing.models import UnitNotification
-from tests.helpers import local, ok, refused, travel, when
+from tests.helpers import close_case, local, ok, refused, report_back, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
 PHONE = "13812345678"
@@ -116,11 +116,11 @@ def test_r4_1_another_operator_cannot_act_on_the_owners_case_but_the_back_office
 
     wo = only_wo(c)
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/notify", "water1", json={"channel": "sms"}))
-    ok(api.post(f"/api/v1/work-orders/{wo['id']}/report", "water1", json={"answer": "水价调整所致"}))
+    ok(report_back(api, wo['id'], "water1", answer="水价调整所致"))
     ok(api.post(f"/api/v1/cases/{number}/callback", "op2", json={"satisfaction": "satisfied"}))
     # Closing is the owner's (or the back office's).
-    refused(api.post(f"/api/v1/cases/{number}/close", "op2", json={}), 403, "R4.1")
-    assert ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))["status"] == "closed"
+    refused(close_case(api, number, "op2"), 403, "R4.1")
+    assert ok(close_case(api, number, "op1"))["status"] == "closed"
 
 
 def test_r4_1_a_case_without_callback_is_closed_by_its_owner_only(api, clock):
@@ -128,9 +128,9 @@ def test_r4_1_a_case_without_callback_is_closed_by_its_owner_only(api, clock):
                       title="举报", description="某干部经济问题")["number"]
     wo = only_wo(dispatch(api, number))
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/notify", "disc1", json={"channel": "phone"}))
-    ok(api.post(f"/api/v1/work-orders/{wo['id']}/report", "disc1", json={"answer": "已受理"}))
-    refused(api.post(f"/api/v1/cases/{number}/close", "op2", json={}), 403, "R4.1")
-    assert ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))["status"] == "closed"
+    ok(report_back(api, wo['id'], "disc1", answer="已受理"))
+    refused(close_case(api, number, "op2"), 403, "R4.1")
+    assert ok(close_case(api, number, "op1"))["status"] == "closed"
 
 
 # ---- R7.2 direct answers and the knowledge base (R5.3) ---------------------------------------
@@ -156,7 +156,7 @@ def test_r7_2_direct_answer_from_the_knowledge_base_records_satisfaction(api, cl
     answered = [e for e in events if e["action"] == "answer_directly"]
     assert answered[0]["data"]["knowledge_entry_id"] == entry["id"]
     assert answered[0]["data"]["satisfaction"] == "basically_satisfied"
-    assert ok(api.post(f"/api/v1/cases/{number}/close", "op1", json={}))["status"] == "closed"
+    assert ok(close_case(api, number, "op1"))["status"] == "closed"
 
     # Unsatisfied with the direct answer: on the back office's list (R7.5).
     other = new_case(api)["number"]
@@ -234,7 +234,7 @@ def test_r7_7_urge_notifies_the_units_a_duty_staff_from_the_roster(api, clock, d
 
     # A reported work order is no longer urged.
     ok(api.post(f"/api/v1/work-orders/{wo['id']}/notify", "water1", json={"channel": "phone"}))
-    ok(api.post(f"/api/v1/work-orders/{wo['id']}/report", "water1", json={"answer": "已答复"}))
+    ok(report_back(api, wo['id'], "water1", answer="已答复"))
     refused(api.post(f"/api/v1/work-orders/{wo['id']}/urge", "op1", json={}), 409, "R7.7")
 
 
@@ -309,7 +309,7 @@ def test_r6_1_supervisor_reads_everything_but_cannot_act(api, clock):
     refused(api.post(f"/api/v1/cases/{number}/answer", "sup1", json={"answer": "x", "satisfaction": "satisfied"}), 403, "R5.1")
     refused(api.post("/api/v1/cases", "sup1", json={"kind": "consultation", "channel": "web", "title": "t",
                                                     "description": "d"}), 403, "R5.1")
-    refused(api.post(f"/api/v1/cases/{number}/close", "sup1", json={}), 403, "R7.5")
+    refused(close_case(api, number, "sup1"), 403, "R7.5")
     refused(api.post(f"/api/v1/cases/{number}/reject", "sup1",
                      json={"reason": "cannot_be_handled", "referral": "x"}), 403, "R3.2")
     assert ok(api.get(f"/api/v1/cases/{number}", "sup1"))["status"] == "new"
@@ -331,10 +331,10 @@ def test_r8_2_r8_3_notify_met_and_report_met_follow_the_clock(api, clock):
     assert w["notify_met"] is False
 
     travel(api, clock, "2026-03-09T17:29")
-    w = ok(api.post(f"/api/v1/work-orders/{prompt['id']}/report", "water1", json={"answer": "已答复"}))
+    w = ok(report_back(api, prompt['id'], "water1", answer="已答复"))
     assert w["report_met"] is True
     travel(api, clock, "2026-03-09T17:31")
-    w = ok(api.post(f"/api/v1/work-orders/{slow['id']}/report", "water1", json={"answer": "已答复"}))
+    w = ok(report_back(api, slow['id'], "water1", answer="已答复"))
     assert w["report_met"] is False
     # The flags are stored and shown later to whoever assesses the unit (T3).
     scores = {row["unit"]: row for row in ok(api.get("/api/v1/assessment", "bo1"))}

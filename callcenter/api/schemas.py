@@ -130,7 +130,13 @@ class CallbackIn(Versioned):
     note: Text = ""
 
 
-class CloseIn(Versioned):
+class RequiredVersion(Strict):
+    # Checked by the workflow (one rule for re-dispatch, close, report): missing is a 422 naming it.
+    expected_version: int | None = Field(default=None, description="required: the case version you acted on; "
+                                         "422 when missing, 409 if the case moved on (issue 11 §7)")
+
+
+class CloseIn(RequiredVersion):
     provisional: bool = False
     note: Text = ""
 
@@ -152,7 +158,9 @@ class NotifyIn(Strict):
     note: Text = ""
 
 
-class ReportIn(Strict):
+class ReportIn(RequiredVersion):
+    """``expected_version``: the version of the work order's case (GET /cases/{number})."""
+
     answer: RequiredText
     satisfaction: Satisfaction | None = None
 

@@ -1,8 +1,9 @@
 """Security headers on every response, and the API's docs (Swagger UI, ReDoc) served from the
 install: nothing a browser loads from this server comes from, or may be framed by, another origin.
 
-Assets of the docs pages are the ones the `fastapi-offline` package ships (MIT; Swagger UI and
-ReDoc are Apache-2.0 / MIT, licences in the package's bundles).
+Assets of the docs pages are the ones the `fastapi-offline` package ships (MIT). Its wheel has no
+licence files for the Swagger UI (Apache-2.0) and ReDoc (MIT) bundles: ours, for the exact versions
+bundled, are in static_licences/ and served at /docs/licences.
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 DOCS_ASSETS = "/docs-assets"
+DOCS_LICENCES = "/docs/licences"
 _ASSET_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
+LICENCE_DIR = Path(__file__).resolve().parent / "static_licences"
 
 _COMMON = "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # JSON and anything without its own policy: nothing may run or load from it.
@@ -84,6 +87,15 @@ def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/re
     """Swagger UI and ReDoc from the package's files; the app must be built with docs_url=None
     and redoc_url=None (FastAPI's own pages load them from a CDN)."""
     app.mount(DOCS_ASSETS, StaticFiles(directory=_ASSET_DIR), name="docs-assets")
+    licences = sorted(str(f.relative_to(LICENCE_DIR)) for f in LICENCE_DIR.rglob("*") if f.is_file())
+
+    @app.get(DOCS_LICENCES, include_in_schema=False)
+    def docs_licences(request: Request) -> PlainTextResponse:
+        root = request.scope.get("root_path", "")
+        return PlainTextResponse("Licences of the Swagger UI and ReDoc bundles of /docs and /redoc:\n"
+                                 + "".join(f"{root}{DOCS_LICENCES}/{name}\n" for name in licences))
+
+    app.mount(DOCS_LICENCES, StaticFiles(directory=LICENCE_DIR), name="docs-licences")
     favicon = f"{DOCS_ASSETS}/favicon.png"
 
     @app.get(docs_url, include_in_schema=False)

@@ -196,6 +196,10 @@ function actionForm({ title, fields = [], submit = "提交", buttons = null, onS
     bar.append(h("button", { type: "submit", value: b.value, class: b.cls || "" }, b.label));
   }
   form.append(bar, error, done);
+  // typed into (or a choice changed): a list reload keeps this form as it is until it is sent
+  const touched = () => { form.dataset.dirty = "1"; };
+  form.addEventListener("input", touched);
+  form.addEventListener("change", touched);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     clearError(error);
@@ -213,6 +217,7 @@ function actionForm({ title, fields = [], submit = "提交", buttons = null, onS
     $$("button", form).forEach((b) => { b.disabled = true; });
     try {
       const message = await onSubmit(values);
+      delete form.dataset.dirty;  // sent: the next reload draws the row afresh
       done.textContent = message || "已完成";
       done.hidden = false;
     } catch (err) {
@@ -801,7 +806,8 @@ async function openOrder(id, flash = "") {
       { name: "answer", label: "答复内容", type: "textarea", rows: 4, required: true },
       { name: "satisfaction", label: "诉求人满意度", type: "select",
         options: { "": "— 未询问 —", satisfied: "满意", basically_satisfied: "基本满意", unsatisfied: "不满意" } }],
-      onSubmit: (v) => after(post(`/work-orders/${id}/report`, { answer: v.answer, satisfaction: v.satisfaction || null }), "已报结") }));
+      onSubmit: (v) => after(post(`/work-orders/${id}/report`, {
+        answer: v.answer, satisfaction: v.satisfaction || null, expected_version: c.version }), "已报结") }));
   }
   if (["dispatched", "received", "notified"].includes(s)) {
     forms.push(actionForm({ title: "申请延期（R8.5：须引用依据）", cls: "extension", submit: "提交延期申请", fields: [
@@ -883,7 +889,13 @@ function woCard(wo, extra) {
     wo.instructions ? h("p", {}, "交办意见：", wo.instructions) : null, extra || null);
 }
 
-async function fill(sectionId, loader, render) {
+// An item whose form the clerk is filling in (typed into, or focused) is being worked on.
+const editing = (el) => $$("form.action", el).some((f) => f.dataset.dirty || f.contains(document.activeElement));
+
+// Draws a list afresh from the API, except the items being worked on: any action reloads every
+// list, and a reload arriving while a clerk types would otherwise throw the typed text away. A
+// kept item acts on the version it showed; if the row moved on meanwhile, the API says 409.
+async function fill(sectionId, loader, render, key = (row) => row.number ?? row.id) {
   const box = $(`#${sectionId}`);
   const error = $(".error", box);
   clearError(error);
@@ -891,8 +903,12 @@ async function fill(sectionId, loader, render) {
     const rows = await loader();
     $(".count", box).textContent = `（${rows.length}）`;
     const items = await Promise.all(rows.map(render));
-    $(".items", box).replaceChildren(...items);
+    // read now, not before the requests: typing goes on while they are under way
+    const kept = new Map($$(".items > .item[data-key]", box).filter(editing).map((el) => [el.dataset.key, el]));
+    rows.forEach((row, i) => { items[i].dataset.key = String(key(row)); });
+    $(".items", box).replaceChildren(...items.map((el) => kept.get(el.dataset.key) || el));
     if (!rows.length) $(".items", box).replaceChildren(h("p", { class: "empty" }, "暂无。"));
+    box.dataset.loads = String(Number(box.dataset.loads || 0) + 1);  // pages (and tests) can tell a reload landed
   } catch (err) { showError(error, err); }
 }
 

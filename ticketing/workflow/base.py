@@ -115,7 +115,14 @@ class WorkflowBase:
         # Forced: an unchanged value (same clock reading) would otherwise emit no UPDATE and no version bump.
         flag_modified(case, "updated_at")
 
-    def _check_version(self, case: Case, expected_version: int | None) -> None:
+    def _check_version(self, case: Case, expected_version: int | None, *, required_for: str | None = None) -> None:
+        """A1: the client acted on `expected_version`; a case that moved on since is a Conflict (409).
+        ``required_for`` names a step that must not apply twice (issue 11 §7: re-dispatch, close,
+        report): without a version it is refused (422 naming the field), so a repeated or concurrent
+        request cannot pass unchecked."""
+        if expected_version is None and required_for is not None:
+            raise InvalidInput("expected_version", f"{required_for} on case {case.number} must send expected_version, "
+                                                   f"the case version you acted on (now {case.version})")
         if expected_version is not None and case.version != expected_version:
             from ticketing.errors import Conflict
 

@@ -100,10 +100,12 @@ class ClosingSteps(WorkflowBase):
         return ids
 
     def close(self, actor: Actor, case: Case, *, provisional: bool = False, note: str = "",
-              expected_version: int | None = None) -> Case:
-        """R7.5: satisfied cases are closed and archived; unsatisfied ones only by the back office."""
+              expected_version: int | None = None, version_required: bool = False) -> Case:
+        """R7.5: satisfied cases are closed and archived; unsatisfied ones only by the back office.
+        ``version_required``: the API's clients name the version they closed (issue 11 §7); the
+        callback survey closes what it just rated, under its attempt's idempotency key."""
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R7.5", "close cases")
-        self._check_version(case, expected_version)
+        self._check_version(case, expected_version, required_for="closing" if version_required else None)
         if actor.role == Role.SYSTEM and not (case.status == CaseStatus.AWAITING_CLOSE
                                               and case.satisfaction_source == "callback" and not provisional):
             # R7.5: the callback survey closes what the citizen rated satisfied in it; nothing else.

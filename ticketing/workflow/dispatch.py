@@ -93,11 +93,9 @@ class DispatchSteps(WorkflowBase):
         else:
             self._status(case, {CaseStatus.NEW, CaseStatus.PENDING_BACK_OFFICE, CaseStatus.DISPATCHED,
                                 CaseStatus.UNSATISFIED, CaseStatus.REPORTED}, "R7.3", "dispatch")
-        if version_required and expected_version is None and (redispatch or case.work_orders):
+        if version_required and (redispatch or case.work_orders):
             # It cancels the work under way: a repeated or concurrent one must not apply twice.
-            raise InvalidInput("expected_version", f"case {case.number} was dispatched before: a re-dispatch must "
-                                                   f"send expected_version, the case version you acted on "
-                                                   f"(now {case.version})")
+            self._check_version(case, expected_version, required_for="a re-dispatch")
         if lead is not None and lead not in units:
             raise InvalidInput("R7.3h", f"the lead unit '{lead}' must be one of the units dispatched to")
         resolved = self.units_by_code(units)

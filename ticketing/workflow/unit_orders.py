@@ -62,9 +62,13 @@ class UnitOrderSteps(WorkflowBase):
         return wo
 
     def report(self, actor: Actor, wo: WorkOrder, *, answer: str,
-               satisfaction: Satisfaction | str | None = None) -> WorkOrder:
-        """R8.3/R8.4: the unit files its answer, with the notification time and satisfaction."""
+               satisfaction: Satisfaction | str | None = None, expected_version: int | None = None,
+               version_required: bool = False) -> WorkOrder:
+        """R8.3/R8.4: the unit files its answer, with the notification time and satisfaction.
+        ``expected_version`` is the version of the work order's case the unit saw (every step
+        bumps it); ``version_required`` as in `close` (issue 11 §7)."""
         self._check_unit_actor(actor, wo, "report back")
+        self._check_version(wo.case, expected_version, required_for="a report" if version_required else None)
         self._wo_status(wo, {WorkOrderStatus.NOTIFIED}, "R8.4",
                         "report back before notifying the citizen (the report holds the notification time)")
         if not answer or not answer.strip():

@@ -204,7 +204,7 @@ def callback(number: str, body: CallbackIn, actor: ActorDep, wf: WorkflowDep, se
 @router.post("/{number}/close", response_model=CaseOut, summary="R7.5: close, or close provisionally (back office)")
 def close(number: str, body: CloseIn, actor: ActorDep, wf: WorkflowDep, session: SessionDep, domain: DomainDep) -> CaseOut:
     case = wf.close(actor, _load(wf, actor, number), provisional=body.provisional, note=body.note,
-                    expected_version=body.expected_version)
+                    expected_version=body.expected_version, version_required=True)
     commit(session)
     return _out(case, actor, domain)
 

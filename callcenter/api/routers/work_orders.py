@@ -91,7 +91,8 @@ def notify(wo_id: IdPath, body: NotifyIn, actor: ActorDep, wf: WorkflowDep, sess
 
 @router.post("/work-orders/{wo_id}/report", response_model=WorkOrderOut, summary="R8.3/R8.4: report back")
 def report(wo_id: IdPath, body: ReportIn, actor: ActorDep, wf: WorkflowDep, session: SessionDep, domain: DomainDep) -> WorkOrderOut:
-    wo = wf.report(actor, _load(wf, actor, wo_id), answer=body.answer, satisfaction=body.satisfaction)
+    wo = wf.report(actor, _load(wf, actor, wo_id), answer=body.answer, satisfaction=body.satisfaction,
+                   expected_version=body.expected_version, version_required=True)
     commit(session)
     return _out(wo, actor, domain)
 
