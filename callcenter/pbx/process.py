@@ -191,11 +191,23 @@ def _log_tail(settings: Settings, lines: int = 15) -> str:
     return "\n".join(tails) or "(no log output)"
 
 
-def systemd_unit_exists() -> bool:
+# The systemd unit that runs Asterisk, by install mode: the package's own, or the one
+# `callcenter service install` writes for the chroot.
+SYSTEMD_UNITS = {"host": "asterisk.service", "chroot": "callcenter-asterisk.service"}
+
+
+def systemd_unit_exists(unit: str = SYSTEMD_UNITS["host"]) -> bool:
     if shutil.which("systemctl") is None or not Path("/run/systemd/system").exists():
         return False
-    result = subprocess.run(["systemctl", "cat", "asterisk.service"], capture_output=True, text=True)
+    result = subprocess.run(["systemctl", "cat", unit], capture_output=True, text=True)
     return result.returncode == 0
+
+
+def managing_unit(settings: Settings) -> str | None:
+    """The systemd unit that runs this install's Asterisk, if there is one: start and stop go
+    through it then, so systemd keeps tracking (and restarting) the process."""
+    unit = SYSTEMD_UNITS[install_mode(settings)]
+    return unit if systemd_unit_exists(unit) else None
 
 
 def start_locked(settings: Settings, timeout: float) -> str:
@@ -220,10 +232,11 @@ def start_locked(settings: Settings, timeout: float) -> str:
             "or change CALLCENTER_SIP_PORT")
     uid, gid = root_ids(settings)
     ensure_dir(host_path(settings, "/var/run/asterisk"), 0o755, uid, gid)  # host mode: /run is tmpfs
-    if install_mode(settings) == "host" and systemd_unit_exists():
-        result = subprocess.run(["systemctl", "start", "asterisk.service"], capture_output=True, text=True)
+    unit = managing_unit(settings)
+    if unit is not None:
+        result = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True)
         if result.returncode != 0:
-            raise ProvisionError(f"systemctl start asterisk failed: {result.stderr.strip()}")
+            raise ProvisionError(f"systemctl start {unit} failed: {result.stderr.strip()}")
     else:
         console_log = Path(settings.state_dir) / "asterisk-console.log"
         with open(console_log, "w") as log:
@@ -268,8 +281,9 @@ def stop_locked(settings: Settings, timeout: float = 15.0) -> bool:
     pids = running_pids(settings)
     if not pids:
         return False
-    if install_mode(settings) == "host" and systemd_unit_exists():
-        subprocess.run(["systemctl", "stop", "asterisk.service"], capture_output=True, text=True)
+    unit = managing_unit(settings)
+    if unit is not None:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, text=True)
     else:
         with contextlib.suppress(ProvisionError, subprocess.TimeoutExpired):
             cli(settings, "core stop now", timeout=10)

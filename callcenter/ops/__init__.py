@@ -1,0 +1,1 @@
+"""Running the hotline for real: systemd units (`services`) and the install's health check (`doctor`)."""
