@@ -133,6 +133,7 @@ class CallContext:
         self._inline = hotline.nowait_sessions is not None  # SQLite file: transactions tried on the loop
         self.call_id: int | None = None
         self.case_id: int | None = None
+        self.case_number: str | None = None  # the case created or looked up (the call's log line)
         # The call record is written by the call's first transaction (or its closing one), not by
         # a transaction of its own: one thread hop and one commit fewer per call.
         self._open_call: dict[str, Any] | None = None  # calls.open_call's arguments
@@ -273,6 +274,7 @@ class CallContext:
 
         self.case_id, number = await self.run(lambda run: accept_on(self.hotline.intake, run, IVR_ACTOR,
                                                                     **request()))
+        self.case_number = number
         return {"case_number": number.replace("-", "")}
 
     async def find_case(self, number: str) -> dict:
@@ -284,7 +286,7 @@ class CallContext:
             case = s.execute(select(Case).where(Case.number == normalized)).scalar_one_or_none()
             if case is None:
                 return {"found": False, "status_prompt": "", "deadline": None}
-            self.case_id = case.id
+            self.case_id, self.case_number = case.id, case.number
             deadline = case.deadline_at.astimezone(self.hotline.domain.calendar.tz).date().isoformat() if case.deadline_at else None
             return {"found": True, "status_prompt": status_prompt_name(case.status.value, self.hotline.prompts),
                     "deadline": deadline,
@@ -296,7 +298,8 @@ class CallContext:
         def store(s: Session):
             result = self.hotline.survey.record_survey_answer(s, self.hotline.domain, key=self.callback_key,
                                                               case_number=case_number, value=value, call_id=self.call_id)
-            self.case_id = self.hotline.domain.workflow(s).get_case(case_number).id
+            case = self.hotline.domain.workflow(s).get_case(case_number)
+            self.case_id, self.case_number = case.id, case.number
             return result
         return await self.tx(store)
 
@@ -308,6 +311,7 @@ class CallContext:
                              citizen_phone=caller, call_id=self.call_id)
             return case.id, case.number
         self.case_id, number = await self.tx(create)
+        self.case_number = number
         return {"case_number": number.replace("-", "")}
 
 
@@ -346,11 +350,9 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
             result = await runner.run()
         except Exception:
             await _finish(ctx, now, outcome="queued", reason="error", path=[], digits=[], recording=None,
-                          on_finish=on_finish, result=None)
+                          on_finish=on_finish, result=None, started=started, uniqueid=uniqueid)
             raise  # the server sends the caller to the queue
         outcome, reason = result.outcome, result.reason
-        log.info("call %s from %s: %s%s via %s", uniqueid, mask_phone(caller), outcome,
-                 f" ({reason})" if reason else "", ">".join(result.path))
         if not channel.hungup:
             try:
                 # One SET VARIABLE instead of three; the dialplan splits it (ivr_result_value).
@@ -359,7 +361,8 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
                 if outcome == "queued":
                     outcome, reason = "abandoned", "hangup"
         await _finish(ctx, now, outcome=outcome, reason=reason, path=result.path, digits=result.digits,
-                      recording=driver.recorded[-1] if driver.recorded else None, on_finish=on_finish, result=result)
+                      recording=driver.recorded[-1] if driver.recorded else None, on_finish=on_finish, result=result,
+                      started=started, uniqueid=uniqueid)
         return result
     finally:
         ctx.close()
@@ -383,12 +386,31 @@ def ivr_result_value(outcome: str, reason: str | None, case_id: int | None) -> s
 
 
 async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recording, on_finish=None,
-                  result=None) -> None:
+                  result=None, started=None, uniqueid="") -> None:
     if ctx.call_id is None and ctx._open_call is None:
         return
 
     ended = now()
+    await _write_finish(ctx, ended, outcome=outcome, reason=reason, path=path, digits=digits, recording=recording,
+                        on_finish=on_finish, result=result)
+    _log_call(ctx, uniqueid, outcome, reason, path, (ended - started).total_seconds() if started else None)
 
+
+def _log_call(ctx: CallContext, uniqueid: str, outcome: str, reason: str | None, path: list[str],
+              seconds: float | None) -> None:
+    """The call's one INFO line, once its record is finished (it hung up, or left the menu for the
+    queue): caller masked, path through the menu, outcome, case, time in the menu."""
+    caller = mask_phone(ctx.caller) or "unknown"
+    log.info("call %s (%s) from %s: %s%s via %s%s%s", ctx.call_id, uniqueid, caller, outcome,
+             f" ({reason})" if reason else "", ">".join(path) or "-",
+             f", case {ctx.case_number}" if ctx.case_number else "", f", {seconds:.0f} s" if seconds is not None else "",
+             extra={"call_id": ctx.call_id, "uniqueid": uniqueid, "caller": caller, "outcome": outcome,
+                    "reason": reason, "path": list(path), "case_number": ctx.case_number,
+                    "duration_s": None if seconds is None else round(seconds, 1)})
+
+
+async def _write_finish(ctx: CallContext, ended, *, outcome, reason, path, digits, recording, on_finish,
+                        result) -> None:
     def finish(run: Run):
         # ctx.run / ctx.tx opened the record in this same transaction if no earlier one did
         calls.finish_call(run, ctx.call_id, outcome=outcome, reason=reason, ended_at=ended, flow_path=path,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import getpass
-import logging
 import sys
 
 import click
@@ -16,12 +15,12 @@ def _fail(message: str) -> None:
 
 
 @click.group()
-@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages, and every scheduler run and request.")
 def main(verbose: bool) -> None:
     """12345 hotline: case workflow, voice menu and call control."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    from callcenter import logs
+
+    logs.setup(get_settings(), verbose=verbose)
 
 
 @main.group()
@@ -211,11 +210,12 @@ def serve(host: str | None, port: int | None, no_telephony: bool) -> None:
     Several `serve` processes may share one PostgreSQL: exactly one runs the scheduler at a time."""
     import uvicorn
 
+    from callcenter.logs import UVICORN
     from callcenter.runtime import build_app
 
     settings = get_settings()
     uvicorn.run(build_app(settings, telephony=not no_telephony), host=host or settings.api_host,
-                port=port or settings.api_port, log_level="info")
+                port=port or settings.api_port, **UVICORN)
 
 
 @main.command()
@@ -278,10 +278,11 @@ def _register_groups() -> None:
     from callcenter.calendar_cli import calendar_group
     from callcenter.calls_cli import call_group
     from callcenter.ivr_cli import ivr_group
+    from callcenter.logs_cli import logs_group
     from callcenter.pbx.cli import asterisk_group
     from callcenter.ops.cli import doctor_command, service_group
 
-    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group,
+    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group, logs_group,
                   service_group, doctor_command):
         main.add_command(group)
 

@@ -73,6 +73,7 @@ def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None
 async def run_hotline(settings: Settings) -> None:
     import uvicorn
 
+    from callcenter.logs import UVICORN
     from ticketing.domain import Domain
     from ticketing.store import make_engine
 
@@ -80,7 +81,7 @@ async def run_hotline(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     agi = agi_server(settings, domain=domain, engine=engine)
     app = build_app(settings, domain=domain, engine=engine)
-    api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="info"))
+    api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, **UVICORN))
     await agi.start()
     log.info("FastAGI on %s:%s, API on http://%s:%s", settings.agi_host, settings.agi_port,
              settings.api_host, settings.api_port)

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     agi_port: int = 4573
     # the event loop of `callcenter run` and `callcenter agi serve` (callcenter/eventloop.py)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # logging (callcenter/logs.py): quiet INFO by default, JSON lines for a log collector; no file:
+    # stderr (systemd's journal); a relative file name is under state_dir (`callcenter logs logrotate`)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_file: Path | None = None
 
     @property
     def effective_database_url(self) -> str:

@@ -24,8 +24,10 @@ _MOBILE = re.compile(r"(?<!\d)1[3-9]\d[ \-]?\d{4}[ \-]?\d{4}(?!\d)")
 _FIXED = re.compile(r"(?<!\d)0\d{2,3}-?\d{7,8}(?!\d)")
 _LONG_DIGITS = re.compile(r"(?<!\d)\d{7,}(?!\d)")
 # In log text: 7+ digits, optionally after a +, but not the integer part of a decimal: Asterisk
-# uniqueids and linkedids (1732547203.45) stay in clear to follow a call through the logs.
-_PHONE_IN_TEXT = re.compile(r"(?<![\d.])\+?\d{7,}(?!\d|\.\d)")
+# uniqueids and linkedids (1732547203.45) stay in clear to follow a call through the logs. Nor a
+# case number (ticketing/numbering.py, 20261125-000123): no one's phone, shown on the public page
+# anyway, and a log line must lead to its case.
+_CASE_OR_PHONE_IN_TEXT = re.compile(r"(?<![\d.])(?:(?P<case>(?:19|20)\d{6}-\d{6})(?!\d)|\+?\d{7,}(?!\d|\.\d))")
 _NOT_DIGIT = re.compile(r"\D")
 SHORTEST_PERSONAL = 7  # digits: a local landline without its area code
 
@@ -67,9 +69,9 @@ def mask_name(name: str | None) -> str:
 
 def mask_text(text: str) -> str:
     """``PJSIP/13812345678@trunk`` -> ``PJSIP/138****5678@trunk``: every ID number and phone
-    number in free text masked as its field would be; uniqueids and short numbers stay."""
+    number in free text masked as its field would be; uniqueids, case numbers and short numbers stay."""
     text = _ID_NUMBER.sub(lambda m: mask_id_number(m.group(0)), text)
-    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
+    return _CASE_OR_PHONE_IN_TEXT.sub(lambda m: m.group(0) if m.group("case") else mask_phone(m.group(0)), text)
 
 
 # -- personal data in text to be published (R7.6) ------------------------------------------------

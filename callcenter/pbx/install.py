@@ -7,11 +7,13 @@ changed configuration.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +44,9 @@ from callcenter.pbx.root import (
     root_ids,
 )
 from callcenter.settings import Settings
+
+# What a long step is doing, at INFO on stderr (callcenter/logs.py): a root build takes minutes.
+progress = logging.getLogger("callcenter.pbx.install")
 
 ETC = "/etc/asterisk"
 MOH_TONE = "callcenter-hold-tone.wav"
@@ -134,6 +139,8 @@ def _build_sid_root(settings: Settings, root: Path, changes: list[str]) -> None:
         '--aptopt=Acquire::Check-Valid-Until "false"',
         "sid", str(partial), SID_MIRROR,
     ]
+    progress.info("building the Asterisk root with mmdebstrap at %s (several minutes; log %s)…", root, log)
+    began = time.monotonic()
     with open(log, "w") as fh:
         result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if result.returncode != 0 or not (partial / ASTERISK_BIN.lstrip("/")).exists():
@@ -141,6 +148,7 @@ def _build_sid_root(settings: Settings, root: Path, changes: list[str]) -> None:
     if root.exists():
         root.rmdir()  # empty (checked above)
     os.replace(partial, root)  # a root either is complete or does not exist
+    progress.info("Asterisk root built in %.0f s", time.monotonic() - began)
     changes.append(f"built a Debian sid root with Asterisk at {root} (mmdebstrap, log {log})")
 
 
@@ -155,6 +163,7 @@ def _ensure_asterisk(settings: Settings, changes: list[str]) -> tuple[str, Path]
         if os.geteuid() != 0:
             raise ProvisionError("installing the distribution's asterisk package needs root")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        progress.info("installing the distribution's asterisk package (apt-get)…")
         result = subprocess.run(["apt-get", "install", "-y", "asterisk"], capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise ProvisionError(f"apt-get install asterisk failed: {result.stderr.strip()[-500:]}")
@@ -274,6 +283,8 @@ def install(settings: Settings) -> InstallReport:
     """Install and configure Asterisk (idempotent). Reloads a running Asterisk whose configuration
     changed (restarts it when asterisk.conf/modules.conf/logger.conf changed)."""
     with locked(settings):
+        began = time.monotonic()
+        progress.info("provisioning Asterisk: package or root, configuration, prompts…")
         changes: list[str] = []
         mode, root = _ensure_asterisk(settings, changes)
         report = InstallReport(mode=mode, root=root, changes=changes)
@@ -288,6 +299,7 @@ def install(settings: Settings) -> InstallReport:
         report.version = version(settings)
         if changed_configs and running_pids(settings):
             if changed_configs & RESTART_CONFIGS:
+                progress.info("restarting Asterisk to apply %s…", ", ".join(sorted(changed_configs & RESTART_CONFIGS)))
                 stop_locked(settings)
                 start_locked(settings, START_TIMEOUT)
                 report.restarted = True
@@ -296,6 +308,7 @@ def install(settings: Settings) -> InstallReport:
                 cli(settings, "core reload")
                 report.reloaded = True
                 changes.append("reloaded Asterisk's configuration (core reload)")
+        progress.info("Asterisk install done in %.0f s", time.monotonic() - began)
         return report
 
 

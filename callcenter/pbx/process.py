@@ -239,7 +239,8 @@ def start_locked(settings: Settings, timeout: float) -> str:
             raise ProvisionError(f"systemctl start {unit} failed: {result.stderr.strip()}")
     else:
         console_log = Path(settings.state_dir) / "asterisk-console.log"
-        with open(console_log, "w") as log:
+        # append: logrotate's copytruncate empties it in place, and "w" would leave a sparse file
+        with open(console_log, "a") as log:
             # setsid -f: Asterisk is detached from this process (and its terminal/session) at once,
             # so it outlives the CLI or the test session that started it and is never our zombie.
             argv = ["setsid", "-f", *in_root(settings, [ASTERISK_BIN, "-f", "-U", "asterisk", "-G", "asterisk"])]

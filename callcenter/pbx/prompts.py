@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,8 @@ import yaml
 
 from callcenter.pbx.root import ProvisionError, ensure_tools, host_path
 from callcenter.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("callcenter.pbx.prompts")
 
 SOUNDS_ZH = "/usr/share/asterisk/sounds/zh"
 PROMPT_DIR = "hotline"  # prompts are referenced as hotline/<name>
@@ -193,9 +197,12 @@ def render_prompts(settings: Settings, prompts_path: Path | None = None) -> Prom
     report.unchanged = sorted(j.rel for j in jobs if j not in todo)
     if todo:
         ensure_tools(TOOLS)
+        log.info("rendering %d prompts with espeak-ng and sox (%d up to date)…", len(todo), len(report.unchanged))
+        began = time.monotonic()
         with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
             # list() re-raises the first rendering error here
             list(pool.map(lambda j: _render(j, base / j.rel), todo))
+        log.info("%d prompts rendered in %.0f s", len(todo), time.monotonic() - began)
     for job in todo:
         report.rendered.append(job.rel)
         if job.kind == "recording":

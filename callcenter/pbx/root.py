@@ -11,6 +11,7 @@ Two layouts (chosen once by `install`, recorded in ``<state_dir>/asterisk-instal
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import stat
@@ -170,6 +171,7 @@ def ensure_tools(tools: dict[str, str]) -> list[str]:
         raise ProvisionError(f"missing program(s) {', '.join(sorted(missing))}; {hint}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    logging.getLogger("callcenter.pbx.install").info("installing %s (apt-get)…", " ".join(packages))
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         # a fresh machine may never have fetched package lists
