@@ -106,7 +106,7 @@ def check_calendar(settings: Settings, now: datetime) -> list[Finding]:
     today = now.astimezone(ZoneInfo(policy.timezone)).date()
     status = calendar_status(calendar, today, policy.calendar_warning_from)
     this_year, next_year = calendar.year_source(today.year), calendar.year_source(today.year + 1)
-    fix = (f"enter the State Council's arrangement: `callcenter calendar set {{year}} --holiday ... "
+    fix = ("enter the State Council's arrangement: `callcenter calendar set {year} --holiday ... "
            "--workday ...` (README: Each November)")
     if this_year == YearSource.PROVISIONAL:
         return [Finding(FAIL, "calendar", f"{today.year} (this year) is provisional: deadlines are counted "
