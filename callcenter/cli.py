@@ -279,8 +279,10 @@ def _register_groups() -> None:
     from callcenter.calls_cli import call_group
     from callcenter.ivr_cli import ivr_group
     from callcenter.pbx.cli import asterisk_group
+    from callcenter.ops.cli import backup_command, restore_command
 
-    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group):
+    for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group,
+                  backup_command, restore_command):
         main.add_command(group)
 
 
