@@ -1,1 +1,2 @@
-"""Running the hotline for real: systemd units (`services`) and the install's health check (`doctor`)."""
+"""Running the hotline for real: systemd units (`services`), the install's health check (`doctor`),
+backup and restore."""
