@@ -92,6 +92,17 @@ def test_rendered_units_pass_systemd_analyze_verify(settings, tmp_path):
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+def test_install_also_rotates_the_hotline_and_asterisk_logs(settings, tmp_path):
+    """The system's logrotate gets this install's paths with the units (issue 19: log rotation)."""
+    from callcenter import logrotate
+
+    report = services.install_units(settings, prefix=tmp_path / "prefix")
+    rotate = tmp_path / "prefix" / services.LOGROTATE_FILE
+    assert rotate.read_text(encoding="utf-8") == logrotate.render(settings)
+    assert "asterisk" in rotate.read_text(encoding="utf-8")
+    assert f"wrote {rotate}" in report.steps
+
+
 def test_the_hotline_runs_unprivileged_after_postgresql_network_and_asterisk(settings, tmp_path):
     units = _installed(settings, tmp_path)
     hotline = units[services.HOTLINE_UNIT]

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from callcenter import logrotate
 from callcenter.pbx.process import SYSTEMD_UNITS
 from callcenter.pbx.root import ProvisionError, asterisk_root, host_path, install_mode, is_installed, root_ids
 from callcenter.settings import PROJECT_ROOT, Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "units"
 UNIT_DIR = "etc/systemd/system"
+LOGROTATE_FILE = "etc/logrotate.d/callcenter"
 HOTLINE_UNIT = "callcenter-hotline.service"
 ASTERISK_UNIT = SYSTEMD_UNITS["chroot"]
 HOST_ASTERISK_UNIT = SYSTEMD_UNITS["host"]  # the distribution package's own unit (host install)
@@ -160,6 +162,11 @@ def install_units(settings: Settings, *, user: str = DEFAULT_USER, prefix: Path 
         path.chmod(0o644)
         written.append(path)
     report = InstallReport(unit_dir, written, [f"warning: {p}" for p in problems])
+    # the units' logs rotate with the system's logrotate (callcenter/logrotate.py knows the paths)
+    rotate = Path(prefix) / LOGROTATE_FILE
+    rotate.parent.mkdir(parents=True, exist_ok=True)
+    rotate.write_text(logrotate.render(settings), encoding="utf-8")
+    report.steps.append(f"wrote {rotate}")
     if not real:
         report.steps.append(f"prefix {prefix}: files only (no user created, nothing enabled)")
         return report
