@@ -157,8 +157,22 @@ _UNCLAIM = (update(_ATTEMPTS).where(_ATTEMPTS.c.id.in_(bindparam("ids", expandin
             .values(state=SCHEDULED, started_at=None).returning(_ATTEMPTS.c.id))
 
 
-def in_flight_count(session: Session, *, exclude: Iterable[int] = ()) -> int:
-    return session.connection().execute(_IN_FLIGHT_COUNT, {"exclude": list(exclude)}).scalar_one()
+_IN_FLIGHT_COUNT_BESIDES = _IN_FLIGHT_COUNT.where(
+    _ATTEMPTS.c.idempotency_key.not_in(bindparam("exclude_keys", expanding=True)))
+
+
+def in_flight_count(session: Session, *, exclude: Iterable[int] = (), exclude_keys: Iterable[str] = ()) -> int:
+    """Attempts in flight but those `exclude`d (by id) and those with one of `exclude_keys`."""
+    keys = list(exclude_keys)
+    stmt, params = (_IN_FLIGHT_COUNT_BESIDES, {"exclude_keys": keys}) if keys else (_IN_FLIGHT_COUNT, {})
+    return session.connection().execute(stmt, {"exclude": list(exclude), **params}).scalar_one()
+
+
+def settled_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    """Of these idempotency keys, those whose attempt is settled (its ledger entry may go)."""
+    q = select(CallbackAttempt.idempotency_key).where(CallbackAttempt.idempotency_key.in_(list(keys)),
+                                                      CallbackAttempt.state.in_(FINAL_STATES))
+    return set(session.execute(q).scalars())
 
 
 def claim(session: Session, domain: Domain, limit: int, *, exclude: Iterable[int] = ()) -> list[Claimed]:
@@ -480,5 +494,5 @@ __all__ = [
     "CALLBACK_ACTOR", "Claimed", "AttemptRow", "plan_due", "claim", "unclaim", "in_flight_count", "mark_answered",
     "record_unsuccessful", "record_unsuccessful_many", "Unsuccessful", "unclaim_many",
     "record_survey_answer", "finish_survey", "list_attempts", "manual_list", "counts",
-    "due_count", "orphans", "idempotency_key", "attempt_by_key", "STATE_AFTER_DIAL",
+    "due_count", "orphans", "idempotency_key", "attempt_by_key", "STATE_AFTER_DIAL", "settled_keys",
 ]

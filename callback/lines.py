@@ -62,6 +62,8 @@ class LineDriver:
                 self._drop_ready()
             return
         free = self.domain.policy.callback.concurrency - len(self._calling) - len(self._adopted) - self._others
+        if not self._lines_known:
+            free = 0  # lines taken by calls from before the start not counted yet
         now = time.monotonic()
         stale = False
         while self._ready and free > 0:
@@ -104,6 +106,8 @@ class LineDriver:
         ev = self._hangups.get(channel_id)
         if ev is not None:
             ev.set()
+        else:
+            self._carried_hung_up(channel_id)
 
     def _channel_id(self, key: str) -> str:
         return f"{self.opts.channel_prefix}{key}"

@@ -65,6 +65,10 @@ class CallbackPbx(Protocol):
     async def channels_up(self, timeout: float) -> set[str]:
         """The unique ids of the channels up now."""
 
+    async def callback_calls(self, context: str, timeout: float) -> set[str]:
+        """The channel ids (as given to `originate`) of the callback calls into `context` that the
+        telephone system still carries, whoever placed them: after a restart they hold lines too."""
+
     async def hangup(self, channel_id: str) -> None:
         """Hang up the channel with this unique id (if it is still up)."""
 
@@ -73,6 +77,9 @@ class CallbackPbx(Protocol):
 
     async def ledger_forget(self, channel_id: str, timeout: float) -> None:
         """Drop the ledger entry of a settled attempt."""
+
+    async def ledger_ids(self, timeout: float) -> set[str]:
+        """The channel ids of every ledger entry (to sweep the entries of settled attempts)."""
 
     async def start(self) -> None:
         """Connect, and keep trying in the background (for a service that owns its link)."""

@@ -3,15 +3,16 @@
 reported cases (a page of them; the writer plans the rest of a large backlog a page after each of
 its passes, so calls start at once), settles attempts left in flight by a dead process, and claims
 due attempts up to the concurrency cap; `drain()` sweeps until nothing is due; `halt()`/`stop()`
-end it. Each claimed attempt is committed as `dialing` BEFORE its Originate. The runner is three
+end it. Each claimed attempt is committed as `dialing` BEFORE its Originate. The runner is four
 parts: the store side (callback/writer.py, one transaction per pass), the lines
-(callback/lines.py, each call from its Originate to its outcome) and, here, its lifecycle and the
-recovery after a crash. The port never re-sends an Originate. When an Originate's fate is unknown
-(link lost before the answer) the attempt stays `dialing` and `reconcile` asks Asterisk, once
-`settle_seconds` have passed since start-up: a channel with that Uniqueid still up -> wait for it;
-the ledger entry written by `[outbound-callback]` before dialling present -> it was dialled
-(outcome unknown: counted as a failed attempt); absent -> it never ran and goes back to
-`scheduled` with the same key. No key is ever dialled twice.
+(callback/lines.py, each call from its Originate to its outcome), what a killed process left in
+Asterisk (callback/leftovers.py: calls still up count against the cap, settled ledger entries go)
+and, here, its lifecycle and the recovery after a crash. The port never re-sends an Originate.
+When an Originate's fate is unknown (link lost before the answer) the attempt stays `dialing`
+and `reconcile` asks Asterisk, once `settle_seconds` have passed since start-up: a channel with
+that Uniqueid still up -> wait for it; the ledger entry written by `[outbound-callback]` before
+dialling present -> it was dialled (outcome unknown: counted as a failed attempt); absent -> it
+never ran and goes back to `scheduled` with the same key. No key is ever dialled twice.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback import attempts as A
+from callback.leftovers import Leftovers
 from callback.lines import CallResult, LineDriver
 from callback.pbx import CallbackPbx, PbxError
 from callback.writer import StoreWriter
@@ -61,12 +63,14 @@ class RunStats:
     outcomes: dict[str, int] = field(default_factory=dict)
     reconciled: dict[str, int] = field(default_factory=dict)
     planned: int = 0
+    still_up: int = 0        # callback calls Asterisk carried at start that this runner did not place
+    ledger_removed: int = 0  # ledger entries of settled attempts swept (left by a killed process)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
 
-class CallbackRunner(LineDriver, StoreWriter):
+class CallbackRunner(LineDriver, StoreWriter, Leftovers):
     def __init__(self, domain: Domain, sessions: sessionmaker[Session], pbx: CallbackPbx,
                  options: RunnerOptions | None = None, *, paused: Callable[[], bool] | None = None,
                  on_result: Callable[[CallResult], Any] | None = None):
@@ -87,6 +91,7 @@ class CallbackRunner(LineDriver, StoreWriter):
         self._unclaims: list[tuple[int, asyncio.Future | None]] = []
         self._ended: deque[float] = deque()  # when recent calls ended: how many spares are worth it
         self._others = 0  # calls in flight in other processes, as of the last pass
+        self._carried: set[str] | None = None  # calls up in Asterisk, not ours (callback/leftovers.py)
         self._hangups: dict[str, asyncio.Event] = {}
         self._sub = None
         self._started_at = time.monotonic()
@@ -138,6 +143,7 @@ class CallbackRunner(LineDriver, StoreWriter):
     def halt(self) -> None:
         """No new calls (stepping down, lease lost): spare claimed attempts are put back, never dialled."""
         self._stopping = True
+        self._carried = None  # asked again before the next call, should this runner lead again
         self._drop_ready()
 
     @property
@@ -167,6 +173,8 @@ class CallbackRunner(LineDriver, StoreWriter):
         if self._stopping:
             return 0
         self.attach()
+        if self._carried is None and self.pbx.connected:
+            await self._learn_carried()  # before any call: lines still taken count against the cap
         if time.monotonic() - self._last_plan >= self.opts.plan_every:
             # Planning and crash recovery scan the backlog: periodically, not on every freed slot,
             # so the scheduler's cost per call does not grow with the backlog.
@@ -176,6 +184,8 @@ class CallbackRunner(LineDriver, StoreWriter):
                 # rest of a large backlog by the writer between its passes while they run
                 self._plan_more = await self._plan_page() >= self.opts.plan_batch
             await self.reconcile()
+            await self._refresh_carried()
+            await self._sweep_ledger()
         before = self.stats.claimed
         await self._flush()
         return self.stats.claimed - before
@@ -200,6 +210,8 @@ class CallbackRunner(LineDriver, StoreWriter):
             if chan in alive:
                 # still talking to the citizen: watch it like our own call
                 hung = self._hangups.setdefault(chan, asyncio.Event())
+                if self._carried:
+                    self._carried.discard(chan)  # counted as adopted from now on, not twice
                 task = asyncio.create_task(self._watch_adopted(attempt_id, chan, hung))
                 self._adopted[attempt_id] = task
                 task.add_done_callback(lambda t, aid=attempt_id: self._done(aid, t))
@@ -248,6 +260,7 @@ class CallbackRunner(LineDriver, StoreWriter):
                     nothing_due = await self._tx(lambda s: A.due_count(s, self.domain) == 0
                                                  and not A.orphans(s, ()))
                     if nothing_due:
+                        await self._sweep_ledger()  # entries settled since the last planning pass
                         break
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError("callbacks still running at the deadline")

@@ -99,7 +99,7 @@ class StoreWriter:
     def _wanted(self) -> int:
         """Attempts to claim in this pass (before subtracting other processes' calls): the free
         lines, plus spares while calls end quickly."""
-        if self._stopping or self.budget == 0:
+        if self._stopping or self.budget == 0 or not self._lines_known:
             return 0
         cap = self.domain.policy.callback.concurrency
         now = time.monotonic()
@@ -119,13 +119,15 @@ class StoreWriter:
         orphan_request, self._orphan_request = self._orphan_request, None
         wanted = self._wanted()
         mine = self._mine()
+        carried = self._carried_keys()  # calls up in Asterisk, not ours: each takes a line
 
         def tx(s: Session):
             paused = self.paused() if check_pause else self._paused_now
             outs = A.record_unsuccessful_many(s, self.domain, [r for r, _f in results])
             back = A.unclaim_many(s, [aid for aid, _f in unclaims])
             orphans = A.orphans(s, mine) if orphan_request is not None else []
-            others = A.in_flight_count(s, exclude=mine)
+            # a carried call counts once, whether or not its attempt is still in flight in the store
+            others = A.in_flight_count(s, exclude=mine, exclude_keys=carried) + len(carried)
             n = 0 if paused else wanted - others  # a line of another process is not ours to fill
             claimed = A.claim(s, self.domain, n, exclude=mine) if n > 0 else []
             return paused, outs, set(back), orphans, others, claimed

@@ -112,6 +112,18 @@ class AmiCallbackPbx:
             raise _port_error(exc) from exc
         return {i.get_first("Uniqueid") for i in items}
 
+    async def callback_calls(self, context: str, timeout: float) -> set[str]:
+        # Originate's Local/<number>@<context> gives "Local/<number>@<context>-<n>;1": its Uniqueid
+        # is the ChannelId we set (the ;2 half and the citizen's leg would count the call twice)
+        try:
+            _resp, items = await self.ami.send_action_list({"Action": "CoreShowChannels"}, timeout=timeout)
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        marker = f"@{context}-"
+        return {i.get_first("Uniqueid") for i in items
+                if (name := i.get_first("Channel") or "").startswith("Local/") and marker in name
+                and name.endswith(";1")}
+
     async def hangup(self, channel_id: str) -> None:
         try:
             _resp, items = await self.ami.send_action_list({"Action": "CoreShowChannels"})
@@ -135,6 +147,17 @@ class AmiCallbackPbx:
                                        timeout=timeout)
         except AMIError as exc:
             raise _port_error(exc) from exc
+
+    async def ledger_ids(self, timeout: float) -> set[str]:
+        try:
+            resp, items = await self.ami.send_action_list({"Action": "DBGetTree", "Family": LEDGER_FAMILY},
+                                                          timeout=timeout)
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        if not resp.success:  # an empty family answers Success with no items; Error: could not read
+            raise PbxError(f"DBGetTree refused: {resp.get_first('Message')}")
+        prefix = f"/{LEDGER_FAMILY}/"  # Asterisk gives the whole path: /callcenter_callback/<id>
+        return {key[len(prefix):] for i in items if (key := i.get_first("Key") or "").startswith(prefix)}
 
     async def start(self) -> None:
         await self.ami.start(wait=False)  # keeps trying in the background; Asterisk may start later

@@ -191,6 +191,10 @@ def run_now_cmd(limit, timeout, wait_lock, fake_now, channel_prefix, dial_timeou
         if stats.reconciled:
             # attempts a killed process left in flight, settled by asking Asterisk
             click.echo("settled after an interruption: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.reconciled.items())))
+        if stats.still_up or stats.ledger_removed:
+            # left by a killed process: its calls held lines of the cap until they ended
+            click.echo(f"calls still up from before: {stats.still_up}; "
+                       f"ledger entries of settled attempts removed: {stats.ledger_removed}")
     finally:
         lead.release()
 
