@@ -25,7 +25,8 @@ from callcenter.auth import actor_of
 from callcenter.callcontrol.link import CallLink
 from callcenter.pbx.names import operator_of_interface
 from ticketing import calls
-from ticketing.access import CONFIDENTIAL_PLACEHOLDER
+from ticketing.access import CONFIDENTIAL_PLACEHOLDER, may_read_content
+from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, Role
 from ticketing.errors import DomainError
@@ -35,9 +36,13 @@ from ticketing.privacy import mask_phone
 log = logging.getLogger("callcenter.callcontrol.screenpop")
 
 
-def case_summary(case: Case) -> dict[str, Any]:
-    """What an operator sees of a case in the pop; R7.3c content stays hidden (front desk may not read it)."""
-    hidden = case.confidential
+# A pop goes to whoever answers at an operator's extension: read as front desk when no user is logged in there.
+_UNKNOWN_OPERATOR = Actor(user_id=None, name="operator", role=Role.FRONT_DESK.value)
+
+
+def case_summary(case: Case, reader: Actor = _UNKNOWN_OPERATOR) -> dict[str, Any]:
+    """What the operator sees of a case in the pop; content the reader may not read (R7.3c) stays hidden."""
+    hidden = not may_read_content(reader, case)
     return {
         "id": case.id, "number": case.number, "status": case.status.value, "kind": case.kind.value,
         "title": CONFIDENTIAL_PLACEHOLDER if hidden else case.title,
@@ -122,6 +127,7 @@ class ScreenPop:
                     except DomainError as exc:
                         owner_note = "other"
                         log.info("R4.1: case %s keeps its owner: %s", case.number, exc.message)
+            reader = actor_of(user) if user is not None else _UNKNOWN_OPERATOR
             open_cases: list[dict[str, Any]] = []
             recent: list[dict[str, Any]] = []
             if number:
@@ -130,9 +136,9 @@ class ScreenPop:
                 since = self.domain.clock() - timedelta(days=self.recent_days)
                 for case in rows:
                     if case.status in OPEN_CASE_STATUSES:
-                        open_cases.append(case_summary(case))
+                        open_cases.append(case_summary(case, reader))
                     elif len(recent) < self.recent_limit and _aware(case.accepted_at) >= since:
-                        recent.append(case_summary(case))
+                        recent.append(case_summary(case, reader))
             session.commit()
             return {
                 "call_id": call.id if call is not None else None,
