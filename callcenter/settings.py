@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     agi_port: int = 4573
     # the event loop of `callcenter run` and `callcenter agi serve` (callcenter/eventloop.py)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # /readyz (callcenter/ops/health.py): unready below this much free space where recordings go
+    recordings_min_free_mb: int = 2048
 
     @property
     def effective_database_url(self) -> str:
