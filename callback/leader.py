@@ -69,6 +69,26 @@ def current_leader(engine: Engine) -> tuple[str, float] | None:
 
 
 # ---- leadership -----------------------------------------------------------------------------------
+def _advisory_key(conn) -> int:
+    # Advisory locks are per database; tests share one database with a schema each.
+    schema = conn.execute(text("select current_schema()")).scalar_one()
+    return zlib.crc32(f"callcenter-callback-scheduler:{schema}".encode())
+
+
+def leader_present(engine: Engine) -> bool:
+    """Whether some process holds the scheduler's leadership now (readiness, callcenter/ops/health.py).
+    PostgreSQL: the advisory lock is granted to a session (a bigint key shows as classid 0, objid key);
+    SQLite: the lease has not expired."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            return bool(conn.execute(text(
+                "select exists(select 1 from pg_locks where locktype = 'advisory' and granted"
+                " and database = (select oid from pg_database where datname = current_database())"
+                " and classid = 0 and objid::bigint = :k and objsubid = 1)"), {"k": _advisory_key(conn)}).scalar_one())
+    row = current_leader(engine)
+    return row is not None and row[1] >= time.time()
+
+
 class Leadership:
     """try_acquire() -> bool; still_held() -> bool (renews); release()."""
 
@@ -100,9 +120,7 @@ class AdvisoryLockLeadership(Leadership):
         self._main = engine
 
     def _lock_key(self, conn) -> int:
-        # Advisory locks are per database; tests share one database with a schema each.
-        schema = conn.execute(text("select current_schema()")).scalar_one()
-        return zlib.crc32(f"callcenter-callback-scheduler:{schema}".encode())
+        return _advisory_key(conn)
 
     def try_acquire(self) -> bool:
         if self._conn is not None:
@@ -215,5 +233,5 @@ def _note_leader(engine: Engine, holder: str, expires_at: float) -> None:
         log.debug("could not note the scheduler leader", exc_info=True)
 
 
-__all__ = ["Leadership", "leadership_for", "AdvisoryLockLeadership", "LeaseLeadership", "set_paused", "is_paused",
+__all__ = ["Leadership", "leader_present", "leadership_for", "AdvisoryLockLeadership", "LeaseLeadership", "set_paused", "is_paused",
            "ensure_tables", "current_leader", "default_holder"]

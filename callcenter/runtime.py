@@ -81,6 +81,7 @@ async def run_hotline(settings: Settings) -> None:
     engine = make_engine(settings.effective_database_url)
     agi = agi_server(settings, domain=domain, engine=engine)
     app = build_app(settings, domain=domain, engine=engine)
+    app.state.agi_server = agi  # its counters go to /metrics (callcenter/ops/metrics.py)
     api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, **UVICORN))
     await agi.start()
     log.info("FastAGI on %s:%s, API on http://%s:%s", settings.agi_host, settings.agi_port,

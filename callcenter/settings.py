@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     log_file: Path | None = None
+    # /readyz (callcenter/ops/health.py): unready below this much free space where recordings go
+    recordings_min_free_mb: int = 2048
 
     @property
     def effective_database_url(self) -> str:

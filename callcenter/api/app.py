@@ -17,6 +17,7 @@ from callcenter.api import errors
 from callcenter.api.schemas import ErrorOut
 from callcenter.api.security import SecurityHeaders, install_docs
 from callcenter.audit_vault import install as install_audit_vault
+from callcenter.ops.metrics import install as install_metrics
 from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
@@ -154,10 +155,12 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.callcontrol = callcontrol
+    app.state.background = tuple(background)  # the readiness and metrics read the scheduler's state
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and error answers
+    app.add_middleware(SecurityHeaders)  # around BodyLimit: also on 413s and error answers
     install_docs(app)
+    install_metrics(app)  # outermost: times every answer (413s and errors too), changes none
 
     errors.install(app)  # domain and application errors: kind -> status
 
@@ -193,6 +196,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         auth,
         calendar,
         cases,
+        health,
         operators,
         public,
         units,
@@ -203,12 +207,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
+    app.include_router(health.router)  # /healthz, /readyz, /metrics
     from callcenter import web
 
     app.include_router(web.router)  # the staff console: /app pages and their helper endpoints
-
-    @app.get("/healthz", include_in_schema=False)
-    def health() -> dict:
-        return {"ok": True}
 
     return app

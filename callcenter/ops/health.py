@@ -1,0 +1,153 @@
+"""Readiness of a running hotline (issue 19 item 2): one function per check, each reading state the
+process already keeps (the AMI client's link flag, the scheduler's leadership, the calendar) or
+asking the store one cheap question. No check opens a new AMI connection, and none names a person.
+
+`/readyz` (callcenter/api/routers/health.py) answers 200 when every check passes, 503 naming the
+failing ones; `/metrics` exports the same results as `callcenter_ready_check{check=...}`.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from callback.leader import leader_present
+from ticketing.calendar import calendar_status
+
+# /proc/net/tcp state of a listening socket
+_TCP_LISTEN = "0A"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def public(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail}
+
+
+def check_store(app) -> Check:
+    started = time.perf_counter()
+    try:
+        with app.state.engine.connect() as conn:
+            conn.execute(text("select 1")).scalar_one()
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready; the kind is enough
+        return Check("store", False, f"database unreachable ({type(exc).__name__})")
+    return Check("store", True, f"answered in {1000 * (time.perf_counter() - started):.1f} ms")
+
+
+def check_ami(app) -> Check:
+    """The call-control link's own state (the client drops it on EOF at once, on a missing Pong
+    after its ping timeout): read, never probed, so a scrape costs Asterisk nothing."""
+    cc = app.state.callcontrol
+    if cc is None:
+        return Check("ami", True, "no call control in this process")
+    if not cc.link.connected:
+        down = cc.link.stats.down_since
+        since = f" since {time.strftime('%H:%M:%S', time.localtime(down))}" if down else ""
+        return Check("ami", False, f"AMI link to {cc.ami.label} is down{since}")
+    return Check("ami", True, f"AMI link to {cc.ami.label} is up")
+
+
+def _listening_ports() -> set[int] | None:
+    ports: set[int] = set()
+    found = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == _TCP_LISTEN:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports if found else None
+
+
+def check_fastagi(app) -> Check:
+    """Something listens on the FastAGI port (whether this process serves it or `callcenter agi
+    serve` does). Read from the kernel's socket table: a test connection would be an AGI session
+    that never sends a header, counted as an error by the server."""
+    port = app.state.settings.agi_port
+    ports = _listening_ports()
+    if ports is None:
+        return Check("fastagi", True, "cannot see listening sockets on this system; not checked")
+    if port in ports:
+        return Check("fastagi", True, f"listening on port {port}")
+    return Check("fastagi", False, f"nothing listens on the FastAGI port {port}")
+
+
+def scheduler_service(app):
+    """The callback scheduler running in this process, if any (runtime.build_app puts it there)."""
+    from callback.service import CallbackService
+
+    return next((s for s in getattr(app.state, "background", ()) if isinstance(s, CallbackService)), None)
+
+
+def check_scheduler(app) -> Check:
+    service = scheduler_service(app)
+    if service is not None and service.is_leader:
+        return Check("scheduler", True, "this process is the active scheduler")
+    try:
+        present = leader_present(app.state.engine)
+    except Exception as exc:  # noqa: BLE001
+        return Check("scheduler", False, f"cannot read the scheduler's leadership ({type(exc).__name__})")
+    if present:
+        return Check("scheduler", True, "another process is the active scheduler")
+    return Check("scheduler", False, "no process is the active callback and deadline scheduler")
+
+
+def check_calendar(app) -> Check:
+    """T1: the working-day calendar of this year is official or entered, and next year's from the
+    policy's warning date on (the same rule as the back office's standing warning)."""
+    domain = app.state.domain
+    today = domain.calendar.local_date(domain.clock())
+    status = calendar_status(domain.calendar, today, domain.policy.calendar_warning_from)
+    if status.missing_year is None:
+        return Check("calendar", True, f"holiday arrangements known for {today.year}"
+                     + (f" and {today.year + 1}" if domain.calendar.is_year_known(today.year + 1) else ""))
+    return Check("calendar", False, f"the holiday arrangement of {status.missing_year} is not entered "
+                 f"(deadlines in it are provisional): callcenter calendar set {status.missing_year}")
+
+
+def recordings_path(settings) -> Path:
+    from callcenter.pbx.root import recordings_dir
+
+    path = recordings_dir(settings)
+    while not path.exists() and path != path.parent:  # not provisioned yet: the disk it will be on
+        path = path.parent
+    return path
+
+
+def check_disk(app) -> Check:
+    settings = app.state.settings
+    try:
+        free_mb = shutil.disk_usage(recordings_path(settings)).free // (1024 * 1024)
+    except OSError as exc:
+        return Check("disk", False, f"cannot read free space for recordings ({type(exc).__name__})")
+    if free_mb < settings.recordings_min_free_mb:
+        return Check("disk", False, f"{free_mb} MiB free for recordings, below {settings.recordings_min_free_mb} MiB")
+    return Check("disk", True, f"{free_mb} MiB free for recordings")
+
+
+CHECKS = (check_store, check_ami, check_fastagi, check_scheduler, check_calendar, check_disk)
+
+
+def readiness(app) -> list[Check]:
+    """Every check, in order (blocking: the store and disk are asked; run it off the event loop)."""
+    return [check(app) for check in CHECKS]
+
+
+def readiness_report(checks: list[Check]) -> dict[str, Any]:
+    failing = [c.name for c in checks if not c.ok]
+    return {"ready": not failing, "failing": failing, "checks": {c.name: c.public() for c in checks}}
+
+
+__all__ = ["CHECKS", "Check", "readiness", "readiness_report", "scheduler_service"]
