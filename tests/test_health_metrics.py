@@ -125,6 +125,24 @@ async def test_readyz_turns_unready_when_the_ami_link_drops_and_ready_when_it_is
     assert fake.server.logins == logins + 1  # the probes opened no connection of their own
 
 
+async def test_a_missing_holiday_arrangement_warns_without_taking_the_hotline_out_of_service(hotline):
+    """T1/issue 19: /readyz covers the calendar, but a missing next-year arrangement only warns:
+    the hotline serves on provisional deadlines (暂定), so it stays ready (200) and names the warning."""
+    domain = hotline.state.domain
+    year = domain.calendar.local_date(domain.clock()).year + 1
+    while domain.calendar.is_year_known(year):  # the first year nobody has entered yet
+        year += 1
+    domain.clock.set(f"{year - 1}-12-01T02:00:00+00:00")
+    r = await readyz(hotline)
+    assert r.status_code == 200, r.json()
+    body = r.json()
+    assert body["ready"] is True and body["failing"] == [] and body["warnings"] == ["calendar"]
+    assert body["checks"]["calendar"] == {
+        "ok": False, "blocking": False,
+        "detail": f"the holiday arrangement of {year} is not entered (deadlines in it are provisional): "
+                  f"callcenter calendar set {year}"}
+
+
 async def test_readyz_names_each_failing_check(hotline, leader, agi_socket):
     """Each readiness check fails by name: no scheduler leader, FastAGI not listening, disk low."""
     leader.release()

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import Engine, event, func, select
 
-from callcenter.ops.health import readiness, scheduler_service
+from callcenter.ops.health import is_ready, readiness, scheduler_service
 
 log = logging.getLogger("callcenter.metrics")
 
@@ -189,7 +189,7 @@ class HotlineCollector:
     def _readiness(self, app) -> Iterator[Metric]:
         checks = readiness(app)
         yield _gauge("callcenter_ready", "1 when every readiness check passes (/readyz answers 200)",
-                     float(all(c.ok for c in checks)))
+                     float(is_ready(checks)))
         per_check = _gauge("callcenter_ready_check", "1 when this readiness check passes", labels=["check"])
         for c in checks:
             per_check.add_metric([c.name], float(c.ok))
