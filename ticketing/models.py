@@ -189,6 +189,10 @@ class Case(Base):
         Index("ix_cases_status_dispatch_due", "status", "dispatch_due_at"),
         Index("ix_cases_caller", "citizen_phone", "status"),
         Index("ix_cases_provisional", "id", postgresql_where=text(PROVISIONAL_SQL), sqlite_where=text(PROVISIONAL_SQL)),
+        # figures by period (ticketing.figures, migration 0008)
+        Index("ix_cases_accepted_at", "accepted_at"),
+        Index("ix_cases_closed_at", "closed_at"),
+        Index("ix_cases_dispatch_due_at", "dispatch_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -279,6 +283,11 @@ class WorkOrder(Base):
               postgresql_where=text(OPEN_WORK_ORDER_SQL), sqlite_where=text(OPEN_WORK_ORDER_SQL)),
         Index("ix_work_orders_provisional", "id",
               postgresql_where=text(PROVISIONAL_SQL), sqlite_where=text(PROVISIONAL_SQL)),
+        # a case's work orders; figures by period (ticketing.figures, migration 0008)
+        Index("ix_wo_case", "case_id"),
+        Index("ix_wo_dispatched_at", "dispatched_at"),
+        Index("ix_wo_notify_due_at", "notify_due_at"),
+        Index("ix_wo_report_due_at", "report_due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -320,6 +329,7 @@ class ExtensionRequest(Base):
     """R8.5: a unit asks for a longer limit, citing the rule that allows it."""
 
     __tablename__ = "extension_requests"
+    __table_args__ = (Index("ix_extension_requests_wo", "work_order_id"),)  # migration 0008
 
     id: Mapped[int] = mapped_column(primary_key=True)
     work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"))
@@ -394,6 +404,7 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_linkedid", "linkedid"),
         Index("ix_calls_caller", "caller_number", "started_at"),
+        Index("ix_calls_started_at", "started_at"),  # figures by period (migration 0008)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -439,7 +450,8 @@ class CallbackAttempt(Base):
 
     __tablename__ = "callback_attempts"
     __table_args__ = (Index("ix_callback_state_due", "state", "scheduled_for"),
-                      Index("ix_callback_case_state", "case_id", "state"))  # migration 0003
+                      Index("ix_callback_case_state", "case_id", "state"),  # migration 0003
+                      Index("ix_callback_finished_at", "finished_at"))  # figures (migration 0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
@@ -458,6 +470,7 @@ class UnitNotification(Base):
     """Urges and other notices to a unit's duty staff (delivery by SMS or call can come later)."""
 
     __tablename__ = "unit_notifications"
+    __table_args__ = (Index("ix_unit_notifications_kind_at", "kind", "at"),)  # urges by period (0008)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(ForeignKey("member_units.id"))

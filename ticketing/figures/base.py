@@ -1,0 +1,211 @@
+"""What every figure shares: the period it covers, the rate it returns, the thresholds it is read
+with, how a rate is defined once for its count and its drill-down, and which rows a unit sees.
+
+A figure's function takes a Session, a `Period` and, where it makes sense, a member unit's code;
+it runs SQLAlchemy Core queries on indexed columns and returns plain dataclasses, so an API route
+and a monthly report call it alike.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from ticketing.models import Case, MemberUnit, WorkOrder
+
+__all__ = ["DaysBefore", "Figures", "LocalDate", "Period", "Rate", "RateDefinition", "Thresholds", "case_scope",
+           "in_period", "not_confidential", "rate", "unit_id_of", "work_order_scope"]
+
+
+@dataclass(frozen=True)
+class Period:
+    """[since, until): aware datetimes. A report on the month so far passes until = now, so what
+    is not yet due is not counted as missed."""
+
+    since: datetime
+    until: datetime
+
+    def __post_init__(self) -> None:
+        if self.since.tzinfo is None or self.until.tzinfo is None:
+            raise ValueError("a period needs timezone-aware datetimes")
+        if self.until <= self.since:
+            raise ValueError("a period ends after it starts")
+
+    @classmethod
+    def month(cls, year: int, month: int, tz: str = "Asia/Shanghai") -> Period:
+        """The calendar month in local time (the monthly report's period)."""
+        zone = ZoneInfo(tz)
+        start = datetime(year, month, 1, tzinfo=zone)
+        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=zone)
+        return cls(start, end)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """numerator / denominator; `rate` is None when nothing was counted (not 0 %, not 100 %)."""
+
+    numerator: int
+    denominator: int
+    rate: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rate", None if not self.denominator else self.numerator / self.denominator)
+
+
+def rate(numerator: int | None, denominator: int | None) -> Rate:
+    return Rate(int(numerator or 0), int(denominator or 0))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The figures' own parameters (the regulation's limits are read from the stored deadlines).
+    Defaults: GB/T 33358-2016's 15 s; the rest are our choices (GUIDANCE.md)."""
+
+    answer_within_s: float = 15.0       # 15 s service level
+    short_abandon_s: float = 5.0        # abandoned within the first N s (caller gave up at once)
+    repeat_within_days: int = 30        # repeat caller: same number, same category, within N days
+    timezone: str = "Asia/Shanghai"     # hour of day, "the same day" (policy.timezone)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def for_policy(cls, policy: Any, **overrides: Any) -> Thresholds:
+        """The defaults in the hotline's own time zone (config/policy.yaml `timezone`)."""
+        return cls(**{"timezone": policy.timezone, **overrides})
+
+
+@dataclass(frozen=True)
+class RateDefinition:
+    """A rate as two sets of rows of one table: `base` (the denominator) and, among them, `hit`
+    (the numerator). The same conditions give the counts and the drill-down to the rows behind
+    them, so a page never counts one way and lists another."""
+
+    name: str
+    formula: str
+    key: Any                                                   # the counted rows' id column
+    base: Callable[[Period, str | None], list[ColumnElement[bool]]]
+    hit: Callable[[Period], ColumnElement[bool]]
+
+
+class Figures:
+    """Base of the figure readers: the session, its dialect and the thresholds."""
+
+    definitions: dict[str, RateDefinition] = {}
+
+    def __init__(self, session: Session, thresholds: Thresholds | None = None) -> None:
+        self.session = session
+        self.thresholds = thresholds or Thresholds()
+        self.dialect = session.get_bind().dialect.name
+
+    def rate(self, name: str, period: Period, unit: str | None = None) -> Rate:
+        """The named rate over the period (and unit): one indexed COUNT query."""
+        d = self.definitions[name]
+        hit, total = self.session.execute(
+            select(func.count().filter(d.hit(period)), func.count()).select_from(d.key.table)
+            .where(*d.base(period, unit))).one()
+        return rate(hit, total)
+
+    def rows(self, name: str, period: Period, unit: str | None = None, *, part: str = "denominator",
+             limit: int | None = None) -> list[int]:
+        """The ids behind a rate: part = "denominator", "numerator" or "missed" (counted, not hit)."""
+        d = self.definitions[name]
+        stmt = select(d.key).where(*d.base(period, unit)).order_by(d.key)
+        if part == "numerator":
+            stmt = stmt.where(d.hit(period))
+        elif part == "missed":
+            stmt = stmt.where(~d.hit(period))
+        elif part != "denominator":
+            raise ValueError(f"unknown part {part!r}")
+        return list(self.session.execute(stmt.limit(limit)).scalars())
+
+    def scalar(self, stmt) -> int:
+        return int(self.session.execute(stmt).scalar() or 0)
+
+
+class LocalDate(ColumnElement):
+    """The calendar date of a stored UTC moment in a time zone, comparable between columns.
+    SQLite knows no zones: there it is the zone's current offset, exact for zones without
+    daylight saving (China has none since 1991)."""
+
+    inherit_cache = True
+
+    def __init__(self, column, tz: ZoneInfo) -> None:
+        self.column = column
+        self.tz = tz
+        self.type = Date()
+
+
+@compiles(LocalDate, "postgresql")
+def _local_date_pg(element: LocalDate, compiler, **kw) -> str:
+    return compiler.process(cast(func.timezone(element.tz.key, element.column), Date()), **kw)
+
+
+@compiles(LocalDate, "sqlite")
+def _local_date_sqlite(element: LocalDate, compiler, **kw) -> str:
+    offset = datetime.now(element.tz).utcoffset() or timedelta(0)
+    return compiler.process(func.date(element.column, f"{int(offset.total_seconds() // 60):+d} minutes"), **kw)
+
+
+class DaysBefore(ColumnElement):
+    """A stored moment minus whole days, as SQL (for look-back windows)."""
+
+    inherit_cache = True
+
+    def __init__(self, column, days: int) -> None:
+        self.column = column
+        self.days = int(days)
+        self.type = column.type
+
+
+@compiles(DaysBefore, "postgresql")
+def _days_before_pg(element: DaysBefore, compiler, **kw) -> str:
+    return f"({compiler.process(element.column, **kw)} - make_interval(days => {element.days}))"
+
+
+@compiles(DaysBefore, "sqlite")
+def _days_before_sqlite(element: DaysBefore, compiler, **kw) -> str:
+    # the stored text form, so the result compares as stored values do
+    return f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(element.column, **kw)}, '-{element.days} days')"
+
+
+def in_period(column, period: Period) -> list[ColumnElement[bool]]:
+    return [column >= period.since, column < period.until]
+
+
+def unit_id_of(code: str):
+    """The member unit's id, as a scalar subquery on its unique code (on its own alias, so it
+    never correlates with a query that reads member_units itself)."""
+    units = MemberUnit.__table__.alias("scope_unit")
+    return select(units.c.id).where(units.c.code == code).scalar_subquery()
+
+
+def case_scope(unit: str | None) -> list[ColumnElement[bool]]:
+    """Cases counted: all of them for the totals; for a member unit, the cases dispatched to it
+    (a case counts for every unit it went to) and never an R7.3c case."""
+    if unit is None:
+        return []
+    orders = WorkOrder.__table__.alias("scope_wo")
+    return [Case.confidential.is_(False),
+            select(orders.c.id).where(orders.c.case_id == Case.id, orders.c.unit_id == unit_id_of(unit)).exists()]
+
+
+def not_confidential(case_id_column) -> ColumnElement[bool]:
+    """The row's case is no R7.3c case."""
+    cases = Case.__table__.alias("scope_case")
+    return ~select(cases.c.id).where(cases.c.id == case_id_column, cases.c.confidential.is_(True)).exists()
+
+
+def work_order_scope(unit: str | None) -> list[ColumnElement[bool]]:
+    """Work orders counted: all for the totals; for a member unit, its own, never of an R7.3c case."""
+    if unit is None:
+        return []
+    return [WorkOrder.unit_id == unit_id_of(unit), not_confidential(WorkOrder.case_id)]

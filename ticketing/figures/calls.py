@@ -1,0 +1,203 @@
+"""Call figures (GB/T 33358-2016; GUIDANCE.md "Figure definitions in use"), read from the call log.
+
+What the call log records, and so what these figures stand on (ticketing/calls.py,
+callcenter/callcontrol/calllog.py):
+
+- the operator queue, from Asterisk's AMI queue events, as `call_events` of the caller's call:
+  `queued` (QueueCallerJoin, at = joining time), `operator_connected` (AgentConnect: `data.holdtime`
+  = seconds waited, `data.operator` = the operator's extension), `operator_completed`
+  (AgentComplete: `data.talktime` = seconds talked), `queue_abandoned` (QueueCallerAbandon);
+- the voice menu's outcome on the call row: `self_served`, `message_left` (the after-hours
+  message, ivr_flows/main.yaml), `queued`, `abandoned`, `failed`; `operator_id` of the operator
+  who answered.
+
+A call counts in the period its queue entry (`queued` event) falls in; menu outcomes count by the
+call's `started_at`. Only inbound hotline calls are counted (callbacks are the callback figures).
+
+Queue events come over AMI only (the CEL gap-filler has no queue detail): calls queued while the
+AMI link was down have no `queued` event and are missing from the queue figures.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, select
+
+from ticketing.figures.base import Figures, Period, Rate, rate
+from ticketing.models import Call, CallEvent
+
+__all__ = ["CallFigures", "QueueCall", "QueueFigures", "TimeStats", "MenuFigures"]
+
+HOTLINE = and_(Call.direction == "inbound", Call.purpose == "hotline")
+
+
+@dataclass(frozen=True)
+class TimeStats:
+    """Seconds: how many calls had the time recorded, their mean and 90th percentile
+    (nearest-rank: the smallest value with at least 90 % of the values at or below it)."""
+
+    count: int
+    average: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> TimeStats:
+        ordered = sorted(values)
+        if not ordered:
+            return cls(0, None, None)
+        rank = max(1, math.ceil(0.9 * len(ordered)))
+        return cls(len(ordered), sum(ordered) / len(ordered), ordered[rank - 1])
+
+
+@dataclass(frozen=True)
+class QueueCall:
+    """One call offered to the operator queue, as the figures read it (the drill-down row)."""
+
+    call_id: int
+    queued_at: datetime
+    answered: bool
+    wait_s: float | None        # answered: holdtime; abandoned: queue_abandoned.at - queued.at
+    talk_s: float | None
+    abandoned: bool
+    operator: str | None        # user id as text, or "ext:<extension>" if no user has it
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """offered: calls that joined the operator queue.
+    answered: offered calls an operator was connected to.
+    接通率 (answer_rate) = answered / offered.
+    answered_within (15 s 接通率, service level) = answered with holdtime <= threshold / offered
+      (denominator: every offered call, abandoned ones included).
+    放弃率 (abandon_rate) = abandoned in the queue / offered.
+    abandoned_short = abandoned within the first N s / offered (they are in `abandoned` too).
+    wait: holdtime of answered calls; abandoned_wait: time in queue of abandoned calls;
+    talk: talktime of completed calls."""
+
+    offered: int
+    answered: int
+    answer_rate: Rate
+    answered_within: Rate
+    abandoned: int
+    abandon_rate: Rate
+    abandoned_short: Rate
+    wait: TimeStats
+    abandoned_wait: TimeStats
+    talk: TimeStats
+    calls: list[QueueCall] = field(default_factory=list, repr=False)
+
+
+@dataclass(frozen=True)
+class MenuFigures:
+    """inbound: hotline calls started in the period.
+    self_served = calls the voice menu finished itself (outcome self_served) / inbound.
+    after_hours_messages: calls that left a message (outcome message_left)."""
+
+    inbound: int
+    self_served: Rate
+    after_hours_messages: int
+
+
+class CallFigures(Figures):
+    """The call figures for a period."""
+
+    def queue_calls(self, period: Period) -> list[QueueCall]:
+        """One row per call offered to the queue in the period (index ix_call_events_kind_at)."""
+        ev = CallEvent
+        queued = (select(ev.call_id, func.min(ev.at).label("queued_at"))
+                  .where(ev.kind == "queued", ev.at >= period.since, ev.at < period.until)
+                  .group_by(ev.call_id).subquery())
+        later = (select(ev.call_id,
+                        func.min(ev.at).filter(ev.kind == "operator_connected").label("connected_at"),
+                        func.min(ev.data["holdtime"].as_float()).filter(ev.kind == "operator_connected")
+                        .label("holdtime"),
+                        func.min(ev.data["operator"].as_string()).filter(ev.kind == "operator_connected")
+                        .label("extension"),
+                        func.sum(ev.data["talktime"].as_float()).filter(ev.kind == "operator_completed")
+                        .label("talktime"),
+                        func.min(ev.at).filter(ev.kind == "queue_abandoned").label("abandoned_at"))
+                 .where(ev.call_id.in_(select(queued.c.call_id)),
+                        ev.kind.in_(("operator_connected", "operator_completed", "queue_abandoned")))
+                 .group_by(ev.call_id).subquery())
+        stmt = (select(queued.c.call_id, queued.c.queued_at, later.c.connected_at, later.c.holdtime,
+                       later.c.extension, later.c.talktime, later.c.abandoned_at, Call.operator_id)
+                .join(Call, Call.id == queued.c.call_id)
+                .outerjoin(later, later.c.call_id == queued.c.call_id)
+                .where(HOTLINE)
+                .order_by(queued.c.queued_at, queued.c.call_id))
+        out = []
+        for call_id, queued_at, connected_at, holdtime, extension, talktime, abandoned_at, operator_id \
+                in self.session.execute(stmt):
+            answered = connected_at is not None
+            abandoned = not answered and abandoned_at is not None
+            if answered:
+                wait = holdtime
+            elif abandoned:
+                wait = (_aware(abandoned_at) - _aware(queued_at)).total_seconds()
+            else:
+                wait = None
+            operator = str(operator_id) if operator_id is not None else (f"ext:{extension}" if extension else None)
+            out.append(QueueCall(call_id=call_id, queued_at=_aware(queued_at), answered=answered, wait_s=wait,
+                                 talk_s=talktime if answered else None, abandoned=abandoned,
+                                 operator=operator if answered else None))
+        return out
+
+    def queue(self, period: Period, *, calls: list[QueueCall] | None = None) -> QueueFigures:
+        """The queue figures (see QueueFigures) of the period."""
+        rows = self.queue_calls(period) if calls is None else calls
+        return summarize(rows, self.thresholds.answer_within_s, self.thresholds.short_abandon_s)
+
+    def by_hour(self, period: Period) -> dict[int, QueueFigures]:
+        """The queue figures per local hour of day (0-23) of the queue entry, hours with calls only."""
+        tz = self.thresholds.tz
+        groups: dict[int, list[QueueCall]] = defaultdict(list)
+        for row in self.queue_calls(period):
+            groups[row.queued_at.astimezone(tz).hour].append(row)
+        return {hour: self.queue(period, calls=rows) for hour, rows in sorted(groups.items())}
+
+    def by_operator(self, period: Period) -> dict[str, QueueFigures]:
+        """The queue figures of the calls each operator answered (offered = answered there: an
+        unanswered call has no operator)."""
+        groups: dict[str, list[QueueCall]] = defaultdict(list)
+        for row in self.queue_calls(period):
+            if row.operator is not None:
+                groups[row.operator].append(row)
+        return {op: self.queue(period, calls=rows) for op, rows in sorted(groups.items())}
+
+    def menu(self, period: Period) -> MenuFigures:
+        """Voice-menu figures (see MenuFigures), by the call's start (index ix_calls_started_at)."""
+        stmt = (select(func.count(),
+                       func.count().filter(Call.outcome == "self_served"),
+                       func.count().filter(Call.outcome == "message_left"))
+                .where(HOTLINE, Call.started_at >= period.since, Call.started_at < period.until))
+        inbound, self_served, messages = self.session.execute(stmt).one()
+        return MenuFigures(inbound=inbound, self_served=rate(self_served, inbound), after_hours_messages=messages)
+
+
+def summarize(rows: list[QueueCall], answer_within_s: float, short_abandon_s: float) -> QueueFigures:
+    offered = len(rows)
+    answered = [r for r in rows if r.answered]
+    abandoned = [r for r in rows if r.abandoned]
+    fast = sum(1 for r in answered if r.wait_s is not None and r.wait_s <= answer_within_s)
+    short = sum(1 for r in abandoned if r.wait_s is not None and r.wait_s <= short_abandon_s)
+    return QueueFigures(
+        offered=offered, answered=len(answered), answer_rate=rate(len(answered), offered),
+        answered_within=rate(fast, offered), abandoned=len(abandoned), abandon_rate=rate(len(abandoned), offered),
+        abandoned_short=rate(short, offered),
+        wait=TimeStats.of(r.wait_s for r in answered if r.wait_s is not None),
+        abandoned_wait=TimeStats.of(r.wait_s for r in abandoned if r.wait_s is not None),
+        talk=TimeStats.of(r.talk_s for r in answered if r.talk_s is not None),
+        calls=rows)
+
+
+def _aware(moment: datetime | str | None) -> datetime | None:
+    """A moment read back from an aggregate: on SQLite possibly text or naive (stored UTC)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
