@@ -190,6 +190,22 @@ def api(seeded, domain, engine, tmp_path) -> Api:
 
 
 @pytest.fixture(autouse=True)
+def own_state_dir(request, tmp_path, monkeypatch):
+    """Outside tests/live, no test may touch the install's real state directory (its audit key, its
+    secrets): settings read from the environment point at the test's own. The live tests share the
+    real one with Asterisk, and run beside these (scripts/test)."""
+    if "/tests/live/" in str(request.node.fspath):
+        yield
+        return
+    from callcenter.settings import get_settings
+
+    monkeypatch.setenv("CALLCENTER_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def audit_vault(tmp_path):
     """A1: every test's audit key and checkpoints in its own state directory (tmp_path, the one
     `api` and the CLI subprocesses are given), as the composition root does for an install."""

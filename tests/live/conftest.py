@@ -26,6 +26,12 @@ def pytest_collection_modifyitems(items):
 def asterisk():
     settings = get_settings()
     started = ensure_running(settings)
+    # Every live test starts a fresh store on this state directory's audit key: it must cover event 1
+    # (on a real install key 1 starts at the store's next event, after the unkeyed ones).
+    from callcenter.audit_vault import FileVault
+
+    first = FileVault(settings.state_dir).keys(1)[0].from_event
+    assert first == 1, f"{settings.state_dir}/audit.key starts at event {first}: not a test install's key"
     yield settings
     stop_if_started(settings, started)
 
