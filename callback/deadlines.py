@@ -6,6 +6,9 @@
 - Cases waiting for the back office past their dispatch limit (R7.3) and cases past their closing
   limit (R7.5): a `deadline_alert` event on the case, which the center's lists show.
 
+- Inquiries (R6.1) whose explanation is due soon or overdue: the unit is urged through
+  `Workflow.urge_inquiry`, with the same thresholds and the same "once per threshold" keys.
+
 - Provisional deadlines (T1): when the override file changed or the calendar was not yet checked
   since start (a `chinesecalendar` that learnt a year), they are counted again
   (`ticketing.deadline_correction`).
@@ -28,7 +31,9 @@ from ticketing.audit import Actor
 from ticketing.deadline_correction import correct_deadlines_if_calendar_changed
 from ticketing.domain import Domain
 from ticketing.enums import Role
+from ticketing.inquiry_model import Inquiry
 from ticketing.models import AuditEvent, Case, WorkOrder
+from ticketing.workflow import inquiries
 
 log = logging.getLogger("callback.deadlines")
 
@@ -39,6 +44,8 @@ URGE_NOTES = {
     "notify_overdue": "已超过告知时限，请立即告知诉求人（R8.2）",
     "report_soon": "请在时限内办结并报结（R8.3）",
     "report_overdue": "已超过办理时限，请立即办理并报结（R8.3）",
+    "explanation_soon": "请在时限内向监察作出说明（R6.1）",
+    "explanation_overdue": "已超过说明时限，请立即向监察作出说明（R6.1）",
 }
 
 
@@ -86,6 +93,7 @@ def sweep_deadlines(session: Session, domain: Domain) -> DeadlineReport:
                 continue
             wf.urge(SCHEDULER_ACTOR, wo, note=URGE_NOTES[kind], threshold=key)
             report.add(report.urged, kind)
+    _urge_inquiries(session, domain, wf, now, report)
 
     if policy.overdue:
         for kind, query, due_attr, rule in (
@@ -103,6 +111,24 @@ def sweep_deadlines(session: Session, domain: Domain) -> DeadlineReport:
     if report.total:
         log.info("deadline sweep: urged %s, alerts %s", report.urged, report.alerts)
     return report
+
+
+def _urge_inquiries(session: Session, domain: Domain, wf, now: datetime, report: DeadlineReport) -> None:
+    """An inquiry's explanation (R6.1) is urged like a work order's report: soon and overdue, once each."""
+    policy = domain.policy.urge
+    checks = []
+    if policy.report_due_within_working_days:
+        horizon = domain.calendar.add_working_days(now, policy.report_due_within_working_days)
+        checks.append(("explanation_soon", inquiries.explanations_due_soon(now, horizon)))
+    if policy.overdue:
+        checks.append(("explanation_overdue", inquiries.explanations_overdue(now)))
+    for kind, query in checks:
+        for inquiry in session.execute(query.order_by(Inquiry.id)).scalars():
+            key = threshold_key(kind, inquiry.explanation_due_at)
+            if key in (inquiry.urged_thresholds or []):
+                continue
+            wf.urge_inquiry(SCHEDULER_ACTOR, inquiry, note=URGE_NOTES[kind], threshold=key)
+            report.add(report.urged, kind)
 
 
 def _alerted(session: Session, case_id: int, key: str) -> bool:

@@ -72,6 +72,15 @@ def build(api, seeded) -> dict:
     entry = ok(api.post("/api/v1/units/urban_management/knowledge", "urban1",
                         json={"question": "占道经营归谁管", "answer": "城管局"}), 201)
 
+    # R6.1: inquiries into the commission (on the report: its explanation carries the canary), into
+    # the urban unit (its explanation too) and into the unit that returned a case (it sees no content)
+    inquiries = [ok(api.post("/api/v1/inquiries", "sup1", json={
+        "reason": "overdue", "description": "请说明办理情况", **target}), 201)
+        for target in ({"case_number": disc["number"], "unit_code": "discipline_commission"},
+                       {"work_order_id": uwo["id"]}, {"work_order_id": rwo["id"]})]
+    for inquiry, who, canary in zip(inquiries, ("disc1", "urban1"), (DISC, URBAN)):
+        ok(api.post(f"/api/v1/inquiries/{inquiry['id']}/explanation", who, json={"explanation": f"说明{canary}"}))
+
     with session_scope(seeded) as s:
         case_id = s.execute(select(Case.id).where(Case.number == disc["number"])).scalar_one()
         call = calls.call_row(s, uniqueid=CALL_UNIQUEID, caller_number=REPORTER, started_at=datetime.now(UTC))
@@ -83,6 +92,7 @@ def build(api, seeded) -> dict:
     made["wo_ids"] = [w["id"] for c in (disc, urban, ret) for w in c["work_orders"]]
     made["ext_ids"] = [ext["id"]]
     made["entry_ids"] = [entry["id"]]
+    made["inquiry_ids"] = [i["id"] for i in inquiries]
     return made
 
 
@@ -96,7 +106,7 @@ def samples(made: dict) -> dict[str, list]:
         "status": ["new", "dispatched", "reported", "rejected", "closed"], "kind": ["complaint"],
         "due": ["soon", "overdue", "notify_soon", "notify_overdue"], "scope": ["active", "done"],
         "state": ["pending", "approved", "denied"], "overdue": ["true"], "callback_manual": ["true", "false"],
-        "ext_id": made["ext_ids"], "entry_id": made["entry_ids"],
+        "ext_id": made["ext_ids"], "entry_id": made["entry_ids"], "inquiry_id": made["inquiry_ids"],
         "username": ["op2"],  # an account none of the swept roles logs in with
         "channel": [f"PJSIP/op8001-{CALL_UNIQUEID}"],
         # the calendar carries no case content, and the test domain has no config directory to write
@@ -104,6 +114,8 @@ def samples(made: dict) -> dict[str, list]:
         "year": [],
         # no sample needed beyond the default
         "limit": [], "offset": [], "type": [], "unit": [], "category": [], "since": [], "until": [], "at": [],
+        # the inquiry counts per unit (R6.1) carry unit codes and numbers only; both are required
+        "start": [], "end": [],
     }
 
 

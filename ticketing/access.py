@@ -83,3 +83,43 @@ def visible_work_orders(actor: Actor, stmt: Select) -> Select:
 
 def case_ids_for_unit(unit_id: int) -> Select:
     return select(WorkOrder.case_id).where(WorkOrder.unit_id == unit_id)
+
+
+# ---- inquiries (R6.1) ------------------------------------------------------------------------
+# Supervision opens and decides them; the back office reads them for the assessment (R5.2); a unit
+# sees only the inquiries into itself. The front desk has no part in them.
+INQUIRY_READERS = frozenset({Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
+
+
+def may_view_inquiry(actor: Actor, inquiry) -> bool:
+    if actor.role in INQUIRY_READERS:
+        return True
+    return actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE} and actor.unit_id == inquiry.unit_id
+
+
+def require_view_inquiry(actor: Actor, inquiry) -> None:
+    if not may_view_inquiry(actor, inquiry):
+        raise Forbidden("R6.1", f"inquiry {inquiry.id} is not about your unit")
+
+
+def visible_inquiries(actor: Actor, stmt: Select) -> Select:
+    """Narrow an inquiry query to what the actor may list."""
+    from ticketing.inquiry_model import Inquiry
+
+    if actor.role in INQUIRY_READERS:
+        return stmt
+    if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE}:
+        return stmt.where(Inquiry.unit_id == actor.unit_id)
+    return stmt.where(Inquiry.id.is_(None))
+
+
+def inquiry_case_placeholder(actor: Actor, inquiry) -> str | None:
+    """What stands in for the case's content in an inquiry: None when the actor may read it; the
+    same rule as the case itself (R7.3c, R5.3), so an inquiry is no way round it."""
+    return None if inquiry.case is None else case_content_placeholder(actor, inquiry.case)
+
+
+def may_read_explanation(actor: Actor, inquiry) -> bool:
+    """R7.3c: a unit's explanation about a discipline case speaks of the case: like the case's own
+    answer, it is the commission's alone (supervision's own description and findings are not)."""
+    return inquiry.case is None or may_read_content(actor, inquiry.case)

@@ -22,6 +22,7 @@ from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.deadlines import read_due, write_due
 from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, CaseStatus, RequestState
+from ticketing.inquiry_model import Inquiry
 from ticketing.models import Case, WorkOrder
 
 __all__ = ["DeadlineMove", "correct_deadlines_if_calendar_changed", "correct_provisional_deadlines", "marked_case_ids"]
@@ -40,6 +41,7 @@ _CASE_STEPS = {
     "callback_due_at": ("callback_done_at", "callback_met"),  # R7.4
     "close_due_at": ("closed_at", "close_met"),               # R7.5
 }
+_INQUIRY_STEPS = {"explanation_due_at": ("explained_at", "explanation_met")}  # R6.1
 # What a unit's clerk reads in the notice.
 _LABELS = {"notify_due_at": "告知时限", "report_due_at": "办结时限", "return_due_at": "退回时限"}
 
@@ -72,7 +74,21 @@ def correct_provisional_deadlines(workflow: Any, actor: Actor = audit.SYSTEM) ->
     moves: list[DeadlineMove] = []
     for case_id in marked_case_ids(workflow.session):
         moves.extend(_correct_case(workflow, workflow.get_case(case_id), actor))
+    marked = select(Inquiry).where(Inquiry.provisional_deadlines.is_not(None)).order_by(Inquiry.id)
+    for inquiry in workflow.session.execute(marked).scalars().all():
+        moves.extend(_correct_inquiry(workflow, inquiry, actor))
     return moves
+
+
+def _correct_inquiry(wf: Any, inquiry: Inquiry, actor: Actor) -> list[DeadlineMove]:
+    """An inquiry's explanation limit (R6.1); one on a unit alone is named by its number."""
+    changes = _recount(wf, inquiry, _INQUIRY_STEPS)
+    if not changes:
+        return []
+    wf._log_inquiry(actor, "deadline_corrected", inquiry, **_event_data(changes, inquiry, _INQUIRY_STEPS))
+    label = inquiry.case.number if inquiry.case is not None else f"inquiry-{inquiry.id}"
+    return [DeadlineMove(label, inquiry.work_order_id, column, old, new, still)
+            for column, (old, new, still) in changes.items()]
 
 
 def _correct_case(wf: Any, case: Case, actor: Actor) -> list[DeadlineMove]:

@@ -123,3 +123,7 @@ class Deadlines:
 
     def roster_change_due(self, changed_at: datetime) -> Due:  # R9.1
         return self.count(changed_at, WORKING_DAYS, self.policy.limits.roster_change_working_days)
+
+    def explanation_due(self, asked_at: datetime, working_days: int) -> Due:  # R6.1 inquiry
+        # Supervision sets the limit of each inquiry; counted like every other working-day limit (T4).
+        return self.count(asked_at, WORKING_DAYS, working_days)

@@ -129,3 +129,27 @@ class RequestState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     DENIED = "denied"
+
+
+class InquiryReason(StrEnum):
+    """R6.1: why supervision (监察局) opens an inquiry (调查, Article 6 (二) 3)."""
+
+    OVERDUE = "overdue"              # work not done within its limit (R8.2, R8.3)
+    UNTRUE_REPORT = "untrue_report"  # a report back that was not true (R8.4)
+    STAFF_CONDUCT = "staff_conduct"  # a complaint about staff conduct (R7.3d)
+
+
+class InquiryStatus(StrEnum):
+    ASKED = "asked"          # the unit owes its explanation (说明)
+    EXPLAINED = "explained"  # explained; supervision's findings are due
+    CLOSED = "closed"        # findings and the accountability decision recorded
+
+
+class AccountabilityDecision(StrEnum):
+    """过错问责 (Article 4; Article 6 (二) 3): what supervision decides. The 2011 measures name
+    the duty, not the measures; these are the usual graded ones."""
+
+    NONE = "none"            # 不予问责: no fault found
+    CRITICISM = "criticism"  # 批评教育
+    NOTICE = "notice"        # 通报批评
+    REFERRAL = "referral"    # 移送纪检监察机关处理

@@ -482,3 +482,7 @@ class UnitNotification(Base):
     recipient_phone: Mapped[str] = mapped_column(String(40), default="")
     message: Mapped[str] = mapped_column(Text)
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# The inquiry (R6.1) lives in its own module; imported here so its table is always in Base.metadata.
+import ticketing.inquiry_model  # noqa: E402,F401

@@ -837,8 +837,62 @@ async function openOrder(id, flash = "") {
   panel.scrollIntoView({ block: "nearest" });
 }
 
+// ---- inquiries (R6.1): supervision's 问责/说明 tasks for this unit -------------------------------
+const INQUIRY_WORDS = {
+  reason: { overdue: "超期办理", untrue_report: "报结不实", staff_conduct: "工作人员作风" },
+  status: { asked: "待说明", explained: "已说明，待监察结论", closed: "已办结" },
+  decision: { none: "不予问责", criticism: "批评教育", notice: "通报批评", referral: "移送纪检监察" },
+};
+
+function explainForm(inq) {
+  return actionForm({ title: `说明 问责调查#${inq.id}（时限 ${fmt(inq.explanation_due_at)}）`, cls: "explain", submit: "提交说明",
+    fields: [{ name: "explanation", label: "情况说明", type: "textarea", rows: 4, required: true }],
+    onSubmit: async (v) => {
+      await post(`/inquiries/${inq.id}/explanation`, { explanation: v.explanation });
+      setTimeout(loadInquiries, 0);
+      return "已提交说明";
+    } });
+}
+
+async function loadInquiries() {
+  const box = $("#inquiries");
+  if (!box) return;
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const rows = await get("/inquiries?limit=100");
+    $("tbody", box).replaceChildren(...rows.map((inq) =>
+      h("tr", { dataset: { inquiry: inq.id }, class: inq.overdue ? "overdue" : "" },
+        h("td", {}, `#${inq.id}`), h("td", {}, inq.case_number ? `${inq.case_number} ${inq.case_title || ""}` : "（单位）"),
+        h("td", {}, INQUIRY_WORDS.reason[inq.reason] || inq.reason), h("td", {}, inq.description),
+        h("td", { class: "status" }, INQUIRY_WORDS.status[inq.status] || inq.status),
+        h("td", { class: "explanation-due" }, due(inq.explanation_due_at,
+          inq.explained_at ? (inq.explanation_met ? "met" : "late") : (inq.overdue ? "overdue" : null), inq, "explanation_due_at")),
+        h("td", {}, inq.urge_count ? h("span", { class: "mark overdue" }, `催办${inq.urge_count}次`) : "—"),
+        h("td", {}, inq.decision ? `${INQUIRY_WORDS.decision[inq.decision]}：${inq.findings || ""}` : "—"))));
+    $(".empty", box).hidden = rows.length > 0;
+    // a form being typed into stays as it is
+    const forms = $(".forms", box);
+    const kept = new Map($$("form.explain", forms).filter((f) => f.dataset.dirty).map((f) => [f.dataset.inquiry, f]));
+    forms.replaceChildren(...rows.filter((inq) => inq.status === "asked").map((inq) => {
+      const f = kept.get(String(inq.id)) || explainForm(inq);
+      f.dataset.inquiry = String(inq.id);
+      return f;
+    }));
+  } catch (err) { showError(error, err); }
+}
+
+function initInquiries() {
+  const box = $("#inquiries");
+  if (!box) return;
+  $(".refresh", box).addEventListener("click", loadInquiries);
+  loadInquiries();
+  setInterval(() => { if (!document.hidden) loadInquiries(); }, 60000);
+}
+
 async function initUnit() {
   $(".refresh", $("#inbox")).addEventListener("click", loadInbox);
+  initInquiries();
   await loadInbox();
   setInterval(() => { if (!document.hidden) loadInbox(); }, 60000);  // R8.1: new orders show up by themselves
 }

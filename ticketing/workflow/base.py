@@ -209,11 +209,16 @@ class WorkflowBase:
 
     def notify_unit(self, wo: WorkOrder, kind: str, message: str) -> UnitNotification:
         """A notice about `wo` to its unit's current duty staff (R5.3): A, else the leader."""
+        return self.notify_unit_staff(wo.unit_id, kind, message, work_order_id=wo.id, case_id=wo.case_id)
+
+    def notify_unit_staff(self, unit_id: int, kind: str, message: str, *, work_order_id: int | None = None,
+                          case_id: int | None = None) -> UnitNotification:
+        """A notice to a unit's current duty staff (R5.3): A, else the leader."""
         now = self.now()
-        duty = on_duty(self.session, wo.unit_id, now)
+        duty = on_duty(self.session, unit_id, now)
         recipient = duty.get("A") or duty.get("leader")
         notice = UnitNotification(
-            unit_id=wo.unit_id, work_order_id=wo.id, case_id=wo.case_id, at=now, kind=kind,
+            unit_id=unit_id, work_order_id=work_order_id, case_id=case_id, at=now, kind=kind,
             recipient_name=recipient.name if recipient else "", recipient_phone=recipient.phone if recipient else "",
             message=message,
         )
