@@ -203,8 +203,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         work_orders,
     )
     from callcenter.api.routers import calls as call_control
+    from callcenter.api.routers import supervise
 
-    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators):
+    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators, supervise):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
