@@ -109,6 +109,7 @@ def samples(made: dict) -> dict[str, list]:
         "ext_id": made["ext_ids"], "entry_id": made["entry_ids"], "inquiry_id": made["inquiry_ids"],
         "username": ["op2"],  # an account none of the swept roles logs in with
         "channel": [f"PJSIP/op8001-{CALL_UNIQUEID}"],
+        "extension": ["8001"],  # an operator's phone (listen/whisper/barge, issue 12 §5)
         # the calendar carries no case content, and the test domain has no config directory to write
         # a holiday arrangement to (Domain.set_arrangement): not called
         "year": [],

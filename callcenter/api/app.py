@@ -204,8 +204,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         work_orders,
     )
     from callcenter.api.routers import calls as call_control
+    from callcenter.api.routers import supervise
 
-    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators, inquiries):
+    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators, supervise, inquiries):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics

@@ -108,6 +108,7 @@ class DialResult:
 class Pbx(Protocol):
     async def channel(self, uniqueid: str) -> Chan | None: ...
     async def bridge_peers(self, chan: Chan) -> list[Chan]: ...
+    async def endpoint_channels(self, endpoint: str) -> list[Chan]: ...
     async def redirect(self, channel: str, context: str, exten: str,
                        extra: tuple[str, str, str] | None = None) -> None: ...
     async def hangup(self, channel: str) -> None: ...
@@ -142,6 +143,10 @@ class AmiPbx:
         if not chan.bridge_id:
             return []
         return [c for c in await self._channels() if c.bridge_id == chan.bridge_id and c.uniqueid != chan.uniqueid]
+
+    async def endpoint_channels(self, endpoint: str) -> list[Chan]:
+        """The channels of a phone (``op8001``): an operator's legs, a supervisor's (supervise.py)."""
+        return [c for c in await self._channels() if endpoint_of_channel(c.name) == endpoint]
 
     async def _send(self, action: dict[str, Any]) -> Any:
         from callcenter.ami.errors import AMIError

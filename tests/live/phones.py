@@ -24,7 +24,8 @@ API (all synchronous; fine to call from async tests, every call returns within i
   register_timeout=15.0) -> Phones``: ``endpoints`` is an iterable of endpoint names (passwords
   then come from the install's ``var/sip-secrets.json``) or a mapping endpoint -> password. Returns
   once ``pjsip show contacts`` lists every endpoint; raises ``PhoneError`` (and stops what it
-  started) otherwise. ``answermode``: ``auto`` | ``manual`` | ``early``.
+  started) otherwise. ``answermode``: ``auto`` | ``manual`` | ``early``. ``record_dir``: each phone
+  writes what it hears to ``record_dir/<endpoint>/dump-<time>-dec.wav`` (and says, ``-enc.wav``).
 - ``operator_phones(settings, tmp_dir, extensions=("8001",), **kw)``: the same for ``op<ext>``.
 - ``Phones``: a context manager; ``phones[endpoint] -> Phone``, iteration, ``stop()``.
 - ``Phone``: ``endpoint``, ``command(name, params="", timeout=5.0) -> dict`` (the raw ctrl_tcp
@@ -92,7 +93,7 @@ class Phone:
     """One baresip process registered as one endpoint."""
 
     def __init__(self, settings: Settings, endpoint: str, password: str, config_dir: Path, *,
-                 answermode: str, audio_wav: Path) -> None:
+                 answermode: str, audio_wav: Path, record_dir: Path | None = None) -> None:
         self.settings = settings
         self.endpoint = endpoint
         self.config_dir = config_dir
@@ -104,6 +105,8 @@ class Phone:
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None
         config_dir.mkdir(parents=True, exist_ok=True)
+        if record_dir is not None:
+            record_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "config").write_text("\n".join([
             "poll_method epoll",
             f"sip_listen {settings.sip_host}:0",
@@ -118,6 +121,8 @@ class Phone:
             "module_app menu.so",
             "module_app ctrl_tcp.so",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            # what the phone hears and says, as dump-<time>-dec.wav / -enc.wav (baresip's sndfile filter)
+            *(["module sndfile.so", f"snd_path {record_dir}"] if record_dir is not None else []),
             "",
         ]))
         host = f"{settings.sip_host}:{settings.sip_port}"
@@ -275,7 +280,7 @@ class Phones:
 
 def start_phones(settings: Settings, tmp_dir: Path, endpoints: Iterable[str] | Mapping[str, str], *,
                  answermode: str = "auto", audio_wav: Path | None = None,
-                 register_timeout: float = 15.0) -> Phones:
+                 register_timeout: float = 15.0, record_dir: Path | None = None) -> Phones:
     """Start one baresip per endpoint and wait until Asterisk lists each one's contact."""
     if isinstance(endpoints, Mapping):
         wanted = dict(endpoints)
@@ -293,7 +298,8 @@ def start_phones(settings: Settings, tmp_dir: Path, endpoints: Iterable[str] | M
     try:
         for name, password in wanted.items():
             started.append(Phone(settings, name, password, tmp_dir / f"baresip-{name}",
-                                 answermode=answermode, audio_wav=wav))
+                                 answermode=answermode, audio_wav=wav,
+                                 record_dir=record_dir / name if record_dir is not None else None))
         for phone in started:
             phone._connect(timeout=5.0)
         deadline = time.monotonic() + register_timeout
