@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ticketing.enums import (
+    ApprovalState,
     CaseKind,
     CaseStatus,
     Channel,
@@ -97,6 +98,8 @@ class MemberUnit(Base):
     type: Mapped[UnitType] = mapped_column(_enum(UnitType))
     joined: Mapped[bool] = mapped_column(Boolean, default=True)
     phone: Mapped[str] = mapped_column(String(40), default="")
+    # Article 5 (二) 6: its reports back go to its leader for approval first (config/units.yaml)
+    report_approval: Mapped[bool] = mapped_column(Boolean, default=False)
 
     roster: Mapped[list[RosterEntry]] = relationship(back_populates="unit", order_by="RosterEntry.valid_from")
 
@@ -132,6 +135,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     operator_extension: Mapped[str | None] = mapped_column(String(20))
+    # Article 5 (二) 6: the unit's leader, who approves its reports back (unit-bound roles only)
+    is_unit_leader: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
     unit: Mapped[MemberUnit | None] = relationship()
@@ -314,6 +319,7 @@ class WorkOrder(Base):
     case: Mapped[Case] = relationship(back_populates="work_orders", foreign_keys=[case_id])
     unit: Mapped[MemberUnit] = relationship()
     extensions: Mapped[list[ExtensionRequest]] = relationship(back_populates="work_order", order_by="ExtensionRequest.id")
+    submissions: Mapped[list[ReportSubmission]] = relationship(back_populates="work_order", order_by="ReportSubmission.id")
 
 
 class ExtensionRequest(Base):
@@ -335,6 +341,27 @@ class ExtensionRequest(Base):
     new_due_at: Mapped[datetime | None]
 
     work_order: Mapped[WorkOrder] = relationship(back_populates="extensions")
+
+
+class ReportSubmission(Base):
+    """Article 5 (二) 6 (呈批): a clerk's report back put to the unit's leader, and the decision."""
+
+    __tablename__ = "report_submissions"
+    __table_args__ = (Index("ix_report_submissions_state_wo", "state", "work_order_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    work_order_id: Mapped[int] = mapped_column(ForeignKey("work_orders.id"))
+    answer: Mapped[str] = mapped_column(Text)
+    satisfaction: Mapped[Satisfaction | None] = mapped_column(_enum(Satisfaction))
+    state: Mapped[ApprovalState] = mapped_column(_enum(ApprovalState, 16))
+    submitted_at: Mapped[datetime]
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    note: Mapped[str | None] = mapped_column(Text)  # why it was sent back
+
+    work_order: Mapped[WorkOrder] = relationship(back_populates="submissions")
+    submitted_by: Mapped[User | None] = relationship(foreign_keys=[submitted_by_id])
 
 
 class KnowledgeEntry(Base):

@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
 
     from callcenter.api.routers import (
         admin,
+        approvals,
         auth,
         calendar,
         cases,
@@ -204,7 +205,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     )
     from callcenter.api.routers import calls as call_control
 
-    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators):
+    for module in (auth, cases, work_orders, approvals, units, admin, calendar, call_control, operators):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
