@@ -185,17 +185,21 @@ def set_password(session: Session, actor: Actor, user: User, password: str, *, p
 
 
 def set_role(session: Session, actor: Actor, user: User, role: Role | str, *, unit_code: str | None,
-             now: datetime) -> int:
-    """Move a user to another role (and unit); every token is revoked so no page keeps the old
-    rights. Returns the tokens revoked."""
+             now: datetime, unit_leader: bool = False) -> int:
+    """Move a user to another role (and unit, and whether they lead it); every token is revoked so
+    no page keeps the old rights. Returns the tokens revoked."""
     role = Role(role)
     unit_id = auth.unit_for_role(session, role, unit_code)
+    auth.check_unit_leader(role, unit_leader)
     old = {"role": str(getattr(user.role, "value", user.role)), "unit": user.unit.code if user.unit else None}
-    user.role, user.unit_id = role, unit_id
+    new = {"role": role.value, "unit": unit_code}
+    if unit_leader or user.is_unit_leader:  # the leader flag is said when it is or was set
+        old["unit_leader"], new["unit_leader"] = bool(user.is_unit_leader), unit_leader
+    user.role, user.unit_id, user.is_unit_leader = role, unit_id, unit_leader
     session.flush()
     session.refresh(user, ["unit"])
     audit.record(session, actor, "user_role_change", at=now,
-                 data={"username": user.username, "from": old, "to": {"role": role.value, "unit": unit_code}})
+                 data={"username": user.username, "from": old, "to": new})
     return revoke_all_tokens(session, actor, user, now=now, reason="role changed")
 
 

@@ -23,12 +23,12 @@ UNIT_BOUND_ROLES = frozenset({Role.UNIT_STAFF, Role.DISCIPLINE})
 
 def actor_of(user: User) -> Actor:
     return Actor(user_id=user.id, name=user.username, role=str(user.role.value if hasattr(user.role, "value") else user.role),
-                 unit_id=user.unit_id)
+                 unit_id=user.unit_id, unit_leader=bool(user.is_unit_leader))
 
 
 def create_user(session: Session, *, username: str, password: str, role: Role | str, display_name: str = "",
                 unit_code: str | None = None, operator_extension: str | None = None, now: datetime,
-                created_by: Actor = audit.SYSTEM, password_min_length: int = 8) -> User:
+                created_by: Actor = audit.SYSTEM, password_min_length: int = 8, unit_leader: bool = False) -> User:
     role = Role(role)
     if role == Role.SYSTEM:
         raise InvalidInput("users", "the system role is not for people")
@@ -36,13 +36,16 @@ def create_user(session: Session, *, username: str, password: str, role: Role | 
     if session.execute(select(User).where(User.username == username)).scalar_one_or_none():
         raise DomainError("users", f"user '{username}' already exists")
     unit_id = unit_for_role(session, role, unit_code)
+    check_unit_leader(role, unit_leader)
     user = User(username=username, display_name=display_name or username, role=role, unit_id=unit_id,
                 password_hash=hash_password(password), active=True, operator_extension=operator_extension,
-                created_at=now)
+                is_unit_leader=unit_leader, created_at=now)
     session.add(user)
     session.flush()
-    audit.record(session, created_by, "user_add", at=now, data={"username": username, "role": role.value,
-                                                                "unit": unit_code})
+    data = {"username": username, "role": role.value, "unit": unit_code}
+    if unit_leader:  # said only when it is so: the events of every other account stay as they were
+        data["unit_leader"] = True
+    audit.record(session, created_by, "user_add", at=now, data=data)
     return user
 
 
@@ -63,6 +66,12 @@ def unit_for_role(session: Session, role: Role, unit_code: str | None) -> int | 
     elif unit_code:
         raise InvalidInput("users", f"a {role} user does not belong to a member unit")
     return unit_id
+
+
+def check_unit_leader(role: Role, unit_leader: bool) -> None:
+    """Article 5 (二) 6: only a member unit's own staff can be its leader (who approves its reports)."""
+    if unit_leader and role not in UNIT_BOUND_ROLES:
+        raise InvalidInput("R5.3", f"a {role} user belongs to no member unit and cannot be a unit's leader")
 
 
 def hash_password(password: str) -> str:
@@ -102,7 +111,7 @@ _TOKENS = ApiToken.__table__
 _USERS = User.__table__
 # One round trip through Core (no ORM objects): every request pays for this.
 _ACTOR_OF_TOKEN = (
-    select(_USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.unit_id)
+    select(_USERS.c.id, _USERS.c.username, _USERS.c.role, _USERS.c.unit_id, _USERS.c.is_unit_leader)
     .join_from(_TOKENS, _USERS, _USERS.c.id == _TOKENS.c.user_id)
     .where(_TOKENS.c.token_hash == bindparam("digest"), _TOKENS.c.revoked.is_(False),
            _TOKENS.c.expires_at > bindparam("now", type_=ApiToken.__table__.c.expires_at.type),
@@ -117,7 +126,8 @@ def resolve_token(session: Session, token: str, *, now: datetime) -> Actor | Non
     if row is None:
         return None
     role = row.role.value if hasattr(row.role, "value") else row.role
-    return Actor(user_id=row.id, name=row.username, role=str(role), unit_id=row.unit_id)
+    return Actor(user_id=row.id, name=row.username, role=str(role), unit_id=row.unit_id,
+                 unit_leader=bool(row.is_unit_leader))
 
 
 def revoke_token(session: Session, token: str) -> None:

@@ -74,8 +74,9 @@ def user() -> None:
 @click.option("--unit", "unit_code", help="Member unit code (unit_staff, discipline).")
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--extension", help="Operator's softphone extension (front_desk).")
+@click.option("--unit-leader", is_flag=True, help="The unit's leader: approves its reports back (unit_staff, discipline).")
 @click.option("--password", envvar="CALLCENTER_NEW_PASSWORD", help="Default: asked for, or $CALLCENTER_NEW_PASSWORD.")
-def user_add(username, role, unit_code, display_name, extension, password) -> None:
+def user_add(username, role, unit_code, display_name, extension, unit_leader, password) -> None:
     """Add a user with an argon2-hashed password."""
     from callcenter.auth import create_user
     from ticketing.errors import DomainError
@@ -88,7 +89,7 @@ def user_add(username, role, unit_code, display_name, extension, password) -> No
         with session_scope(factory) as session:
             create_user(session, username=username, password=password, role=role, display_name=display_name,
                         unit_code=unit_code, operator_extension=extension, now=domain.clock(),
-                        password_min_length=domain.policy.accounts.password_min_length)
+                        password_min_length=domain.policy.accounts.password_min_length, unit_leader=unit_leader)
     except DomainError as exc:
         _fail(exc.message)
     click.echo(f"user {username} ({role}) added")
@@ -162,12 +163,14 @@ def user_passwd(username: str, password: str | None) -> None:
 @click.option("--role", required=True, type=click.Choice(["front_desk", "back_office", "unit_staff", "discipline",
                                                           "supervisor", "admin"]))
 @click.option("--unit", "unit_code", help="Member unit code (unit_staff, discipline).")
-def user_role(username: str, role: str, unit_code: str | None) -> None:
-    """Move a user to another role (and unit); every token is revoked."""
+@click.option("--unit-leader", is_flag=True, help="The unit's leader: approves its reports back.")
+def user_role(username: str, role: str, unit_code: str | None, unit_leader: bool) -> None:
+    """Move a user to another role (and unit, and whether they lead it); every token is revoked."""
     from callcenter import accounts
 
     def step(session, domain, u):
-        n = accounts.set_role(session, _console_actor(), u, role, unit_code=unit_code, now=domain.clock())
+        n = accounts.set_role(session, _console_actor(), u, role, unit_code=unit_code, now=domain.clock(),
+                              unit_leader=unit_leader)
         return f"user {username} is now {role}; {n} tokens revoked"
     _on_user(username, step)
 

@@ -25,7 +25,8 @@ from tests.helpers import ok, travel
 from ticketing.models import Base
 
 GOLDEN = Path(__file__).parent / "golden" / "store_day.json"
-ADDED_SINCE = {"provisional_deadlines", "public_answer"}
+# report_approval, is_unit_leader, approval, unit_leader: migration 0008 (approval inside a unit)
+ADDED_SINCE = {"provisional_deadlines", "public_answer", "report_approval", "is_unit_leader", "approval", "unit_leader"}
 TABLES = ("cases", "work_orders", "extension_requests", "unit_notifications", "audit_events", "audit_head",
           "calls", "call_events", "case_counters")
 

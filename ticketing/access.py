@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Select, exists, select
 
+from ticketing.approval_model import ReportSubmission
 from ticketing.audit import Actor
 from ticketing.enums import Role, WorkOrderStatus
 from ticketing.errors import Forbidden
@@ -79,6 +80,26 @@ def visible_work_orders(actor: Actor, stmt: Select) -> Select:
     if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE}:
         return stmt.where(WorkOrder.unit_id == actor.unit_id)
     return stmt.where(WorkOrder.id.is_(None))
+
+
+def may_approve_reports(actor: Actor, wo: WorkOrder) -> bool:
+    """Article 5 (二) 6 (呈批), R5.3: a report back is approved by the leader of the unit that holds
+    the work order, and by nobody else (not another unit's leader, not the center)."""
+    return (actor.unit_leader and actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE}
+            and holds(actor.unit_id, wo))
+
+
+def require_approver(actor: Actor, wo: WorkOrder) -> None:
+    if not may_approve_reports(actor, wo):
+        raise Forbidden("R5.3", f"only the leader of the unit holding work order {wo.id} approves its report back")
+
+
+def visible_approvals(actor: Actor, stmt: Select) -> Select:
+    """Narrow a query over report submissions (joined to their work orders) to the ones the actor
+    decides: their own unit's, for its leader only."""
+    if not actor.unit_leader or actor.role not in {Role.UNIT_STAFF, Role.DISCIPLINE}:
+        return stmt.where(ReportSubmission.id.is_(None))
+    return stmt.where(WorkOrder.unit_id == actor.unit_id, WorkOrder.status.not_in(NOT_HELD))
 
 
 def case_ids_for_unit(unit_id: int) -> Select:

@@ -35,6 +35,8 @@ class Actor:
     name: str
     role: str
     unit_id: int | None = None
+    # Article 5 (二) 6: the unit's leader, who approves its reports back (ticketing.access)
+    unit_leader: bool = False
 
 
 SYSTEM = Actor(user_id=None, name="system", role="system")

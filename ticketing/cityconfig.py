@@ -73,6 +73,8 @@ class MemberUnit:
     leader: Person
     staff: tuple[StaffMember, ...]
     description: str = ""
+    # Article 5 (二) 6 (呈批): a clerk's report back goes to the unit's leader before the center
+    report_approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,8 @@ def _parse_person(raw: Any, where: str) -> Person:
 
 
 def _parse_unit(raw: Any, where: str) -> MemberUnit:
-    item = _Item(raw, where, {"code", "name", "type", "joined", "phone", "leader", "staff", "description"})
+    item = _Item(raw, where, {"code", "name", "type", "joined", "phone", "leader", "staff", "description",
+                                  "report_approval"})
     code = item.code()
     item.where = f"{where} ({code})"
     unit_type = item.raw.get("type")
@@ -239,6 +242,7 @@ def _parse_unit(raw: Any, where: str) -> MemberUnit:
         leader=leader,
         staff=tuple(staff),
         description=item.text("description", required=False),
+        report_approval=item.flag("report_approval", False),
     )
 
 

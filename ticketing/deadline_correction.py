@@ -20,7 +20,7 @@ from sqlalchemy import select, union
 
 from ticketing import audit
 from ticketing.audit import Actor
-from ticketing.deadlines import read_due, write_due
+from ticketing.deadlines import met as kept, read_due, write_due
 from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, CaseStatus, RequestState
 from ticketing.inquiry_model import Inquiry
 from ticketing.models import Case, WorkOrder
@@ -128,7 +128,7 @@ def _recount(wf: Any, row: Any, steps: dict[str, tuple[str | None, str | None]])
         changes[column] = (old.at, new.at, new.provisional)
         done_at, met = steps.get(column, (None, None))
         if met is not None and _judged(row, column) and getattr(row, done_at) is not None:
-            setattr(row, met, getattr(row, done_at) <= new.at)
+            setattr(row, met, kept(getattr(row, done_at), new.at))
     return changes
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ticketing.calendar import WorkCalendar
 
-__all__ = ["CALENDAR_DAYS", "Deadlines", "Due", "WORKING_DAYS", "read_due", "write_due"]
+__all__ = ["CALENDAR_DAYS", "Deadlines", "Due", "WORKING_DAYS", "met", "read_due", "write_due"]
 
 WORKING_DAYS = "w"
 CALENDAR_DAYS = "c"
@@ -41,6 +41,13 @@ class Due:
 
     def basis(self) -> dict[str, Any]:
         return {"from": self.start.isoformat(), "steps": [list(step) for step in self.steps]}
+
+
+def met(done_at: datetime, due_at: datetime) -> bool:
+    """Whether a step done at `done_at` kept its deadline: at or before `due_at`. For a report back
+    (R8.3) `done_at` is when it reached the center -- in a unit with approval (Article 5 (二) 6),
+    when its leader approved it, not when the clerk wrote it."""
+    return done_at <= due_at
 
 
 def read_due(row: Any, column: str) -> Due | None:

@@ -125,6 +125,14 @@ class Duty(StrEnum):
     B = "B"
 
 
+class ApprovalState(StrEnum):
+    """Article 5 (二) 6 (呈批, 审结): a clerk's report back waiting for, or decided by, the unit's leader."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    SENT_BACK = "sent_back"
+
+
 class RequestState(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"

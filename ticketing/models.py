@@ -6,7 +6,7 @@ stored in UTC and always come back timezone-aware, on SQLite as on PostgreSQL.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +37,9 @@ from ticketing.enums import (
     WorkOrderRole,
     WorkOrderStatus,
 )
+
+if TYPE_CHECKING:  # defined in its own module, imported at the end of this one
+    from ticketing.approval_model import ReportSubmission
 
 
 class UTCDateTime(TypeDecorator):
@@ -97,6 +100,8 @@ class MemberUnit(Base):
     type: Mapped[UnitType] = mapped_column(_enum(UnitType))
     joined: Mapped[bool] = mapped_column(Boolean, default=True)
     phone: Mapped[str] = mapped_column(String(40), default="")
+    # Article 5 (二) 6: its reports back go to its leader for approval first (config/units.yaml)
+    report_approval: Mapped[bool] = mapped_column(Boolean, default=False)
 
     roster: Mapped[list[RosterEntry]] = relationship(back_populates="unit", order_by="RosterEntry.valid_from")
 
@@ -132,6 +137,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     operator_extension: Mapped[str | None] = mapped_column(String(20))
+    # Article 5 (二) 6: the unit's leader, who approves its reports back (unit-bound roles only)
+    is_unit_leader: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
     unit: Mapped[MemberUnit | None] = relationship()
@@ -323,6 +330,7 @@ class WorkOrder(Base):
     case: Mapped[Case] = relationship(back_populates="work_orders", foreign_keys=[case_id])
     unit: Mapped[MemberUnit] = relationship()
     extensions: Mapped[list[ExtensionRequest]] = relationship(back_populates="work_order", order_by="ExtensionRequest.id")
+    submissions: Mapped[list[ReportSubmission]] = relationship(back_populates="work_order", order_by="ReportSubmission.id")
 
 
 class ExtensionRequest(Base):
@@ -485,4 +493,5 @@ class UnitNotification(Base):
 
 
 # The inquiry (R6.1) lives in its own module; imported here so its table is always in Base.metadata.
+import ticketing.approval_model  # noqa: E402,F401
 import ticketing.inquiry_model  # noqa: E402,F401

@@ -31,7 +31,8 @@ def seed_units(session: Session, city: CityConfig, now: datetime) -> SeedReport:
     existing = {u.code: u for u in session.execute(select(MemberUnit)).scalars()}
     for cfg in city.units:
         unit = existing.get(cfg.code)
-        fields = {"name": cfg.name, "type": UnitType(cfg.type), "joined": cfg.joined, "phone": cfg.phone}
+        fields = {"name": cfg.name, "type": UnitType(cfg.type), "joined": cfg.joined, "phone": cfg.phone,
+                  "report_approval": cfg.report_approval}
         if unit is None:
             unit = MemberUnit(code=cfg.code, **fields)
             session.add(unit)

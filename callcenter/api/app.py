@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
 
     from callcenter.api.routers import (
         admin,
+        approvals,
         auth,
         calendar,
         cases,
@@ -206,7 +207,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, work_orders, units, admin, calendar, call_control, operators, supervise, inquiries):
+    for module in (auth, cases, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
+                   inquiries):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics

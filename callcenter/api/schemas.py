@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
 from ticketing.enums import (
+    ApprovalState,
     CaseKind,
     CaseStatus,
     Channel,
@@ -70,6 +71,7 @@ class TokenOut(Out):
     username: str
     role: Role
     unit_code: str | None = None
+    unit_leader: bool = False  # approves the unit's reports back (Article 5 (二) 6)
 
 
 class RejectIn(Strict):
@@ -183,6 +185,35 @@ class UrgeIn(Strict):
     note: Text = ""
 
 
+class ReportApprovalOut(Out):
+    """Article 5 (二) 6: a report back put to the unit's leader (the latest one on a work order),
+    and the leader's decision; a sent-back one keeps its text for the clerk to edit."""
+
+    id: int
+    work_order_id: int
+    case_number: str
+    case_version: int = Field(description="the case version to send as expected_version when deciding")
+    unit_code: str
+    state: ApprovalState
+    answer: str
+    satisfaction: Satisfaction | None
+    submitted_at: datetime
+    submitted_by: str | None
+    decided_at: datetime | None
+    note: str | None = Field(description="why the leader sent it back")
+    report_due_at: datetime
+    overdue: bool
+
+
+class ApproveIn(RequiredVersion):
+    """``expected_version``: the version of the work order's case (approving applies the report)."""
+
+
+class SendBackIn(Strict):
+    note: RequiredText
+    expected_version: int | None = None
+
+
 class WorkOrderOut(Out):
     id: int
     case_number: str
@@ -209,6 +240,8 @@ class WorkOrderOut(Out):
     urge_count: int
     overdue: bool
     pending_extension_id: int | None = None
+    approval: ReportApprovalOut | None = Field(
+        default=None, description="in a unit with approval (Article 5 (二) 6): its latest report put to the leader")
     provisional_deadlines: list[str] = Field(
         default_factory=list,
         description="T1: the deadlines here counted over a year whose holiday arrangement is not published yet "
@@ -346,6 +379,7 @@ class UserIn(Strict):
     display_name: ShortText = ""
     unit_code: Code | None = None
     operator_extension: Annotated[str, StringConstraints(pattern=r"^[0-9]{3,8}$")] | None = None
+    unit_leader: bool = False  # approves the unit's reports back (Article 5 (二) 6)
 
 
 class PasswordIn(Strict):
@@ -366,6 +400,7 @@ class UnlockIn(Strict):
 class RoleIn(Strict):
     role: Role
     unit_code: Code | None = None
+    unit_leader: bool = False
 
 
 class RevokedOut(Out):
@@ -381,6 +416,7 @@ class UserOut(Out):
     unit_code: str | None
     active: bool
     operator_extension: str | None
+    unit_leader: bool = False
 
 
 class VerifyOut(Out):

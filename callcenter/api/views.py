@@ -3,16 +3,36 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from callcenter.api.schemas import CaseOut, ExtensionOut, WorkOrderOut
+from callcenter.api.schemas import (
+    CaseOut,
+    ExtensionOut,
+    ReportApprovalOut,
+    WorkOrderOut,
+)
 from ticketing.access import CONFIDENTIAL_PLACEHOLDER, may_read_content
+from ticketing.approval_model import ReportSubmission
 from ticketing.audit import Actor
 from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, CaseStatus, RequestState
 from ticketing.models import Case, ExtensionRequest, WorkOrder
 from ticketing.workflow import DISCIPLINE_MESSAGE
 
 
+def approval_out(sub: ReportSubmission, now: datetime, *, content: bool = True) -> ReportApprovalOut:
+    wo = sub.work_order
+    return ReportApprovalOut(
+        id=sub.id, work_order_id=wo.id, case_number=wo.case.number, case_version=wo.case.version,
+        unit_code=wo.unit.code, state=sub.state, answer=sub.answer if content else CONFIDENTIAL_PLACEHOLDER,
+        satisfaction=sub.satisfaction, submitted_at=sub.submitted_at,
+        submitted_by=sub.submitted_by.username if sub.submitted_by else None, decided_at=sub.decided_at,
+        note=sub.note if content else None, report_due_at=wo.report_due_at,
+        overdue=wo.status in ACTIVE_WORK_ORDER_STATUSES and wo.report_due_at < now,
+    )
+
+
 def work_order_out(wo: WorkOrder, now: datetime, *, content: bool = True) -> WorkOrderOut:
     pending = next((e.id for e in wo.extensions if e.state == RequestState.PENDING), None)
+    # Only units with approval have submissions: no look-up for the others' work orders.
+    latest = wo.submissions[-1] if wo.unit.report_approval and wo.submissions else None
     return WorkOrderOut(
         id=wo.id, case_number=wo.case.number, unit_code=wo.unit.code, unit_name=wo.unit.name, mode=wo.mode,
         role=wo.role, status=wo.status, round=wo.round,
@@ -24,7 +44,9 @@ def work_order_out(wo: WorkOrder, now: datetime, *, content: bool = True) -> Wor
         reported_satisfaction=wo.reported_satisfaction, return_due_at=wo.return_due_at,
         return_reason=wo.return_reason if content else None, urge_count=wo.urge_count,
         overdue=wo.status in ACTIVE_WORK_ORDER_STATUSES and wo.report_due_at < now,
-        pending_extension_id=pending, provisional_deadlines=sorted(wo.provisional_deadlines or ()),
+        pending_extension_id=pending,
+        approval=approval_out(latest, now, content=content) if latest is not None else None,
+        provisional_deadlines=sorted(wo.provisional_deadlines or ()),
     )
 
 

@@ -758,7 +758,8 @@ async function loadInbox() {
       h("tr", { dataset: { wo: wo.id, number: c.number }, class: [notify_mark, report_mark].includes("overdue") ? "overdue" : "" },
         h("td", {}, `#${wo.id}`), h("td", {}, c.number), h("td", {}, label("kind", c.kind)), h("td", {}, c.title),
         h("td", {}, `${label("mode", wo.mode)}${wo.role !== "sole" ? " · " + label("woRole", wo.role) : ""}`),
-        h("td", { class: "status" }, label("woStatus", wo.status), wo.pending_extension_id ? h("span", { class: "mark soon" }, "延期待批") : null),
+        h("td", { class: "status" }, label("woStatus", wo.status), wo.pending_extension_id ? h("span", { class: "mark soon" }, "延期待批") : null,
+          approvalBadge(wo)),
         h("td", { class: "notify-due" }, due(wo.notify_due_at, notify_mark, wo, "notify_due_at")),
         h("td", { class: "report-due" }, due(wo.report_due_at, report_mark, wo, "report_due_at")),
         h("td", {}, wo.urge_count ? h("span", { class: "mark overdue" }, `催办${wo.urge_count}次`) : "—"),
@@ -801,10 +802,18 @@ async function openOrder(id, flash = "") {
       { name: "note", label: "说明", type: "text" }],
       onSubmit: (v) => after(post(`/work-orders/${id}/notify`, { channel: v.channel, note: v.note }), "已记录告知") }));
   }
-  if (s === "notified") {
+  // Article 5 (二) 6: in a unit with approval a clerk's report waits for the leader, or comes back with a note.
+  const ap = wo.approval;
+  const waiting = s === "notified" && ap && ap.state === "pending";
+  if (waiting) forms.push(h("p", { class: "meta approval-pending" }, `报结已于 ${fmt(ap.submitted_at)} 呈批，待本单位领导审批（报结时限照常计算）。`));
+  if (s === "notified" && ap && ap.state === "sent_back") {
+    forms.push(h("p", { class: "error approval-note" }, `领导退回修改（${fmt(ap.decided_at)}）：${ap.note || ""}`));
+  }
+  if (s === "notified" && !waiting) {
+    const draft = ap && ap.state === "sent_back" ? ap : null;
     forms.push(actionForm({ title: "报结（R8.4：告知时间、答复、满意度）", cls: "report", submit: "报结", fields: [
-      { name: "answer", label: "答复内容", type: "textarea", rows: 4, required: true },
-      { name: "satisfaction", label: "诉求人满意度", type: "select",
+      { name: "answer", label: "答复内容", type: "textarea", rows: 4, required: true, value: draft ? draft.answer : null },
+      { name: "satisfaction", label: "诉求人满意度", type: "select", value: draft ? draft.satisfaction || "" : null,
         options: { "": "— 未询问 —", satisfied: "满意", basically_satisfied: "基本满意", unsatisfied: "不满意" } }],
       onSubmit: (v) => after(post(`/work-orders/${id}/report`, {
         answer: v.answer, satisfaction: v.satisfaction || null, expected_version: c.version }), "已报结") }));
@@ -890,11 +899,56 @@ function initInquiries() {
   setInterval(() => { if (!document.hidden) loadInquiries(); }, 60000);
 }
 
-async function initUnit() {
+function approvalBadge(wo) {
+  const ap = wo.status === "notified" ? wo.approval : null;
+  if (!ap || ap.state === "approved") return null;
+  return h("span", { class: `mark ${ap.state === "pending" ? "soon" : "overdue"}` }, ap.state === "pending" ? "待审批" : "被退回");
+}
+
+// Article 5 (二) 6 (呈批, 审结): the leader's list of reports waiting for approval, most urgent first.
+async function loadApprovals() {
+  const box = $("#approvals");
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const rows = await get("/report-approvals");
+    // a note being typed is kept until it is sent (as actionForm's other lists do)
+    const kept = new Map($$("tbody tr", box).filter((tr) => $("form[data-dirty]", tr)).map((tr) => [tr.dataset.id, tr]));
+    $("tbody", box).replaceChildren(...rows.map((a) => kept.get(String(a.id)) || h("tr", { dataset: { id: a.id, wo: a.work_order_id }, class: a.overdue ? "overdue" : "" },
+      h("td", {}, `#${a.work_order_id}`), h("td", {}, a.case_number), h("td", {}, a.submitted_by || "—"),
+      h("td", {}, fmt(a.submitted_at)), h("td", { class: "report-due" }, due(a.report_due_at, a.overdue ? "overdue" : null)),
+      h("td", { class: "answer" }, a.answer, a.satisfaction ? `（${label("satisfaction", a.satisfaction)}）` : ""),
+      h("td", {}, actionForm({ cls: "decide", fields: [{ name: "note", label: "退回意见", type: "text" }],
+        buttons: [{ label: "批准报结", value: "approve" }, { label: "退回修改", value: "send_back", cls: "secondary" }],
+        onSubmit: async (v) => {
+          if (v._button === "send_back") {
+            if (!v.note) throw new ApiError(422, "invalid_input", "请填写「退回意见」");
+            await post(`/work-orders/${a.work_order_id}/report/send-back`, { note: v.note, expected_version: a.case_version });
+          } else {
+            await post(`/work-orders/${a.work_order_id}/report/approve`, { expected_version: a.case_version });
+          }
+          setTimeout(() => { loadApprovals(); loadInbox(); }, 0);
+          return v._button === "send_back" ? "已退回经办人" : "已批准，报结已送中心";
+        } })))));
+    $(".empty", box).hidden = rows.length > 0;
+  } catch (err) { showError(error, err); }
+}
+
+async function initUnit(me) {
   $(".refresh", $("#inbox")).addEventListener("click", loadInbox);
   initInquiries();
+  const leader = me && me.unit_leader;
+  if (leader) {
+    $("#approvals").hidden = false;
+    $(".refresh", $("#approvals")).addEventListener("click", () => { loadApprovals(); loadInbox(); });
+    await loadApprovals();
+  }
   await loadInbox();
-  setInterval(() => { if (!document.hidden) loadInbox(); }, 60000);  // R8.1: new orders show up by themselves
+  setInterval(() => {  // R8.1: new orders show up by themselves
+    if (document.hidden) return;
+    loadInbox();
+    if (leader) loadApprovals();
+  }, 60000);
 }
 
 // ---- back office / supervisor --------------------------------------------------------------

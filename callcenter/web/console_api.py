@@ -143,7 +143,8 @@ def inbox(actor: ActorDep, session: SessionDep, domain: DomainDep,
     stmt = visible_work_orders(actor, stmt)
     order = (WorkOrder.report_due_at, WorkOrder.id) if scope == "active" else (WorkOrder.id.desc(),)
     stmt = stmt.order_by(*order).limit(limit).options(
-        selectinload(WorkOrder.case), selectinload(WorkOrder.unit), selectinload(WorkOrder.extensions))
+        selectinload(WorkOrder.case), selectinload(WorkOrder.unit), selectinload(WorkOrder.extensions),
+        selectinload(WorkOrder.submissions))
     now = domain.clock()
     within = timedelta(hours=domain.policy.due_soon_hours)
     out = []

@@ -5,8 +5,8 @@ caller's transaction, and appends an audit event (A1). A refused operation raise
 `DomainError` naming the rule. Persistence is the caller's: commit or roll back the session.
 
 One facade, `Workflow`, over one module per part of the procedure: intake.py (R2, R3, R7.1, R7.2),
-dispatch.py (R7.3), unit_orders.py (Article 8, R7.7), closing.py (R7.4-R7.6), inquiries.py (R6.1);
-base.py holds what they share.
+dispatch.py (R7.3), unit_orders.py (Article 8, R7.7), approval.py (Article 5 (二) 6), closing.py
+(R7.4-R7.6), inquiries.py (R6.1); base.py holds what they share.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from ticketing.workflow.base import (
     WorkflowBase,
     utcnow,
 )
+from ticketing.workflow.approval import ApprovalSteps
 from ticketing.workflow.closing import ClosingSteps
 from ticketing.workflow.dispatch import DispatchSteps
 from ticketing.workflow.inquiries import InquirySteps
@@ -32,5 +33,5 @@ __all__ = ["ANSWERING_ROLES", "CENTER_ROLES", "CONVENIENCE_DISCLAIMER", "DISCIPL
            "SYSTEM_ACTOR", "UNIT_ROLES", "Clock", "Workflow", "utcnow"]
 
 
-class Workflow(IntakeSteps, DispatchSteps, UnitOrderSteps, ClosingSteps, InquirySteps, WorkflowBase):
+class Workflow(IntakeSteps, DispatchSteps, UnitOrderSteps, ApprovalSteps, ClosingSteps, InquirySteps, WorkflowBase):
     """Every step of the procedure, on one session (see the modules named above)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from ticketing.audit import Actor
-from ticketing.deadlines import read_due, write_due
+from ticketing.deadlines import met, read_due, write_due
 from ticketing.enums import (
     ACTIVE_WORK_ORDER_STATUSES,
     CaseStatus,
@@ -66,28 +66,40 @@ class UnitOrderSteps(WorkflowBase):
                version_required: bool = False) -> WorkOrder:
         """R8.3/R8.4: the unit files its answer, with the notification time and satisfaction.
         ``expected_version`` is the version of the work order's case the unit saw (every step
-        bumps it); ``version_required`` as in `close` (issue 11 §7)."""
+        bumps it); ``version_required`` as in `close` (issue 11 §7). In a unit with approval
+        (Article 5 (二) 6) a clerk's report goes to the leader first (ticketing.workflow.approval)."""
         self._check_unit_actor(actor, wo, "report back")
         self._check_version(wo.case, expected_version, required_for="a report" if version_required else None)
+        self._check_reportable(wo, answer)
+        if self.needs_approval(actor, wo):
+            return self.submit_report(actor, wo, answer=answer, satisfaction=satisfaction)
+        return self._apply_report(actor, wo, answer=answer, satisfaction=satisfaction)
+
+    def _check_reportable(self, wo: WorkOrder, answer: str) -> None:
+        """What a report back needs, whether filed or put to the unit's leader (R8.4, R7.3h)."""
         self._wo_status(wo, {WorkOrderStatus.NOTIFIED}, "R8.4",
                         "report back before notifying the citizen (the report holds the notification time)")
         if not answer or not answer.strip():
             raise InvalidInput("R8.4", "the report must hold the answer given to the citizen")
-        case = wo.case
         if wo.role == WorkOrderRole.LEAD:
-            pending = [o for o in case.work_orders if o.role == WorkOrderRole.CO_UNIT
+            pending = [o for o in wo.case.work_orders if o.role == WorkOrderRole.CO_UNIT
                        and o.round == wo.round and o.status in ACTIVE_WORK_ORDER_STATUSES]
             if pending:
                 names = ", ".join(o.unit.name for o in pending)
                 raise DomainError("R7.3h", f"the lead answers for the case once its co-units have reported to it (waiting for {names})")
+
+    def _apply_report(self, actor: Actor, wo: WorkOrder, *, answer: str,
+                      satisfaction: Satisfaction | str | None, **audit_data) -> WorkOrder:
+        """The report reaches the center now: the one place a report back is judged met or late (R8.3)."""
+        case = wo.case
         now = self.now()
         wo.status = WorkOrderStatus.REPORTED
         wo.reported_at = now
-        wo.report_met = now <= wo.report_due_at
+        wo.report_met = met(now, wo.report_due_at)
         wo.answer = answer
         wo.reported_satisfaction = Satisfaction(satisfaction) if satisfaction else None
         self._log(actor, "report", case, wo, answer=answer, met=wo.report_met,
-                  satisfaction=wo.reported_satisfaction.value if wo.reported_satisfaction else None)
+                  satisfaction=wo.reported_satisfaction.value if wo.reported_satisfaction else None, **audit_data)
         if wo.role != WorkOrderRole.CO_UNIT and not self._answering(case, include_reported=False):
             self._case_reported(case, wo.round)
         self._touch(case)

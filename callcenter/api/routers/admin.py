@@ -23,7 +23,8 @@ UsernamePath = Annotated[str, Path(min_length=1, max_length=64)]
 
 def _user_out(u: User) -> UserOut:
     return UserOut(id=u.id, username=u.username, display_name=u.display_name, role=u.role,
-                   unit_code=u.unit.code if u.unit else None, active=u.active, operator_extension=u.operator_extension)
+                   unit_code=u.unit.code if u.unit else None, active=u.active, operator_extension=u.operator_extension,
+                   unit_leader=bool(u.is_unit_leader))
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
@@ -32,7 +33,7 @@ def add_user(body: UserIn, actor: ActorDep, session: SessionDep, domain: DomainD
     user = create_user(session, username=body.username, password=body.password, role=body.role,
                        display_name=body.display_name, unit_code=body.unit_code,
                        operator_extension=body.operator_extension, now=domain.clock(), created_by=actor,
-                       password_min_length=domain.policy.accounts.password_min_length)
+                       password_min_length=domain.policy.accounts.password_min_length, unit_leader=body.unit_leader)
     commit(session)
     session.refresh(user)
     return _user_out(user)
@@ -79,7 +80,8 @@ def set_user_role(username: UsernamePath, body: RoleIn, actor: ActorDep, session
     user = _admin_target(actor, session, username)
     if user.id == actor.user_id:
         raise InvalidInput("users", "an administrator may not change their own role")
-    count = accounts.set_role(session, actor, user, body.role, unit_code=body.unit_code, now=domain.clock())
+    count = accounts.set_role(session, actor, user, body.role, unit_code=body.unit_code, now=domain.clock(),
+                              unit_leader=body.unit_leader)
     commit(session)
     return RevokedOut(username=username, tokens_revoked=count)
 

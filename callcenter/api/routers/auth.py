@@ -33,7 +33,7 @@ def login(body: LoginIn, session: SessionDep, domain: DomainDep, request: Reques
                                  ttl=timedelta(hours=request.app.state.settings.token_ttl_hours))
     commit(session)
     return TokenOut(access_token=token, expires_at=expires, username=user.username, role=user.role,
-                    unit_code=user.unit.code if user.unit else None)
+                    unit_code=user.unit.code if user.unit else None, unit_leader=bool(user.is_unit_leader))
 
 
 @router.post("/logout", status_code=204, summary="Revoke the token in use")
@@ -57,7 +57,7 @@ def me(actor: ActorDep, session: SessionDep) -> UserOut:
     user = session.get(User, actor.user_id)
     return UserOut(id=user.id, username=user.username, display_name=user.display_name, role=user.role,
                    unit_code=user.unit.code if user.unit else None, active=user.active,
-                   operator_extension=user.operator_extension)
+                   operator_extension=user.operator_extension, unit_leader=bool(user.is_unit_leader))
 
 
 __all__ = ["client_address", "router"]

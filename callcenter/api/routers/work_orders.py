@@ -66,7 +66,7 @@ def list_work_orders(
     stmt = stmt.order_by(WorkOrder.report_due_at, WorkOrder.id).limit(limit).offset(offset)
     # What each row shows (case number, unit, pending extension) in three queries, not three per row.
     stmt = stmt.options(selectinload(WorkOrder.case), selectinload(WorkOrder.unit),
-                        selectinload(WorkOrder.extensions))
+                        selectinload(WorkOrder.extensions), selectinload(WorkOrder.submissions))
     return [_out(wo, actor, domain) for wo in session.execute(stmt).scalars()]
 
 
