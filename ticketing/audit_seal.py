@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -52,6 +53,18 @@ def configure(vault: Vault | None) -> None:
     """Set this process's vault (callcenter calls this; tests with their own state directory)."""
     global _vault
     _vault = vault
+
+
+@contextmanager
+def using(vault: Vault) -> Iterator[Vault]:
+    """This process's vault is `vault` for the block, then what it was (checking another install's
+    record, e.g. a restore before it is moved into place)."""
+    global _vault
+    previous, _vault = _vault, vault
+    try:
+        yield vault
+    finally:
+        _vault = previous
 
 
 def current_vault() -> Vault:

@@ -22,7 +22,6 @@ ASTERISK_MAJOR = "22"
 # what the shipped dialplan and call control use (asterisk/extensions*.conf, callcenter/callcontrol/)
 REQUIRED_MODULES = ("chan_pjsip", "res_pjsip", "res_agi", "app_queue", "app_dial", "app_mixmonitor",
                     "app_confbridge", "res_musiconhold", "pbx_config", "func_db")
-DISK_FAIL_BYTES = 1 << 30  # below 1 GiB free, recordings and the SQLite journal will soon fail
 DISK_WARN_FRACTION = 0.10
 CERT_WARN_DAYS = 30
 CLOCK_SKEW_WARN = timedelta(seconds=5)
@@ -214,14 +213,16 @@ def _check_cert(path: Path, label: str, now: datetime) -> Finding:
 
 
 def check_disk(settings: Settings) -> list[Finding]:
+    from callcenter.ops.health import on_disk
     from callcenter.pbx.root import recordings_dir
 
     findings = []
     for label, path in (("state dir", Path(settings.state_dir)), ("recordings", recordings_dir(settings))):
-        existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+        existing = on_disk(path)
         usage = shutil.disk_usage(existing)
         free = f"{usage.free / (1 << 30):.1f} GiB free of {usage.total / (1 << 30):.1f} GiB at {existing}"
-        if usage.free < DISK_FAIL_BYTES:
+        # the bound below which /readyz is unready (CALLCENTER_RECORDINGS_MIN_FREE_MB)
+        if usage.free < settings.recordings_min_free_mb << 20:
             findings.append(Finding(FAIL, "disk", f"{label}: {free}", "free space or move the state dir"))
         elif usage.free < DISK_WARN_FRACTION * usage.total:
             findings.append(Finding(WARN, "disk", f"{label}: {free}", "free space soon (recordings grow daily)"))

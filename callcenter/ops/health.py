@@ -122,13 +122,17 @@ def check_calendar(app) -> Check:
                  blocking=False)
 
 
+def on_disk(path: Path) -> Path:
+    """`path`, or its nearest existing parent: where it will be before it is provisioned."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def recordings_path(settings) -> Path:
     from callcenter.pbx.root import recordings_dir
 
-    path = recordings_dir(settings)
-    while not path.exists() and path != path.parent:  # not provisioned yet: the disk it will be on
-        path = path.parent
-    return path
+    return on_disk(recordings_dir(settings))
 
 
 def check_disk(app) -> Check:

@@ -165,16 +165,13 @@ def _pg_restore(dump: Path, url: str, source_schema: str, force: bool) -> str:
 
 def _verify(url: str, state: Path, manifest: dict, report: RestoreReport) -> None:
     """`audit verify` with the restored keys and checkpoints, and the figures of the manifest."""
-    previous = audit_seal._vault  # this process's vault, put back after (tests run several installs)
-    audit_seal.configure(FileVault(state))
     engine = make_engine(url)
     try:
-        with session_scope(make_session_factory(engine)) as session:
+        with audit_seal.using(FileVault(state)), session_scope(make_session_factory(engine)) as session:
             verified = audit.verify(session)
             figures = snapshot_figures(session.connection())
     finally:
         engine.dispose()
-        audit_seal.configure(previous)
     if not verified.ok:
         raise BackupError("audit_verify_failed", "the restored audit record does not verify: "
                           + "; ".join(verified.problems[:5]))
