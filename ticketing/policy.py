@@ -256,6 +256,14 @@ class UrgePolicy:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class RepeatPolicy:
+    """Repeated requests (重复诉求, 国办函〔2025〕66号): how far back a new case is compared with
+    earlier ones (the desk's 并单 flag and the 重复来电率 figure alike)."""
+
+    within_days: PosInt = 30
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class AccountPolicy:
     """Logins and passwords of staff accounts (issue 11: password guessing)."""
 
@@ -288,6 +296,7 @@ class Policy:
     recordings: RecordingPolicy = dataclasses.field(default_factory=RecordingPolicy)
     urge: UrgePolicy = dataclasses.field(default_factory=UrgePolicy)
     accounts: AccountPolicy = dataclasses.field(default_factory=AccountPolicy)
+    repeats: RepeatPolicy = dataclasses.field(default_factory=RepeatPolicy)
 
     @property
     def tzinfo(self) -> ZoneInfo:

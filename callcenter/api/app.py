@@ -201,13 +201,14 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         inquiries,
         operators,
         public,
+        repeats,
         units,
         work_orders,
     )
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
+    for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
                    inquiries):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)

@@ -627,7 +627,33 @@ async function openDeskCase(number, flash = "") {
     h("div", { class: "detail-head" }, h("h3", {}, "诉求件详情"),
       h("button", { type: "button", class: "secondary", onclick: () => panel.replaceChildren() }, "关闭")),
     flash ? h("p", { class: "done flash" }, flash) : null,
-    caseCard(c), h("div", { class: "forms" }, forms)));
+    repeatFlag(c), caseCard(c), h("div", { class: "forms" }, forms)));
+}
+
+// 重复诉求并单 (ticketing/repeats.py): the desk sees the flag and hands the case to the back
+// office, which merges it into the open case it repeats.
+const REPEAT_GROUND = { same_caller: "同一来电号码", same_place: "同一地点" };
+const repeatText = (r) => `${r.number}（${REPEAT_GROUND[r.ground] || r.ground}）`;
+function repeatsOf(c, show) {
+  if (!["new", "pending_back_office"].includes(c.status)) return;
+  get(`/cases/${encodeURIComponent(c.number)}/repeats`).then((reps) => { if (reps.length) show(reps); }).catch(() => {});
+}
+function repeatFlag(c) {
+  const slot = h("div", { class: "repeat-slot" });
+  repeatsOf(c, (reps) => slot.replaceChildren(h("p", { class: "notice found repeat-flag" },
+    `可能是重复诉求：${reps.map(repeatText).join("、")}。可转后台并单。`)));
+  return slot;
+}
+function mergeForm(c) {
+  const slot = h("div", { class: "repeat-slot" });
+  repeatsOf(c, (reps) => slot.replaceChildren(actionForm({ title: "并单（重复诉求）", submit: "并单", cls: "merge",
+    fields: [{ name: "into", label: "并入", type: "select", options: Object.fromEntries(reps.map((r) => [r.number, repeatText(r)])) }],
+    onSubmit: async (v) => {
+      await post(`/cases/${c.number}/merge`, { into: v.into, expected_version: c.version });
+      setTimeout(loadBack, 0);
+      return `已并入${v.into}`;
+    } })));
+  return slot;
 }
 
 // Screen-pop (issue 4): the operator's own event stream. It needs the Authorization header, so it
@@ -1037,7 +1063,7 @@ const urgeForm = (wo) => actionForm({ fields: [{ name: "note", label: "催办意
 
 function loadBack() {
   fill("pending-dispatch", () => get("/cases?status=pending_back_office&limit=100"),
-    (c) => item(caseCard(c), [dispatchForm(c, "派单（R7.3：3日内）")]));
+    (c) => item(caseCard(c), [dispatchForm(c, "派单（R7.3：3日内）"), mergeForm(c)]));
   fill("unsatisfied", () => get("/cases?status=unsatisfied&limit=100"), (c) => item(caseCard(c), [
     actionForm({ title: "暂结（R7.5）", fields: [{ name: "note", label: "说明", type: "textarea" }], submit: "暂结",
       onSubmit: async (v) => {

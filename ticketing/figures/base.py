@@ -70,7 +70,7 @@ class Thresholds:
 
     answer_within_s: float = 15.0       # 15 s service level
     short_abandon_s: float = 5.0        # abandoned within the first N s (caller gave up at once)
-    repeat_within_days: int = 30        # repeat caller: same number, same category, within N days
+    repeat_within_days: int = 30        # repeat caller: policy.repeats.within_days (ticketing.repeats)
     timezone: str = "Asia/Shanghai"     # hour of day, "the same day" (policy.timezone)
 
     @property
@@ -80,7 +80,7 @@ class Thresholds:
     @classmethod
     def for_policy(cls, policy: Any, **overrides: Any) -> Thresholds:
         """The defaults in the hotline's own time zone (config/policy.yaml `timezone`)."""
-        return cls(**{"timezone": policy.timezone, **overrides})
+        return cls(**{"timezone": policy.timezone, "repeat_within_days": policy.repeats.within_days, **overrides})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 "met" flags are used as they are, never counted again.
 
 Which period a case counts in: intake figures by `accepted_at`; the back office's dispatch by
-`dispatch_due_at`; satisfaction and 一次办结率 by `closed_at`; the callback reach by the attempts'
+`dispatch_due_at`; satisfaction and 一次办结率 by `closed_at` (a case merged into another is not
+a closed case of its own: it counts as `merged` at intake); the callback reach by the attempts'
 `finished_at`.
 
 R7.3c: cases reported to the discipline commission (`confidential`) count in the totals only:
@@ -30,7 +31,9 @@ from ticketing.figures.base import (
     in_period,
     unit_id_of,
 )
+from ticketing.merge_model import CaseMerge
 from ticketing.models import CallbackAttempt, Case, MemberUnit, WorkOrder
+from ticketing.repeats import same_caller_within
 
 __all__ = ["CaseFigures", "ClosingFigures", "IntakeFigures", "case_definitions"]
 
@@ -49,8 +52,13 @@ def _first_dispatch():
     return select(func.min(WorkOrder.dispatched_at)).where(WorkOrder.case_id == Case.id).scalar_subquery()
 
 
+def _merged_away():
+    """The case was closed as a repeat of another (重复诉求并单): not a case handled of its own."""
+    return select(CaseMerge.id).where(CaseMerge.duplicate_case_id == Case.id).exists()
+
+
 def _closed(period: Period, unit: str | None):
-    return [*in_period(Case.closed_at, period), Case.status == CaseStatus.CLOSED, *case_scope(unit)]
+    return [*in_period(Case.closed_at, period), Case.status == CaseStatus.CLOSED, ~_merged_away(), *case_scope(unit)]
 
 
 def case_definitions(t: Thresholds) -> dict[str, RateDefinition]:
@@ -109,9 +117,8 @@ def case_definitions(t: Thresholds) -> dict[str, RateDefinition]:
 def _earlier_same_caller(days: int):
     earlier = Case.__table__.alias("earlier")
     return select(earlier.c.id).where(
-        earlier.c.citizen_phone == Case.citizen_phone, earlier.c.category_code == Case.category_code,
-        earlier.c.id < Case.id,  # ids follow acceptance: the earlier case
-        earlier.c.accepted_at >= DaysBefore(Case.accepted_at, days)).exists()
+        *same_caller_within(earlier, Case.citizen_phone, Case.category_code, DaysBefore(Case.accepted_at, days)),
+        earlier.c.id < Case.id).exists()  # ids follow acceptance: the earlier case
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,8 @@ class IntakeFigures:
     accepted = received - rejected; confidential: accepted R7.3c cases (totals only);
     by_kind / by_category / by_channel: accepted cases without the confidential ones
     (sum + confidential = accepted); by_unit: accepted cases dispatched to each unit (a case sent
-    to two units counts for both); direct_answer: see `case_definitions`."""
+    to two units counts for both); direct_answer: see `case_definitions`; merged: accepted cases
+    later merged into the case they repeat (ticketing.repeats; closed, but not counted as closed)."""
 
     received: int
     accepted: int
@@ -132,6 +140,7 @@ class IntakeFigures:
     by_channel: dict[str, int]
     by_unit: dict[str, int]
     direct_answer: Rate
+    merged: int = 0  # accepted, then closed as a repeat of another case (counted here, not as closed)
 
 
 @dataclass(frozen=True)
@@ -155,9 +164,10 @@ class CaseFigures(Figures):
 
     def intake(self, period: Period, unit: str | None = None) -> IntakeFigures:
         scope = [*in_period(Case.accepted_at, period), *case_scope(unit)]
-        received, rejected, confidential = self.session.execute(
+        received, rejected, confidential, merged = self.session.execute(
             select(func.count(), func.count().filter(Case.status == CaseStatus.REJECTED),
-                   func.count().filter(Case.confidential.is_(True), Case.status != CaseStatus.REJECTED))
+                   func.count().filter(Case.confidential.is_(True), Case.status != CaseStatus.REJECTED),
+                   func.count().filter(_merged_away()))
             .where(*scope)).one()
         by_reason = self._group(Case.reject_reason, *scope, Case.status == CaseStatus.REJECTED)
         shown = [*scope, Case.status != CaseStatus.REJECTED, Case.confidential.is_(False)]
@@ -171,7 +181,7 @@ class CaseFigures(Figures):
             confidential=confidential, by_kind=self._group(Case.kind, *shown),
             by_category=self._group(Case.category_code, *shown), by_channel=self._group(Case.channel, *shown),
             by_unit=dict(sorted((code, n) for code, n in self.session.execute(units))),
-            direct_answer=self.rate("direct_answer", period, unit))
+            direct_answer=self.rate("direct_answer", period, unit), merged=merged)
 
     def closing(self, period: Period, unit: str | None = None) -> ClosingFigures:
         scope = _closed(period, unit)

@@ -1,0 +1,67 @@
+"""Merging a repeated request (重复诉求并单, 国办函〔2025〕66号): the back office closes a duplicate
+case into the open case it repeats. What counts as a repeat is `ticketing.repeats`.
+
+The duplicate is closed as merged (no answer of its own, no callback, not assessed) and linked to
+the surviving case; its citizen is told the answer with the surviving case (the units handling it
+are told a repeated request was merged in). Both cases get an audit event.
+"""
+from __future__ import annotations
+
+from ticketing.audit import Actor
+from ticketing.enums import (
+    ACTIVE_WORK_ORDER_STATUSES,
+    OPEN_CASE_STATUSES,
+    CaseStatus,
+    Role,
+)
+from ticketing.errors import DomainError, InvalidInput
+from ticketing.merge_model import CaseMerge
+from ticketing.models import Case
+from ticketing.repeats import open_repeats
+from ticketing.workflow.base import ANSWERING_ROLES, WorkflowBase, _require_role
+
+RULE = "repeat_merge"
+JUDGED = "judged"  # merged on the back office's judgement, not on a ground of ticketing.repeats
+MERGEABLE = frozenset({CaseStatus.NEW, CaseStatus.PENDING_BACK_OFFICE})
+
+
+def merged_answer(survivor_number: str) -> str:
+    return f"重复诉求，已并入{survivor_number}办理"
+
+
+class MergeSteps(WorkflowBase):
+    """并单: merge a duplicate case into the case it repeats."""
+
+    def repeats_of(self, case: Case):
+        """The open earlier cases this one repeats (the desk's flag)."""
+        return open_repeats(self.session, case, self.policy.repeats.within_days)
+
+    def merge(self, actor: Actor, duplicate: Case, survivor: Case, *, expected_version: int | None = None) -> CaseMerge:
+        """R5.2: the back office merges `duplicate` (not yet dispatched) into the open `survivor`."""
+        _require_role(actor, {Role.BACK_OFFICE}, "R5.2", "merge repeated requests")
+        self._check_version(duplicate, expected_version, required_for="merging a case")
+        if duplicate.id == survivor.id:
+            raise InvalidInput(RULE, f"case {duplicate.number} cannot be merged into itself")
+        if duplicate.confidential or survivor.confidential:
+            raise DomainError("R7.3c", "a report to the discipline commission is never merged with another case")
+        self._status(duplicate, MERGEABLE, RULE, "merge it into another case (only a case not yet dispatched is merged)")
+        self._status(survivor, OPEN_CASE_STATUSES, RULE, f"merge case {duplicate.number} into it (it is no longer open)")
+        ground = next((r.ground for r in open_repeats(self.session, duplicate, self.policy.repeats.within_days)
+                       if r.case_id == survivor.id), JUDGED)
+        now = self.now()
+        duplicate.status = CaseStatus.CLOSED
+        duplicate.closed_at = now
+        duplicate.answer = merged_answer(survivor.number)
+        duplicate.callback_required = False
+        duplicate.assessed = False
+        self._touch(duplicate)
+        link = CaseMerge(duplicate_case_id=duplicate.id, surviving_case_id=survivor.id, ground=ground,
+                         merged_at=now, merged_by_id=actor.user_id)
+        self.session.add(link)
+        self._log(actor, "merge", duplicate, into=survivor.number, ground=ground)
+        self._log(actor, "merged_in", survivor, duplicate=duplicate.number, ground=ground)
+        for wo in survivor.work_orders:
+            if wo.role in ANSWERING_ROLES and wo.status in ACTIVE_WORK_ORDER_STATUSES:
+                self.notify_unit(wo, "repeat_merged", f"案件{duplicate.number}为同一诉求，已并入{survivor.number}；"
+                                                      f"答复时请一并告知该市民。")
+        return link
