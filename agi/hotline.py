@@ -456,4 +456,8 @@ def router_for(hotline: Hotline) -> dict[str, Callable]:
     async def ivr_survey(channel: AGIChannel) -> None:
         await run_survey(hotline, channel)
 
-    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey}
+    async def health(channel: AGIChannel) -> None:
+        # the watchdog's probe (callcenter/agi_watchdog.py): one command proves the loop answers
+        await channel.set_variable("CALLCENTER_AGI_ALIVE", "1")
+
+    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "health": health}

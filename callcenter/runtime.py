@@ -3,6 +3,8 @@ background services that hook in here (call control over AMI, the callback sched
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from callcenter.settings import Settings
 
@@ -70,6 +72,13 @@ def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None
     return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
 
 
+FASTAGI_PID_FILE = "fastagi.pid"  # in the state dir: which process serves FastAGI (callcenter/agi_watchdog.py)
+
+
+def write_fastagi_pid(settings: Settings) -> None:
+    (Path(settings.state_dir) / FASTAGI_PID_FILE).write_text(f"{os.getpid()}\n")
+
+
 async def run_hotline(settings: Settings) -> None:
     import uvicorn
 
@@ -84,6 +93,7 @@ async def run_hotline(settings: Settings) -> None:
     app.state.agi_server = agi  # its counters go to /metrics (callcenter/ops/metrics.py)
     api = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, **UVICORN))
     await agi.start()
+    write_fastagi_pid(settings)
     log.info("FastAGI on %s:%s, API on http://%s:%s", settings.agi_host, settings.agi_port,
              settings.api_host, settings.api_port)
     try:

@@ -82,10 +82,11 @@ def _installed(settings: Settings, tmp_path: Path, user: str = "callcenter") -> 
 # ---- the unit files ---------------------------------------------------------------------------
 
 def test_rendered_units_pass_systemd_analyze_verify(settings, tmp_path):
-    """systemd's verifier accepts both units as written: no unknown key, no bad value, and every
+    """systemd's verifier accepts every unit as written: no unknown key, no bad value, and every
     ExecStart/ExecStartPre program exists."""
     report = services.install_units(settings, prefix=tmp_path / "prefix")
-    assert [p.name for p in report.written] == [services.ASTERISK_UNIT, services.HOTLINE_UNIT]
+    assert [p.name for p in report.written] == [services.ASTERISK_UNIT, services.HOTLINE_UNIT,
+                                                services.WATCHDOG_UNIT]
     assert all(p.parent == tmp_path / "prefix/etc/systemd/system" for p in report.written)
     result = subprocess.run(["/usr/bin/systemd-analyze", "verify", *map(str, report.written)],
                             capture_output=True, text=True, timeout=60)
@@ -125,6 +126,18 @@ def test_the_hotline_runs_unprivileged_after_postgresql_network_and_asterisk(set
     assert hotline["Install"]["WantedBy"] == ["multi-user.target"]
 
 
+def test_the_watchdog_runs_beside_the_hotline_as_its_user_and_only_reads_the_state(settings, tmp_path):
+    """Issue 16 item 2: the watchdog is its own process (what freezes the hotline does not freeze it),
+    the hotline's user (it may kill a frozen hotline, which systemd restarts), always restarted."""
+    units = _installed(settings, tmp_path)
+    service = units[services.WATCHDOG_UNIT]["Service"]
+    hotline = units[services.HOTLINE_UNIT]["Service"]
+    assert service["User"] == hotline["User"] and service["Restart"] == ["always"]
+    assert shlex.split(service["ExecStart"][0])[1:] == ["agi", "watchdog"]
+    assert service["ReadOnlyPaths"] == [str(settings.state_dir.absolute())] and "ReadWritePaths" not in service
+    assert service["CapabilityBoundingSet"] == [""]
+
+
 def test_asterisk_enters_its_root_as_root_and_runs_as_its_own_user(settings, tmp_path):
     service = _installed(settings, tmp_path)[services.ASTERISK_UNIT]["Service"]
     root = str(settings.state_dir.absolute() / "asterisk-root")
@@ -142,9 +155,9 @@ def test_a_host_install_uses_the_distribution_asterisk_unit(settings, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(services, "is_installed", lambda _s: True)
         units = _installed(settings, tmp_path)
-    assert list(units) == [services.HOTLINE_UNIT]
+    assert list(units) == [services.HOTLINE_UNIT, services.WATCHDOG_UNIT]
     assert "asterisk.service" in units[services.HOTLINE_UNIT]["Unit"]["Wants"][0].split()
-    assert services.unit_names(settings) == ["asterisk.service", services.HOTLINE_UNIT]
+    assert services.unit_names(settings) == ["asterisk.service", services.HOTLINE_UNIT, services.WATCHDOG_UNIT]
 
 
 def test_without_asterisk_installed_install_says_what_to_do_first(tmp_path):

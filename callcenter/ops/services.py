@@ -1,13 +1,15 @@
 """systemd units for running the hotline for real: render them from the templates in
 ``callcenter/ops/units/``, install and enable them, and summarise their state.
 
-Two units (the hotline is one process: API, FastAGI, AMI link and the leader-elected scheduler):
+Three units (the hotline is one process: API, FastAGI, AMI link and the leader-elected scheduler):
 
 - ``callcenter-asterisk.service`` (chroot install only): Asterisk in its Debian sid root. systemd
   starts it as root because entering the root needs chroot (CAP_SYS_CHROOT); Asterisk switches to the
   root's own ``asterisk`` user at once (``-U``/``-G``), as `callcenter asterisk start` does. On a host
   install the distribution's ``asterisk.service`` is used instead.
 - ``callcenter-hotline.service``: ``callcenter run --no-asterisk`` as an unprivileged user.
+- ``callcenter-watchdog.service``: ``callcenter agi watchdog`` as the same user, outside the hotline's
+  process, so a frozen voice menu server strands no caller (callcenter/agi_watchdog.py).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ TEMPLATES = Path(__file__).resolve().parent / "units"
 UNIT_DIR = "etc/systemd/system"
 LOGROTATE_FILE = "etc/logrotate.d/callcenter"
 HOTLINE_UNIT = "callcenter-hotline.service"
+WATCHDOG_UNIT = "callcenter-watchdog.service"
 ASTERISK_UNIT = SYSTEMD_UNITS["chroot"]
 HOST_ASTERISK_UNIT = SYSTEMD_UNITS["host"]  # the distribution package's own unit (host install)
 DEFAULT_USER = "callcenter"
@@ -99,7 +102,7 @@ def render_units(settings: Settings, user: str = DEFAULT_USER, executable: Path 
                       asterisk_root=str(asterisk_root(settings)),
                       asterisk_run_dir=str(host_path(settings, "/var/run/asterisk")))
         units.append(Unit(ASTERISK_UNIT, _template(ASTERISK_UNIT).substitute(values)))
-    units.append(Unit(HOTLINE_UNIT, _template(HOTLINE_UNIT).substitute(values)))
+    units += [Unit(name, _template(name).substitute(values)) for name in (HOTLINE_UNIT, WATCHDOG_UNIT)]
     return units
 
 
@@ -182,7 +185,7 @@ def install_units(settings: Settings, *, user: str = DEFAULT_USER, prefix: Path 
         if result.returncode != 0:
             raise ProvisionError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
     report.steps.append(f"enabled {', '.join(u.name for u in units)} (start them with `systemctl start "
-                        f"{HOTLINE_UNIT}` once nothing else runs the hotline)")
+                        f"{HOTLINE_UNIT} {WATCHDOG_UNIT}` once nothing else runs the hotline)")
     return report
 
 
@@ -223,7 +226,7 @@ def hand_over_state(settings: Settings, user: str, steps: list[str]) -> None:
 
 def unit_names(settings: Settings) -> list[str]:
     """The units `status` reports on for this install."""
-    return [SYSTEMD_UNITS[install_mode(settings)], HOTLINE_UNIT]
+    return [SYSTEMD_UNITS[install_mode(settings)], HOTLINE_UNIT, WATCHDOG_UNIT]
 
 
 def parse_show(text: str) -> dict[str, str]:
