@@ -449,9 +449,15 @@ async def run_survey(hotline: Hotline, channel: AGIChannel) -> None:
                    direction="outbound", callback_key=key, on_finish=settle)
 
 
+def main_flow_variables(policy) -> dict[str, Any]:
+    """What the host gives ivr_flows/main.yaml besides $caller (its `inputs`)."""
+    return {"mode": policy.ivr.mode}
+
+
 def router_for(hotline: Hotline) -> dict[str, Callable]:
     async def ivr_main(channel: AGIChannel) -> None:
-        await run_flow(hotline, channel, "main", preload=CallContext.preload_open_cases)
+        await run_flow(hotline, channel, "main", main_flow_variables(hotline.domain.policy),
+                       preload=CallContext.preload_open_cases)
 
     async def ivr_survey(channel: AGIChannel) -> None:
         await run_survey(hotline, channel)

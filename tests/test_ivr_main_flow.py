@@ -67,8 +67,8 @@ def main_flow():
     return load_flow(flow_path("main"))
 
 
-async def run(flow, driver: ScriptedDriver, app: FakeApp):
-    return await FlowRunner(flow, driver, app.actions(), {"caller": CALLER}).run()
+async def run(flow, driver: ScriptedDriver, app: FakeApp, mode: str = "menu"):
+    return await FlowRunner(flow, driver, app.actions(), {"caller": CALLER, "mode": mode}).run()
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ async def test_r2_1_keys_1_to_4_open_a_case_of_that_kind_and_queue(main_flow, ke
     assert ("say_digits", "20250301000123") in driver.events
     played = driver.played()
     assert played.index("case_number_is") < played.index("transfer_to_operator")
-    assert result.path[:4] == ["greeting", "open_cases", "hours_check", "main_menu"]
+    assert result.path[:5] == ["greeting", "open_cases", "hours_check", "front", "main_menu"]
     assert result.digits == [{"node": "main_menu", "digits": key}]
 
 
@@ -333,7 +333,7 @@ async def test_hangup_ends_abandoned_with_the_path_so_far(main_flow):
     driver, app = ScriptedDriver([]), FakeApp()  # hangs up at the menu
     result = await run(main_flow, driver, app)
     assert (result.outcome, result.reason) == ("abandoned", "hangup")
-    assert result.path == ["greeting", "open_cases", "hours_check", "main_menu"]
+    assert result.path == ["greeting", "open_cases", "hours_check", "front", "main_menu"]
 
 
 async def test_hangup_during_greeting(main_flow):
@@ -351,3 +351,37 @@ async def test_action_error_queues_the_caller_with_reason_error(main_flow, faili
     assert (result.outcome, result.reason) == ("queued", "error")
     assert "database is down" in result.error
     assert result.error.startswith(result.path[-1])
+
+
+# ---- GB/T 33358-2016: no menu before acceptance (ivr.mode: direct), self-service after hours ----
+
+async def test_direct_mode_puts_the_caller_through_after_the_greeting(main_flow):
+    driver, app = ScriptedDriver([]), FakeApp(open_count=1)
+    result = await run(main_flow, driver, app, mode="direct")
+    assert (result.outcome, result.reason) == ("queued", "operator")
+    assert result.path == ["greeting", "open_cases", "open_cases_count", "open_cases_latest", "open_cases_status",
+                           "hours_check", "front", "to_operator", "operator_queue"]
+    assert not any(p in driver.played() for p in MENU_PROMPTS) and result.digits == []
+
+
+async def test_direct_mode_after_hours_still_offers_a_message(main_flow):
+    driver, app = ScriptedDriver(["1"]), FakeApp(in_hours=False)
+    result = await run(main_flow, driver, app, mode="direct")
+    assert result.outcome == "message_left" and app.called("leave_message")
+
+
+async def test_after_hours_key_5_hears_the_progress_of_a_case(main_flow):
+    found = {"found": True, "status_prompt": "status_dispatched", "deadline": "2025-03-10", "deadline_provisional": False}
+    driver, app = ScriptedDriver(["5", "20250210000042", ""]), FakeApp(in_hours=False, found=[found])
+    result = await run(main_flow, driver, app)
+    assert (result.outcome, result.path[-1]) == ("self_served", "progress_done")
+    assert app.called("find_case") == [{"number": "20250210000042"}]
+
+
+@pytest.mark.parametrize("keys", [["5", "20250210000042", "0"], ["5", "", ], ["5", "1", "2", "3"],
+                                  ["5", "20250210000042", "20250210000043"]])
+async def test_after_hours_the_progress_enquiry_never_queues_for_an_absent_operator(main_flow, keys):
+    found = [{"found": True, "status_prompt": "status_dispatched", "deadline": None, "deadline_provisional": False}]
+    driver, app = ScriptedDriver(keys), FakeApp(in_hours=False, found=found if keys[-1] == "0" else [])
+    result = await run(main_flow, driver, app)
+    assert result.outcome == "abandoned" and result.path[-1] == "closed_goodbye", result.path

@@ -112,6 +112,17 @@ def test_ivr_round_the_clock_with_2400(tmp_path: Path) -> None:
     assert p.ivr_open_at(at(2026, 3, 2, 23, 59)) and p.ivr_open_at(at(2026, 3, 2, 0, 0))
 
 
+def test_gb_t_33358_the_hotline_answers_7x24_out_of_the_box() -> None:
+    """GB/T 33358-2016: 7x24 service. Without configuration and with the shipped config/ alike, a
+    call at 03:00 on a Sunday meets operators, not the after-hours branch; the menu mode is kept."""
+    from tests.conftest import CONFIG_DIR
+
+    for p in (Policy(), load_policy(CONFIG_DIR)):
+        assert p.ivr_open_at(at(2026, 3, 8, 3, 0)) and p.ivr_open_at(at(2026, 3, 2, 23, 59))
+        assert p.ivr.mode == "menu"
+    assert load_policy(write_policy(Path(__import__("tempfile").mkdtemp()), "ivr:\n  mode: direct\n")).ivr.mode == "direct"
+
+
 def test_r7_4_callback_calling_hours_and_next_slot() -> None:
     p = Policy()
     assert not p.callback_may_call_at(at(2026, 3, 2, 8, 59))

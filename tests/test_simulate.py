@@ -23,10 +23,11 @@ def sim(**fields) -> SimulatedCall:
     return SimulatedCall(uniqueid="sim-1;2", caller=CALLER, seconds=12.3, **fields)
 
 
-def test_after_hours_says_the_branch_and_why_from_the_policy_rule(base_domain):
+def test_after_hours_says_the_branch_and_why_from_the_policy_rule():
     record = CallRecordView("abandoned", "hangup", NIGHT_PATH, [{"node": "closed_menu", "digits": "2"}],
                             SATURDAY_NIGHT)
-    text = "\n".join(describe(sim(commands=NIGHT_COMMANDS, keys_sent=["2"]), record, base_domain.policy))
+    policy = policy_from_mapping({"ivr": {"service_hours": {"default": ["08:00-20:00"]}}})
+    text = "\n".join(describe(sim(commands=NIGHT_COMMANDS, keys_sent=["2"]), record, policy))
     assert "after-hours branch: closed: outside service hours 08:00–20:00 Asia/Shanghai, now 22:10 Saturday" in text
     assert "outcome: the call ended in the menu (the caller hung up)" in text
     assert "path: greeting → open_cases → hours_check → closed_notice → closed_menu → closed_goodbye" in text
@@ -40,7 +41,8 @@ def test_the_explanation_follows_the_configured_hours_not_a_copy():
     record = CallRecordView("abandoned", "hangup", NIGHT_PATH, [], SATURDAY_NIGHT.replace(hour=2))  # 10:10
     text = "\n".join(describe(sim(), record, policy))
     assert "after-hours branch: closed: outside service hours none that day Asia/Shanghai, now 10:10 Saturday" in text
-    weekday = CallRecordView("queued", "operator", ["greeting", "open_cases", "hours_check", "main_menu", "to_operator"],
+    weekday = CallRecordView("queued", "operator", ["greeting", "open_cases", "hours_check", "front", "main_menu",
+                                                    "to_operator", "operator_queue"],
                              [{"node": "main_menu", "digits": "0"}], datetime(2026, 3, 9, 2, 0, tzinfo=UTC))
     text = "\n".join(describe(sim(), weekday, policy))
     assert "main menu: open: within service hours 08:30–17:30 Asia/Shanghai, now 10:00 Monday" in text

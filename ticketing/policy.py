@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -177,9 +177,10 @@ class Limits:
 
 @dataclass(frozen=True, config=_CONFIG)
 class WeeklyHours:
-    """Opening windows per weekday; a weekday not given uses `default`, an empty list = closed."""
+    """Opening windows per weekday; a weekday not given uses `default`, an empty list = closed.
+    Default: around the clock (GB/T 33358-2016 asks 12345 for 7x24 service)."""
 
-    default: Windows = (TimeWindow(time(8, 0), time(20, 0)),)
+    default: Windows = (TimeWindow(time(0, 0), time.max),)
     mon: Windows | None = None
     tue: Windows | None = None
     wed: Windows | None = None
@@ -199,6 +200,10 @@ class WeeklyHours:
 @dataclass(frozen=True, config=_CONFIG)
 class IvrPolicy:
     service_hours: WeeklyHours = dataclasses.field(default_factory=WeeklyHours)
+    # What a caller meets in service hours: "menu" (keys 1-5, 0) or "direct" (the greeting, then
+    # an operator: GB/T 33358-2016 advises against a voice menu before acceptance). ivr_flows/main.yaml
+    # reads it as the flow variable `mode`; after hours both offer a message and the progress enquiry.
+    mode: Literal["menu", "direct"] = "menu"
 
 
 def _parse_calling_days(value: Any) -> str | tuple[str, ...]:

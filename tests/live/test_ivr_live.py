@@ -6,6 +6,7 @@ Calls of one batch run concurrently: a call takes 15-30 s of real prompts, a bat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from callcenter.simulate import simulate_call
 from ticketing.audit import SYSTEM
 from ticketing.enums import CaseKind, CaseStatus, Channel
 from ticketing.models import Call, Case
+from ticketing.policy import policy_from_mapping
 from ticketing.store import session_scope
 
 pytestmark = pytest.mark.live
@@ -72,7 +74,7 @@ async def test_a2_r2_1_every_menu_branch_gives_its_call_record_and_case(hotline)
         rec = records[kind]
         assert rec.outcome == "queued" and rec.outcome_reason == kind, (kind, rec.outcome, rec.outcome_reason)
         assert by_name[kind].queued and by_name[kind].queue_reason == kind
-        assert rec.flow_path[:4] == ["greeting", "open_cases", "hours_check", "main_menu"]
+        assert rec.flow_path[:5] == ["greeting", "open_cases", "hours_check", "front", "main_menu"]
         assert rec.digits[0]["digits"] == plans[kind][0][0]
         case = _case(hotline.sessions, rec.case_id)
         assert case.kind == CaseKind(kind) and case.status == CaseStatus.NEW
@@ -111,6 +113,9 @@ def _bo(session):
 
 
 async def test_a2_after_hours_message_becomes_a_case_with_its_recording(hotline, asterisk):
+    # a city that keeps office hours (the shipped config answers 7x24, GB/T 33358-2016)
+    policy = policy_from_mapping({"ivr": {"service_hours": {"default": ["08:00-20:00"]}}})
+    hotline.domain = dataclasses.replace(hotline.domain, policy=policy)
     hotline.clock.now = AFTER_HOURS
     result = await simulate_call(hotline.ami, ["1"], caller="13800000099", talking=True, speak_seconds=3,
                                  hang_up_when_queued=False, timeout=120)
@@ -170,3 +175,13 @@ async def test_t1_a_complaint_phoned_in_on_2026_12_18_is_dispatched_with_a_provi
                                 hang_up_when_queued=True, timeout=120)
     path = _call(hotline.sessions, asked.uniqueid).flow_path
     assert path.index("progress_deadline") < path.index("progress_deadline_provisional"), path
+
+
+async def test_gb_t_33358_direct_mode_puts_a_caller_through_without_the_menu(hotline):
+    """ivr.mode: direct — greeting, then an operator: no key asked before acceptance."""
+    policy = dataclasses.replace(hotline.domain.policy, ivr=dataclasses.replace(hotline.domain.policy.ivr, mode="direct"))
+    hotline.domain = dataclasses.replace(hotline.domain, policy=policy)
+    result = await simulate_call(hotline.ami, [], caller="13800000098", timeout=60)
+    assert result.queued and result.queue_reason == "operator" and not result.prompts_for_input
+    rec = _call(hotline.sessions, result.uniqueid)
+    assert rec.flow_path[-3:] == ["front", "to_operator", "operator_queue"] and "main_menu" not in rec.flow_path
