@@ -117,6 +117,13 @@ def samples(made: dict) -> dict[str, list]:
         "limit": [], "offset": [], "type": [], "unit": [], "category": [], "since": [], "until": [], "at": [],
         # the inquiry counts per unit (R6.1) carry unit codes and numbers only; both are required
         "start": [], "end": [],
+        # Open311 GeoReport v2 (issue 14): the format suffix, services (one offered, one never: R7.3c),
+        # service requests by case number (the discipline report among them: never found), a token
+        # (none exists: every service is realtime), the date window's default and its ignored
+        # jurisdiction_id
+        "fmt": ["json", "xml"], "service_code": ["water_supply", "discipline_economic"],
+        "service_request_id": made["numbers"], "token": ["1"], "start_date": [], "end_date": [],
+        "jurisdiction_id": [],
     }
 
 

@@ -492,7 +492,6 @@ class UnitNotification(Base):
     delivered: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-# The inquiry (R6.1) lives in its own module; imported here so its table is always in Base.metadata.
-import ticketing.approval_model  # noqa: E402,F401
-import ticketing.inquiry_model  # noqa: E402,F401
-import ticketing.merge_model  # noqa: E402,F401
+# Models in modules of their own (this one is at its size limit), imported here so their tables are
+# always in Base.metadata whichever module is imported first.
+from ticketing import approval_model, inquiry_model, merge_model, open311_model  # noqa: E402,F401,I001

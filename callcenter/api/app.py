@@ -212,6 +212,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
                    inquiries):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
+    from callcenter.open311.router import router as open311_router
+
+    app.include_router(open311_router)  # /open311/v2/: GeoReport v2 (issue 14 item 2)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
     from callcenter import web
 
