@@ -110,6 +110,10 @@ def samples(made: dict) -> dict[str, list]:
         "username": ["op2"],  # an account none of the swept roles logs in with
         "channel": [f"PJSIP/op8001-{CALL_UNIQUEID}"],
         "extension": ["8001"],  # an operator's phone (listen/whisper/barge, issue 12 §5)
+        # the assessment (issue 12 §2): a unit that returned a case and one whose work is R7.3c only
+        "unit_code": ["urban_management", "housing_construction", "discipline_commission", "power_supply"],
+        "month": ["2026-03"], "figure": ["on_time", "response", "satisfaction", "returned", "urged_overdue"],
+        "part": ["numerator", "denominator", "missed"],
         # the calendar carries no case content, and the test domain has no config directory to write
         # a holiday arrangement to (Domain.set_arrangement): not called
         "year": [],

@@ -394,7 +394,7 @@ def test_r7_3c_economic_report_goes_to_discipline_and_its_content_stays_hidden(a
     assert c["status"] == "closed"
     # Kept for counting only: counted, not assessed, never published.
     assert ok(api.get("/api/v1/cases/count", "sup1")) == {"closed": 1}
-    assert "discipline_commission" not in [row["unit"] for row in ok(api.get("/api/v1/assessment", "sup1"))]
+    assert "discipline_commission" not in [u["code"] for u in ok(api.get("/api/v1/assessment", "sup1"))["units"]]
     refused(api.post(f"/api/v1/cases/{number}/publish", "bo1", json={}), 409, "R7.3c")
     assert api.client.get("/api/v1/public/cases").json() == []
 

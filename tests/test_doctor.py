@@ -39,7 +39,7 @@ def _config_copy(tmp_path: Path) -> Path:
 
 def test_shipped_configuration_passes(settings):
     findings = doctor.check_config(settings)
-    assert _levels(findings) == [OK] * 6, findings
+    assert _levels(findings) == [OK] * 7, findings
 
 
 def test_a_config_file_against_its_schema_fails_with_the_file_named(settings, tmp_path):

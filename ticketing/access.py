@@ -144,3 +144,16 @@ def may_read_explanation(actor: Actor, inquiry) -> bool:
     """R7.3c: a unit's explanation about a discipline case speaks of the case: like the case's own
     answer, it is the commission's alone (supervision's own description and findings are not)."""
     return inquiry.case is None or may_read_content(actor, inquiry.case)
+
+
+# ---- the unit assessment (考核, R5.2, R6.1) ----------------------------------------------------
+# The back office assesses the units and supervision takes part (the inquiries' readers): they see
+# every unit with its rank. A unit's staff see their own unit's figures and band, no other unit's
+# score and no rank. The front desk has no part in it.
+def assessment_scope(actor: Actor) -> int | None:
+    """None: every unit; a unit id: that unit's own assessment only."""
+    if actor.role in INQUIRY_READERS:
+        return None
+    if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE} and actor.unit_id is not None:
+        return actor.unit_id
+    raise Forbidden("R5.2", f"a {actor.role} may not see the units' assessment")

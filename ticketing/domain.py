@@ -1,4 +1,5 @@
-"""The city's configuration loaded once: policy, working-day calendar, units and categories.
+"""The city's configuration loaded once: policy, working-day calendar, units and categories, and
+the unit assessment's weights and bands.
 
 Telephony, web and the scheduler build a `Workflow` from this for each unit of work.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from ticketing.assessment import AssessmentConfig, load_assessment
 from ticketing.calendar import CalendarOverrides, WorkCalendar
 from ticketing.cityconfig import CityConfig
 from ticketing.policy import (
@@ -30,6 +32,7 @@ class Domain:
     city: CityConfig
     clock: Callable[[], datetime] = field(default=utcnow)
     config_dir: Path | None = None
+    assessment: AssessmentConfig = field(default_factory=AssessmentConfig)  # config/assessment.yaml
     # The calendar revision whose provisional deadlines were last counted again (None: not yet).
     corrected_revision: int | None = None
     _overrides_stamp: tuple[int, int] | None = field(default=None, repr=False)
@@ -40,7 +43,7 @@ class Domain:
         policy = load_policy(config_dir)
         calendar = load_work_calendar(config_dir, policy)
         domain = cls(policy=policy, calendar=calendar, city=CityConfig.load(config_dir), clock=clock,
-                     config_dir=config_dir)
+                     config_dir=config_dir, assessment=load_assessment(config_dir))
         domain._overrides_stamp = domain._stamp()
         return domain
 

@@ -194,6 +194,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import (
         admin,
         approvals,
+        assessment,
         auth,
         calendar,
         cases,
@@ -208,8 +209,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
-                   inquiries):
+    for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators,
+                   supervise, inquiries, assessment):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     from callcenter.open311.router import router as open311_router

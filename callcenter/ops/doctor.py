@@ -47,6 +47,7 @@ def _ok(check: str, message: str) -> Finding:
 
 def check_config(settings: Settings) -> list[Finding]:
     from callcenter.pbx.render import load_operators, load_phone_routes
+    from ticketing.assessment import ASSESSMENT_FILE, load_assessment
     from ticketing.calendar import CalendarOverrides
     from ticketing.cityconfig import CityConfig
     from ticketing.policy import CALENDAR_OVERRIDES_FILE, load_policy
@@ -56,6 +57,7 @@ def check_config(settings: Settings) -> list[Finding]:
         ("policy.yaml", lambda: load_policy(config)),
         (CALENDAR_OVERRIDES_FILE, lambda: CalendarOverrides.load(config / CALENDAR_OVERRIDES_FILE)),
         ("units.yaml, categories.yaml", lambda: CityConfig.load(config)),
+        (ASSESSMENT_FILE, lambda: load_assessment(config)),
         ("operators.yaml", lambda: load_operators(settings)),
         ("phone_routes.yaml", lambda: load_phone_routes(settings)),
     ]

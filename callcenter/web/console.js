@@ -960,8 +960,30 @@ async function loadApprovals() {
   } catch (err) { showError(error, err); }
 }
 
+// ---- the unit's own assessment (考核, R5.2): this month's figures and band; no rank, no other unit
+async function loadAssessment() {
+  const box = $("#assessment");
+  if (!box) return;
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const u = (await get("/assessment")).units[0];
+    const pct = (r) => (r === null ? "—" : `${(r * 100).toFixed(1)}%`);
+    const score = !u ? "本单位的工单为纪检监察件，不参加考核（R7.3c）" : u.score === null ? "本月暂无应计指标，不评分"
+      : `得分 ${u.score.toFixed(2)}，等次 ${u.band}（${u.band_label}）`;
+    const inq = u ? `；问责调查：本月未结 ${u.inquiries.open}，已结 ${u.inquiries.decided}` +
+      (u.inquiries.deduction ? `，扣 ${u.inquiries.deduction} 分` : "") : "";
+    $(".summary", box).textContent = score + inq;
+    $("tbody", box).replaceChildren(...Object.entries(u ? u.figures : {}).map(([name, f]) =>
+      h("tr", { dataset: { figure: name } }, h("td", {}, f.label), h("td", {}, `${f.numerator}/${f.denominator}`),
+        h("td", {}, pct(f.rate)), h("td", {}, String(f.weight)), h("td", {}, f.points === null ? "不计" : f.points.toFixed(2)))));
+  } catch (err) { showError(error, err); }
+}
+
 async function initUnit(me) {
   $(".refresh", $("#inbox")).addEventListener("click", loadInbox);
+  $(".refresh", $("#assessment")).addEventListener("click", loadAssessment);
+  loadAssessment();
   initInquiries();
   const leader = me && me.unit_leader;
   if (leader) {

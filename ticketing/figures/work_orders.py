@@ -70,8 +70,23 @@ def work_order_definitions() -> dict[str, RateDefinition]:
         RateDefinition(
             "urged", "urged at least once (R7.7) / work orders dispatched in the period",
             WorkOrder.id, _dispatched, lambda p: WorkOrder.urge_count > 0),
+        RateDefinition(
+            "urged_overdue", "督办率 = urged (R7.7) at least once while past a deadline it had not met (the R8.2 "
+            "notification or the approved R8.3 report, not done when the urge went out) / work orders dispatched "
+            "in the period", WorkOrder.id, _dispatched, lambda p: _urged_overdue()),
     ]
     return {d.name: d for d in defs}
+
+
+def _urged_overdue():
+    """An urge notice sent after a deadline the work order had not met by then (a reminder before
+    the deadline is not 督办)."""
+    n = UnitNotification
+    late_notify = and_(n.at > WorkOrder.notify_due_at,
+                       or_(WorkOrder.notified_at.is_(None), WorkOrder.notified_at > n.at))
+    late_report = and_(n.at > WorkOrder.report_due_at,
+                       or_(WorkOrder.reported_at.is_(None), WorkOrder.reported_at > n.at))
+    return select(n.id).where(n.work_order_id == WorkOrder.id, n.kind == "urge", or_(late_notify, late_report)).exists()
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,27 @@
-"""Users, the audit chain (A1) and unit assessment (R5.2, R6.1)."""
+"""Users and the audit chain (A1). The unit assessment is in routers/assessment.py."""
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import AwareDatetime
-from sqlalchemy import case as when
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from callcenter.api.deps import ActorDep, DomainDep, SessionDep, commit, require_roles
 from callcenter import accounts
-from callcenter.api.schemas import PasswordIn, RevokedOut, RoleIn, UnlockIn, UserIn, UserOut, VerifyOut
+from callcenter.api.deps import ActorDep, DomainDep, SessionDep, commit, require_roles
+from callcenter.api.schemas import (
+    PasswordIn,
+    RevokedOut,
+    RoleIn,
+    UnlockIn,
+    UserIn,
+    UserOut,
+    VerifyOut,
+)
 from callcenter.auth import create_user
 from ticketing import audit
-from ticketing.enums import Role, Satisfaction, WorkOrderRole
+from ticketing.enums import Role
 from ticketing.errors import InvalidInput
-from ticketing.models import Case, MemberUnit, User, WorkOrder
+from ticketing.models import User
 
 router = APIRouter(tags=["administration"])
 UsernamePath = Annotated[str, Path(min_length=1, max_length=64)]
@@ -115,41 +121,3 @@ def verify_audit(actor: ActorDep, session: SessionDep) -> VerifyOut:
     report = audit.verify(session)
     return VerifyOut(ok=report.ok, checked=report.checked, problems=report.problems)
 
-
-@router.get("/assessment", summary="R5.2/R6.1: units scored on timeliness and satisfaction (R7.3c cases excluded)")
-def assessment(actor: ActorDep, session: SessionDep, since: AwareDatetime | None = None,
-               until: AwareDatetime | None = None) -> list[dict]:
-    require_roles(actor, Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN, rule="R5.2", what="see the assessment")
-    stmt = (
-        select(
-            MemberUnit.code, MemberUnit.name,
-            func.count(WorkOrder.id),
-            func.sum(when((WorkOrder.notify_met.is_(True), 1), else_=0)),
-            func.sum(when((WorkOrder.notify_met.is_(False), 1), else_=0)),
-            func.sum(when((WorkOrder.report_met.is_(True), 1), else_=0)),
-            func.sum(when((WorkOrder.report_met.is_(False), 1), else_=0)),
-            func.sum(when((Case.satisfaction == Satisfaction.SATISFIED, 1), else_=0)),
-            func.sum(when((Case.satisfaction == Satisfaction.BASICALLY_SATISFIED, 1), else_=0)),
-            func.sum(when((Case.satisfaction == Satisfaction.UNSATISFIED, 1), else_=0)),
-        )
-        .join(WorkOrder, WorkOrder.unit_id == MemberUnit.id)
-        .join(Case, Case.id == WorkOrder.case_id)
-        .where(Case.assessed.is_(True), WorkOrder.role != WorkOrderRole.CO_UNIT)
-        .group_by(MemberUnit.code, MemberUnit.name)
-        .order_by(MemberUnit.code)
-    )
-    if since is not None:
-        stmt = stmt.where(WorkOrder.dispatched_at >= since)
-    if until is not None:
-        stmt = stmt.where(WorkOrder.dispatched_at < until)
-    out = []
-    for code, name, total, n_ok, n_late, r_ok, r_late, sat, basic, unsat in session.execute(stmt):
-        rated = (sat or 0) + (basic or 0) + (unsat or 0)
-        out.append({
-            "unit": code, "name": name, "work_orders": total,
-            "notified_on_time": n_ok or 0, "notified_late": n_late or 0,
-            "reported_on_time": r_ok or 0, "reported_late": r_late or 0,
-            "satisfied": sat or 0, "basically_satisfied": basic or 0, "unsatisfied": unsat or 0,
-            "satisfaction_rate": round(((sat or 0) + (basic or 0)) / rated, 4) if rated else None,
-        })
-    return out
