@@ -144,3 +144,27 @@ def may_read_explanation(actor: Actor, inquiry) -> bool:
     """R7.3c: a unit's explanation about a discipline case speaks of the case: like the case's own
     answer, it is the commission's alone (supervision's own description and findings are not)."""
     return inquiry.case is None or may_read_content(actor, inquiry.case)
+
+
+# ---- figures (issue 12: statistics, assessment) ------------------------------------------------
+# The back office keeps the statistics, supervision reads everything (R5.2, R6.1); a member unit
+# reads its own unit's figures and no other's, nor the hotline's totals; the front desk reads none.
+FIGURE_READERS = frozenset({Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
+
+
+def figures_unit(actor: Actor, unit_id: int | None) -> int | None:
+    """The unit whose figures the actor reads when asking for `unit_id` (None: the totals): the
+    one asked for at the center; a unit's own, whatever it asked for unless another (Forbidden)."""
+    if actor.role in FIGURE_READERS:
+        return unit_id
+    if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE} and actor.unit_id is not None:
+        if unit_id is not None and unit_id != actor.unit_id:
+            raise Forbidden("R5.3", "a member unit reads its own figures only")
+        return actor.unit_id
+    raise Forbidden("R5.2", f"a {actor.role} reads no statistics (back office, supervision and units do)")
+
+
+def require_center_figures(actor: Actor) -> None:
+    """Figures of the whole hotline only (the calls, every unit's): the center and supervision."""
+    if actor.role not in FIGURE_READERS:
+        raise Forbidden("R5.2", "the hotline's own figures are for the back office and supervision")
