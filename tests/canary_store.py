@@ -118,7 +118,13 @@ def samples(made: dict) -> dict[str, list]:
         # a holiday arrangement to (Domain.set_arrangement): not called
         "year": [],
         # no sample needed beyond the default
-        "limit": [], "offset": [], "type": [], "unit": [], "category": [], "since": [], "until": [], "at": [],
+        "limit": [], "offset": [], "type": [], "category": [], "since": [], "until": [], "at": [],
+        # statistics (issue 12 item 6): the canary cases' month and day (the test clock's, 2026-03-02),
+        # their units, and drill-downs into each kind of list; a unit's staff asking for another: 403
+        "unit": ["discipline_commission", "urban_management", "housing_construction"],
+        "to_unit": ["discipline_commission", "urban_management"], "month": ["2026-03"], "day": ["2026-03-02"],
+        "figure": ["received", "rejected", "closed", "response", "on_time"], "part": ["numerator", "missed"],
+        "reason": ["outside_jurisdiction"], "deadline": ["report", "notify"], "hour": ["9"], "operator": [],
         # the inquiry counts per unit (R6.1) carry unit codes and numbers only; both are required
         "start": [], "end": [],
         # Open311 GeoReport v2 (issue 14): the format suffix, services (one offered, one never: R7.3c),

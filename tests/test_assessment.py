@@ -377,7 +377,7 @@ def test_callcenter_doctor_checks_the_assessment_file(tmp_path):
 def test_unit_rates_takes_rate_by_unit_when_the_figures_have_it(april, monkeypatch, seeded):
     """contracts.md item 1: once `Figures.rate_by_unit` exists the assessment reads it (one call per
     figure); a unit missing from its answer had nothing to count."""
-    from ticketing.assessment_report import unit_rates
+    from ticketing.figures.units import unit_rates
     from ticketing.figures import CaseFigures, Period, WorkOrderFigures
 
     calls = []

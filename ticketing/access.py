@@ -146,14 +146,31 @@ def may_read_explanation(actor: Actor, inquiry) -> bool:
     return inquiry.case is None or may_read_content(actor, inquiry.case)
 
 
-# ---- the unit assessment (考核, R5.2, R6.1) ----------------------------------------------------
-# The back office assesses the units and supervision takes part (the inquiries' readers): they see
-# every unit with its rank. A unit's staff see their own unit's figures and band, no other unit's
-# score and no rank. The front desk has no part in it.
-def assessment_scope(actor: Actor) -> int | None:
-    """None: every unit; a unit id: that unit's own assessment only."""
-    if actor.role in INQUIRY_READERS:
-        return None
+# ---- figures (issue 12: statistics, assessment) ------------------------------------------------
+# The back office keeps the statistics, supervision reads everything (R5.2, R6.1); a member unit
+# reads its own unit's figures and no other's, nor the hotline's totals; the front desk reads none.
+FIGURE_READERS = frozenset({Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
+
+
+def figures_unit(actor: Actor, unit_id: int | None) -> int | None:
+    """The unit whose figures the actor reads when asking for `unit_id` (None: the totals): the
+    one asked for at the center; a unit's own, whatever it asked for unless another (Forbidden)."""
+    if actor.role in FIGURE_READERS:
+        return unit_id
     if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE} and actor.unit_id is not None:
+        if unit_id is not None and unit_id != actor.unit_id:
+            raise Forbidden("R5.3", "a member unit reads its own figures only")
         return actor.unit_id
-    raise Forbidden("R5.2", f"a {actor.role} may not see the units' assessment")
+    raise Forbidden("R5.2", f"a {actor.role} reads no statistics (back office, supervision and units do)")
+
+
+def require_center_figures(actor: Actor) -> None:
+    """Figures of the whole hotline only (the calls, every unit's): the center and supervision."""
+    if actor.role not in FIGURE_READERS:
+        raise Forbidden("R5.2", "the hotline's own figures are for the back office and supervision")
+
+
+def assessment_scope(actor: Actor) -> int | None:
+    """The unit assessment (考核): None for every unit with ranks (the figure readers), a unit's own
+    id for its staff (its figures and band, no other unit's score, no rank), else Forbidden."""
+    return figures_unit(actor, None)

@@ -17,17 +17,14 @@ from sqlalchemy.orm import Session
 from ticketing.assessment import AssessmentConfig, Band, FigureScore, rank, score_unit
 from ticketing.enums import UnitType
 from ticketing.figures import (
-    CaseFigures,
-    Figures,
     Period,
-    Rate,
     Thresholds,
-    WorkOrderFigures,
 )
+from ticketing.figures.units import figure_readers, unit_rates
 from ticketing.models import Case, MemberUnit, WorkOrder
 from ticketing.workflow.inquiries import UnitInquiries, inquiry_counts
 
-__all__ = ["Assessment", "UnitAssessment", "assess", "assessed_units", "figure_cases", "unit_rates"]
+__all__ = ["Assessment", "UnitAssessment", "assess", "assessed_units", "figure_cases"]
 
 PARTS = ("numerator", "denominator", "missed")
 
@@ -58,33 +55,6 @@ def assessed_units(session: Session, code: str | None = None) -> list[MemberUnit
     if code is not None:
         stmt = stmt.where(MemberUnit.code == code)
     return list(session.execute(stmt).scalars())
-
-
-def _readers(session: Session, thresholds: Thresholds) -> dict[str, Figures]:
-    """Figure name -> the reader that defines it."""
-    readers: dict[str, Figures] = {}
-    for reader in (WorkOrderFigures(session, thresholds), CaseFigures(session, thresholds)):
-        readers.update(dict.fromkeys(reader.definitions, reader))
-    return readers
-
-
-def unit_rates(session: Session, names, period: Period, codes: list[str],
-               thresholds: Thresholds | None = None) -> dict[str, dict[str, Rate]]:
-    """unit code -> figure name -> Rate. The one place the assessment reads figures per unit
-    (contracts.md item 1): `Figures.rate_by_unit` where it exists, else one `rate` per unit."""
-    readers = _readers(session, thresholds or Thresholds())
-    out: dict[str, dict[str, Rate]] = {code: {} for code in codes}
-    for name in names:
-        reader = readers[name]
-        by_unit = getattr(reader, "rate_by_unit", None)
-        if by_unit is not None and len(codes) > 1:
-            every = by_unit(name, period)
-            for code in codes:
-                out[code][name] = every.get(code, Rate(0, 0))
-        else:
-            for code in codes:
-                out[code][name] = reader.rate(name, period, code)
-    return out
 
 
 def assess(session: Session, config: AssessmentConfig, period: Period, *, unit: str | None = None,
@@ -129,7 +99,7 @@ def figure_cases(session: Session, period: Period, unit: str, figure: str, part:
     """The cases behind one of a unit's figures (`Figures.rows`: the same conditions that counted
     them), in the order of the rows' ids; R7.3c cases never (the unit scope leaves them out, and
     they are filtered here again so no change there can list one)."""
-    reader = _readers(session, thresholds or Thresholds())[figure]
+    reader = figure_readers(session, thresholds or Thresholds())[figure]
     ids = reader.rows(figure, period, unit, part=part, limit=limit)
     if not ids:
         return []

@@ -203,6 +203,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         operators,
         public,
         repeats,
+        stats,
         units,
         work_orders,
     )
@@ -210,7 +211,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import supervise
 
     for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators,
-                   supervise, inquiries, assessment):
+                   supervise, inquiries, assessment, stats):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     from callcenter.open311.router import router as open311_router

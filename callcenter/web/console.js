@@ -38,6 +38,7 @@ const L = {
 const ROLE_HOME = { front_desk: "/app/desk", unit_staff: "/app/unit", discipline: "/app/unit",
                     back_office: "/app/back", supervisor: "/app/back", admin: "/app/back" };
 const PAGE_ROLES = { desk: ["front_desk"], unit: ["unit_staff", "discipline"], back: ["back_office", "supervisor", "admin"] };
+PAGE_ROLES.stats = ["back_office", "supervisor", "admin", "unit_staff", "discipline"];  // stats.js
 const STATUS_WORDS = {
   0: "无法连接服务器", 400: "请求有误", 401: "登录已失效，请重新登录", 403: "无权执行此操作", 404: "未找到",
   409: "当前状态不允许此操作", 410: "通话已结束", 413: "提交的内容过长", 422: "输入有误", 503: "服务暂不可用",
@@ -1222,3 +1223,5 @@ if (PAGE === "login") {
   });
 }
 document.documentElement.dataset.ready = "1";
+// What the pages with a script of their own (stats.js) share with this one.
+export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, api, caseCard, categoryName, clearError, explain, fmt, get, guard, h, label, showError };

@@ -6,11 +6,13 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse
 
-from callcenter.web import console_api
+from callcenter.web import console_api, vendor
 
 HERE = Path(__file__).resolve().parent
 PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html"}
+PAGES["stats"] = "stats.html"
 ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+ASSETS["stats.js"] = "text/javascript"
 # Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
 NO_CACHE = {"Cache-Control": "no-cache"}
 # Everything comes from this server and no markup is built from strings: say so to the browser, so
@@ -22,6 +24,7 @@ PAGE_HEADERS = {**NO_CACHE, "X-Content-Type-Options": "nosniff", "Referrer-Polic
 
 router = APIRouter()
 router.include_router(console_api.router, prefix="/api/v1")
+router.include_router(vendor.router)  # /app/static/vendor/: npm libraries and their licences
 
 
 @router.get("/app", include_in_schema=False)

@@ -10,11 +10,13 @@ denominator, and `Figures.rows` lists the rows behind either (the drill-down).
 Pure: no web, telephony or scheduler imports.
 """
 from ticketing.figures.base import Figures, Period, Rate, RateDefinition, Thresholds
-from ticketing.figures.calls import CallFigures, MenuFigures, QueueCall, QueueFigures, TimeStats
+from ticketing.figures.calls import QUEUE_PARTS, CallFigures, MenuFigures, QueueCall, QueueFigures, TimeStats
 from ticketing.figures.cases import CaseFigures, ClosingFigures, IntakeFigures, case_definitions
+from ticketing.figures.overdue import OVERDUE_DEADLINES, OverdueCount, OverdueFigures
 from ticketing.figures.work_orders import UnitWorkFigures, WorkOrderFigures, work_order_definitions
 
 __all__ = [
+    "OVERDUE_DEADLINES", "QUEUE_PARTS", "OverdueCount", "OverdueFigures",
     "CallFigures", "CaseFigures", "ClosingFigures", "Figures", "IntakeFigures", "MenuFigures", "Period",
     "QueueCall", "QueueFigures", "Rate", "RateDefinition", "Thresholds", "TimeStats", "UnitWorkFigures",
     "WorkOrderFigures", "case_definitions", "work_order_definitions",

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import and_, func, select
 
 from ticketing.figures.base import Figures, Period, Rate, rate
 from ticketing.models import Call, CallEvent
 
-__all__ = ["CallFigures", "QueueCall", "QueueFigures", "TimeStats", "MenuFigures"]
+__all__ = ["CallFigures", "QUEUE_PARTS", "QueueCall", "QueueFigures", "TimeStats", "MenuFigures", "queue_parts"]
 
 HOTLINE = and_(Call.direction == "inbound", Call.purpose == "hotline")
 
@@ -102,6 +102,24 @@ class MenuFigures:
     after_hours_messages: int
 
 
+QUEUE_PARTS = ("offered", "answered", "answered_within", "abandoned", "abandoned_short")
+
+
+def queue_parts(answer_within_s: float, short_abandon_s: float) -> dict[str, Callable[[QueueCall], bool]]:
+    """Which offered calls each queue figure counts (QueueFigures): its count and its drill-down
+    (CallFigures.queue_rows) both select with these, so a list always matches its number.
+    offered: every call that joined the queue; answered: an operator was connected;
+    answered_within: answered with holdtime <= answer_within_s; abandoned: left the queue unanswered;
+    abandoned_short: abandoned after <= short_abandon_s in the queue."""
+    return {
+        "offered": lambda r: True,
+        "answered": lambda r: r.answered,
+        "answered_within": lambda r: r.answered and r.wait_s is not None and r.wait_s <= answer_within_s,
+        "abandoned": lambda r: r.abandoned,
+        "abandoned_short": lambda r: r.abandoned and r.wait_s is not None and r.wait_s <= short_abandon_s,
+    }
+
+
 class CallFigures(Figures):
     """The call figures for a period."""
 
@@ -151,22 +169,45 @@ class CallFigures(Figures):
         rows = self.queue_calls(period) if calls is None else calls
         return summarize(rows, self.thresholds.answer_within_s, self.thresholds.short_abandon_s)
 
-    def by_hour(self, period: Period) -> dict[int, QueueFigures]:
-        """The queue figures per local hour of day (0-23) of the queue entry, hours with calls only."""
-        tz = self.thresholds.tz
-        groups: dict[int, list[QueueCall]] = defaultdict(list)
-        for row in self.queue_calls(period):
-            groups[row.queued_at.astimezone(tz).hour].append(row)
-        return {hour: self.queue(period, calls=rows) for hour, rows in sorted(groups.items())}
+    def hour_of(self, row: QueueCall) -> int:
+        """The local hour of day (0-23) a call joined the queue in."""
+        return row.queued_at.astimezone(self.thresholds.tz).hour
 
-    def by_operator(self, period: Period) -> dict[str, QueueFigures]:
+    def day_of(self, row: QueueCall) -> date:
+        """The local calendar day a call joined the queue on."""
+        return row.queued_at.astimezone(self.thresholds.tz).date()
+
+    def by_hour(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[int, QueueFigures]:
+        """The queue figures per local hour of day (0-23) of the queue entry, hours with calls only."""
+        return self._grouped(period, self.hour_of, calls)
+
+    def by_day(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[date, QueueFigures]:
+        """The queue figures per local calendar day of the queue entry, days with calls only (the
+        接通率 and 15 s trend): each day's offered, answered, answered_within ... as in `queue`."""
+        return self._grouped(period, self.day_of, calls)
+
+    def by_operator(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[str, QueueFigures]:
         """The queue figures of the calls each operator answered (offered = answered there: an
         unanswered call has no operator)."""
-        groups: dict[str, list[QueueCall]] = defaultdict(list)
-        for row in self.queue_calls(period):
-            if row.operator is not None:
-                groups[row.operator].append(row)
-        return {op: self.queue(period, calls=rows) for op, rows in sorted(groups.items())}
+        return self._grouped(period, lambda row: row.operator, calls)
+
+    def _grouped(self, period: Period, key: Callable[[QueueCall], object], calls: list[QueueCall] | None) -> dict:
+        """`calls`: the period's queue_calls when the caller has read them already (one read, several views)."""
+        groups: dict = defaultdict(list)
+        for row in self.queue_calls(period) if calls is None else calls:
+            k = key(row)
+            if k is not None:
+                groups[k].append(row)
+        return {k: self.queue(period, calls=rows) for k, rows in sorted(groups.items())}
+
+    def queue_rows(self, period: Period, part: str = "offered", *, hour: int | None = None, day: date | None = None,
+                   operator: str | None = None) -> list[QueueCall]:
+        """The calls behind a queue figure (drill-down): those `part` counts (`queue_parts`), of
+        one hour of day, day or operator as `by_hour`, `by_day`, `by_operator` group them."""
+        wanted = queue_parts(self.thresholds.answer_within_s, self.thresholds.short_abandon_s)[part]
+        return [r for r in self.queue_calls(period) if wanted(r)
+                and (hour is None or self.hour_of(r) == hour) and (day is None or self.day_of(r) == day)
+                and (operator is None or r.operator == operator)]
 
     def menu(self, period: Period) -> MenuFigures:
         """Voice-menu figures (see MenuFigures), by the call's start (index ix_calls_started_at)."""
@@ -179,11 +220,12 @@ class CallFigures(Figures):
 
 
 def summarize(rows: list[QueueCall], answer_within_s: float, short_abandon_s: float) -> QueueFigures:
+    parts = queue_parts(answer_within_s, short_abandon_s)
     offered = len(rows)
-    answered = [r for r in rows if r.answered]
-    abandoned = [r for r in rows if r.abandoned]
-    fast = sum(1 for r in answered if r.wait_s is not None and r.wait_s <= answer_within_s)
-    short = sum(1 for r in abandoned if r.wait_s is not None and r.wait_s <= short_abandon_s)
+    answered = [r for r in rows if parts["answered"](r)]
+    abandoned = [r for r in rows if parts["abandoned"](r)]
+    fast = sum(1 for r in rows if parts["answered_within"](r))
+    short = sum(1 for r in rows if parts["abandoned_short"](r))
     return QueueFigures(
         offered=offered, answered=len(answered), answer_rate=rate(len(answered), offered),
         answered_within=rate(fast, offered), abandoned=len(abandoned), abandon_rate=rate(len(abandoned), offered),

@@ -44,8 +44,17 @@ CALLBACK_REACHED = ("done", "not_rated")
 CALLBACK_TRIED = ("done", "not_rated", "no_answer", "busy", "failed")
 
 
+def _received(period: Period, unit: str | None):
+    return [*in_period(Case.accepted_at, period), *case_scope(unit)]
+
+
 def _accepted(period: Period, unit: str | None):
-    return [*in_period(Case.accepted_at, period), Case.status != CaseStatus.REJECTED, *case_scope(unit)]
+    return [*_received(period, unit), Case.status != CaseStatus.REJECTED]
+
+
+def _shown(period: Period, unit: str | None):
+    """Accepted cases a breakdown (kind, category, channel, unit) counts: R7.3c ones are left out."""
+    return [*_accepted(period, unit), Case.confidential.is_(False)]
 
 
 def _first_dispatch():
@@ -163,14 +172,14 @@ class CaseFigures(Figures):
         self.definitions = case_definitions(self.thresholds)
 
     def intake(self, period: Period, unit: str | None = None) -> IntakeFigures:
-        scope = [*in_period(Case.accepted_at, period), *case_scope(unit)]
+        scope = _received(period, unit)
         received, rejected, confidential, merged = self.session.execute(
             select(func.count(), func.count().filter(Case.status == CaseStatus.REJECTED),
                    func.count().filter(Case.confidential.is_(True), Case.status != CaseStatus.REJECTED),
                    func.count().filter(_merged_away()))
             .where(*scope)).one()
         by_reason = self._group(Case.reject_reason, *scope, Case.status == CaseStatus.REJECTED)
-        shown = [*scope, Case.status != CaseStatus.REJECTED, Case.confidential.is_(False)]
+        shown = _shown(period, unit)
         units = (select(MemberUnit.code, func.count(func.distinct(Case.id)))
                  .join(WorkOrder, WorkOrder.unit_id == MemberUnit.id).join(Case, Case.id == WorkOrder.case_id)
                  .where(*shown).group_by(MemberUnit.code))
@@ -191,6 +200,38 @@ class CaseFigures(Figures):
                               satisfaction=self.rate("satisfaction", period, unit),
                               ratings=self._group(Case.satisfaction, *scope, Case.satisfaction.is_not(None)),
                               first_time_closed=self.rate("first_time_closed", period, unit))
+
+    def case_rows(self, period: Period, unit: str | None = None, *, part: str = "accepted",
+                  kind: str | None = None, category: str | None = None, channel: str | None = None,
+                  to_unit: str | None = None, reason: str | None = None, limit: int | None = None) -> list[int]:
+        """The case ids behind an intake or closing count (drill-down), with the conditions that
+        count it: part = "received", "accepted", "rejected" (of one R3.1 `reason`), "closed"; a
+        breakdown (kind, category, channel, `to_unit` as in IntakeFigures.by_unit) lists the accepted
+        cases that breakdown counts (R7.3c never)."""
+        groups = {Case.kind: kind, Case.category_code: category, Case.channel: channel}
+        grouped = any(v is not None for v in groups.values()) or to_unit is not None
+        if part == "received":
+            where = _received(period, unit)
+        elif part == "rejected":
+            where = [*_received(period, unit), Case.status == CaseStatus.REJECTED]
+            if reason is not None:
+                where.append(Case.reject_reason == reason)
+        elif part == "closed":
+            where = _closed(period, unit)
+        elif part == "accepted":
+            where = _shown(period, unit) if grouped else _accepted(period, unit)
+        else:
+            raise ValueError(f"unknown part {part!r}")
+        if grouped and part != "accepted":
+            raise ValueError("a breakdown lists accepted cases")
+        where += [column == value for column, value in groups.items() if value is not None]
+        if to_unit is not None:
+            if unit is not None and to_unit != unit:
+                return []  # a unit's breakdown by unit holds only itself (IntakeFigures.by_unit)
+            where.append(select(WorkOrder.id).where(WorkOrder.case_id == Case.id,
+                                                    WorkOrder.unit_id == unit_id_of(to_unit)).exists())
+        stmt = select(Case.id).where(*where).order_by(Case.id).limit(limit)
+        return list(self.session.execute(stmt).scalars())
 
     def _group(self, column, *where) -> dict[str, int]:
         counts: Counter[str] = Counter()
