@@ -195,6 +195,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         admin,
         approvals,
         auth,
+        board,
         calendar,
         cases,
         health,
@@ -208,7 +209,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import supervise
 
     for module in (auth, cases, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
-                   inquiries):
+                   inquiries, board):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
