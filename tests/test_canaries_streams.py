@@ -79,6 +79,7 @@ async def test_r7_3c_no_event_stream_shows_a_role_what_it_must_not_see(api, seed
         uid = store.CALL_UNIQUEID
         link._on_event(_event(Event="QueueCallerJoin", Queue=QUEUE, Uniqueid=uid, Linkedid=uid,
                               Channel="PJSIP/trunk-00000007", CallerIDNum=store.REPORTER, Position="1", Count="1"))
+        await asyncio.sleep(0.2)  # the wallboard shows the caller waiting (it sends one update per burst)
         link._on_event(_event(Event="QueueCallerLeave", Queue=QUEUE, Uniqueid=uid, Count="0"))
         sent = len(cc.screenpop.sent)
         link._on_event(_event(Event="AgentConnect", Queue=QUEUE, Interface="PJSIP/op8001", MemberName="op1",
@@ -96,7 +97,7 @@ async def test_r7_3c_no_event_stream_shows_a_role_what_it_must_not_see(api, seed
                 leaks += [(who, url, r.status_code, c) for c in store.leaks_in(r.text, who)]
         # the telephony reads answer from the link here (503 in the GET sweep, which has none)
         reads = [url for _m, path, url, op in store.operations(store.openapi(app), ("get",), store.samples(made))
-                 if "operators" in op.get("tags", []) and path not in streams]
+                 if {"operators", "board"} & set(op.get("tags", [])) and path not in streams]
         assert reads
         for who in store.FORBIDDEN:
             headers = await _headers(client, who)
@@ -111,3 +112,9 @@ async def test_r7_3c_no_event_stream_shows_a_role_what_it_must_not_see(api, seed
     assert made["numbers"][0] in mine.text and pops and pops[-1]["call_id"] == made["call_id"]
     assert all(opened[(who, "/api/v1/queue/events")].status_code == 200 for who in ("op1", "bo1", "sup1", "admin1"))
     assert opened[("disc1", "/api/v1/operators/me/events")].status_code == 403
+    # the wallboard (back office, supervision) showed the reporter waiting, the number masked only
+    board = "/api/v1/board/stream"
+    assert all(opened[(who, board)].status_code == 200 for who in ("bo1", "sup1"))
+    assert all(opened[(who, board)].status_code == 403 for who in ("op1", "admin1", "disc1", "water1"))
+    assert all(store.REPORTER not in opened[(who, board)].text for who in store.FORBIDDEN)
+    assert "139****7777" in opened[("sup1", board)].text

@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         approvals,
         assessment,
         auth,
+        board,
         calendar,
         cases,
         health,
@@ -211,7 +212,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import supervise
 
     for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators,
-                   supervise, inquiries, assessment, stats):
+                   supervise, inquiries, assessment, stats, board):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     from callcenter.open311.router import router as open311_router

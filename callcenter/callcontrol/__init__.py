@@ -21,6 +21,7 @@ from callcenter.callcontrol.screenpop import ScreenPop
 from callcenter.callcontrol.state import BridgeState, ChannelState, QueueCaller, QueueMember
 from callcenter.callcontrol.transfer import AmiPbx
 from callcenter.callcontrol.transfer import CallControl as Transfers
+from callcenter.callcontrol.wallboard import Wallboard
 from ticketing.domain import Domain
 
 
@@ -33,6 +34,7 @@ class CallControl:
     screenpop: ScreenPop
     transfers: Transfers | None = None  # transfers and three-way calls (the API's /calls/{uniqueid}/...)
     recovery: ControlRecovery | None = None  # gives those back to their operators after a restart
+    board: Wallboard | None = None  # the live wallboard (/api/v1/board)
 
     @classmethod
     def create(cls, ami: AMIClient, session_factory: sessionmaker[Session], domain: Domain, *,
@@ -42,7 +44,7 @@ class CallControl:
         recovery = ControlRecovery(transfers, session_factory)
         link.on_resync(recovery.on_resync)
         return cls(link=link, queue=QueueService(link), screenpop=ScreenPop(link, session_factory, domain),
-                   transfers=transfers, recovery=recovery)
+                   transfers=transfers, recovery=recovery, board=Wallboard.for_domain(link, session_factory, domain))
 
     @classmethod
     def from_settings(cls, settings: Any, session_factory: sessionmaker[Session], domain: Domain,
@@ -64,10 +66,13 @@ class CallControl:
         await self.link.start(wait=wait)
 
     async def stop(self) -> None:
+        if self.board is not None:
+            await self.board.stop()
         await self.link.stop()
 
 
 __all__ = [
     "BridgeState", "CallControl", "CallControlError", "CallLink", "ChannelGone", "ChannelState", "Feed",
     "LinkDown", "NotYourCall", "QueueCaller", "QueueMember", "QueueService", "ScreenPop", "UnknownChannel",
+    "Wallboard",
 ]

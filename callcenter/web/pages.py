@@ -11,8 +11,11 @@ from callcenter.web import console_api, vendor
 HERE = Path(__file__).resolve().parent
 PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html"}
 PAGES["stats"] = "stats.html"
+PAGES["board"] = "board.html"
 ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
 ASSETS["stats.js"] = "text/javascript"
+ASSETS["board.js"] = "text/javascript"
+ASSETS["board.css"] = "text/css"
 # Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
 NO_CACHE = {"Cache-Control": "no-cache"}
 # Everything comes from this server and no markup is built from strings: say so to the browser, so
