@@ -117,6 +117,10 @@ def samples(made: dict) -> dict[str, list]:
         "limit": [], "offset": [], "type": [], "unit": [], "category": [], "since": [], "until": [], "at": [],
         # the inquiry counts per unit (R6.1) carry unit codes and numbers only; both are required
         "start": [], "end": [],
+        # exports (issue 12 item 7): the month the canaries were made in (the tests' clock starts on
+        # 2026-03-02; the default is the clock's month too) and each view of the monthly report
+        "month": ["2026-03"],
+        "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks"],
     }
 
 

@@ -197,6 +197,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         auth,
         calendar,
         cases,
+        exports,
         health,
         inquiries,
         operators,
@@ -208,7 +209,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import supervise
 
     for module in (auth, cases, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
-                   inquiries):
+                   inquiries, exports):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
