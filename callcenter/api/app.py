@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         board,
         calendar,
         cases,
+        exports,
         health,
         inquiries,
         operators,
@@ -212,7 +213,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import supervise
 
     for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators,
-                   supervise, inquiries, assessment, stats, board):
+                   supervise, inquiries, assessment, stats, board, exports):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     from callcenter.open311.router import router as open311_router

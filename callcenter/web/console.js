@@ -985,6 +985,7 @@ async function initUnit(me) {
   $(".refresh", $("#inbox")).addEventListener("click", loadInbox);
   $(".refresh", $("#assessment")).addEventListener("click", loadAssessment);
   loadAssessment();
+  exportPanel();
   initInquiries();
   const leader = me && me.unit_leader;
   if (leader) {
@@ -1209,7 +1210,66 @@ async function initBack(me) {
     back.categories = CATEGORIES;
     back.units = await get("/units");
   } catch (err) { showError($(".error", $("#lookup")), err); }
+  exportPanel(back.units);
   loadBack();
+}
+
+// ---- exports (issue 12 item 7) ----------------------------------------------------------------
+// A list's CSV says its row count first (X-Export-Rows) and then streams: the count of records
+// received so far (newlines outside quotes) is the progress shown.
+async function runExport(box, path) {
+  const progress = $(".progress", box), error = $(".error", box);
+  clearError(error);
+  progress.textContent = "导出中…";
+  let r;
+  try {
+    r = await fetch(API + "/exports/" + path, { headers: { Authorization: `Bearer ${store.getItem("token")}` } });
+  } catch { progress.textContent = ""; showError(error, new ApiError(0, "network", "请检查网络后重试")); return; }
+  if (!r.ok) {
+    const data = await r.json().catch(() => null);
+    if (r.status === 401) expired();
+    progress.textContent = "";
+    showError(error, new ApiError(r.status, data && data.error, data && data.detail));
+    return;
+  }
+  const total = r.headers.get("X-Export-Rows");
+  const reader = r.body.getReader();
+  const chunks = [];
+  let rows = -1, quoted = false;  // -1: the header line is no row
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    if (path.includes(".csv")) {
+      for (const b of value) { if (b === 34) quoted = !quoted; else if (b === 10 && !quoted) rows += 1; }
+      progress.textContent = `已导出 ${rows}${total ? " / " + total : ""} 行`;
+    }
+  }
+  const name = (/filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "") || [])[1] || "export";
+  const url = URL.createObjectURL(new Blob(chunks, { type: r.headers.get("Content-Type") || "" }));
+  const link = h("a", { href: url, download: name, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+  progress.textContent = `已下载 ${name}` + (rows >= 0 ? `（${rows} 行）` : "");
+}
+
+function exportPanel(units = []) {
+  const box = $("#exports");
+  if (!box) return;
+  const form = $(".export-form", box);
+  const now = new Date();
+  form.month.value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
+  if (form.unit) form.unit.append(...units.map((u) => h("option", { value: u.code }, u.name)));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const what = ev.submitter ? ev.submitter.value : "monthly.xlsx";
+    const q = new URLSearchParams();
+    if (what.startsWith("monthly") || what.startsWith("calls")) q.set("month", form.month.value);
+    if (what.startsWith("monthly") && form.unit && form.unit.value) q.set("unit", form.unit.value);
+    runExport(box, `${what}${q.toString() ? "?" + q : ""}`);
+  });
 }
 
 // ---- boot --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from sqlalchemy import func, select
 
 from callcenter.api.deps import (
@@ -73,28 +73,49 @@ def create_case(body: CaseIn, actor: ActorDep, wf: WorkflowDep, session: Session
     return _out(case, actor, domain)
 
 
+class CaseFilters:
+    """The case list's filters: GET /cases and its CSV export (/exports/cases.csv) take the same."""
+
+    def __init__(
+        self,
+        status_: Annotated[CaseStatus | None, Query(alias="status")] = None,
+        kind: CaseKind | None = None,
+        caller: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9+\-]*$")] = None,
+        overdue: bool = False,
+        callback_manual: bool | None = None,
+    ) -> None:
+        self.status, self.kind, self.caller = status_, kind, caller
+        self.overdue, self.callback_manual = overdue, callback_manual
+
+    def select(self, actor: Actor, stmt, now):
+        """`stmt` (over cases) narrowed to what the actor may list and the filters ask for."""
+        stmt = visible_cases(actor, stmt)
+        if self.status is not None:
+            stmt = stmt.where(Case.status == self.status)
+        if self.kind is not None:
+            stmt = stmt.where(Case.kind == self.kind)
+        if self.caller:
+            stmt = by_caller(actor, stmt, self.caller)
+        if self.overdue:
+            stmt = stmt.where(Case.status == CaseStatus.DISPATCHED, Case.deadline_at < now)
+        if self.callback_manual is not None:
+            stmt = stmt.where(Case.callback_manual.is_(self.callback_manual))
+        return stmt
+
+    def as_dict(self) -> dict:
+        # the caller's number is personal data: the audit record says a number was given, not which
+        return {"status": self.status, "kind": self.kind, "caller": "given" if self.caller else None,
+                "overdue": self.overdue or None, "callback_manual": self.callback_manual}
+
+
 @router.get("", response_model=list[CaseOut], summary="List cases the caller may see")
 def list_cases(
     actor: ActorDep, session: SessionDep, domain: DomainDep,
-    status_: Annotated[CaseStatus | None, Query(alias="status")] = None,
-    kind: CaseKind | None = None,
-    caller: Annotated[str | None, Query(max_length=40, pattern=r"^[0-9+\-]*$")] = None,
-    overdue: bool = False,
-    callback_manual: bool | None = None,
+    filters: Annotated[CaseFilters, Depends()],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: OffsetQuery = 0,
 ) -> list[CaseOut]:
-    stmt = visible_cases(actor, select(Case))
-    if status_ is not None:
-        stmt = stmt.where(Case.status == status_)
-    if kind is not None:
-        stmt = stmt.where(Case.kind == kind)
-    if caller:
-        stmt = by_caller(actor, stmt, caller)
-    if overdue:
-        stmt = stmt.where(Case.status == CaseStatus.DISPATCHED, Case.deadline_at < domain.clock())
-    if callback_manual is not None:
-        stmt = stmt.where(Case.callback_manual.is_(callback_manual))
+    stmt = filters.select(actor, select(Case), domain.clock())
     stmt = stmt.order_by(Case.id.desc()).limit(limit).offset(offset)
     return [_out(c, actor, domain) for c in session.execute(stmt).scalars()]
 
