@@ -496,3 +496,4 @@ class UnitNotification(Base):
 import ticketing.approval_model  # noqa: E402,F401
 import ticketing.inquiry_model  # noqa: E402,F401
 import ticketing.merge_model  # noqa: E402,F401
+import ticketing.missed_call_model  # noqa: E402,F401

@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         cases,
         health,
         inquiries,
+        missed_calls,
         operators,
         public,
         repeats,
@@ -208,8 +209,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
-                   inquiries):
+    for module in (auth, cases, repeats, missed_calls, work_orders, approvals, units, admin, calendar, call_control,
+                   operators, supervise, inquiries):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
