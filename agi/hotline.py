@@ -25,6 +25,7 @@ from ivr_flows.actions import status_prompt_name
 from ivr_flows.engine import Flow, FlowRunner, load_flow, load_prompts
 from ticketing import audit, calls
 from ticketing.audit import Actor
+from ticketing.dialing import MOBILE
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
 from ticketing.intake import accept_on
@@ -46,7 +47,6 @@ from .loopdb import (
 
 log = logging.getLogger("agi.hotline")
 IVR_ACTOR = Actor(user_id=None, name="ivr", role=Role.SYSTEM.value)
-MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
 KIND_TITLES = {"consultation": "电话咨询", "suggestion": "电话建议批评", "complaint": "电话投诉举报",
                "urgent_help": "电话紧急求助"}
 

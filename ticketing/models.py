@@ -494,4 +494,4 @@ class UnitNotification(Base):
 
 # Models in modules of their own (this one is at its size limit), imported here so their tables are
 # always in Base.metadata whichever module is imported first.
-from ticketing import approval_model, inquiry_model, merge_model, open311_model  # noqa: E402,F401,I001
+from ticketing import approval_model, inquiry_model, merge_model, missed_call_model, open311_model  # noqa: E402,F401,I001

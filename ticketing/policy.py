@@ -269,6 +269,14 @@ class RepeatPolicy:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class MissedCallPolicy:
+    """漏接回拨 (国办函〔2025〕66号): which callers who gave up in the operator queue are called back."""
+
+    min_wait_s: NonNegInt = 5      # gave up after waiting at least this long (a shorter wait: a mistake)
+    within_hours: PosInt = 24      # how far back the list looks
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class AccountPolicy:
     """Logins and passwords of staff accounts (issue 11: password guessing)."""
 
@@ -302,6 +310,7 @@ class Policy:
     urge: UrgePolicy = dataclasses.field(default_factory=UrgePolicy)
     accounts: AccountPolicy = dataclasses.field(default_factory=AccountPolicy)
     repeats: RepeatPolicy = dataclasses.field(default_factory=RepeatPolicy)
+    missed_calls: MissedCallPolicy = dataclasses.field(default_factory=MissedCallPolicy)
 
     @property
     def tzinfo(self) -> ZoneInfo:

@@ -202,6 +202,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         exports,
         health,
         inquiries,
+        missed_calls,
         operators,
         public,
         repeats,
@@ -212,8 +213,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, repeats, work_orders, approvals, units, admin, calendar, call_control, operators,
-                   supervise, inquiries, assessment, stats, board, exports):
+    for module in (auth, cases, repeats, missed_calls, work_orders, approvals, units, admin, calendar, call_control,
+                   operators, supervise, inquiries, assessment, stats, board, exports):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     from callcenter.open311.router import router as open311_router

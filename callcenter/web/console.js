@@ -749,6 +749,28 @@ function initQueueButtons() {
   }
 }
 
+// 漏接回拨 (ticketing/missed_calls.py): callers who gave up in the queue, until reached.
+async function loadMissedCalls() {
+  const box = $("#missed-calls");
+  const error = $(".error", box);
+  clearError(error);
+  const record = (m, reached) => async () => {
+    try {
+      await post(`/missed-calls/${encodeURIComponent(m.number)}/callback`, { reached });
+      loadMissedCalls();
+    } catch (err) { showError(error, err); }
+  };
+  try {
+    const rows = await get("/missed-calls");
+    $("tbody", box).replaceChildren(...rows.map((m) => h("tr", { dataset: { number: m.number } },
+      h("td", {}, m.number), h("td", {}, String(m.times)), h("td", {}, fmt(m.last_at)),
+      h("td", {}, `${Math.round(m.longest_wait_s)} 秒`), h("td", {}, String(m.tries)),
+      h("td", {}, h("button", { type: "button", class: "reached", onclick: record(m, true) }, "已回拨"), " ",
+        h("button", { type: "button", class: "secondary unreached", onclick: record(m, false) }, "未接通")))));
+    if (!rows.length) $("tbody", box).replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "暂无待回拨的漏接来电。")));
+  } catch (err) { showError(error, err); }
+}
+
 async function initDesk(me) {
   desk.me = me;
   const form = $("#case-form");
@@ -767,8 +789,10 @@ async function initDesk(me) {
   } catch (err) { showError($(".error", form), err); }
   fillCategories();
   onHandling();
+  $(".refresh", $("#missed-calls")).addEventListener("click", loadMissedCalls);
   loadMyCases();
-  setInterval(() => { if (!document.hidden) loadMyCases(); }, 60000);  // only the table: forms keep their input
+  loadMissedCalls();
+  setInterval(() => { if (!document.hidden) { loadMyCases(); loadMissedCalls(); } }, 60000);  // only the tables: forms keep their input
   phoneStream();
 }
 
