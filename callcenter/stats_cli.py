@@ -61,7 +61,7 @@ def report(month: str, unit_code: str | None, xlsx_file: Path | None) -> None:
             click.echo(f"error: no member unit {unit_code!r}", err=True)
             sys.exit(2)
         result = monthly_report(session, period, unit_code, Thresholds.for_policy(domain.policy),
-                                names={c.code: c.name for c in domain.city.categories})
+                                names={c.code: c.name for c in domain.city.categories}, assessment=domain.assessment)
         actor = Actor(user_id=None, name=f"cli:{getpass.getuser()}", role="admin")
         exports.record_export(session, actor, "monthly_report", fmt="xlsx" if xlsx_file else "text",
                               filters={"month": month, "unit": unit_code}, rows=sum(len(v.rows) for v in result.views),

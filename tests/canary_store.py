@@ -136,7 +136,7 @@ def samples(made: dict) -> dict[str, list]:
         "service_request_id": made["numbers"], "token": ["1"], "start_date": [], "end_date": [],
         "jurisdiction_id": [],
         # exports (issue 12 item 7): each view of the monthly report (month: above)
-        "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks"],
+        "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks", "assessment"],
     }
 
 

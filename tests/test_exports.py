@@ -124,7 +124,7 @@ def test_xlsx_one_sheet_per_view_numbers_as_numbers_totals_equal_the_figures(apr
     r = api.get("/api/v1/exports/monthly.xlsx?month=2026-04", "bo1")
     assert r.headers["content-disposition"] == 'attachment; filename="12345-2026-04.xlsx"'
     book = _xlsx(r)
-    assert book.sheetnames == VIEW_NAMES
+    assert book.sheetnames == [*VIEW_NAMES, "assessment"]  # the API's report carries the assessment too
     with seeded() as s:
         report = monthly_report(s, APRIL)
         intake = CaseFigures(s).intake(APRIL)
@@ -132,6 +132,17 @@ def test_xlsx_one_sheet_per_view_numbers_as_numbers_totals_equal_the_figures(apr
     for view in report.views:
         header, rows = _table(book[view.name])
         assert header == view.columns and len(rows) == len(view.rows)
+    # every unit's figures in the sheet are the statistics API's, and its score the assessment API's
+    header, rows = _table(book["units"])
+    sheet = {r[0]: dict(zip(header, r)) for r in rows}
+    for u in api.get("/api/v1/stats/units?month=2026-04", "bo1").json()["units"]:
+        assert sheet[u["code"]]["响应率"] == pytest.approx(u["response"]["rate"]), u["code"]
+        assert sheet[u["code"]]["按时办结率"] == pytest.approx(u["on_time"]["rate"]), u["code"]
+    header, rows = _table(book["assessment"])
+    scored = {r[0]: dict(zip(header, r)) for r in rows}
+    assessed = api.get("/api/v1/assessment?month=2026-04", "bo1").json()["units"]
+    assert scored and {u["code"]: (u["score"], u["rank"]) for u in assessed} == {
+        code: (r["得分"], r["排名"]) for code, r in scored.items()}
     header, rows = _table(book["units"])
     totals = dict(zip(header, rows[0]))
     assert totals["应告知"] == total.response.denominator == 6 and isinstance(totals["应告知"], int)
@@ -149,7 +160,9 @@ def test_a_units_clerk_exports_their_own_unit_only_operators_nothing(april_api, 
     """R5.3: water1 gets water_supply's figures (asked for or not), never another unit's."""
     api, _ = april_api
     book = _xlsx(api.get("/api/v1/exports/monthly.xlsx?month=2026-04", "water1"))
-    assert book.sheetnames == UNIT_VIEW_NAMES
+    assert book.sheetnames == [*UNIT_VIEW_NAMES, "assessment"]
+    header, rows = _table(book["assessment"])
+    assert [(r[0], r[header.index("排名")]) for r in rows] == [("water_supply", None)]  # its own, unranked
     header, rows = _table(book["units"])
     assert [r[0] for r in rows] == ["water_supply"]
     assert dict(zip(header, rows[0]))["响应率"] == pytest.approx(3 / 4)

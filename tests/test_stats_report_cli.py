@@ -34,7 +34,10 @@ def run(april, db_url, tmp_path):  # noqa: F811
     return invoke
 
 
-def _line(out: str, first: str) -> list[str]:
+def _line(out: str, first: str, view: str | None = None) -> list[str]:
+    """The line starting with `first` (in the table of `view`, when given)."""
+    if view is not None:
+        out = out.split(f"({view}) ==\n", 1)[1].split("\n\n", 1)[0]
     (line,) = [ln for ln in out.splitlines() if ln.split() and ln.split()[0] == first]
     return line.split()
 
@@ -45,7 +48,7 @@ def test_prints_every_view_as_aligned_tables(run):
     for view in VIEWS:
         assert f"({view}) ==" in out
     # water_supply: dispatched 4; 告知 4 due, 3 met -> 75.00%; 报结 4 / 4 -> 100.00%; 满意 3 / 4
-    assert _line(out, "water_supply")[2:12] == ["4", "4", "3", "75.00%", "4", "4", "100.00%", "4", "3", "75.00%"]
+    assert _line(out, "water_supply", "units")[2:12] == ["4", "4", "3", "75.00%", "4", "4", "100.00%", "4", "3", "75.00%"]
     # R7.3c: counted in the totals (受理 8, of which 1 confidential), in no breakdown or unit row
     assert _line(out, "受理")[1] == "8" and _line(out, "其中纪检监察件")[-1] == "1"
     assert "discipline_economic" not in out and "discipline_commission" not in out
@@ -59,7 +62,8 @@ def test_a_units_report_has_its_own_figures_only(run):
     out = run("--month", "2026-04", "--unit", "water_supply")
     assert "(calls) ==" not in out and "(operators) ==" not in out
     assert "urban_management" not in out and "合计" not in out and "其中纪检监察件" not in out
-    assert _line(out, "water_supply")[5] == "75.00%"
+    assert _line(out, "water_supply", "units")[5] == "75.00%"
+    assert "(assessment) ==" in out  # its own score and band, unranked
     run("--month", "2026-04", "--unit", "nowhere", code=2)
     run("--month", "2026-13", code=2)
     run("--month", "2099-01", code=2)  # not begun
@@ -68,9 +72,9 @@ def test_a_units_report_has_its_own_figures_only(run):
 def test_writes_the_xlsx_and_records_the_export(run, tmp_path, april):  # noqa: F811
     path = tmp_path / "april.xlsx"
     out = run("--month", "2026-04", "--xlsx", str(path))
-    assert out.startswith(f"{path}: 7 sheets")
+    assert out.startswith(f"{path}: 8 sheets")
     book = load_workbook(path)
-    assert book.sheetnames == VIEWS
+    assert book.sheetnames == [*VIEWS, "assessment"]
     header = [c.value for c in book["units"][2]]
     totals = dict(zip(header, [c.value for c in book["units"][3]]))
     assert (totals["应告知"], totals["按时告知"]) == (6, 4) and totals["响应率"] == pytest.approx(4 / 6)

@@ -175,10 +175,26 @@ def _callbacks_view(cases: CaseFigures, period: Period, unit: str | None, closin
     ])
 
 
+def _assessment_view(session: Session, config, period: Period, unit: str | None, thresholds: Thresholds) -> View:
+    """The unit assessment (考核, ticketing.assessment_report): score, band, rank (the city's report
+    only) and each figure behind the score; a unit's own report has its own row, unranked."""
+    from ticketing.assessment_report import assess  # the assessment reads these figures: no cycle at import
+
+    result = assess(session, config, period, unit=unit, ranked=unit is None, thresholds=thresholds)
+    figures = list(config.figures)
+    labels = [next((u.figures[f].label for u in result.units if f in u.figures), f) for f in figures]
+    rows = [[u.code, u.name, u.score, u.band.band if u.band else None, u.rank,
+             *[Rate(u.figures[f].numerator, u.figures[f].denominator) if f in u.figures else None for f in figures],
+             u.deduction] for u in result.units]
+    return View("assessment", "承办单位考核 (得分、等次、排名)", ["单位代码", "单位", "得分", "等次", "排名", *labels, "问责扣分"],
+                rows)
+
+
 def monthly_report(session: Session, period: Period, unit: str | None = None, thresholds: Thresholds | None = None,
-                   *, names: Mapping[str, str] | None = None) -> Report:
+                   *, names: Mapping[str, str] | None = None, assessment=None) -> Report:
     """The report of a period (a month: `Period.month`), of the whole hotline or of one member
-    unit (its code). `names`: display names of category codes (config/categories.yaml)."""
+    unit (its code). `names`: display names of category codes (config/categories.yaml);
+    `assessment`: the AssessmentConfig (config/assessment.yaml) for the assessment's sheet."""
     cases = CaseFigures(session, thresholds)
     orders = WorkOrderFigures(session, cases.thresholds)
     views = []
@@ -190,4 +206,6 @@ def monthly_report(session: Session, period: Period, unit: str | None = None, th
     views += [_cases_view(cases, period, unit, intake, closing),
               _breakdown_view(intake, names or {}, unit_names),
               _units_view(orders, cases, period, unit, unit_names), _callbacks_view(cases, period, unit, closing)]
+    if assessment is not None:
+        views.append(_assessment_view(session, assessment, period, unit, cases.thresholds))
     return Report(period=period, unit=unit, views=views)

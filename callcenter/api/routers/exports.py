@@ -62,7 +62,8 @@ def _report(session, actor, domain, month, unit, what: str, fmt: str, view: str 
     now = domain.clock()
     period = exports.period_of(month, now, domain.policy.timezone)
     names = {c.code: c.name for c in domain.city.categories}
-    report = monthly_report(session, period, scope, Thresholds.for_policy(domain.policy), names=names)
+    report = monthly_report(session, period, scope, Thresholds.for_policy(domain.policy), names=names,
+                            assessment=domain.assessment)
     rows = sum(len(v.rows) for v in report.views if view is None or v.name == view)
     month = f"{period.since.astimezone(domain.calendar.tz):%Y-%m}"  # the month exported, asked for or not
     exports.record_export(session, actor, what, fmt=fmt, filters={"month": month, "unit": scope, "view": view},
