@@ -494,4 +494,5 @@ class UnitNotification(Base):
 
 # The inquiry (R6.1) lives in its own module; imported here so its table is always in Base.metadata.
 import ticketing.approval_model  # noqa: E402,F401
+import ticketing.carrier_model  # noqa: E402,F401  (the cloud carrier's driver state, SMS)
 import ticketing.inquiry_model  # noqa: E402,F401
