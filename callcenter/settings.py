@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     # /readyz (callcenter/ops/health.py): unready below this much free space where recordings go
     recordings_min_free_mb: int = 2048
+    # Twilio (callcenter/twilio/, README "Running on Twilio"): the auth token signs every webhook;
+    # twilio_public_url is the install's address as Twilio calls it (what the signature covers).
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = Field(default="", repr=False)
+    twilio_public_url: str = ""  # e.g. https://hotline.example.gov.cn (no trailing slash)
+    twilio_from_number: str = ""  # the Twilio number SMS and callback calls come from
+    twilio_queue: str = "hotline"  # <Enqueue> name the operators' client answers from
+    twilio_operator_number: str = ""  # set: <Dial> this number instead of <Enqueue> (e.g. the PBX's trunk)
+    twilio_prompt_url: str = ""  # set: <Play> {url}/{prompt}.wav rendered prompts; empty: <Say language=zh-CN>
+    twilio_replay_window_s: int = 86400  # how long an answered webhook request is remembered as seen
+    # which driver answers each number reaching Twilio: twilio | asterisk | overflow (callcenter/twilio/routing.py),
+    # e.g. CALLCENTER_TWILIO_NUMBERS='{"+862112345": "overflow"}'; the PBX is reached at twilio_pbx_sip_uri
+    twilio_numbers: dict[str, str] = {}
+    twilio_pbx_sip_uri: str = ""  # e.g. sip:12345@pbx.example.gov.cn;transport=tls
 
     @property
     def effective_database_url(self) -> str:

@@ -91,3 +91,15 @@ def chain_verified(sessions) -> int:
         report = audit.verify(s)
     assert report.ok, report.problems
     return report.checked
+
+
+def with_office_hours(domain, hours: str = "08:00-20:00"):
+    """The domain of a city whose operators keep office hours (the shipped config answers 7x24,
+    GB/T 33358-2016): the voice menu's after-hours branch is reachable at night."""
+    import dataclasses
+
+    from ticketing.policy import policy_from_mapping
+
+    ivr = policy_from_mapping({"ivr": {"service_hours": {"default": [hours]}}}).ivr
+    ivr = dataclasses.replace(ivr, mode=domain.policy.ivr.mode)
+    return dataclasses.replace(domain, policy=dataclasses.replace(domain.policy, ivr=ivr))

@@ -494,4 +494,5 @@ class UnitNotification(Base):
 
 # Models in modules of their own (this one is at its size limit), imported here so their tables are
 # always in Base.metadata whichever module is imported first.
-from ticketing import approval_model, inquiry_model, merge_model, missed_call_model, open311_model  # noqa: E402,F401,I001
+from ticketing import (  # noqa: E402,F401,I001
+    approval_model, carrier_model, inquiry_model, merge_model, missed_call_model, open311_model)

@@ -137,6 +137,9 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
                 await service.stop()
             if callcontrol is not None:
                 await callcontrol.stop()
+            from callcenter.twilio.wiring import close as close_twilio
+
+            close_twilio(_app)  # the Twilio voice menu's database connections, if it ran
 
     app = FastAPI(
         lifespan=lifespan,
@@ -224,5 +227,8 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter import web
 
     app.include_router(web.router)  # the staff console: /app pages and their helper endpoints
+    from callcenter.twilio.webhooks import router as twilio_router
+
+    app.include_router(twilio_router)  # Twilio's signed webhooks (callcenter/twilio/)
 
     return app

@@ -178,7 +178,9 @@ def _callbacks_view(cases: CaseFigures, period: Period, unit: str | None, closin
 def _assessment_view(session: Session, config, period: Period, unit: str | None, thresholds: Thresholds) -> View:
     """The unit assessment (考核, ticketing.assessment_report): score, band, rank (the city's report
     only) and each figure behind the score; a unit's own report has its own row, unranked."""
-    from ticketing.assessment_report import assess  # the assessment reads these figures: no cycle at import
+    from ticketing.assessment_report import (
+        assess,  # the assessment reads these figures: no cycle at import
+    )
 
     result = assess(session, config, period, unit=unit, ranked=unit is None, thresholds=thresholds)
     figures = list(config.figures)
