@@ -252,8 +252,11 @@ async function loadRanking() {
   const bands = a.bands || [];
   const colour = (band) => BAND_COLOURS[Math.max(0, bands.findIndex((b) => b.band === band)) % BAND_COLOURS.length];
   $("#ranking .bands").textContent = bands.map((b) => `${b.band} ${b.label}（≥${b.min_score}）`).join("　");
-  let units = (a.units || []).filter((u) => !chosenUnit() || u.code === chosenUnit());
-  units = units.sort((x, y) => (x.score ?? -1) - (y.score ?? -1));
+  const shown = (a.units || []).filter((u) => !chosenUnit() || u.code === chosenUnit());
+  // a unit with nothing to count in the period has no score: said in words, not drawn as a bar
+  const units = shown.filter((u) => u.score !== null && u.score !== undefined).sort((x, y) => x.score - y.score);
+  const unscored = shown.length - units.length;
+  if (unscored) $("#ranking .bands").textContent += `　（另有${unscored}个单位本期无可计指标，不评分）`;
   if (!units.length) { noData("chart-ranking"); return; }
   chart("chart-ranking").setOption({
     tooltip: TOOLTIP, grid: { left: 150, right: 60, top: 10, bottom: 24 },
