@@ -355,24 +355,6 @@ class ExtensionRequest(Base):
     work_order: Mapped[WorkOrder] = relationship(back_populates="extensions")
 
 
-class KnowledgeEntry(Base):
-    """R5.3 / R7.2: normalized answers kept by units, read by operators."""
-
-    __tablename__ = "knowledge_entries"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("member_units.id"))
-    category_code: Mapped[str | None] = mapped_column(String(64))
-    question: Mapped[str] = mapped_column(String(500))
-    answer: Mapped[str] = mapped_column(Text)
-    keywords: Mapped[str] = mapped_column(String(500), default="")
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    updated_at: Mapped[datetime]
-    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-
-    unit: Mapped[MemberUnit] = relationship()
-
-
 class AuditEvent(Base):
     """A1: append-only, hash-chained record of every action."""
 
@@ -495,3 +477,4 @@ class UnitNotification(Base):
 # The inquiry (R6.1) lives in its own module; imported here so its table is always in Base.metadata.
 import ticketing.approval_model  # noqa: E402,F401
 import ticketing.inquiry_model  # noqa: E402,F401
+from ticketing.knowledge_model import KnowledgeEntry  # noqa: E402,F401  (defined here before 0012)

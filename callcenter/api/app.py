@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         cases,
         health,
         inquiries,
+        knowledge,
         operators,
         public,
         units,
@@ -207,10 +208,11 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, work_orders, approvals, units, admin, calendar, call_control, operators, supervise,
-                   inquiries):
+    for module in (auth, cases, work_orders, approvals, units, knowledge, admin, calendar, call_control, operators,
+                   supervise, inquiries):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
+    app.include_router(knowledge.public_router)  # the public FAQ beside the published cases
     app.include_router(health.router)  # /healthz, /readyz, /metrics
     from callcenter import web
 

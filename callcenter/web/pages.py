@@ -9,8 +9,9 @@ from fastapi.responses import FileResponse, RedirectResponse
 from callcenter.web import console_api
 
 HERE = Path(__file__).resolve().parent
-PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html"}
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html",
+         "knowledge": "knowledge.html"}
+ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "knowledge.js": "text/javascript"}
 # Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
 NO_CACHE = {"Cache-Control": "no-cache"}
 # Everything comes from this server and no markup is built from strings: say so to the browser, so
