@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ticketing import audit, queries
+from ticketing import audit, knowledge, queries
 from ticketing.audit import Actor
 from ticketing.deadline_correction import correct_deadlines_if_calendar_changed
 from ticketing.domain import Domain
@@ -94,6 +94,10 @@ def sweep_deadlines(session: Session, domain: Domain) -> DeadlineReport:
             wf.urge(SCHEDULER_ACTOR, wo, note=URGE_NOTES[kind], threshold=key)
             report.add(report.urged, kind)
     _urge_inquiries(session, domain, wf, now, report)
+    kb = knowledge.sweep(session, SCHEDULER_ACTOR, now=now, notify=wf.notify_unit_staff)  # R7.2 entries
+    for table, kind in ((report.urged, "urged"), (report.alerts, "expired")):
+        if kb[kind]:
+            table[f"knowledge_{kind}"] = kb[kind]
 
     if policy.overdue:
         for kind, query, due_attr, rule in (

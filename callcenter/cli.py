@@ -51,15 +51,21 @@ def _domain_and_sessions():
 
 @main.command()
 def seed() -> None:
-    """Load member units and their duty roster from config/ (idempotent)."""
+    """Load member units, their duty roster and the sample knowledge base from config/ (idempotent)."""
+    from ticketing.knowledge_seed import seed_knowledge
+    from ticketing.knowledge_text import segmenter_for
     from ticketing.seed import seed_units
     from ticketing.store import session_scope
 
     domain, factory = _domain_and_sessions()
     with session_scope(factory) as session:
         report = seed_units(session, domain.city, domain.clock())
-    click.echo(f"units added {report.units_added}, updated {report.units_updated}, roster changes {report.roster_changes}"
-               if report.changed else "nothing to change: the store already matches config/")
+        kb = seed_knowledge(session, domain.config_dir, segmenter_for(domain.config_dir), domain.clock())
+    if not (report.changed or kb.changed):
+        click.echo("nothing to change: the store already matches config/")
+        return
+    click.echo(f"units added {report.units_added}, updated {report.units_updated}, roster changes {report.roster_changes}")
+    click.echo(f"knowledge entries added {kb.added}, updated {kb.updated}, indexed {kb.indexed}")
 
 
 @main.group()

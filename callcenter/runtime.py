@@ -24,6 +24,11 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
     engine = make_engine(settings.effective_database_url)
     with session_scope(make_session_factory(engine)) as session:
         seed_units(session, domain.city, domain.clock())
+    with session_scope(make_session_factory(engine)) as session:
+        from ticketing.knowledge_seed import seed_knowledge
+        from ticketing.knowledge_text import segmenter_for
+
+        seed_knowledge(session, domain.config_dir, segmenter_for(domain.config_dir), domain.clock())
     engine.dispose()
     if asterisk:
         from callcenter.pbx.install import install

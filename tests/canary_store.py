@@ -71,6 +71,9 @@ def build(api, seeded) -> dict:
         "units": ["power_supply"], "instructions": f"请抢修{RETURNED}", "expected_version": version}))
     entry = ok(api.post("/api/v1/units/urban_management/knowledge", "urban1",
                         json={"question": "占道经营归谁管", "answer": "城管局"}), 201)
+    ok(api.post(f"/api/v1/knowledge/{entry['id']}/submit", "urban1"))
+    ok(api.post(f"/api/v1/knowledge/{entry['id']}/review", "bo1", json={"decision": "publish"}))
+    flag = ok(api.post(f"/api/v1/knowledge/{entry['id']}/flags", "op1", json={"reason": "outdated", "note": "电话已变更"}), 201)
 
     # R6.1: inquiries into the commission (on the report: its explanation carries the canary), into
     # the urban unit (its explanation too) and into the unit that returned a case (it sees no content)
@@ -92,6 +95,7 @@ def build(api, seeded) -> dict:
     made["wo_ids"] = [w["id"] for c in (disc, urban, ret) for w in c["work_orders"]]
     made["ext_ids"] = [ext["id"]]
     made["entry_ids"] = [entry["id"]]
+    made["flag_ids"] = [flag["id"]]
     made["inquiry_ids"] = [i["id"] for i in inquiries]
     return made
 
@@ -106,7 +110,7 @@ def samples(made: dict) -> dict[str, list]:
         "status": ["new", "dispatched", "reported", "rejected", "closed"], "kind": ["complaint"],
         "due": ["soon", "overdue", "notify_soon", "notify_overdue"], "scope": ["active", "done"],
         "state": ["pending", "approved", "denied"], "overdue": ["true"], "callback_manual": ["true", "false"],
-        "ext_id": made["ext_ids"], "entry_id": made["entry_ids"], "inquiry_id": made["inquiry_ids"],
+        "ext_id": made["ext_ids"], "entry_id": made["entry_ids"], "flag_id": made["flag_ids"], "inquiry_id": made["inquiry_ids"],
         "username": ["op2"],  # an account none of the swept roles logs in with
         "channel": [f"PJSIP/op8001-{CALL_UNIQUEID}"],
         "extension": ["8001"],  # an operator's phone (listen/whisper/barge, issue 12 §5)
@@ -137,6 +141,7 @@ def samples(made: dict) -> dict[str, list]:
         "jurisdiction_id": [],
         # exports (issue 12 item 7): each view of the monthly report (month: above)
         "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks", "assessment"],
+        "open_only": ["false"],  # a unit's resolved knowledge flags too
     }
 
 

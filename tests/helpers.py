@@ -25,6 +25,12 @@ def refused(r, status: int, rule: str) -> dict:
     return body
 
 
+def publish_knowledge(api, entry_id: int, writer: str) -> dict:
+    """A knowledge entry submitted by its unit and published by the reviewer (the back office)."""
+    ok(api.post(f"/api/v1/knowledge/{entry_id}/submit", writer))
+    return ok(api.post(f"/api/v1/knowledge/{entry_id}/review", "bo1", json={"decision": "publish"}))
+
+
 def close_case(api, number: str, as_: str = "op1", **body):
     """POST close naming the case version `as_` reads first, as a client does (issue 11 §7)."""
     version = ok(api.get(f"/api/v1/cases/{number}", as_))["version"]

@@ -274,6 +274,8 @@ def test_r7_2_r7_5_r7_6_direct_answer_from_the_knowledge_base_closed_and_publish
                     json={"question": "居民阶梯水价怎么算？", "answer": "居民生活用水实行三级阶梯水价，第一级每户每年180立方米以内。",
                           "keywords": "水费 阶梯水价", "category_code": "water_supply"})
     assert r.status_code == 201, r.text
+    assert console.api("POST", f"/knowledge/{r.json()['id']}/submit", "water1").status_code == 200
+    assert console.api("POST", f"/knowledge/{r.json()['id']}/review", "bo1", json={"decision": "publish"}).status_code == 200
     desk = console.login("op1", expect="/app/desk")
     desk.fill("#kb-form input[name=q]", "阶梯水价")
     desk.click("#kb-form button")

@@ -153,7 +153,7 @@ def test_unit_ranking_drawn_with_bands_from_the_assessment(console):
     for _ in range(40):  # the bars grow in (an animation): click where the best unit's bar is now
         x, y = back.evaluate(BAR_AT, ["chart-ranking", 0, len(names) - 1])
         back.mouse.click(x, y)
-        if back.evaluate("() => document.body.dataset.loads") != "2":
+        if back.input_value("#filter-form select[name=unit]"):  # the click chose the unit
             break
         back.wait_for_timeout(250)
     loaded(back, 3)

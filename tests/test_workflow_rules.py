@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from ticketing.enums import Channel, RejectReason
 from ticketing.models import UnitNotification
-from tests.helpers import close_case, local, ok, refused, report_back, travel, when
+from tests.helpers import close_case, local, ok, publish_knowledge, refused, report_back, travel, when
 
 SH = ZoneInfo("Asia/Shanghai")
 PHONE = "13812345678"
@@ -138,6 +138,7 @@ def test_r7_2_direct_answer_from_the_knowledge_base_records_satisfaction(api, cl
     entry = ok(api.post("/api/v1/units/water_supply/knowledge", "water1", json={
         "question": "水费为何上涨？", "answer": "2026年起执行阶梯水价，详见自来水公司公告。",
         "keywords": "水费 阶梯水价", "category_code": "water_supply"}), 201)
+    publish_knowledge(api, entry["id"], "water1")
     found = ok(api.get("/api/v1/knowledge", "op1", params={"q": "阶梯水价"}))
     assert [e["id"] for e in found] == [entry["id"]]
     assert ok(api.get("/api/v1/knowledge", "op1", params={"q": "燃气"})) == []
@@ -167,6 +168,7 @@ def test_r7_2_direct_answer_from_the_knowledge_base_records_satisfaction(api, cl
 def test_r5_3_unit_staff_keep_only_their_own_knowledge_entries(api, clock):
     entry = ok(api.post("/api/v1/units/water_supply/knowledge", "water1", json={
         "question": "停水如何查询？", "answer": "关注自来水公司公众号。"}), 201)
+    publish_knowledge(api, entry["id"], "water1")
     change = {"question": "停水如何查询？", "answer": "拨打0510-87900290或关注公众号。"}
     refused(api.put(f"/api/v1/knowledge/{entry['id']}", "urban1", json=change), 403, "R5.3")
     refused(api.post("/api/v1/units/water_supply/knowledge", "urban1", json=change), 403, "R5.3")
@@ -176,7 +178,8 @@ def test_r5_3_unit_staff_keep_only_their_own_knowledge_entries(api, clock):
     assert ok(api.get("/api/v1/knowledge", "op1", params={"q": "公众号"}))[0]["answer"] == "关注自来水公司公众号。"
 
     updated = ok(api.put(f"/api/v1/knowledge/{entry['id']}", "water1", json=change))
-    assert updated["answer"] == change["answer"]
+    assert updated["pending"]["content"]["answer"] == change["answer"]  # published once reviewed
+    publish_knowledge(api, entry["id"], "water1")
     assert ok(api.get("/api/v1/knowledge", "op1", params={"unit": "water_supply"}))[0]["answer"] == change["answer"]
 
 

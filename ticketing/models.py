@@ -355,24 +355,6 @@ class ExtensionRequest(Base):
     work_order: Mapped[WorkOrder] = relationship(back_populates="extensions")
 
 
-class KnowledgeEntry(Base):
-    """R5.3 / R7.2: normalized answers kept by units, read by operators."""
-
-    __tablename__ = "knowledge_entries"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    unit_id: Mapped[int] = mapped_column(ForeignKey("member_units.id"))
-    category_code: Mapped[str | None] = mapped_column(String(64))
-    question: Mapped[str] = mapped_column(String(500))
-    answer: Mapped[str] = mapped_column(Text)
-    keywords: Mapped[str] = mapped_column(String(500), default="")
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    updated_at: Mapped[datetime]
-    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-
-    unit: Mapped[MemberUnit] = relationship()
-
-
 class AuditEvent(Base):
     """A1: append-only, hash-chained record of every action."""
 
@@ -493,6 +475,7 @@ class UnitNotification(Base):
 
 
 # Models in modules of their own (this one is at its size limit), imported here so their tables are
-# always in Base.metadata whichever module is imported first.
+# always in Base.metadata whichever module is imported first. KnowledgeEntry was defined here before 0012.
 from ticketing import (  # noqa: E402,F401,I001
     approval_model, carrier_model, inquiry_model, merge_model, missed_call_model, open311_model)
+from ticketing.knowledge_model import KnowledgeEntry  # noqa: E402,F401

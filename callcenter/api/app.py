@@ -205,6 +205,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         exports,
         health,
         inquiries,
+        knowledge,
         missed_calls,
         operators,
         public,
@@ -216,10 +217,11 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
     from callcenter.api.routers import supervise
 
-    for module in (auth, cases, repeats, missed_calls, work_orders, approvals, units, admin, calendar, call_control,
-                   operators, supervise, inquiries, assessment, stats, board, exports):
+    for module in (auth, cases, repeats, missed_calls, work_orders, approvals, units, knowledge, admin, calendar,
+                   call_control, operators, supervise, inquiries, assessment, stats, board, exports):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
+    app.include_router(knowledge.public_router)  # the public FAQ beside the published cases
     from callcenter.open311.router import router as open311_router
 
     app.include_router(open311_router)  # /open311/v2/: GeoReport v2 (issue 14 item 2)

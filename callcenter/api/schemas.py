@@ -354,24 +354,6 @@ class CategoryOut(Out):
     lead: str | None
 
 
-class KnowledgeIn(Strict):
-    question: RequiredShort
-    answer: RequiredText
-    keywords: ShortText = ""
-    category_code: Code | None = None
-
-
-class KnowledgeOut(Out):
-    id: int
-    unit_code: str
-    unit_name: str
-    question: str
-    answer: str
-    keywords: str
-    category_code: str | None
-    updated_at: datetime
-
-
 class UserIn(Strict):
     username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]  # rules: callcenter.passwords

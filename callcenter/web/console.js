@@ -37,7 +37,8 @@ const L = {
 };
 const ROLE_HOME = { front_desk: "/app/desk", unit_staff: "/app/unit", discipline: "/app/unit",
                     back_office: "/app/back", supervisor: "/app/back", admin: "/app/back" };
-const PAGE_ROLES = { desk: ["front_desk"], unit: ["unit_staff", "discipline"], back: ["back_office", "supervisor", "admin"] };
+const PAGE_ROLES = { desk: ["front_desk"], unit: ["unit_staff", "discipline"], back: ["back_office", "supervisor", "admin"],
+                     knowledge: ["unit_staff", "discipline", "back_office", "supervisor"] };
 PAGE_ROLES.stats = ["back_office", "supervisor", "admin", "unit_staff", "discipline"];  // stats.js
 const STATUS_WORDS = {
   0: "无法连接服务器", 400: "请求有误", 401: "登录已失效，请重新登录", 403: "无权执行此操作", 404: "未找到",
@@ -509,21 +510,35 @@ function resetCaseForm() {
   onHandling();
 }
 
-async function searchKnowledge(ev) {
-  ev.preventDefault();
-  const form = ev.target;
+// R7.2: the knowledge base searched as the operator types, the case's category first.
+async function searchKnowledge(ev, category) {
+  if (ev) ev.preventDefault();
   const box = $("#knowledge");
   const error = $(".error", box);
   clearError(error);
-  const q = form.elements.q.value.trim();
-  const list = $("#kb-results");
+  const q = $("#kb-form").elements.q.value.trim();
+  const cat = category || $("#case-form").elements.category_code.value;
+  if (!q && !cat) { $("#kb-results").replaceChildren(); return; }
+  const asked = `/knowledge?q=${encodeURIComponent(q)}&limit=10${cat ? "&category=" + encodeURIComponent(cat) : ""}`;
+  desk.kbAsked = asked;
   try {
-    const rows = await get(`/knowledge?q=${encodeURIComponent(q)}&limit=20`);
-    list.replaceChildren(...rows.map((e) => h("li", {},
+    const rows = await get(asked);
+    if (desk.kbAsked !== asked) return;  // a later keystroke's answer is the one to show
+    $("#kb-results").replaceChildren(...rows.map((e) => h("li", { dataset: { entry: e.id } },
       h("b", {}, e.question), h("div", { class: "answer" }, e.answer),
-      h("div", { class: "meta" }, `${e.unit_name} · 更新 ${fmt(e.updated_at)}`),
-      h("button", { type: "button", class: "secondary", onclick: () => useAnswer(e) }, "用此答复"))));
-    if (!rows.length) list.replaceChildren(h("li", { class: "empty" }, "没有找到相关条目。"));
+      h("div", { class: "meta" }, `${e.unit_name} · 第${e.version}版 · 更新 ${fmt(e.updated_at)}`),
+      h("button", { type: "button", class: "secondary", onclick: () => useAnswer(e) }, "用此答复"),
+      h("button", { type: "button", class: "link", onclick: () => flagEntry(e, error) }, "反映有误"))));
+    if (!rows.length) $("#kb-results").replaceChildren(h("li", { class: "empty" }, "没有找到相关条目。"));
+  } catch (err) { showError(error, err); }
+}
+
+async function flagEntry(entry, error) {
+  const note = window.prompt(`条目「${entry.question}」哪里有误或已过时？`);
+  if (!note || !note.trim()) return;
+  try {
+    await post(`/knowledge/${entry.id}/flags`, { reason: "outdated", note: note.trim() });
+    window.alert("已转交该条目的维护单位。");
   } catch (err) { showError(error, err); }
 }
 
@@ -730,6 +745,8 @@ function showScreenPop(ev) {
       f.title.focus();
     } }, "以此来电新建诉求件"));
   $("#screen-pop").replaceChildren(pop);
+  const first = ev.open_cases.find((c) => !c.confidential);  // the voice menu's case: its category's entries
+  if (first) get(`/cases/${encodeURIComponent(first.number)}`).then((c) => c.category_code && searchKnowledge(null, c.category_code)).catch(() => {});
   if (ev.case_owner === "you") loadMyCases();  // R4.1: the voice menu's case is now this operator's
 }
 
@@ -781,6 +798,8 @@ async function initDesk(me) {
   form.addEventListener("submit", submitCase);
   $("#clear-form").addEventListener("click", () => { resetCaseForm(); $("#case-result").hidden = true; clearError($(".error", form)); });
   $("#kb-form").addEventListener("submit", searchKnowledge);
+  let typing = 0;
+  $("#kb-form").elements.q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(searchKnowledge, 250); });
   $(".refresh", $("#my-cases")).addEventListener("click", loadMyCases);
   initQueueButtons();
   try {
@@ -1307,5 +1326,6 @@ if (PAGE === "login") {
   });
 }
 document.documentElement.dataset.ready = "1";
-// What the pages with a script of their own (stats.js) share with this one.
-export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, api, caseCard, categoryName, clearError, explain, fmt, get, guard, h, label, showError };
+// What the pages with a script of their own (stats.js, knowledge.js) share with this one.
+export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, api, caseCard, categoryName, clearError, explain, fmt, get, guard, h, label,
+  post, showError };

@@ -9,10 +9,11 @@ from fastapi.responses import FileResponse, RedirectResponse
 from callcenter.web import console_api, vendor
 
 HERE = Path(__file__).resolve().parent
-PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html"}
+PAGES = {"login": "login.html", "desk": "desk.html", "unit": "unit.html", "back": "back.html",
+         "knowledge": "knowledge.html"}
 PAGES["stats"] = "stats.html"
 PAGES["board"] = "board.html"
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css"}
+ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "knowledge.js": "text/javascript"}
 ASSETS["stats.js"] = "text/javascript"
 ASSETS["board.js"] = "text/javascript"
 ASSETS["board.css"] = "text/css"

@@ -15,6 +15,7 @@ from ticketing.enums import (
     Satisfaction,
 )
 from ticketing.errors import DomainError, InvalidInput
+from ticketing.knowledge import record_use
 from ticketing.models import Case
 from ticketing.numbering import next_case_number
 from ticketing.rows import insert_now
@@ -143,6 +144,9 @@ class IntakeSteps(WorkflowBase):
         write_due(case, "close_due_at", self.deadlines.close_due(Due.fixed(now)))
         case.status = CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE
         self._touch(case)
+        read = {}
+        if knowledge_entry_id is not None:  # which entry, and which version of it, the operator read
+            read = {"knowledge_version": record_use(self.session, actor, knowledge_entry_id, case, now=now).version}
         self._log(actor, "answer_directly", case, call_id=call_id, answer=answer,
-                  satisfaction=satisfaction.value, knowledge_entry_id=knowledge_entry_id)
+                  satisfaction=satisfaction.value, knowledge_entry_id=knowledge_entry_id, **read)
         return case

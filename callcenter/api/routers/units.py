@@ -1,18 +1,15 @@
-"""Member units, their duty roster (R5.3, R9.1), categories and the knowledge base (R7.2)."""
+"""Member units, their duty roster (R5.3, R9.1) and categories (the knowledge base: routers/knowledge.py)."""
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import AwareDatetime
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from callcenter.api.deps import ActorDep, DomainDep, IdPath, SessionDep, commit, require_roles
-from callcenter.api.schemas import CategoryOut, KnowledgeIn, KnowledgeOut, RosterIn, RosterOut, UnitOut
-from ticketing import audit
-from ticketing.enums import Role, UnitType
-from ticketing.errors import Forbidden, NotFound
-from ticketing.models import KnowledgeEntry, MemberUnit, RosterEntry
+from callcenter.api.deps import ActorDep, DomainDep, SessionDep, commit, require_roles
+from callcenter.api.schemas import CategoryOut, RosterIn, RosterOut, UnitOut
+from ticketing.enums import UnitType
+from ticketing.errors import NotFound
+from ticketing.models import MemberUnit, RosterEntry
 from ticketing.roster import change_duty, on_duty
 
 router = APIRouter(tags=["units"])
@@ -70,77 +67,6 @@ def report_roster_change(code: str, body: RosterIn, actor: ActorDep, session: Se
 def categories(actor: ActorDep, domain: DomainDep, kind: str | None = None) -> list[CategoryOut]:
     return [CategoryOut(code=c.code, name=c.name, kinds=list(c.kinds), mode=c.route.mode, units=list(c.route.units),
                         lead=c.route.lead) for c in domain.city.categories if kind is None or kind in c.kinds]
-
-
-def _kb_out(e: KnowledgeEntry) -> KnowledgeOut:
-    return KnowledgeOut(id=e.id, unit_code=e.unit.code, unit_name=e.unit.name, question=e.question, answer=e.answer,
-                        keywords=e.keywords, category_code=e.category_code, updated_at=e.updated_at)
-
-
-@router.get("/knowledge", response_model=list[KnowledgeOut], summary="R7.2: search the knowledge base")
-def search_knowledge(actor: ActorDep, session: SessionDep,
-                     q: Annotated[str | None, Query(max_length=100)] = None,
-                     unit: str | None = None, category: str | None = None,
-                     limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[KnowledgeOut]:
-    stmt = select(KnowledgeEntry).where(KnowledgeEntry.active.is_(True))
-    if q:
-        like = f"%{q}%"
-        stmt = stmt.where(or_(KnowledgeEntry.question.like(like), KnowledgeEntry.answer.like(like),
-                              KnowledgeEntry.keywords.like(like)))
-    if unit:
-        stmt = stmt.where(KnowledgeEntry.unit_id == _unit(session, unit).id)
-    if category:
-        stmt = stmt.where(KnowledgeEntry.category_code == category)
-    return [_kb_out(e) for e in session.execute(stmt.order_by(KnowledgeEntry.id).limit(limit)).scalars()]
-
-
-def _kb_writer(actor, unit: MemberUnit) -> None:
-    """R5.3: a unit keeps its own entries; the back office may fix any."""
-    if actor.role == Role.BACK_OFFICE:
-        return
-    if actor.role in {Role.UNIT_STAFF, Role.DISCIPLINE} and actor.unit_id == unit.id:
-        return
-    raise Forbidden("R5.3", "knowledge-base entries are kept by their own unit")
-
-
-@router.post("/units/{code}/knowledge", response_model=KnowledgeOut, status_code=201)
-def add_knowledge(code: str, body: KnowledgeIn, actor: ActorDep, session: SessionDep, domain: DomainDep) -> KnowledgeOut:
-    unit = _unit(session, code)
-    _kb_writer(actor, unit)
-    now = domain.clock()
-    entry = KnowledgeEntry(unit_id=unit.id, question=body.question, answer=body.answer, keywords=body.keywords,
-                           category_code=body.category_code, updated_at=now, updated_by_id=actor.user_id)
-    session.add(entry)
-    session.flush()
-    audit.record(session, actor, "knowledge_add", at=now, data={"entry": entry.id, "unit": unit.code})
-    commit(session)
-    session.refresh(entry)
-    return _kb_out(entry)
-
-
-@router.put("/knowledge/{entry_id}", response_model=KnowledgeOut)
-def update_knowledge(entry_id: IdPath, body: KnowledgeIn, actor: ActorDep, session: SessionDep, domain: DomainDep) -> KnowledgeOut:
-    entry = session.get(KnowledgeEntry, entry_id)
-    if entry is None:
-        raise NotFound("knowledge entry", entry_id)
-    _kb_writer(actor, entry.unit)
-    now = domain.clock()
-    entry.question, entry.answer, entry.keywords, entry.category_code = body.question, body.answer, body.keywords, body.category_code
-    entry.updated_at, entry.updated_by_id = now, actor.user_id
-    audit.record(session, actor, "knowledge_update", at=now, data={"entry": entry.id, "unit": entry.unit.code})
-    commit(session)
-    return _kb_out(entry)
-
-
-@router.delete("/knowledge/{entry_id}", status_code=204)
-def retire_knowledge(entry_id: IdPath, actor: ActorDep, session: SessionDep, domain: DomainDep) -> None:
-    entry = session.get(KnowledgeEntry, entry_id)
-    if entry is None:
-        raise NotFound("knowledge entry", entry_id)
-    _kb_writer(actor, entry.unit)
-    entry.active = False
-    audit.record(session, actor, "knowledge_retire", at=domain.clock(), data={"entry": entry.id})
-    commit(session)
 
 
 __all__ = ["router", "require_roles"]
