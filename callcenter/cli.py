@@ -279,6 +279,7 @@ def _register_groups() -> None:
     from callcenter.callbacks_cli import callbacks_group
     from callcenter.agi_cli import agi_group
     from callcenter.calendar_cli import calendar_group
+    from callcenter.stats_cli import stats_group
     from callcenter.calls_cli import call_group
     from callcenter.ivr_cli import ivr_group
     from callcenter.logs_cli import logs_group
@@ -287,7 +288,7 @@ def _register_groups() -> None:
     from callcenter.ops.cli import doctor_command, service_group
 
     for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group, logs_group,
-                  service_group, doctor_command, backup_command, restore_command):
+                  stats_group, service_group, doctor_command, backup_command, restore_command):
         main.add_command(group)
 
 

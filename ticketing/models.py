@@ -495,3 +495,4 @@ class UnitNotification(Base):
 # The inquiry (R6.1) lives in its own module; imported here so its table is always in Base.metadata.
 import ticketing.approval_model  # noqa: E402,F401
 import ticketing.inquiry_model  # noqa: E402,F401
+import ticketing.queue_entries  # noqa: E402,F401
