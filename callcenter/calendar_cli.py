@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from callcenter.settings import get_settings
+from callcenter.runtime import domain_and_sessions as _domain_and_sessions
 
 
 @click.group("calendar")
@@ -14,14 +14,6 @@ def calendar_group() -> None:
     """Working-day calendar: official, entered and provisional years (T1)."""
 
 
-def _domain_and_sessions():
-    from ticketing.domain import Domain
-    from callcenter.audit_vault import install as install_audit_vault
-    from ticketing.store import make_engine, make_session_factory
-
-    settings = get_settings()
-    install_audit_vault(settings.state_dir)
-    return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
 
 
 @calendar_group.command("status")

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from callcenter.runtime import domain_and_sessions as _domain_and_sessions
 from callcenter.settings import get_settings
 
 
@@ -39,14 +40,6 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at revision {current_revision(url)}")
 
 
-def _domain_and_sessions():
-    from callcenter.audit_vault import install as install_audit_vault
-    from ticketing.domain import Domain
-    from ticketing.store import make_engine, make_session_factory
-
-    settings = get_settings()
-    install_audit_vault(settings.state_dir)
-    return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
 
 
 @main.command()
@@ -285,6 +278,7 @@ def _register_groups() -> None:
     from callcenter.callbacks_cli import callbacks_group
     from callcenter.agi_cli import agi_group
     from callcenter.calendar_cli import calendar_group
+    from callcenter.stats_cli import stats_group
     from callcenter.calls_cli import call_group
     from callcenter.ivr_cli import ivr_group
     from callcenter.logs_cli import logs_group

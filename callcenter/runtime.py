@@ -77,6 +77,19 @@ def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None
     return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
 
 
+def domain_and_sessions(settings: Settings | None = None):
+    """The city's domain and a session factory on the install's store, its audit key in place: what
+    every command that reads or writes the store starts from."""
+    from callcenter.audit_vault import install as install_audit_vault
+    from callcenter.settings import get_settings
+    from ticketing.domain import Domain
+    from ticketing.store import make_engine, make_session_factory
+
+    settings = settings or get_settings()
+    install_audit_vault(settings.state_dir)
+    return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
+
+
 FASTAGI_PID_FILE = "fastagi.pid"  # in the state dir: which process serves FastAGI (callcenter/agi_watchdog.py)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from ticketing.models import Call, CallEvent
 from ticketing.prepared import Run, on_session, runner
+from ticketing.queue_entries import QUEUE_KINDS, refresh_call
 
 OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "failed", "answered", "no_answer",
                       "busy", "completed"})
@@ -197,4 +198,6 @@ def add_event(where: Session | Run, call_id: int, *, kind: str, at: datetime, de
     run = runner(where)
     row = run(_statement(_ADD_EVENT, run), {"call_id": call_id, "at": at, "kind": kind, "data": data or {},
                                             "dedup_key": dedup_key}).fetchone()
+    if row is not None and kind in QUEUE_KINDS:  # the queue figures' row of the call, in this transaction
+        refresh_call(run, call_id)
     return row is not None

@@ -25,12 +25,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, func, select, true, type_coerce
 
 from ticketing.figures.base import Figures, Period, Rate, rate
 from ticketing.models import Call, CallEvent
+from ticketing.queue_entries import QueueEntry
+from ticketing.queue_entries import aggregate as queue_aggregate
 
-__all__ = ["CallFigures", "QUEUE_PARTS", "QueueCall", "QueueFigures", "TimeStats", "MenuFigures", "queue_parts"]
+__all__ = ["CallFigures", "MenuFigures", "QUEUE_PARTS", "QueueCall", "QueueFigures", "TimeStats", "queue_parts"]
 
 HOTLINE = and_(Call.direction == "inbound", Call.purpose == "hotline")
 
@@ -123,46 +125,41 @@ def queue_parts(answer_within_s: float, short_abandon_s: float) -> dict[str, Cal
 class CallFigures(Figures):
     """The call figures for a period."""
 
+    def __init__(self, session, thresholds=None) -> None:
+        super().__init__(session, thresholds)
+        self._queue_rows: dict[tuple, list[QueueCall]] = {}
+
     def queue_calls(self, period: Period) -> list[QueueCall]:
-        """One row per call offered to the queue in the period (index ix_call_events_kind_at)."""
-        ev = CallEvent
-        queued = (select(ev.call_id, func.min(ev.at).label("queued_at"))
-                  .where(ev.kind == "queued", ev.at >= period.since, ev.at < period.until)
-                  .group_by(ev.call_id).subquery())
-        later = (select(ev.call_id,
-                        func.min(ev.at).filter(ev.kind == "operator_connected").label("connected_at"),
-                        func.min(ev.data["holdtime"].as_float()).filter(ev.kind == "operator_connected")
-                        .label("holdtime"),
-                        func.min(ev.data["operator"].as_string()).filter(ev.kind == "operator_connected")
-                        .label("extension"),
-                        func.sum(ev.data["talktime"].as_float()).filter(ev.kind == "operator_completed")
-                        .label("talktime"),
-                        func.min(ev.at).filter(ev.kind == "queue_abandoned").label("abandoned_at"))
-                 .where(ev.call_id.in_(select(queued.c.call_id)),
-                        ev.kind.in_(("operator_connected", "operator_completed", "queue_abandoned")))
-                 .group_by(ev.call_id).subquery())
-        stmt = (select(queued.c.call_id, queued.c.queued_at, later.c.connected_at, later.c.holdtime,
-                       later.c.extension, later.c.talktime, later.c.abandoned_at, Call.operator_id)
-                .join(Call, Call.id == queued.c.call_id)
-                .outerjoin(later, later.c.call_id == queued.c.call_id)
-                .where(HOTLINE)
-                .order_by(queued.c.queued_at, queued.c.call_id))
-        out = []
-        for call_id, queued_at, connected_at, holdtime, extension, talktime, abandoned_at, operator_id \
-                in self.session.execute(stmt):
-            answered = connected_at is not None
-            abandoned = not answered and abandoned_at is not None
-            if answered:
-                wait = holdtime
-            elif abandoned:
-                wait = (_aware(abandoned_at) - _aware(queued_at)).total_seconds()
+        """One row per call offered to the queue in the period: from the calls' queue entries
+        (ticketing.queue_entries, by index on queued_at); a call that joined the queue more than
+        once from its raw events (it counts at its first `queued` event within the period).
+        Read once per reader and period: queue, by_hour and by_operator share the rows."""
+        key = (period.since, period.until)
+        if key not in self._queue_rows:
+            qe = QueueEntry
+            moments = [qe.queued_at, qe.connected_at, qe.abandoned_at]
+            if self.dialect == "sqlite":  # stored text, parsed by _aware (fromisoformat, in C)
+                moments = [type_coerce(m, String) for m in moments]
+            queued_at, connected_at, abandoned_at = moments
+            call = Call.__table__
+            if self.dialect == "postgresql":
+                # one look-up by key per entry (LIMIT keeps the planner from flattening it into a
+                # hash join that reads all 5 M calls: 2.8 s -> 1.4 s for a month)
+                call = select(Call.operator_id).where(Call.id == qe.call_id, HOTLINE).limit(1).lateral("hotline_call")
+                on, hotline = true(), true()
             else:
-                wait = None
-            operator = str(operator_id) if operator_id is not None else (f"ext:{extension}" if extension else None)
-            out.append(QueueCall(call_id=call_id, queued_at=_aware(queued_at), answered=answered, wait_s=wait,
-                                 talk_s=talktime if answered else None, abandoned=abandoned,
-                                 operator=operator if answered else None))
-        return out
+                on, hotline = Call.id == qe.call_id, HOTLINE
+            entries = (select(qe.call_id, queued_at, connected_at, qe.holdtime, qe.extension, qe.talktime,
+                              abandoned_at, call.c.operator_id)
+                       .select_from(qe).join(call, on)
+                       .where(qe.queued_at >= period.since, qe.queued_at < period.until, qe.queue_joins == 1, hotline)
+                       .order_by(qe.queued_at, qe.call_id))
+            rows = self.session.execute(entries).all()
+            requeued = self.session.execute(_raw_queue(period, select(qe.call_id).where(qe.queue_joins > 1))).all()
+            if requeued:  # rare: merged in queue order
+                rows = sorted([*rows, *requeued], key=lambda r: (_aware(r[1]), r[0]))
+            self._queue_rows[key] = [_queue_call(*row) for row in rows]
+        return self._queue_rows[key]
 
     def queue(self, period: Period, *, calls: list[QueueCall] | None = None) -> QueueFigures:
         """The queue figures (see QueueFigures) of the period."""
@@ -217,6 +214,32 @@ class CallFigures(Figures):
                 .where(HOTLINE, Call.started_at >= period.since, Call.started_at < period.until))
         inbound, self_served, messages = self.session.execute(stmt).one()
         return MenuFigures(inbound=inbound, self_served=rate(self_served, inbound), after_hours_messages=messages)
+
+
+def _raw_queue(period: Period, calls):
+    """The queue rows of `calls` (a subquery of call ids) from their raw AMI events, each at its
+    first `queued` event in the period (the entries' own aggregate, read for one period)."""
+    raw = queue_aggregate(CallEvent.call_id.in_(calls), since=period.since, until=period.until).subquery()
+    return (select(raw.c.call_id, raw.c.queued_at, raw.c.connected_at, raw.c.holdtime, raw.c.extension,
+                   raw.c.talktime, raw.c.abandoned_at, Call.operator_id)
+            .join(Call, Call.id == raw.c.call_id)
+            .where(HOTLINE))
+
+
+def _queue_call(call_id, queued_at, connected_at, holdtime, extension, talktime, abandoned_at, operator_id) -> QueueCall:
+    """A queue row as the figures read it (one definition for the entries and the raw events)."""
+    answered = connected_at is not None
+    abandoned = not answered and abandoned_at is not None
+    if answered:
+        wait = holdtime
+    elif abandoned:
+        wait = (_aware(abandoned_at) - _aware(queued_at)).total_seconds()
+    else:
+        wait = None
+    operator = str(operator_id) if operator_id is not None else (f"ext:{extension}" if extension else None)
+    return QueueCall(call_id=call_id, queued_at=_aware(queued_at), answered=answered, wait_s=wait,
+                     talk_s=talktime if answered else None, abandoned=abandoned,
+                     operator=operator if answered else None)
 
 
 def summarize(rows: list[QueueCall], answer_within_s: float, short_abandon_s: float) -> QueueFigures:
