@@ -462,6 +462,7 @@ def test_login_lands_each_role_on_its_page_and_logout_revokes_the_token(console)
     clerk = console.login("water1", expect="/app/unit")
     clerk.goto(console.base + "/app/back")
     clerk.wait_for_url("**/app/unit")
+    clerk.locator(".who", has_text="water1").wait_for()  # the page is set up: its logout button works
     token = clerk.evaluate("sessionStorage.getItem('token')")
     clerk.click("button.logout")
     clerk.wait_for_url("**/app/login")

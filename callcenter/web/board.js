@@ -3,6 +3,8 @@
 // needs the bearer token (EventSource sends no headers), and draws every "board" event. Times in an
 // event are epoch seconds ("since"): this page counts the seconds itself, so the server sends only
 // changes. Listen / whisper / barge call the existing supervise API (/api/v1/operators/{ext}/supervise).
+import { readEvents } from "./console.js";
+
 const API = "/api/v1";
 const store = window.sessionStorage;
 const ROLES = ["back_office", "supervisor"];
@@ -165,31 +167,14 @@ async function stream() {
     return;
   }
   showError("");
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value.replace(/\r\n/g, "\n");
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
-        if (!data) continue;  // a keep-alive comment
-        let ev;
-        try { ev = JSON.parse(data); } catch { continue; }
-        if (ev.type === "board") {
-          view.offset = Date.now() / 1000 - ev.state.at;  // on receipt only: a redraw keeps counting on
-          view.last = ev.state;
-          draw(ev.state);
-          document.body.dataset.updates = String(+(document.body.dataset.updates || 0) + 1);
-        }
-        else if (ev.type === "link") setText("link-status", ev.connected ? "电话系统已连接" : "电话系统断开，正在重连……");
-      }
-    }
-  } catch { /* dropped: reconnect below */ }
+  await readEvents(response, (ev) => {
+    if (ev.type === "board") {
+      view.offset = Date.now() / 1000 - ev.state.at;  // on receipt only: a redraw keeps counting on
+      view.last = ev.state;
+      draw(ev.state);
+      document.body.dataset.updates = String(+(document.body.dataset.updates || 0) + 1);
+    } else if (ev.type === "link") setText("link-status", ev.connected ? "电话系统已连接" : "电话系统断开，正在重连……");
+  });
   setText("link-status", "与服务器的连接中断，稍后重试……");
   setTimeout(stream, RETRY_MS);
 }

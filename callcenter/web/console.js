@@ -672,6 +672,31 @@ function mergeForm(c) {
   return slot;
 }
 
+// A server-sent-event stream read with fetch() (it needs the Authorization header, which
+// EventSource cannot send): each message's JSON to onEvent, until the stream ends or drops. A bad
+// message is skipped; keep-alive comments carry no data.
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+        if (!data) continue;
+        let message;
+        try { message = JSON.parse(data); } catch { continue; }
+        onEvent(message);
+      }
+    }
+  } catch { /* dropped: the caller reconnects */ }
+}
+
 // Screen-pop (issue 4): the operator's own event stream. It needs the Authorization header, so it
 // is read with fetch() streaming, not EventSource. Without telephony the API says 503 and the
 // page works on without it.
@@ -695,22 +720,7 @@ async function phoneStream() {
     return;
   }
   status.textContent = "电话系统已连接，等待来电。";
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value.replace(/\r\n/g, "\n");
-      let cut;
-      while ((cut = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
-        if (data) { try { onPhoneEvent(JSON.parse(data)); } catch { /* one bad message is skipped */ } }
-      }
-    }
-  } catch { /* dropped: reconnect below */ }
+  await readEvents(response, onPhoneEvent);
   status.textContent = "电话系统连接中断，10秒后重试……";
   setTimeout(phoneStream, 10000);
 }
@@ -1328,4 +1338,4 @@ if (PAGE === "login") {
 document.documentElement.dataset.ready = "1";
 // What the pages with a script of their own (stats.js, knowledge.js) share with this one.
 export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, api, caseCard, categoryName, clearError, explain, fmt, get, guard, h, label,
-  post, showError };
+  post, readEvents, showError };
