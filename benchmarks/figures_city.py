@@ -365,7 +365,7 @@ class Loader:
         cur.close()
         self.raw.close()
         for ix in self.indexes:
-            ix.create(self.engine)
+            ix.create(self.engine, checkfirst=True)  # idempotent: a store another run left indexed
 
 
 def _copy_text(v) -> str:

@@ -38,7 +38,8 @@ def test_back_office_downloads_the_monthly_xlsx_and_a_list_csv_with_progress(con
     xlsx = _download(page, "月报 (XLSX)")
     assert xlsx.suggested_filename == "12345-2026-04.xlsx"
     book = load_workbook(io.BytesIO(xlsx.path().read_bytes()))
-    assert book.sheetnames == ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks"]
+    assert book.sheetnames == ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks",
+                               "assessment"]
 
     listed = console.api("GET", "/cases?limit=500", "bo1").json()
     csv_file = _download(page, "诉求件清单 (CSV)")
@@ -52,5 +53,5 @@ def test_a_unit_clerk_downloads_their_own_units_report(console):
     page = console.login("water1", expect="/app/unit")
     assert page.locator("#exports select[name=unit]").count() == 0
     book = load_workbook(io.BytesIO(_download(page, "月报 (XLSX)").path().read_bytes()))
-    assert book.sheetnames == ["cases", "case_breakdown", "units", "callbacks"]
+    assert book.sheetnames == ["cases", "case_breakdown", "units", "callbacks", "assessment"]
     assert [r[0].value for r in book["units"].iter_rows(min_row=3)] == ["water_supply"]

@@ -59,6 +59,8 @@ class Console:
         page.click("#login-form button[type=submit]")
         if expect:
             page.wait_for_url(f"**{expect}")
+            if expect in ("/app/desk", "/app/unit", "/app/back"):  # console.js pages: handlers in place
+                page.wait_for_selector("body[data-inited='1']", state="attached")
         return page
 
     def token(self, username: str) -> str:

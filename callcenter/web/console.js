@@ -1331,7 +1331,8 @@ const INIT = { desk: initDesk, unit: initUnit, back: initBack };
 if (PAGE === "login") {
   initLogin();
 } else if (INIT[PAGE]) {
-  guard(PAGE).then((me) => me && INIT[PAGE](me)).catch((err) => {
+  // data-inited: the page's handlers are in place (tests wait for it before they act)
+  guard(PAGE).then((me) => me && INIT[PAGE](me)).then(() => { document.body.dataset.inited = "1"; }).catch((err) => {
     document.body.prepend(h("p", { class: "error" }, explain(err)));
   });
 }

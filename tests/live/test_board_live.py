@@ -183,7 +183,7 @@ async def test_calls_answered_fast_late_abandoned_and_self_served_on_the_board_a
         # 1. answered at once by the free operator; the citizen hangs up after a few seconds' talk
         fast = await board.originate(CALLERS["fast"], hold_seconds=4)
         await board.shown("the operator busy", lambda s: (op(s) or {}).get("state") == "busy")
-        await cc.link.wait_for(lambda m: m.name == "AgentComplete" and m.get_first("Uniqueid") == fast, 20)
+        await cc.link.wait_for(lambda m: m.name == "AgentComplete" and m.get_first("Uniqueid") == fast, 60)
         await board.shown("the operator free again", lambda s: (op(s) or {}).get("state") == "free")
 
         # 2. and 3. the operator pauses: one caller gives up after 2 s, the other waits until unpaused
