@@ -103,7 +103,8 @@ def test_charts_drawn_filters_and_drill_down_to_the_case_card(console):
 
 def test_r5_3_a_unit_clerk_sees_only_their_own_units_figures(console):
     clerk = console.login("water1", expect="/app/unit")
-    clerk.goto(console.base + "/app/stats")
+    clerk.click("header a[href='/app/stats']")  # the unit page links its own statistics
+    clerk.wait_for_url("**/app/stats")
     loaded(clerk, 1)
     clerk.fill("#filter-form input[name=month]", "2026-04")
     clerk.click("#filter-form button[type=submit]")
