@@ -19,41 +19,32 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ticketing import audit
+from ticketing.access import figures_unit, figures_unit_code, require_center_figures
 from ticketing.audit import Actor
-from ticketing.enums import Role
-from ticketing.errors import Forbidden, InvalidInput, NotFound
+from ticketing.errors import InvalidInput
 from ticketing.figures.base import Period, Rate
 from ticketing.figures.report import Report, View
-from ticketing.models import MemberUnit
 
 BATCH = 500  # rows per query of a streamed list
 # OWASP "CSV injection": a cell starting with one of these is a formula to Excel / LibreOffice
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-CENTER_EXPORTERS = frozenset({Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
-UNIT_EXPORTERS = frozenset({Role.UNIT_STAFF, Role.DISCIPLINE})
 
 
 # ---- who may export, and the record of it ----------------------------------------------------
 
 def report_scope(session: Session, actor: Actor, unit: str | None) -> str | None:
-    """The unit whose report the actor gets: the center chooses (None = the whole hotline); a
-    unit's staff get their own unit's, never another's (R5.3); operators none."""
-    if actor.role in CENTER_EXPORTERS or actor.role == Role.SYSTEM:
-        if unit is not None and session.execute(select(MemberUnit.id).where(MemberUnit.code == unit)).first() is None:
-            raise NotFound("member unit", unit[:64])
-        return unit
-    if actor.role in UNIT_EXPORTERS and actor.unit_id is not None:
-        own = session.execute(select(MemberUnit.code).where(MemberUnit.id == actor.unit_id)).scalar_one()
-        if unit not in (None, own):
-            raise Forbidden("R5.3", "a unit exports its own figures only")
-        return own
-    raise Forbidden("R5.2", f"a {actor.role} may not export")
+    """The unit whose report the actor gets: the figures' own rule (ticketing.access): the center
+    chooses (None = the whole hotline); a unit's staff get their own unit's, never another's
+    (R5.3); operators none."""
+    return figures_unit_code(session, actor, unit)
 
 
 def require_exporter(actor: Actor, *, center_only: bool = False) -> None:
-    allowed = CENTER_EXPORTERS if center_only else CENTER_EXPORTERS | UNIT_EXPORTERS
-    if actor.role not in allowed:
-        raise Forbidden("R5.2", f"a {actor.role} may not export this")
+    """Who may export lists: whoever reads figures (a unit its own rows); the calls: the center."""
+    if center_only:
+        require_center_figures(actor)
+    else:
+        figures_unit(actor, None)
 
 
 def record_export(session: Session, actor: Actor, what: str, *, fmt: str, filters: dict[str, Any], rows: int,

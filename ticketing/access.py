@@ -8,8 +8,8 @@ from sqlalchemy import Select, exists, select
 from ticketing.approval_model import ReportSubmission
 from ticketing.audit import Actor
 from ticketing.enums import Role, WorkOrderStatus
-from ticketing.errors import Forbidden
-from ticketing.models import Case, WorkOrder
+from ticketing.errors import Forbidden, NotFound
+from ticketing.models import Case, MemberUnit, WorkOrder
 
 CONFIDENTIAL_PLACEHOLDER = "【纪检监察件：内容仅纪委监察局可见】"
 NOT_HELD_PLACEHOLDER = "【已退回或改派：内容不再可见】"
@@ -162,6 +162,20 @@ def figures_unit(actor: Actor, unit_id: int | None) -> int | None:
             raise Forbidden("R5.3", "a member unit reads its own figures only")
         return actor.unit_id
     raise Forbidden("R5.2", f"a {actor.role} reads no statistics (back office, supervision and units do)")
+
+
+def figures_unit_code(session, actor: Actor, code: str | None) -> str | None:
+    """`figures_unit` by member unit code: the code whose figures the actor reads when asking for
+    `code` (None: the totals). An unknown code is NotFound, asked by anyone."""
+    asked = None
+    if code is not None:
+        asked = session.execute(select(MemberUnit.id).where(MemberUnit.code == code)).scalar_one_or_none()
+        if asked is None:
+            raise NotFound("member unit", code[:64])
+    unit_id = figures_unit(actor, asked)
+    if unit_id is None or unit_id == asked:
+        return code if unit_id is not None else None
+    return session.execute(select(MemberUnit.code).where(MemberUnit.id == unit_id)).scalar_one()
 
 
 def require_center_figures(actor: Actor) -> None:

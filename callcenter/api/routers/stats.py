@@ -27,11 +27,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep
-from ticketing.access import FIGURE_READERS, figures_unit, require_center_figures
+from ticketing.access import FIGURE_READERS, figures_unit_code, require_center_figures
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import CaseKind, Channel, RejectReason
-from ticketing.errors import InvalidInput, NotFound
+from ticketing.errors import InvalidInput
 from ticketing.figures import (
     QUEUE_PARTS,
     CallFigures,
@@ -243,15 +243,7 @@ def _units(session: Session) -> dict[str, MemberUnit]:
 
 def _scope(actor: Actor, session: Session, unit: str | None) -> str | None:
     """The unit code whose figures the actor reads (None: the totals); 403 / 404 as they apply."""
-    asked = None
-    if unit is not None:
-        asked = session.execute(select(MemberUnit.id).where(MemberUnit.code == unit)).scalar_one_or_none()
-        if asked is None:
-            raise NotFound("member unit", unit)
-    unit_id = figures_unit(actor, asked)
-    if unit_id is None:
-        return None
-    return unit if unit_id == asked else session.get(MemberUnit, unit_id).code
+    return figures_unit_code(session, actor, unit)
 
 
 def _thresholds(domain: Domain) -> Thresholds:
