@@ -21,8 +21,7 @@ from sqlalchemy.orm import Session
 from ticketing import audit
 from ticketing.access import figures_unit, figures_unit_code, require_center_figures
 from ticketing.audit import Actor
-from ticketing.errors import InvalidInput
-from ticketing.figures.base import Period, Rate
+from ticketing.figures.base import Period, Rate, asked_period
 from ticketing.figures.report import Report, View
 
 BATCH = 500  # rows per query of a streamed list
@@ -56,21 +55,9 @@ def record_export(session: Session, actor: Actor, what: str, *, fmt: str, filter
 
 
 def period_of(month: str | None, now: datetime, tz: str) -> Period:
-    """The month asked for (default: this one); a month not over yet ends now, so what is not due
-    yet is not counted as missed."""
-    local = now.astimezone(ZoneInfo(tz))
-    year, number = (local.year, local.month) if month is None else (int(p) for p in month.split("-"))
-    if not 1 <= number <= 12 or year < 2000:
-        raise InvalidInput("month", f"'{month}' is no month (YYYY-MM)")
-    if (year, number) > (local.year, local.month):
-        raise InvalidInput("month", f"{month} has not begun")
-    period = Period.month(year, number, tz)
-    if period.since >= now:
-        raise InvalidInput("month", f"{month} has not begun")
-    return Period(period.since, min(period.until, now))
+    """The month asked for (default: this one so far; ticketing.figures.base.asked_period)."""
+    return asked_period(now, tz, month=month)
 
-
-# ---- cells -------------------------------------------------------------------------------------
 
 def neutralise(value: str) -> str:
     """A string a spreadsheet would run as a formula gets a leading apostrophe (shown as text)."""

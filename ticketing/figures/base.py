@@ -7,9 +7,10 @@ and a monthly report call it alike.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,10 +19,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from ticketing.errors import InvalidInput
 from ticketing.models import Case, MemberUnit, WorkOrder
 
 __all__ = ["DaysBefore", "Figures", "LocalDate", "Period", "Rate", "RateDefinition", "Thresholds", "case_scope",
-           "in_period", "not_confidential", "rate", "unit_id_of", "work_order_scope"]
+           "asked_period", "in_period", "not_confidential", "rate", "unit_id_of", "work_order_scope"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,41 @@ class Period:
         start = datetime(year, month, 1, tzinfo=zone)
         end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=zone)
         return cls(start, end)
+
+
+FIRST_YEAR, LAST_YEAR = 2000, 2099  # the store's dates; outside: refused, never an overflow
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def asked_period(now: datetime, tz: str, *, month: str | None = None, since: date | None = None,
+                 until: date | None = None) -> Period:
+    """The period a reader asks for: a calendar month ('YYYY-MM'), or local days [since, until);
+    neither: this month so far. A period reaching past now ends now (what is not due yet is not
+    missed); one that has not begun is refused. Errors: InvalidInput naming 'period'."""
+    zone = ZoneInfo(tz)
+    if month is not None and (since is not None or until is not None):
+        raise InvalidInput("period", "give month, or since and until, not both")
+    if month is not None:
+        m = _MONTH.match(month)
+        if m is None:
+            raise InvalidInput("period", f"'{month[:20]}' is no month (YYYY-MM)")
+        if not FIRST_YEAR <= int(m[1]) <= LAST_YEAR:
+            raise InvalidInput("period", f"dates from {FIRST_YEAR} to {LAST_YEAR}")
+        since = date(int(m[1]), int(m[2]), 1)
+        until = date(since.year + (since.month == 12), since.month % 12 + 1, 1)
+    elif since is None and until is None:
+        today = now.astimezone(zone).date()
+        since, until = today.replace(day=1), today + timedelta(days=1)
+    elif since is None or until is None:
+        raise InvalidInput("period", "give both since and until (until exclusive)")
+    if not (FIRST_YEAR <= since.year <= LAST_YEAR and FIRST_YEAR <= until.year <= LAST_YEAR + 1):
+        raise InvalidInput("period", f"dates from {FIRST_YEAR} to {LAST_YEAR}")
+    if until <= since:
+        raise InvalidInput("period", "until comes after since (it is exclusive)")
+    start, end = (datetime.combine(d, time(0), tzinfo=zone) for d in (since, until))
+    if start >= now:
+        raise InvalidInput("period", "the period has not begun: nothing is due in it yet")
+    return Period(start, min(end, now))
 
 
 @dataclass(frozen=True)

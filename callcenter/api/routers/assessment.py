@@ -4,7 +4,7 @@ The back office and supervision see every unit with its rank; a unit's staff the
 figures and band only; the front desk nothing (ticketing.access.assessment_scope)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -23,6 +23,7 @@ from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.errors import Forbidden, InvalidInput, NotFound
 from ticketing.figures import Period, Thresholds
+from ticketing.figures.base import asked_period
 from ticketing.models import MemberUnit
 
 router = APIRouter(tags=["assessment"])
@@ -30,7 +31,6 @@ router = APIRouter(tags=["assessment"])
 MonthQuery = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (local time)")]
 DayQuery = Annotated[date | None, Query(description="YYYY-MM-DD (local time); until is exclusive")]
 # beyond these the local-time arithmetic would leave what the store's times can hold
-FIRST_DAY, LAST_DAY = date(1970, 1, 2), date(9998, 12, 31)
 
 
 class PeriodOut(Out):
@@ -106,30 +106,9 @@ class FigureCasesOut(Out):
 
 
 def period_of(domain: Domain, month: str | None, since: date | None, until: date | None) -> Period:
-    """month=YYYY-MM, or since and until (YYYY-MM-DD, until exclusive), in the hotline's local time;
-    neither: the current month. A period reaching past now ends now: what is not due yet is not
-    counted as missed (ticketing.figures.Period)."""
-    tz = domain.policy.tzinfo
-    now = domain.clock()
-    if month is not None:
-        if since is not None or until is not None:
-            raise InvalidInput("period", "give month, or since and until, not both")
-        year, mon = (int(x) for x in month.split("-"))
-        if not FIRST_DAY.year < year < LAST_DAY.year:
-            raise InvalidInput("period", f"month {month} is out of range")
-        period = Period.month(year, mon, domain.policy.timezone)
-    elif since is not None or until is not None:
-        if since is None or until is None:
-            raise InvalidInput("period", "give both since and until (until exclusive), or month")
-        if not (FIRST_DAY <= since < until <= LAST_DAY):
-            raise InvalidInput("period", "since must come before until (until is exclusive), both after 1970")
-        period = Period(datetime.combine(since, time(), tz), datetime.combine(until, time(), tz))
-    else:
-        local = now.astimezone(tz)
-        period = Period.month(local.year, local.month, domain.policy.timezone)
-    if period.since >= now:
-        raise InvalidInput("period", "the period has not begun: nothing is due in it yet")
-    return Period(period.since, min(period.until, now))
+    """month=YYYY-MM, or since and until (local days, until exclusive); neither: this month so far
+    (ticketing.figures.base.asked_period, as the statistics read it)."""
+    return asked_period(domain.clock(), domain.policy.timezone, month=month, since=since, until=until)
 
 
 def _period_out(period: Period) -> PeriodOut:

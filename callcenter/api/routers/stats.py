@@ -18,7 +18,7 @@ front desk nothing. Drill-down rows carry numbers, states, categories and units,
 content (R7.3c)."""
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -45,6 +45,7 @@ from ticketing.figures import (
     case_definitions,
     work_order_definitions,
 )
+from ticketing.figures.base import asked_period
 from ticketing.figures.calls import TimeStats
 from ticketing.figures.units import unit_rates
 from ticketing.models import Case, MemberUnit, User, WorkOrder
@@ -57,7 +58,6 @@ INTAKE_PARTS = ("received", "accepted", "rejected", "closed")
 Figure = Literal[INTAKE_PARTS + CASE_RATES + WORK_RATES]  # type: ignore[valid-type]
 UnitCode = Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,40}$")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-FIRST_YEAR, LAST_YEAR = 2000, 2099  # the store's dates; outside: 422, never an overflow
 
 
 # ---- answers ----------------------------------------------------------------------------------
@@ -212,26 +212,7 @@ class OverdueOut(BaseModel):
 def stats_period(domain: DomainDep, since: date | None = None, until: date | None = None,
                  month: Annotated[str | None, Query(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$")] = None) -> Period:
     """[since, until) in local days, or a calendar month; this month so far when neither."""
-    tz = Thresholds.for_policy(domain.policy).tz
-    now = domain.clock()
-    if month is not None and (since is not None or until is not None):
-        raise InvalidInput("period", "give month, or since and until, not both")
-    if month is not None:
-        since = date(int(month[:4]), int(month[5:]), 1)
-        until = date(since.year + (since.month == 12), since.month % 12 + 1, 1)
-    elif since is None and until is None:
-        today = now.astimezone(tz).date()
-        since, until = today.replace(day=1), today + timedelta(days=1)
-    elif since is None or until is None:
-        raise InvalidInput("period", "give both since and until (until exclusive)")
-    if not (FIRST_YEAR <= since.year <= LAST_YEAR and FIRST_YEAR <= until.year <= LAST_YEAR + 1):
-        raise InvalidInput("period", f"dates from {FIRST_YEAR} to {LAST_YEAR}")
-    if until <= since:
-        raise InvalidInput("period", "until comes after since (it is exclusive)")
-    start, end = (datetime.combine(d, time(0), tzinfo=tz) for d in (since, until))
-    if start >= now:
-        raise InvalidInput("period", "the period has not begun")
-    return Period(start, min(end, now))
+    return asked_period(domain.clock(), domain.policy.timezone, month=month, since=since, until=until)
 
 
 PeriodDep = Annotated[Period, Depends(stats_period)]
