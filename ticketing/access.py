@@ -183,8 +183,3 @@ def require_center_figures(actor: Actor) -> None:
     if actor.role not in FIGURE_READERS:
         raise Forbidden("R5.2", "the hotline's own figures are for the back office and supervision")
 
-
-def assessment_scope(actor: Actor) -> int | None:
-    """The unit assessment (考核): None for every unit with ranks (the figure readers), a unit's own
-    id for its staff (its figures and band, no other unit's score, no rank), else Forbidden."""
-    return figures_unit(actor, None)

@@ -1,18 +1,17 @@
 """The unit assessment (考核, R5.2, R6.1; contracts.md item 2): each member unit's score, band and
 rank for a month or any period, the figures behind every score and the cases behind each figure.
 The back office and supervision see every unit with its rank; a unit's staff their own unit's
-figures and band only; the front desk nothing (ticketing.access.assessment_scope)."""
+figures and band only; the front desk nothing (ticketing.access.figures_unit_code)."""
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep
 from callcenter.api.schemas import Out
-from ticketing.access import assessment_scope
+from ticketing.access import figures_unit_code
 from ticketing.assessment_report import (
     UnitAssessment,
     assess,
@@ -24,7 +23,6 @@ from ticketing.domain import Domain
 from ticketing.errors import Forbidden, InvalidInput, NotFound
 from ticketing.figures import Period, Thresholds
 from ticketing.figures.base import asked_period
-from ticketing.models import MemberUnit
 
 router = APIRouter(tags=["assessment"])
 
@@ -128,10 +126,7 @@ def _unit_out(u: UnitAssessment) -> UnitAssessmentOut:
 
 def _own_code(session, actor: Actor) -> str | None:
     """The unit code whose assessment the actor may read alone; None: every unit's."""
-    unit_id = assessment_scope(actor)
-    if unit_id is None:
-        return None
-    return session.execute(select(MemberUnit.code).where(MemberUnit.id == unit_id)).scalar_one()
+    return figures_unit_code(session, actor, None)
 
 
 def _readable_unit(session, actor: Actor, unit_code: str) -> bool:
