@@ -10,7 +10,16 @@ from pydantic import AwareDatetime, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from callcenter.api.deps import ActorDep, DomainDep, IdPath, OffsetQuery, SessionDep, WorkflowDep, commit, require_roles
+from callcenter.api.deps import (
+    ActorDep,
+    DomainDep,
+    IdPath,
+    OffsetQuery,
+    SessionDep,
+    WorkflowDep,
+    commit,
+    require_roles,
+)
 from callcenter.api.schemas import Out, RequiredText, ShortText, Strict, Text
 from ticketing.access import (
     CONFIDENTIAL_PLACEHOLDER,
@@ -23,10 +32,15 @@ from ticketing.access import (
 from ticketing.audit import Actor
 from ticketing.enums import AccountabilityDecision, InquiryReason, InquiryStatus
 from ticketing.errors import InvalidInput
+from ticketing.figures.base import FIRST_YEAR, LAST_YEAR
 from ticketing.inquiry_model import Inquiry
 from ticketing.models import MemberUnit
 from ticketing.workflow import Workflow
-from ticketing.workflow.inquiries import DEFAULT_EXPLANATION_WORKING_DAYS, MAX_EXPLANATION_WORKING_DAYS, inquiry_counts
+from ticketing.workflow.inquiries import (
+    DEFAULT_EXPLANATION_WORKING_DAYS,
+    MAX_EXPLANATION_WORKING_DAYS,
+    inquiry_counts,
+)
 
 router = APIRouter(tags=["inquiries"])
 
@@ -145,6 +159,9 @@ def list_inquiries(
             summary="R6.1: open and decided inquiries per unit in [start, end), for the assessment")
 def counts(actor: ActorDep, session: SessionDep, start: AwareDatetime, end: AwareDatetime) -> list[UnitInquiriesOut]:
     require_roles(actor, *INQUIRY_READERS, rule="R6.1", what="read every unit's inquiries")
+    if not (FIRST_YEAR <= start.year <= LAST_YEAR and FIRST_YEAR <= end.year <= LAST_YEAR + 1) or end <= start:
+        # the store's dates only: a moment outside overflows the database's date arithmetic
+        raise InvalidInput("period", f"start before end, both from {FIRST_YEAR} to {LAST_YEAR}")
     rows = inquiry_counts(session, start, end)
     units = {u.id: u for u in session.execute(select(MemberUnit).where(MemberUnit.id.in_(rows))).scalars()}
     return [UnitInquiriesOut(unit_code=units[uid].code, unit_name=units[uid].name, opened=r.opened, open=r.open,
