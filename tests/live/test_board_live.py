@@ -65,6 +65,7 @@ class Board:
         self.ami_seen: list[tuple[float, str, dict]] = []
         self.board_seen: list[tuple[float, dict]] = []
         self.stream_text: list[str] = []
+        self.tasks: list[asyncio.Task] = []
         self.cc.link.on_event(self._seen)
 
     def _seen(self, msg) -> None:
@@ -123,6 +124,12 @@ class Board:
         return f"{base}-2"
 
     async def close(self) -> None:
+        # a call still running (the test failed) is cancelled while the AMI link is up, so it hangs
+        # up its channel rather than leaving a citizen queued for the next test
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         self.reader.cancel()
         with contextlib.suppress(BaseException):
             await self.reader
@@ -179,6 +186,7 @@ async def test_calls_answered_fast_late_abandoned_and_self_served_on_the_board_a
         menu_call = asyncio.create_task(simulate_call(
             hotline.ami, ["5", known_number.replace("-", "") + "#", ""], caller=CALLERS["menu"],
             hang_up_when_queued=True, timeout=120))
+        board.tasks.append(menu_call)  # cancelled (its call hung up) if the test fails before it ends
 
         # 1. answered at once by the free operator; the citizen hangs up after a few seconds' talk
         fast = await board.originate(CALLERS["fast"], hold_seconds=4)
@@ -198,12 +206,18 @@ async def test_calls_answered_fast_late_abandoned_and_self_served_on_the_board_a
         await cc.link.ami.send_action({"Action": "Hangup", "Channel": cc.link.channels[gone].name})
         await abandoned
         await asyncio.sleep(LATE_WAIT_S - 2)  # a duration to wait out: the late caller's wait
-        await cc.queue.unpause(OPERATOR)
-        await cc.link.wait_for(lambda m: m.name == "AgentConnect" and m.get_first("Uniqueid") == late, 20)
-        await asyncio.sleep(1)
+        # both waiters before the unpause: on a slow machine the call may end before we look
+        connected = asyncio.ensure_future(cc.link.wait_for(
+            lambda m: m.name == "AgentConnect" and m.get_first("Uniqueid") == late, 30))
         completed = asyncio.ensure_future(cc.link.wait_for(
-            lambda m: m.name == "AgentComplete" and m.get_first("Uniqueid") == late, 10))
-        await cc.link.ami.send_action({"Action": "Hangup", "Channel": cc.link.channels[late].name})
+            lambda m: m.name == "AgentComplete" and m.get_first("Uniqueid") == late, 60))
+        await asyncio.sleep(0)
+        await cc.queue.unpause(OPERATOR)
+        await connected
+        await asyncio.sleep(1)
+        channel = cc.link.channels.get(late)
+        if channel is not None and not completed.done():
+            await cc.link.ami.send_action({"Action": "Hangup", "Channel": channel.name})
         await completed
 
         menu = await menu_call
