@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     sip_port: int = 5060
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # after-call work (callcenter/callcontrol/wrapup.py): seconds an operator is held out of the queue
+    # after each queue call to complete the case; 0 = none
+    after_call_work_s: float = 15.0
     # the event loop of `callcenter run` and `callcenter agi serve` (callcenter/eventloop.py)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # logging (callcenter/logs.py): quiet INFO by default, JSON lines for a log collector; no file:

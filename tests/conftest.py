@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 PG_BASE_URL = os.environ.get("CALLCENTER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PASSWORD = "correct-horse-12345"
+# operators in tests take their next call at once; the tests of after-call work set its time themselves
+os.environ.setdefault("CALLCENTER_AFTER_CALL_WORK_S", "0")
 
 
 @pytest.fixture(autouse=True)

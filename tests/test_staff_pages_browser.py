@@ -69,8 +69,9 @@ class Console:
         return r.json()["access_token"]
 
     def api(self, method: str, path: str, username: str, **kw):
+        # a generous timeout: the first knowledge-base write loads jieba's dictionary (seconds on a busy machine)
         return httpx.request(method, f"{self.base}/api/v1{path}",
-                             headers={"Authorization": f"Bearer {self.token(username)}"}, **kw)
+                             headers={"Authorization": f"Bearer {self.token(username)}"}, timeout=60, **kw)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from callcenter.callcontrol.state import BridgeState, ChannelState, QueueCaller,
 from callcenter.callcontrol.transfer import AmiPbx
 from callcenter.callcontrol.transfer import CallControl as Transfers
 from callcenter.callcontrol.wallboard import Wallboard
+from callcenter.callcontrol.wrapup import AfterCallWork
 from ticketing.domain import Domain
 
 
@@ -35,16 +36,21 @@ class CallControl:
     transfers: Transfers | None = None  # transfers and three-way calls (the API's /calls/{uniqueid}/...)
     recovery: ControlRecovery | None = None  # gives those back to their operators after a restart
     board: Wallboard | None = None  # the live wallboard (/api/v1/board)
+    wrapup: AfterCallWork | None = None  # after-call work: the pause after each queue call
 
     @classmethod
     def create(cls, ami: AMIClient, session_factory: sessionmaker[Session], domain: Domain, *,
-               cel_source: CelSource | None = None, **link_kwargs: Any) -> CallControl:
+               cel_source: CelSource | None = None, after_call_work_s: float = 0.0,
+               **link_kwargs: Any) -> CallControl:
         link = CallLink(ami, session_factory, cel_source=cel_source, **link_kwargs)
         transfers = Transfers(AmiPbx(ami))
         recovery = ControlRecovery(transfers, session_factory)
         link.on_resync(recovery.on_resync)
-        return cls(link=link, queue=QueueService(link), screenpop=ScreenPop(link, session_factory, domain),
-                   transfers=transfers, recovery=recovery, board=Wallboard.for_domain(link, session_factory, domain))
+        queue = QueueService(link)
+        board = Wallboard.for_domain(link, session_factory, domain)
+        return cls(link=link, queue=queue, screenpop=ScreenPop(link, session_factory, domain),
+                   transfers=transfers, recovery=recovery, board=board,
+                   wrapup=AfterCallWork(link, queue, after_call_work_s, on_change=board.live_changed))
 
     @classmethod
     def from_settings(cls, settings: Any, session_factory: sessionmaker[Session], domain: Domain,
@@ -56,7 +62,8 @@ class CallControl:
         # flood of events (benchmarks: 7,000/s) a Pong can queue behind seconds of events
         ami_kwargs.setdefault("ping_timeout", 15.0)
         ami = AMIClient.from_settings(settings, **ami_kwargs)
-        return cls.create(ami, session_factory, domain, cel_source=CelFile.from_settings(settings))
+        return cls.create(ami, session_factory, domain, cel_source=CelFile.from_settings(settings),
+                          after_call_work_s=getattr(settings, "after_call_work_s", 0.0))
 
     @property
     def ami(self) -> AMIClient:
@@ -66,13 +73,15 @@ class CallControl:
         await self.link.start(wait=wait)
 
     async def stop(self) -> None:
+        if self.wrapup is not None:
+            await self.wrapup.stop()
         if self.board is not None:
             await self.board.stop()
         await self.link.stop()
 
 
 __all__ = [
-    "BridgeState", "CallControl", "CallControlError", "CallLink", "ChannelGone", "ChannelState", "Feed",
+    "AfterCallWork", "BridgeState", "CallControl", "CallControlError", "CallLink", "ChannelGone", "ChannelState", "Feed",
     "LinkDown", "NotYourCall", "QueueCaller", "QueueMember", "QueueService", "ScreenPop", "UnknownChannel",
     "Wallboard",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,8 @@ class QueueService:
         self.link = link
         self.queue = link.queue_name
         self.wanted: dict[str, Wanted] = {}
+        # told of every pause or unpause an operator asks for (after-call work gives way to it)
+        self.on_operator_pause: list[Callable[[str], None]] = []
         link.on_resync(self._after_resync)
 
     def member(self, extension: str) -> QueueMember | None:
@@ -131,9 +134,21 @@ class QueueService:
         return self.state_of(extension)
 
     async def pause(self, extension: str, reason: str) -> dict[str, Any]:
+        """The operator's own pause (or a supervisor's for them)."""
+        for listener in self.on_operator_pause:
+            listener(extension)
         return await self._set_pause(extension, True, reason)
 
     async def unpause(self, extension: str) -> dict[str, Any]:
+        for listener in self.on_operator_pause:
+            listener(extension)
+        return await self._set_pause(extension, False, "")
+
+    async def system_pause(self, extension: str, reason: str) -> dict[str, Any]:
+        """A pause the application sets and lifts itself (after-call work)."""
+        return await self._set_pause(extension, True, reason)
+
+    async def system_unpause(self, extension: str) -> dict[str, Any]:
         return await self._set_pause(extension, False, "")
 
     async def _set_pause(self, extension: str, paused: bool, reason: str) -> dict[str, Any]:

@@ -99,6 +99,7 @@ class QueueMember:
     paused_reason: str = ""
     in_call: bool = False
     calls_taken: int = 0
+    wrap_up_until: float | None = None  # epoch seconds: after-call work ends (callcontrol/wrapup.py)
 
     @property
     def extension(self) -> str | None:
@@ -118,7 +119,8 @@ class QueueMember:
     def public(self) -> dict[str, Any]:
         return {"interface": self.interface, "extension": self.extension, "name": self.name,
                 "state": self.availability, "paused": self.paused, "paused_reason": self.paused_reason,
-                "in_call": self.in_call, "calls_taken": self.calls_taken}
+                "in_call": self.in_call, "calls_taken": self.calls_taken,
+                "wrap_up_until": self.wrap_up_until if self.paused_reason == "after_call_work" else None}
 
 
 @dataclass
@@ -265,6 +267,16 @@ class LiveState:
             return
         member = _member_from(msg, self.queue.members.get(msg.get_first("Interface") or ""))
         self.queue.members[member.interface] = member
+        self.queue_changed()
+        if member.extension:
+            self.publish(f"operator:{member.extension}", {"type": "member", "member": member.public()})
+
+    def note_wrap_up(self, interface: str, until: float | None) -> None:
+        """After-call work started (callcontrol/wrapup.py): a change of ours, not Asterisk's."""
+        member = self.queue.members.get(interface)
+        if member is None:
+            return
+        member.wrap_up_until = until
         self.queue_changed()
         if member.extension:
             self.publish(f"operator:{member.extension}", {"type": "member", "member": member.public()})
@@ -421,6 +433,8 @@ def _member_from(msg: Message, old: QueueMember | None = None) -> QueueMember:
         member.calls_taken = int(msg.get_first("CallsTaken") or 0)
     if not member.paused:
         member.paused_reason = ""
+    if member.paused_reason != "after_call_work":
+        member.wrap_up_until = None
     return member
 
 

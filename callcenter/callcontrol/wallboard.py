@@ -167,6 +167,11 @@ class Wallboard:
             if self.viewers:
                 self._start_figures()
 
+    def live_changed(self) -> None:
+        """A change of the live state that no AMI event announced (an operator's wrap-up time)."""
+        self._remember_loop()
+        self._schedule_flush()
+
     def _after_resync(self, link: CallLink, first: bool) -> None:
         # the state was read again from Asterisk: members may have come or gone meanwhile
         self._remember_loop()
@@ -226,6 +231,7 @@ class Wallboard:
             _, since = self._since.get(member["interface"], (member["state"], time.time()))
             operators.append({"extension": member["extension"], "name": member["name"], "state": member["state"],
                               "paused_reason": member["paused_reason"], "since": round(since, 3),
+                              "wrap_up_until": member["wrap_up_until"],
                               "calls_taken": member["calls_taken"]})
         return {
             "queue": {"callers_waiting": snap["callers_waiting"],

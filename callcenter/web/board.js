@@ -98,7 +98,8 @@ function draw(state) {
 
 function operatorRow(op) {
   const mine = view.sessions.find((s) => s.operator === op.extension);
-  const reason = op.state === "paused" && op.paused_reason ? `（${PAUSE_WORDS[op.paused_reason] || op.paused_reason}）` : "";
+  const left = op.wrap_up_until ? `，剩 ${Math.max(0, Math.round(op.wrap_up_until - Date.now() / 1000))} 秒` : "";
+  const reason = op.state === "paused" && op.paused_reason ? `（${PAUSE_WORDS[op.paused_reason] || op.paused_reason}${left}）` : "";
   const buttons = op.state === "busy" ? Object.entries(MODES).map(([mode, word]) =>
     h("button", { type: "button", class: mine && mine.mode === mode ? "" : "secondary", dataset: { mode },
                   onclick: () => supervise(op.extension, mode) }, word)) : [];

@@ -728,7 +728,9 @@ async function phoneStream() {
 function queueText(member) {
   if (!member) return "未签入队列";
   const state = { free: "空闲", busy: "通话中", paused: "小休", unavailable: "不可用" }[member.state] || member.state || "";
-  return `已签入队列：${state}${member.paused ? `（${label("pause", member.paused_reason) || ""}）` : ""}`;
+  const left = member.wrap_up_until ? Math.max(0, Math.round(member.wrap_up_until - Date.now() / 1000)) : null;
+  const wrapUp = left === null ? "" : `，${left} 秒后自动就绪，可点“结束小休”提前接听`;
+  return `已签入队列：${state}${member.paused ? `（${label("pause", member.paused_reason) || ""}${wrapUp}）` : ""}`;
 }
 
 function onPhoneEvent(ev) {

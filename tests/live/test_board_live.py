@@ -61,6 +61,7 @@ class Board:
             create_user(s, username="sup", password=PASSWORD, role="supervisor", now=hotline.clock())
         self.cc = CallControl.from_settings(asterisk, hotline.sessions, hotline.domain)
         self.cc.board.thresholds = Thresholds.for_policy(hotline.domain.policy, answer_within_s=THRESHOLD_S)
+        self.cc.wrapup.seconds = 1.0
         self.app = create_app(asterisk, domain=hotline.domain, engine=engine, callcontrol=self.cc)
         self.ami_seen: list[tuple[float, str, dict]] = []
         self.board_seen: list[tuple[float, dict]] = []
@@ -192,6 +193,8 @@ async def test_calls_answered_fast_late_abandoned_and_self_served_on_the_board_a
         fast = await board.originate(CALLERS["fast"], hold_seconds=4)
         await board.shown("the operator busy", lambda s: (op(s) or {}).get("state") == "busy")
         await cc.link.wait_for(lambda m: m.name == "AgentComplete" and m.get_first("Uniqueid") == fast, 60)
+        # after-call work (issue 17 item 3): a second's wrap-up on the board, then free again
+        await board.shown("the operator wrapping up", lambda s: (op(s) or {}).get("wrap_up_until") is not None)
         await board.shown("the operator free again", lambda s: (op(s) or {}).get("state") == "free")
 
         # 2. and 3. the operator pauses: one caller gives up after 2 s, the other waits until unpaused
