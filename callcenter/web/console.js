@@ -415,6 +415,7 @@ function resultPanel(c, note) {
 
 function setPending(number) {
   desk.pending = number;
+  if (number) window.dispatchEvent(new CustomEvent("case-created", { detail: { number } }));
   const btn = $('#case-form button[type="submit"]');
   btn.textContent = number ? `继续处理诉求件 ${number}` : "提交";
 }
@@ -734,6 +735,7 @@ function queueText(member) {
 }
 
 function onPhoneEvent(ev) {
+  window.dispatchEvent(new CustomEvent("phone-event", { detail: ev }));  // the call panel (callpanel.js)
   const status = $("#phone-status");
   if (ev.type === "hello") status.textContent = `电话系统已连接 · 分机 ${ev.extension} · ${queueText(ev.queue && ev.queue.member)}`;
   else if (ev.type === "member") status.textContent = queueText(ev.member);
