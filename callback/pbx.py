@@ -87,5 +87,22 @@ class CallbackPbx(Protocol):
     async def stop(self) -> None: ...
 
 
-__all__ = ["ANSWERED", "CallbackPbx", "DialResult", "Dialling", "NOT_ANSWERED", "NotSent", "OutcomeUnknown",
+class MissedCallPbx(CallbackPbx, Protocol):
+    """What 漏接回拨 (callback/missed_runner.py) needs besides: the operators free now, and a call
+    that rings an operator first and then, once answered, the citizen (bridged)."""
+
+    async def free_operators(self, timeout: float) -> list[str]:
+        """Extensions of the operators logged into the hotline queue, not paused and not on a call."""
+
+    def originate_via_operator(self, *, operator: str, phone: str, key: str, channel_id: str, context: str,
+                               caller_id: str, ring_timeout: float) -> Dialling:
+        """Ring `operator`'s phone (sent before returning, at most once); answered, the dialplan notes
+        `channel_id` in its ledger and dials `phone`. ANSWERED = the operator answered."""
+
+    def on_callback_end(self, callback: Callable[[str, str], None]) -> Subscription:
+        """Call `callback(channel id, dial status)` when such a call ends (dial status as Asterisk's
+        DIALSTATUS: ANSWER = the citizen answered)."""
+
+
+__all__ = ["ANSWERED", "CallbackPbx", "MissedCallPbx", "DialResult", "Dialling", "NOT_ANSWERED", "NotSent", "OutcomeUnknown",
            "PbxError", "REFUSED", "Subscription"]

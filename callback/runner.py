@@ -9,7 +9,7 @@ parts: the store side (callback/writer.py, one transaction per pass), the lines
 Asterisk (callback/leftovers.py: calls still up count against the cap, settled ledger entries go)
 and, here, its lifecycle and the recovery after a crash. The port never re-sends an Originate.
 When an Originate's fate is unknown (link lost before the answer) the attempt stays `dialing`
-and `reconcile` asks Asterisk, once `settle_seconds` have passed since start-up: a channel with
+and `reconcile` asks Asterisk (callback/fate.py), once `settle_seconds` have passed since start-up: a channel with
 that Uniqueid still up -> wait for it; the ledger entry written by `[outbound-callback]` before
 dialling present -> it was dialled (outcome unknown: counted as a failed attempt); absent -> it
 never ran and goes back to `scheduled` with the same key. No key is ever dialled twice.
@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback import attempts as A
+from callback.fate import DIALLED, NEVER, UP, fate
 from callback.leftovers import Leftovers
 from callback.lines import CallResult, LineDriver
 from callback.pbx import CallbackPbx, PbxError
@@ -207,7 +208,8 @@ class CallbackRunner(LineDriver, StoreWriter, Leftovers):
             if attempt_id in self._mine():
                 continue  # (defensive) ours after all: never settle an attempt this process drives
             chan = self._channel_id(key)
-            if chan in alive:
+            found = await fate(self.pbx, chan, alive)
+            if found == UP:
                 # still talking to the citizen: watch it like our own call
                 hung = self._hangups.setdefault(chan, asyncio.Event())
                 if self._carried:
@@ -217,16 +219,12 @@ class CallbackRunner(LineDriver, StoreWriter, Leftovers):
                 task.add_done_callback(lambda t, aid=attempt_id: self._done(aid, t))
                 done["adopted"] = done.get("adopted", 0) + 1
                 continue
-            try:
-                dialled = await self.pbx.ledger_has(chan, timeout=5)
-            except PbxError:
-                continue
-            if dialled:
+            if found == DIALLED:
                 await self._tx(lambda s, aid=attempt_id: A.record_unsuccessful(
                     s, self.domain, aid, A.FAILED, detail="interrupted: dialled, outcome unknown"))
                 await self._forget_ledger(chan)
                 done["dialled"] = done.get("dialled", 0) + 1
-            elif state == A.DIALING:
+            elif found == NEVER and state == A.DIALING:
                 await self._tx(lambda s, aid=attempt_id: A.unclaim(s, aid))
                 done["never_dialled"] = done.get("never_dialled", 0) + 1
         for k, v in done.items():

@@ -7,7 +7,8 @@ competes for leadership (callback/leader.py); only the leader runs APScheduler (
 SQLAlchemy job store in the project's database) with two jobs:
 
 - `callback-sweep` every `sweep_seconds`: plan, reconcile and place callbacks (callback/runner.py);
-- `deadline-sweep` every `deadline_seconds`: urges and alerts (callback/deadlines.py).
+- `deadline-sweep` every `deadline_seconds`: urges and alerts (callback/deadlines.py);
+- `missed-call-sweep` every `sweep_seconds` (given a port for it): 漏接回拨 (callback/missed_runner.py).
 
 Standbys poll every `poll_seconds` and take over when the leader's lock is released (PostgreSQL:
 at once when its connection dies; SQLite: when its lease expires).
@@ -25,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from callback.deadlines import sweep_deadlines
 from callback.leader import Leadership, is_paused, leadership_for
-from callback.pbx import CallbackPbx
+from callback.missed_runner import MissedCallbackRunner, MissedOptions
+from callback.pbx import CallbackPbx, MissedCallPbx
 from callback.runner import CallbackRunner, RunnerOptions
 from ticketing.domain import Domain
 from ticketing.store import make_session_factory, session_scope
@@ -52,6 +54,13 @@ async def deadline_tick() -> None:
             await service.run_deadline_sweep()
 
 
+async def missed_tick() -> None:
+    """APScheduler job: one missed-call callback sweep (referenced by name in the persistent job store)."""
+    for service in list(_SERVICES):
+        if service.is_leader and service.missed is not None:
+            await service.missed.sweep()
+
+
 async def retention_tick() -> None:
     """APScheduler job: delete call recordings past their retention (policy.recordings)."""
     for service in list(_SERVICES):
@@ -71,7 +80,8 @@ class CallbackService:
                  purge_recordings: PurgeRecordings | None = None, options: RunnerOptions | None = None,
                  sweep_seconds: float = 30.0, deadline_seconds: float = 300.0, poll_seconds: float = 5.0,
                  lease_seconds: float = 20.0, holder: str | None = None,
-                 on_leadership: Callable[[bool], None] | None = None):
+                 on_leadership: Callable[[bool], None] | None = None, missed_pbx: MissedCallPbx | None = None,
+                 owns_missed_pbx: bool = False):
         self.domain = domain
         self.engine = engine
         self.sessions = make_session_factory(self.engine)
@@ -79,6 +89,11 @@ class CallbackService:
         self.pbx = pbx
         self.purge_recordings = purge_recordings
         self.runner = CallbackRunner(self.domain, self.sessions, self.pbx, options, paused=self._paused)
+        opts = self.runner.opts
+        self.missed_pbx, self._own_missed_pbx = missed_pbx, owns_missed_pbx
+        self.missed = None if missed_pbx is None else MissedCallbackRunner(
+            self.domain, self.sessions, missed_pbx,
+            MissedOptions(context=opts.context, caller_id=opts.caller_id, channel_prefix=opts.channel_prefix))
         self.sweep_seconds = sweep_seconds
         self.deadline_seconds = deadline_seconds
         self.poll_seconds = poll_seconds
@@ -124,7 +139,11 @@ class CallbackService:
         _SERVICES.add(self)
         if self._own_pbx:
             await self.pbx.start()  # keeps trying in the background; Asterisk may start later
+        if self._own_missed_pbx:
+            await self.missed_pbx.start()
         self.runner.attach()
+        if self.missed is not None:
+            self.missed.attach()
         self._task = asyncio.create_task(self._leader_loop(), name="callback leadership")
 
     async def stop(self) -> None:
@@ -135,8 +154,12 @@ class CallbackService:
                 await self._task
         await self._step_down()
         await self.runner.stop(wait=False)
+        if self.missed is not None:
+            await self.missed.stop()  # its calls go on in Asterisk; the next leader adopts them
         if self._own_pbx:
             await self.pbx.stop()
+        if self._own_missed_pbx:
+            await self.missed_pbx.stop()
         await asyncio.to_thread(self.leadership.release)
         _SERVICES.discard(self)
 
@@ -161,6 +184,8 @@ class CallbackService:
         log.info("scheduler %s is now the active one", self.holder)
         self.is_leader = True
         self.runner._stopping = False
+        if self.missed is not None:
+            self.missed.resume()
         scheduler = AsyncIOScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 120},
@@ -172,6 +197,10 @@ class CallbackService:
         scheduler.add_job("callback.service:deadline_tick", "interval", seconds=self.deadline_seconds,
                           id="deadline-sweep", name="deadline keeping (R7.7, R8.2, R8.3)", replace_existing=True,
                           next_run_time=now)
+        if self.missed is not None:
+            scheduler.add_job("callback.service:missed_tick", "interval", seconds=self.sweep_seconds,
+                              id="missed-call-sweep", name="missed-call callbacks (漏接回拨)", replace_existing=True,
+                              next_run_time=now)
         scheduler.add_job("callback.service:retention_tick", "interval", hours=24, id="recording-retention",
                           name="recording retention clean-up", replace_existing=True, next_run_time=now)
         scheduler.start()
@@ -184,6 +213,8 @@ class CallbackService:
             return
         log.warning("scheduler %s steps down", self.holder)
         self.is_leader = False
+        if self.missed is not None:
+            self.missed.halt()
         self.runner.halt()  # no new calls, spare claims put back; calls already placed finish in Asterisk
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
@@ -201,4 +232,4 @@ async def run_forever(service: CallbackService) -> None:
         await service.stop()
 
 
-__all__ = ["CallbackService", "callback_tick", "deadline_tick", "run_forever", "JOB_TABLE"]
+__all__ = ["CallbackService", "callback_tick", "deadline_tick", "missed_tick", "run_forever", "JOB_TABLE"]

@@ -13,6 +13,8 @@ from callback.pbx import ANSWERED, NOT_ANSWERED, REFUSED, DialResult, NotSent, O
 from callcenter.ami.client import AMIClient
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
 from callcenter.ami.protocol import Message
+from callcenter.callcontrol.state import QUEUE, member_from
+from callcenter.pbx.names import operator_interface
 
 LEDGER_FAMILY = "callcenter_callback"  # AstDB family written by [outbound-callback]
 SURVEY_EXTEN = "survey"  # in the callback's context: the call runs ivr/survey over FastAGI
@@ -22,6 +24,7 @@ AMI_EVENTS = "call,system"  # system: FullyBooted after login
 # Of those the runner reads only these; a client of its own asks Asterisk for no others (a busy
 # callback is ~42 call events, 7 with the filter: parsing them was the scheduler's biggest cost).
 AMI_EVENT_FILTER = "Event: (OriginateResponse|Hangup)"
+MISSED_AMI_EVENTS = "call,system,user"  # user: the dialplan's CallcenterCallbackEnd (the citizen's dial status)
 
 
 def narrow_events(client: AMIClient) -> None:
@@ -166,9 +169,57 @@ class AmiCallbackPbx:
         await self.ami.stop()
 
 
+class AmiMissedCallPbx(AmiCallbackPbx):
+    """`callback.pbx.MissedCallPbx` over an AMI client: the operator's phone is originated into
+    `[outbound-callback]` with the citizen's number as the extension (the dialplan writes the ledger
+    entry and dials the citizen once the operator answered); its `h` sends `CallcenterCallbackEnd`
+    with the citizen's DIALSTATUS."""
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AmiMissedCallPbx:
+        # a few calls a day: its own client, with the call end events besides the runner's own
+        ami = AMIClient.from_settings(settings, events=MISSED_AMI_EVENTS)
+
+        async def add_filters(client: AMIClient, _first: bool) -> None:
+            for regex in (AMI_EVENT_FILTER, "UserEvent: CallcenterCallbackEnd"):
+                await client.send_action({"Action": "Filter", "Operation": "Add", "Filter": regex}, timeout=5)
+        ami.on_connected(add_filters)
+        return cls(ami)
+
+    async def free_operators(self, timeout: float) -> list[str]:
+        # the queue's waiting callers come first: while any waits, no operator is free for a callback
+        try:
+            _resp, items = await self.ami.send_action_list({"Action": "QueueStatus", "Queue": QUEUE}, timeout=timeout)
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        if any((i.name or "").lower() == "queueentry" for i in items):
+            return []
+        members = [member_from(i) for i in items if (i.name or "").lower() == "queuemember"]
+        return [m.extension for m in members if m.extension and m.availability == "free"]
+
+    def originate_via_operator(self, *, operator: str, phone: str, key: str, channel_id: str, context: str,
+                               caller_id: str, ring_timeout: float) -> _Dialling:
+        try:
+            reply = self.ami.send_originate(
+                operator_interface(operator), context=context, exten=phone, priority=1, caller_id=caller_id,
+                channel_id=channel_id, dial_timeout=ring_timeout,
+                variables={"__CALLBACK_KEY": key, "__CALLBACK_LEDGER": channel_id},
+            )
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        return _Dialling(reply)
+
+    def on_callback_end(self, callback: Callable[[str, str], None]):
+        def ended(msg: Message) -> None:
+            if msg.get_first("UserEvent") == "CallcenterCallbackEnd":
+                callback(msg.get_first("Ledger") or "", msg.get_first("DialStatus") or "")
+        return self.ami.subscribe(ended, ["UserEvent"])
+
+
 def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbackPbx | None = None, **kwargs):
     """The scheduler service of this install (callback/service.py). Without `pbx` it gets an AMI
-    client of its own, started and stopped with it."""
+    client of its own, started and stopped with it, and (missed-call callbacks on in the policy)
+    another for those; given a `pbx`, missed-call callbacks run only with a `missed_pbx` given too."""
     from callback.service import CallbackService
     from callcenter.callcontrol.recording import purge_recordings
     from ticketing.domain import Domain
@@ -180,10 +231,12 @@ def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbac
     def retention(session, now, retention_days: int) -> int:
         return purge_recordings(session, now, retention_days, settings=settings)
 
-    return CallbackService(domain or Domain.load(settings.config_dir),
-                           engine or make_engine(settings.effective_database_url),
+    domain = domain or Domain.load(settings.config_dir)
+    if pbx is None and domain.policy.missed_calls.automatic and "missed_pbx" not in kwargs:
+        kwargs.update(missed_pbx=AmiMissedCallPbx.from_settings(settings), owns_missed_pbx=True)
+    return CallbackService(domain, engine or make_engine(settings.effective_database_url),
                            pbx or AmiCallbackPbx.from_settings(settings), owns_pbx=pbx is None,
                            purge_recordings=retention, **kwargs)
 
 
-__all__ = ["AMI_EVENTS", "AMI_EVENT_FILTER", "AmiCallbackPbx", "LEDGER_FAMILY", "callback_service", "narrow_events"]
+__all__ = ["AMI_EVENTS", "AMI_EVENT_FILTER", "AmiCallbackPbx", "AmiMissedCallPbx", "LEDGER_FAMILY", "callback_service", "narrow_events"]

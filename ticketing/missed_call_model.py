@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ticketing.models import Base
@@ -24,3 +24,30 @@ class MissedCallback(Base):
     called_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reached: Mapped[bool] = mapped_column(Boolean)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+# An automatic callback in flight (scheduled, dialing, answered) holds its number: one at a time per number.
+MISSED_OPEN_STATES = ("scheduled", "dialing", "answered")
+_OPEN = "state in ('scheduled', 'dialing', 'answered')"
+
+
+class MissedCallbackAttempt(Base):
+    """One automatic callback of a missed caller by the scheduler (callback/missed.py): an operator's
+    phone rings first, then the citizen's. Its result is a `MissedCallback` row (`callback_id`), so
+    the list's rules (ticketing.missed_calls) read automatic and manual callbacks alike."""
+
+    __tablename__ = "missed_callback_attempts"
+    __table_args__ = (Index("uq_missed_callback_attempts_open_number", "caller_number", unique=True,
+                            sqlite_where=text(_OPEN), postgresql_where=text(_OPEN)),
+                      Index("ix_missed_callback_attempts_state", "state", "scheduled_for"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller_number: Mapped[str] = mapped_column(String(40))
+    idempotency_key: Mapped[str] = mapped_column(String(60), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    scheduled_for: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    operator_extension: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("missed_callbacks.id"))

@@ -26,7 +26,7 @@ from ticketing.figures.calls import CallFigures
 from ticketing.missed_call_model import MissedCallback
 from ticketing.models import Call
 
-__all__ = ["MissedCall", "missed_calls", "record_callback"]
+__all__ = ["MissedCall", "missed_calls", "record_callback", "store_callback"]
 
 CALLING_ROLES = {Role.FRONT_DESK.value, Role.BACK_OFFICE.value}
 
@@ -93,13 +93,18 @@ def record_callback(session: Session, actor: Actor, number: str, *, reached: boo
     """The front desk called a missed caller back: reached (off the list) or not (stays on it)."""
     if actor.role not in CALLING_ROLES:
         raise Forbidden("R5.1", f"a {actor.role} does not call citizens back")
+    return store_callback(session, actor, number, reached=reached, note=note, now=now, called_by_id=actor.user_id)
+
+
+def store_callback(session: Session, actor: Actor, number: str, *, reached: bool, note: str, now: datetime,
+                   called_by_id: int | None) -> MissedCallback:
+    """A callback made (by hand, or by the scheduler: callback/missed.py) and its audit record."""
     if not is_callable(number):
         raise InvalidInput("number", "not a number the hotline can call back")
-    row = MissedCallback(caller_number=number, called_at=now, called_by_id=actor.user_id, reached=reached,
+    row = MissedCallback(caller_number=number, called_at=now, called_by_id=called_by_id, reached=reached,
                          note=note.strip())
     session.add(row)
     session.flush()
     audit.record(session, actor, "missed_call_callback", at=now, data={"reached": reached, "note": row.note,
                                                                        "missed_callback_id": row.id})
     return row
-

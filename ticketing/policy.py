@@ -274,6 +274,11 @@ class MissedCallPolicy:
 
     min_wait_s: NonNegInt = 5      # gave up after waiting at least this long (a shorter wait: a mistake)
     within_hours: PosInt = 24      # how far back the list looks
+    # the scheduler calls them back within service hours (callback/missed.py): an operator, then the citizen
+    automatic: StrictBool = True
+    max_tries: PosInt = 2          # automatic callbacks that miss the caller; then the desk's list alone
+    retry_minutes: PosInt = 30     # between two of them
+    operator_ring_s: PosInt = 20   # an operator's phone rings this long before another one is tried
 
 
 @dataclass(frozen=True, config=_CONFIG)

@@ -6,6 +6,10 @@ Matching: the queue's ``AgentConnect`` names the caller's channel (``Uniqueid``)
 to it (``flow_path``, ``digits``, ``case_id``). If the record has no case, the channel variable
 ``CALLCENTER_CASE_ID`` (set by the IVR before queueing) is read as a fallback.
 
+漏接回拨 (callback/missed_runner.py): the scheduler rings an operator's phone to call a missed caller
+back; that channel's id carries the attempt's key, so its ``Newchannel`` pops (while it rings) with
+``reason: missed_call_callback`` and why: how often the number gave up, when, and how long it waited.
+
 R4.1: if the call carries a case made in the voice menu, the operator who answers becomes its owner
 (first-contact responsibility), unless another operator already owns it.
 """
@@ -23,7 +27,8 @@ from callcenter.ami.errors import AMIError
 from callcenter.ami.protocol import Message
 from callcenter.auth import actor_of
 from callcenter.callcontrol.link import CallLink
-from callcenter.pbx.names import operator_of_interface
+from callback import missed
+from callcenter.pbx.names import operator_of_channel, operator_of_interface
 from ticketing import calls
 from ticketing.access import CONFIDENTIAL_PLACEHOLDER, may_read_content
 from ticketing.audit import Actor
@@ -64,6 +69,9 @@ class ScreenPop:
         link.on_event(self._on_event)
 
     async def _on_event(self, msg: Message) -> None:
+        if (msg.name or "").lower() == "newchannel":
+            await self._on_new_channel(msg)
+            return
         if (msg.name or "").lower() != "agentconnect" or msg.get_first("Queue") != self.link.queue_name:
             return
         ext = operator_of_interface(msg.get_first("Interface"))
@@ -77,6 +85,39 @@ class ScreenPop:
                            holdtime=msg.get_first("HoldTime"))
         except Exception:
             log.exception("screen-pop for operator %s failed", ext)
+
+    async def _on_new_channel(self, msg: Message) -> None:
+        ext = operator_of_channel(msg.get_first("Channel"))
+        key = missed.key_of_channel(msg.get_first("Uniqueid") or "")
+        if not ext or not key:
+            return
+        try:
+            await self.pop_missed_callback(ext, key, operator_uniqueid=msg.get_first("Uniqueid") or "")
+        except Exception:
+            log.exception("missed-call screen-pop for operator %s failed", ext)
+
+    async def pop_missed_callback(self, extension: str, key: str, *, operator_uniqueid: str = "") -> dict | None:
+        """The pop of a missed-call callback ringing this operator: the caller's cases, and why."""
+        def facts():
+            with self.session_factory() as session:
+                return missed.why(session, self.domain, key)
+        why = await asyncio.to_thread(facts)
+        if why is None:
+            return None  # not this store's callback (another install or test on a shared Asterisk)
+        number = why.pop("caller_number")
+        payload = await asyncio.to_thread(self._build, extension, "", "", number, None)
+        payload.update(type="screen_pop", operator=extension, reason="missed_call_callback", missed_call=why,
+                       caller_uniqueid=None, operator_uniqueid=operator_uniqueid, linkedid=operator_uniqueid,
+                       holdtime=None)
+        self._publish(extension, payload)
+        return payload
+
+    def _publish(self, extension: str, payload: dict[str, Any]) -> None:
+        self.sent.append(payload)
+        del self.sent[:-100]
+        self.link.publish(f"operator:{extension}", payload)
+        log.info("screen-pop to operator %s: call %s from %s, %d open case(s)", extension, payload.get("call_id"),
+                 mask_phone(payload.get("caller_number")), len(payload["open_cases"]))
 
     async def pop(self, extension: str, *, caller_uniqueid: str, linkedid: str = "", operator_uniqueid: str = "",
                   caller_number: str = "", holdtime: str | None = None) -> dict[str, Any]:
@@ -96,11 +137,7 @@ class ScreenPop:
         payload.update(type="screen_pop", operator=extension, caller_uniqueid=caller_uniqueid,
                        operator_uniqueid=operator_uniqueid, linkedid=linkedid or caller_uniqueid,
                        holdtime=float(holdtime) if holdtime and holdtime.replace(".", "", 1).isdigit() else None)
-        self.sent.append(payload)
-        del self.sent[:-100]
-        self.link.publish(f"operator:{extension}", payload)
-        log.info("screen-pop to operator %s: call %s from %s, %d open case(s)", extension, payload.get("call_id"),
-                 mask_phone(payload.get("caller_number")), len(payload["open_cases"]))
+        self._publish(extension, payload)
         return payload
 
     def _build(self, extension: str, uniqueid: str, linkedid: str, caller_number: str,

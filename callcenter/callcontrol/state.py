@@ -438,8 +438,10 @@ def _member_from(msg: Message, old: QueueMember | None = None) -> QueueMember:
     return member
 
 
+member_from = _member_from  # (the missed-call callbacks' port reads QueueStatus with it: callcenter/callbacks.py)
+
 __all__ = [
-    "QUEUE", "BridgeState", "ChannelState", "LiveState",
+    "QUEUE", "BridgeState", "ChannelState", "LiveState", "member_from",
     "QueueCaller", "QueueMember", "QueueState",
     "parse_seconds",
 ]

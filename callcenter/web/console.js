@@ -748,7 +748,11 @@ function showScreenPop(ev) {
   const caseItem = (c) => h("li", {}, h("button", { type: "button", class: "link", onclick: () => openDeskCase(c.number) }, c.number),
     ` ${label("kind", c.kind)} · ${label("caseStatus", c.status)} · ${c.title}`, c.deadline_at ? ` · 时限 ${fmt(c.deadline_at)}` : "");
   const pop = h("div", { class: "pop" },
-    h("h3", {}, "来电：", h("span", { class: "caller" }, ev.caller_number || "未显示号码")),
+    h("h3", {}, ev.reason === "missed_call_callback" ? "漏接回拨：" : "来电：", h("span", { class: "caller" }, ev.caller_number || "未显示号码")),
+    ev.missed_call ? h("p", { class: "meta" }, `该号码排队未接通后挂断 ${ev.missed_call.times || 1} 次` +
+      (ev.missed_call.last_at ? `，最近一次 ${fmt(ev.missed_call.last_at)}` : "") +
+      (ev.missed_call.longest_wait_s != null ? `，最长等待 ${Math.round(ev.missed_call.longest_wait_s)} 秒` : "") +
+      "；接听后系统将呼叫该市民。") : null,
     ev.flow_path && ev.flow_path.length ? h("p", { class: "meta" }, `语音导航：${ev.flow_path.join(" → ")}`) : null,
     ev.case_owner === "other" ? h("p", { class: "meta" }, "该来电的诉求件已有首问话务员。") : null,
     h("p", {}, `未办结诉求件 ${ev.open_cases.length} 件`), h("ul", {}, ev.open_cases.map(caseItem)),
@@ -796,6 +800,8 @@ async function loadMissedCalls() {
     $("tbody", box).replaceChildren(...rows.map((m) => h("tr", { dataset: { number: m.number } },
       h("td", {}, m.number), h("td", {}, String(m.times)), h("td", {}, fmt(m.last_at)),
       h("td", {}, `${Math.round(m.longest_wait_s)} 秒`), h("td", {}, String(m.tries)),
+      // the scheduler is calling this number back (callback/missed.py): not by hand as well
+      m.automatic ? h("td", { class: "meta automatic" }, m.automatic === "scheduled" ? "等待系统回拨" : "系统回拨中") :
       h("td", {}, h("button", { type: "button", class: "reached", onclick: record(m, true) }, "已回拨"), " ",
         h("button", { type: "button", class: "secondary unreached", onclick: record(m, false) }, "未接通")))));
     if (!rows.length) $("tbody", box).replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "暂无待回拨的漏接来电。")));

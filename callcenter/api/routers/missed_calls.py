@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from callback.missed import open_attempts
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep, commit, require_roles
 from callcenter.api.schemas import Out, ShortText, Strict
 from ticketing.enums import Role
@@ -24,6 +25,8 @@ class MissedCallOut(Out):
     last_at: datetime
     longest_wait_s: float
     tries: int
+    # the scheduler's callback of this number under way (scheduled, dialing, answered): not to be dialled by hand now
+    automatic: str | None = None
 
 
 class MissedCallbackIn(Strict):
@@ -42,7 +45,9 @@ class MissedCallbackOut(Out):
             summary="Callers who gave up in the operator queue and are still to be called back (漏接回拨)")
 def list_missed(actor: ActorDep, session: SessionDep, domain: DomainDep) -> list[MissedCallOut]:
     require_roles(actor, Role.FRONT_DESK, Role.BACK_OFFICE, rule="R5.1", what="see missed calls")
-    return [MissedCallOut(**vars(m)) for m in missed_calls(session, domain.clock(), domain.policy)]
+    rows = missed_calls(session, domain.clock(), domain.policy)
+    under_way = open_attempts(session, [m.number for m in rows])
+    return [MissedCallOut(**vars(m), automatic=under_way.get(m.number)) for m in rows]
 
 
 @router.post("/{number}/callback", response_model=MissedCallbackOut,
