@@ -1,7 +1,7 @@
 """漏接回拨 by the scheduler (issue 14 item 4): its automatic callbacks of missed callers, at most one
 open per number (a partial unique index; its result is a missed_callbacks row).
 
-Revision ID: 0145
+Revision ID: 0017
 Revises: 0016
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0145"
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None
