@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from callcenter import auth
+from callcenter import auth, throttle
 from callcenter.errors import THROTTLED, UNAUTHENTICATED, AppError
 from callcenter.passwords import check_password
 from ticketing import audit
@@ -28,7 +27,7 @@ from ticketing.policy import Policy
 
 ACCOUNT = "account"
 ADDRESS = "address"
-KEY_MAX = 200
+KEY_MAX = throttle.KEY_MAX
 
 
 class LoginFailed(AppError):
@@ -59,28 +58,8 @@ def _key(text: str) -> str:
     return text[:KEY_MAX]
 
 
-def _row(session: Session, scope: str, key: str, now: datetime) -> LoginThrottle:
-    """The counter of (scope, key), locked for this transaction (PostgreSQL); created if new."""
-    stmt = select(LoginThrottle).where(LoginThrottle.scope == scope, LoginThrottle.key == key).with_for_update()
-    row = session.execute(stmt).scalar_one_or_none()
-    if row is not None:
-        return row
-    try:
-        with session.begin_nested():
-            row = LoginThrottle(scope=scope, key=key, failures=0, window_start=now, locked_until=None)
-            session.add(row)
-    except IntegrityError:  # a concurrent first failure created it
-        row = session.execute(stmt).scalar_one()
-    return row
-
-
 def _locked(row: LoginThrottle | None, now: datetime) -> bool:
     return row is not None and row.locked_until is not None and row.locked_until > now
-
-
-def _find(session: Session, scope: str, key: str) -> LoginThrottle | None:
-    return session.execute(select(LoginThrottle).where(LoginThrottle.scope == scope, LoginThrottle.key == key)
-                           .with_for_update()).scalar_one_or_none()
 
 
 def _locked_message(row: LoginThrottle, policy: Policy, limit: int) -> str:
@@ -99,8 +78,8 @@ def login(session: Session, policy: Policy, *, username: str, password: str, add
     rules = policy.accounts
     name, addr = _key(username), _key(address or "unknown")
     who = {"username": name, "address": addr}
-    for row, limit in ((_find(session, ACCOUNT, name), rules.max_failures_per_account),
-                       (_find(session, ADDRESS, addr), rules.max_failures_per_address)):
+    for row, limit in ((throttle.find(session, ACCOUNT, name), rules.max_failures_per_account),
+                       (throttle.find(session, ADDRESS, addr), rules.max_failures_per_address)):
         if _locked(row, now):
             audit.record(session, audit.SYSTEM, "login_refused_locked", at=now, data={**who, "lock": row.scope})
             retry = int((row.locked_until - now).total_seconds()) + 1
@@ -110,10 +89,8 @@ def login(session: Session, policy: Policy, *, username: str, password: str, add
     if user is not None:
         session.execute(delete(LoginThrottle).where(LoginThrottle.scope == ACCOUNT, LoginThrottle.key == name))
         # forget counters that can no longer lock anything (keeps the table small)
-        stale = now - timedelta(minutes=rules.failure_window_minutes)
-        session.execute(delete(LoginThrottle).where(
-            LoginThrottle.window_start < stale,
-            (LoginThrottle.locked_until.is_(None)) | (LoginThrottle.locked_until < now)))
+        throttle.forget_stale(session, (ACCOUNT, ADDRESS), window=timedelta(minutes=rules.failure_window_minutes),
+                              now=now)
         audit.record(session, auth.actor_of(user), "login", at=now, data=who)
         return LoginOutcome(user, None)
 
@@ -121,7 +98,7 @@ def login(session: Session, policy: Policy, *, username: str, password: str, add
     refusal: AppError = LoginFailed()
     for scope, key, limit in ((ACCOUNT, name, rules.max_failures_per_account),
                               (ADDRESS, addr, rules.max_failures_per_address)):
-        row = _row(session, scope, key, now)
+        row = throttle.counter(session, scope, key, now)
         if row.window_start <= now - timedelta(minutes=rules.failure_window_minutes):
             row.failures, row.window_start = 0, now
         row.failures += 1

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from tests.helpers import ok, report_back
-from ticketing import calls
+from ticketing import attachments, calls
+from ticketing.audit import SYSTEM
 from ticketing.models import Case
 from ticketing.store import session_scope
 
@@ -91,6 +92,11 @@ def build(api, seeded) -> dict:
                           flow_path=["greeting", "main_menu", "complaint"], digits=[{"node": "main_menu", "digits": "3"}],
                           case_id=case_id)
         made["call_id"] = call.id
+        # files of the report and of the urban case (issue 14: a citizen's photo), their canary in the bytes
+        made["attachment_ids"] = [attachments.attach(
+            s, SYSTEM, s.execute(select(Case).where(Case.number == number)).scalar_one(),
+            b"\x89PNG\r\n\x1a\n" + canary.encode(), source="web_photo", allowed=attachments.PHOTO_TYPES,
+            max_bytes=1 << 20, now=datetime.now(UTC)).id for number, canary in ((disc["number"], DISC), (urban["number"], URBAN))]
     made["numbers"] = [disc["number"], refused_report["number"], urban["number"], ret["number"]]
     made["wo_ids"] = [w["id"] for c in (disc, urban, ret) for w in c["work_orders"]]
     made["ext_ids"] = [ext["id"]]
@@ -142,6 +148,7 @@ def samples(made: dict) -> dict[str, list]:
         # exports (issue 12 item 7): each view of the monthly report (month: above)
         "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks", "assessment"],
         "open_only": ["false"],  # a unit's resolved knowledge flags too
+        "attachment_id": made["attachment_ids"],  # a case's files (issue 14): the report's, the urban case's
     }
 
 

@@ -32,20 +32,21 @@ from ticketing.calendar import CalendarOverrides, WorkCalendar
 from ticketing.cityconfig import CASE_KINDS
 
 __all__ = [
-    "AccountPolicy",
     "CASE_KINDS",
+    "WEEKDAYS",
+    "AccountPolicy",
     "CallbackPolicy",
     "IvrPolicy",
     "Limits",
     "Policy",
     "PolicyError",
+    "PortalPolicy",
+    "RecordingPolicy",
     "ReportLimits",
+    "ServiceHoursAnswer",
     "TimeWindow",
     "UrgePolicy",
-    "WEEKDAYS",
     "WeeklyHours",
-    "RecordingPolicy",
-    "ServiceHoursAnswer",
     "load_policy",
     "load_work_calendar",
     "policy_from_mapping",
@@ -292,6 +293,19 @@ class AccountPolicy:
     password_min_length: Annotated[int, Field(ge=8, le=64, strict=True)] = 8
 
 
+@dataclass(frozen=True, config=_CONFIG)
+class PortalPolicy:
+    """The citizen web portal (issue 14 item 1): how large a photo may be, and how many requests an
+    address or a phone may send and how many wrong progress checks an address or a case number
+    may make (callcenter/throttle.py counts them)."""
+
+    photo_max_kb: Annotated[int, Field(ge=16, le=8192, strict=True)] = 2048
+    submissions_per_address_per_hour: PosInt = 10
+    submissions_per_phone_per_day: PosInt = 5
+    failed_checks_per_address_per_hour: PosInt = 20  # wrong case number or phone suffix ...
+    failed_checks_per_case_per_hour: PosInt = 5      # ... on one case number (guessing the suffix)
+
+
 def _check_tz(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -316,6 +330,7 @@ class Policy:
     accounts: AccountPolicy = dataclasses.field(default_factory=AccountPolicy)
     repeats: RepeatPolicy = dataclasses.field(default_factory=RepeatPolicy)
     missed_calls: MissedCallPolicy = dataclasses.field(default_factory=MissedCallPolicy)
+    portal: PortalPolicy = dataclasses.field(default_factory=PortalPolicy)
 
     @property
     def tzinfo(self) -> ZoneInfo:

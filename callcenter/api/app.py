@@ -52,23 +52,25 @@ class BodyLimit:
     before the application sees it: an oversized one is never buffered whole.
     """
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, larger: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}  # paths that take more (the portal's photo)
 
-    async def _reject(self, scope, receive, send) -> None:
+    async def _reject(self, scope, receive, send, limit: int) -> None:
         response = JSONResponse(status_code=413, content={
-            "error": "too_large", "detail": f"request bodies are limited to {self.max_bytes // 1024} KiB"})
+            "error": "too_large", "detail": f"request bodies are limited to {limit // 1024} KiB"})
         await response(scope, receive, send)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if not length.isdigit() or int(length) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -80,8 +82,8 @@ class BodyLimit:
                 return  # the client went away
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if size > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -160,7 +162,11 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     app.state.callcontrol = callcontrol
     app.state.background = tuple(background)  # the readiness and metrics read the scheduler's state
 
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    from callcenter.portal import intake as portal_intake
+    from callcenter.portal.router import SUBMIT_PATH as PORTAL_SUBMIT
+
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES,
+                       larger={PORTAL_SUBMIT: portal_intake.body_limit(domain)})
     app.add_middleware(SecurityHeaders)  # around BodyLimit: also on 413s and error answers
     install_docs(app)
     install_metrics(app)  # outermost: times every answer (413s and errors too), changes none
@@ -198,6 +204,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         admin,
         approvals,
         assessment,
+        attachments,
         auth,
         board,
         calendar,
@@ -211,20 +218,23 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         public,
         repeats,
         stats,
+        supervise,
         units,
         work_orders,
     )
     from callcenter.api.routers import calls as call_control
-    from callcenter.api.routers import supervise
 
-    for module in (auth, cases, repeats, missed_calls, work_orders, approvals, units, knowledge, admin, calendar,
-                   call_control, operators, supervise, inquiries, assessment, stats, board, exports):
+    for module in (auth, cases, attachments, repeats, missed_calls, work_orders, approvals, units, knowledge, admin,
+                   calendar, call_control, operators, supervise, inquiries, assessment, stats, board, exports):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(knowledge.public_router)  # the public FAQ beside the published cases
     from callcenter.open311.router import router as open311_router
 
     app.include_router(open311_router)  # /open311/v2/: GeoReport v2 (issue 14 item 2)
+    from callcenter.portal.router import router as portal_router
+
+    app.include_router(portal_router)  # / and /api/v1/portal: the citizen web portal (issue 14 item 1)
     app.include_router(health.router)  # /healthz, /readyz, /metrics
     from callcenter import web
 

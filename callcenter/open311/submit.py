@@ -124,11 +124,17 @@ def _name(first: str, last: str) -> str:
     return last + first
 
 
+def title_of(service_name: str, description: str) -> str:
+    """A web request's case title: its category and the first line of what was written (the web
+    portal's too, callcenter/portal/intake.py)."""
+    first_line = description.strip().splitlines()[0][:40] if description.strip() else ""
+    return (f"{service_name}：{first_line}" if first_line else service_name)[:200]
+
+
 def _case_text(sub: Submission, client: Open311Client) -> tuple[str, str, str]:
     """(title, description, location) of the case: what the desk and the unit read."""
     f = sub.fields
-    first_line = f["description"].splitlines()[0][:40] if f["description"] else ""
-    title = f"{sub.service.name}：{first_line}" if first_line else sub.service.name
+    title = title_of(sub.service.name, f["description"])
     lines = [f["description"]] if f["description"] else []
     extra = [f"{a.description}：{sub.attributes[a.code]}" for a in sub.service.attributes
              if a.code in sub.attributes and a.code != "kind"]
@@ -143,7 +149,7 @@ def _case_text(sub: Submission, client: Open311Client) -> tuple[str, str, str]:
     extra.append(f"（经 Open311 客户端 {client.name} 提交）")
     description = "\n\n".join(lines + ["\n".join(extra)])
     location = f["address_string"] or (f"坐标 {sub.lat},{sub.long}" if sub.lat is not None else f"地址编号 {f['address_id']}")
-    return title[:200], description, location[:200]
+    return title, description, location[:200]
 
 
 def actor_of(client: Open311Client | None) -> Actor:
@@ -185,4 +191,4 @@ def record_refusal(session: Session, client: Open311Client | None, exc: Open311E
         "errors": [description for _code, description in exc.errors][:20]})
 
 
-__all__ = ["FORM", "Submission", "check", "create", "parse_form", "record_refusal", "service_notice"]
+__all__ = ["FORM", "Submission", "check", "create", "parse_form", "record_refusal", "service_notice", "title_of"]

@@ -644,7 +644,31 @@ async function openDeskCase(number, flash = "") {
     h("div", { class: "detail-head" }, h("h3", {}, "诉求件详情"),
       h("button", { type: "button", class: "secondary", onclick: () => panel.replaceChildren() }, "关闭")),
     flash ? h("p", { class: "done flash" }, flash) : null,
-    repeatFlag(c), caseCard(c), h("div", { class: "forms" }, forms)));
+    repeatFlag(c), caseCard(c), h("div", { class: "attachments" }), h("div", { class: "forms" }, forms)));
+  showAttachments(c, $(".attachments", panel));
+}
+
+// Files of the case (a citizen's photo from the web portal): read with the token, shown as data: URLs.
+async function showAttachments(c, box) {
+  let files = [];
+  try { files = await get(`/cases/${encodeURIComponent(c.number)}/attachments`); } catch { return; }
+  for (const f of files) {
+    const r = await fetch(`${API}/cases/${encodeURIComponent(c.number)}/attachments/${f.id}`,
+      { headers: { Authorization: `Bearer ${store.getItem("token")}` } });
+    if (!r.ok) continue;
+    const blob = new Blob([await r.arrayBuffer()], { type: f.media_type });
+    const url = await new Promise((resolve) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => resolve(null);
+      reader.readAsDataURL(blob);
+    });
+    if (!url) continue;
+    box.append(f.media_type.startsWith("image/")
+      ? h("figure", { class: "attachment" }, h("img", { src: url, alt: "市民上传的照片", class: "photo" }),
+          h("figcaption", {}, `照片 · ${Math.ceil(f.size / 1024)} KB`))
+      : h("p", {}, h("a", { href: url, download: `${c.number}-${f.id}.pdf` }, `附件 ${f.id}（PDF）`)));
+  }
 }
 
 // 重复诉求并单 (ticketing/repeats.py): the desk sees the flag and hands the case to the back
@@ -808,6 +832,29 @@ async function loadMissedCalls() {
   } catch (err) { showError(error, err); }
 }
 
+// R4.1, R2.2: cases from the web (and other channels with no call) until an operator takes one.
+async function loadWaitingCases() {
+  const box = $("#waiting-cases");
+  const error = $(".error", box);
+  clearError(error);
+  const take = (c) => async () => {
+    try {
+      await post(`/cases/${encodeURIComponent(c.number)}/take`);
+      loadWaitingCases();
+      loadMyCases();
+      openDeskCase(c.number, "已领取");
+    } catch (err) { showError(error, err); }
+  };
+  try {
+    const rows = await get("/console/waiting");
+    $("tbody", box).replaceChildren(...rows.map((c) => h("tr", { dataset: { number: c.number } },
+      h("td", {}, c.number), h("td", {}, label("channel", c.channel)), h("td", {}, label("kind", c.kind)),
+      h("td", {}, c.title), h("td", {}, fmt(c.accepted_at)),
+      h("td", {}, h("button", { type: "button", class: "take", onclick: take(c) }, "领取")))));
+    if (!rows.length) $("tbody", box).replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "暂无待领取的来件。")));
+  } catch (err) { showError(error, err); }
+}
+
 async function initDesk(me) {
   desk.me = me;
   const form = $("#case-form");
@@ -829,9 +876,11 @@ async function initDesk(me) {
   fillCategories();
   onHandling();
   $(".refresh", $("#missed-calls")).addEventListener("click", loadMissedCalls);
+  $(".refresh", $("#waiting-cases")).addEventListener("click", loadWaitingCases);
+  loadWaitingCases();
   loadMyCases();
   loadMissedCalls();
-  setInterval(() => { if (!document.hidden) { loadMyCases(); loadMissedCalls(); } }, 60000);  // only the tables: forms keep their input
+  setInterval(() => { if (!document.hidden) { loadWaitingCases(); loadMyCases(); loadMissedCalls(); } }, 60000);  // only the tables: forms keep their input
   phoneStream();
 }
 

@@ -92,6 +92,19 @@ def my_cases(actor: ActorDep, session: SessionDep, domain: DomainDep,
     return [case_out(c, actor, now) for c in session.execute(visible_cases(actor, stmt)).scalars()]
 
 
+@router.get("/waiting", response_model=list[CaseOut],
+            summary="R4.1, R2.2: new cases no operator owns, from the web and other channels with no call")
+def waiting(actor: ActorDep, session: SessionDep, domain: DomainDep,
+            limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[CaseOut]:
+    require_roles(actor, *CENTER, rule="R4.1", what="see cases waiting for an operator")
+    # a voice-menu case (it has its call) gets its owner when an operator takes that call
+    stmt = (select(Case).where(Case.owner_id.is_(None), Case.status == CaseStatus.NEW,
+                               Case.created_by_call_id.is_(None))
+            .order_by(Case.accepted_at, Case.id).limit(limit))
+    now = domain.clock()
+    return [case_out(c, actor, now) for c in session.execute(visible_cases(actor, stmt)).scalars()]
+
+
 @router.get("/publishable", response_model=list[CaseOut],
             summary="R7.6: closed cases not yet published (never R7.3c, never a refused request)")
 def publishable(actor: ActorDep, session: SessionDep, domain: DomainDep,

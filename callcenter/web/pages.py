@@ -18,6 +18,8 @@ ASSETS["stats.js"] = "text/javascript"
 ASSETS["board.js"] = "text/javascript"
 ASSETS["board.css"] = "text/css"
 ASSETS["callpanel.js"] = "text/javascript"
+ASSETS["portal.js"] = "text/javascript"  # the citizen portal at / (callcenter/portal/)
+ASSETS["portal.css"] = "text/css"
 # Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
 NO_CACHE = {"Cache-Control": "no-cache"}
 # Everything comes from this server and no markup is built from strings: say so to the browser, so

@@ -36,6 +36,24 @@ class ClosingSteps(WorkflowBase):
         """R7.4: the center called the citizen back and asked whether they are satisfied."""
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R7.4", "record callbacks")
         self._check_version(case, expected_version)
+        self._rated(case, satisfaction, source="callback")
+        self._log(actor, "callback", case, call_id=call_id, satisfaction=case.satisfaction.value,
+                  met=case.callback_met, note=note)
+        return case
+
+    def record_web_rating(self, actor: Actor, case: Case, *, satisfaction: Satisfaction | str,
+                          expected_version: int | None = None) -> Case:
+        """R7.4 by web: the citizen rates the reported answer on the web portal, once. It is the
+        callback's question answered before the center asked it: the case leaves the callback list
+        and goes on as after a callback (R7.5)."""
+        _require_role(actor, {Role.SYSTEM}, "R7.4", "record a citizen's own rating")
+        self._check_version(case, expected_version)
+        self._rated(case, satisfaction, source="web")
+        self._log(actor, "web_rating", case, satisfaction=case.satisfaction.value, met=case.callback_met)
+        return case
+
+    def _rated(self, case: Case, satisfaction: Satisfaction | str, *, source: str) -> None:
+        """R7.4: a reported case's satisfaction, asked once (the case then leaves REPORTED)."""
         self._status(case, {CaseStatus.REPORTED}, "R7.4", "record a callback")
         if not case.callback_required:
             rule = "R7.3c" if case.confidential else "R7.4"
@@ -45,14 +63,12 @@ class ClosingSteps(WorkflowBase):
             raise InvalidInput("R7.4", "a callback result is satisfied, basically satisfied or unsatisfied")
         now = self.now()
         case.satisfaction = satisfaction
-        case.satisfaction_source = "callback"
+        case.satisfaction_source = source
         case.callback_done_at = now
         case.callback_met = case.callback_due_at is None or now <= case.callback_due_at
         case.callback_manual = False
         case.status = CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE
         self._touch(case)
-        self._log(actor, "callback", case, call_id=call_id, satisfaction=satisfaction.value, met=case.callback_met, note=note)
-        return case
 
     def mark_callback_manual(self, actor: Actor, case: Case, *, reason: str) -> Case:
         """Automatic callbacks failed: the case goes on the front desk's manual-callback list."""

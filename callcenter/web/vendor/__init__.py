@@ -7,7 +7,8 @@ Nothing is loaded from the internet at run time.
 Apache ECharts' dist/echarts.min.js bundles ZRender (BSD-3-Clause), tslib's helpers (0BSD) and
 parts of d3 (BSD-3-Clause, echarts/licenses/LICENSE-d3): their licences are served beside it.
 A library another page needs: add it to package.json (`npm install --package-lock-only NAME@VERSION`),
-its file to FILES and its licences to LICENCES.
+its file to FILES and its licences to LICENCES. devDependencies (axe-core, the accessibility rules
+tests/test_portal_browser.py runs) are installed by the same `npm ci` and never served.
 """
 from __future__ import annotations
 
