@@ -86,6 +86,8 @@ class Hotline:
     # SQLite file: sessions that try a transaction on the event loop without waiting for the lock
     nowait_sessions: sessionmaker[Session] | None = None
     survey: SurveyLedger | None = None  # needed by ivr/survey only
+    # a file Asterisk wrote, by the path Asterisk knows it under (None if absent): fax/received
+    read_file: Callable[[str], bytes | None] | None = None
     _loop_db: LoopConnection | None = None
     _thread_db: ThreadConnections | None = None
 
@@ -115,10 +117,11 @@ class Hotline:
 
     @classmethod
     def create(cls, domain: Domain, session_factory: sessionmaker[Session], recordings_dir: str, *,
-               inline_sqlite: bool = True, survey: SurveyLedger | None = None) -> Hotline:
+               inline_sqlite: bool = True, survey: SurveyLedger | None = None,
+               read_file: Callable[[str], bytes | None] | None = None) -> Hotline:
         flows = {name: load_flow(flow_path(name)) for name in ("main", "survey")}
         return cls(domain, session_factory, recordings_dir, flows, set(load_prompts(PROMPTS_PATH)),
-                   nowait_sessions_for(session_factory) if inline_sqlite else None, survey)
+                   nowait_sessions_for(session_factory) if inline_sqlite else None, survey, read_file=read_file)
 
 
 class CallContext:
@@ -466,4 +469,9 @@ def router_for(hotline: Hotline) -> dict[str, Callable]:
         # the watchdog's probe (callcenter/agi_watchdog.py): one command proves the loop answers
         await channel.set_variable("CALLCENTER_AGI_ALIVE", "1")
 
-    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "health": health}
+    async def fax_received(channel: AGIChannel) -> None:
+        from agi.fax import receive_fax  # Pillow is loaded only where faxes arrive
+
+        await receive_fax(hotline, channel)
+
+    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "health": health, "fax/received": fax_received}

@@ -68,12 +68,12 @@ def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None
     from agi.app import build_hotline, build_server
     from callback import attempts
     from callcenter.audit_vault import install as install_audit_vault
-    from callcenter.pbx.root import RECORDINGS_DIR
+    from callcenter.pbx.root import RECORDINGS_DIR, asterisk_file
 
     install_audit_vault(settings.state_dir)
     hotline = build_hotline(settings.config_dir, settings.effective_database_url, recordings_dir=RECORDINGS_DIR,
-                            survey=attempts,
-                            domain=domain, engine=engine)
+                            survey=attempts, domain=domain, engine=engine,
+                            read_file=lambda path: asterisk_file(settings, path))
     return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
 
 

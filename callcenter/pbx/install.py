@@ -32,6 +32,7 @@ from callcenter.pbx.prompts import PromptReport, render_prompts
 from callcenter.pbx.render import Operator, load_operators, load_phone_routes, render_configs
 from callcenter.pbx.root import (
     ASTERISK_BIN,
+    FAX_DIR,
     MOH_DIR,
     RECORDINGS_DIR,
     STATE_FILE,
@@ -63,7 +64,7 @@ RESTART_CONFIGS = {"asterisk.conf", "modules.conf", "logger.conf"}
 # Directories Asterisk writes to, owned by the asterisk user.
 ASTERISK_DIRS = (
     "/var/lib/asterisk", "/var/log/asterisk", "/var/spool/asterisk", "/var/cache/asterisk",
-    "/var/run/asterisk", RECORDINGS_DIR,
+    "/var/run/asterisk", RECORDINGS_DIR, FAX_DIR,
 )
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from callcenter.pbx.credentials import check_secret
 from callcenter.pbx.names import operator_endpoint, operator_interface
-from callcenter.pbx.root import MOH_DIR, RECORDINGS_DIR, ProvisionError
+from callcenter.pbx.root import FAX_DIR, MOH_DIR, RECORDINGS_DIR, ProvisionError
 from callcenter.settings import PROJECT_ROOT, Settings
 
 TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
@@ -161,6 +161,7 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
         "AGI_HOST": settings.agi_host,
         "AGI_PORT": str(int(settings.agi_port)),
         "RECORDINGS_DIR": RECORDINGS_DIR,
+        "FAX_DIR": FAX_DIR,
         "MOH_DIR": MOH_DIR,
     }
 

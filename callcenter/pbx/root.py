@@ -25,6 +25,8 @@ STATE_FILE = "asterisk-install.json"
 # Where call recordings go, as Asterisk sees it: the dialplan's MONITOR_FILENAME, the IVR's
 # messages and the API's downloads all name files in it.
 RECORDINGS_DIR = "/var/spool/asterisk/monitor/callcenter"
+# Where received faxes land (the dialplan's [fax-in], read by the fax/received AGI handler).
+FAX_DIR = "/var/spool/asterisk/fax/callcenter"
 MOH_DIR = "/usr/share/asterisk/moh"
 
 
@@ -54,6 +56,14 @@ def asterisk_root(settings: Settings) -> Path:
     if install_mode(settings) == "host":
         return Path("/")
     return Path(settings.effective_asterisk_root).absolute()
+
+
+def asterisk_file(settings: Settings, path_inside_root: str) -> bytes | None:
+    """The bytes of a file Asterisk wrote (a received fax), or None if there is none."""
+    try:
+        return host_path(settings, path_inside_root).read_bytes()
+    except (FileNotFoundError, IsADirectoryError, ValueError):
+        return None
 
 
 def host_path(settings: Settings, path_inside_root: str | PurePosixPath) -> Path:

@@ -852,6 +852,10 @@ async function loadWaitingCases() {
       h("td", {}, c.title), h("td", {}, fmt(c.accepted_at)),
       h("td", {}, h("button", { type: "button", class: "take", onclick: take(c) }, "领取")))));
     if (!rows.length) $("tbody", box).replaceChildren(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "暂无待领取的来件。")));
+    // faxes of which no page arrived (ticketing/fax.py): nothing to take, the sender is called back
+    const failed = await get("/console/failed-faxes");
+    $(".failed-faxes", box).replaceChildren(...failed.map((f) => h("li", {},
+      `${fmt(f.at)} 来自 ${f.caller_number || "未显示号码"} 的传真未收到（${f.reason || ""}），请回电请对方重发。`)));
   } catch (err) { showError(error, err); }
 }
 

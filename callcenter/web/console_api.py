@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from callcenter.api.deps import ActorDep, DomainDep, SessionDep, require_roles
@@ -18,7 +18,8 @@ from callcenter.api.schemas import CaseOut, WorkOrderOut
 from callcenter.api.views import case_out, work_order_out
 from ticketing.access import case_content_placeholder, may_read_content, visible_cases, visible_work_orders
 from ticketing.audit import Actor
-from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, OPEN_CASE_STATUSES, CaseStatus, Role, WorkOrderStatus
+from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, OPEN_CASE_STATUSES, CaseStatus, Channel, Role, WorkOrderStatus
+from ticketing.fax import failed_faxes
 from ticketing.models import Case, WorkOrder
 from ticketing.workflow import CONVENIENCE_DISCLAIMER, DISCIPLINE_MESSAGE
 
@@ -97,12 +98,22 @@ def my_cases(actor: ActorDep, session: SessionDep, domain: DomainDep,
 def waiting(actor: ActorDep, session: SessionDep, domain: DomainDep,
             limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[CaseOut]:
     require_roles(actor, *CENTER, rule="R4.1", what="see cases waiting for an operator")
-    # a voice-menu case (it has its call) gets its owner when an operator takes that call
+    # a voice-menu case (it has its call) gets its owner when an operator takes that call; a fax's
+    # call has no operator to take it (ticketing/fax.py)
     stmt = (select(Case).where(Case.owner_id.is_(None), Case.status == CaseStatus.NEW,
-                               Case.created_by_call_id.is_(None))
+                               or_(Case.created_by_call_id.is_(None), Case.channel == Channel.FAX))
             .order_by(Case.accepted_at, Case.id).limit(limit))
     now = domain.clock()
     return [case_out(c, actor, now) for c in session.execute(visible_cases(actor, stmt)).scalars()]
+
+
+@router.get("/failed-faxes", summary="Fax calls of the last 30 days of which no page arrived (call back)")
+def failed_fax_calls(actor: ActorDep, session: SessionDep, domain: DomainDep,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict]:
+    require_roles(actor, *CENTER, rule="R2.2", what="see failed faxes")
+    since = domain.clock() - timedelta(days=30)
+    return [{"uniqueid": c.uniqueid, "at": c.started_at, "caller_number": c.caller_number,
+             "reason": c.outcome_reason} for c in failed_faxes(session, since, limit)]
 
 
 @router.get("/publishable", response_model=list[CaseOut],

@@ -64,7 +64,10 @@ async def hotline(asterisk, tmp_path):
     sessions = make_session_factory(engine)
     with session_scope(sessions) as s:
         seed_units(s, domain.city, clock())
-    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts)
+    from callcenter.pbx.root import asterisk_file
+
+    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts,
+                         read_file=lambda path: asterisk_file(asterisk, path))
     with agi_port_lock(asterisk):
         server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port)
         for attempt in range(180):  # a server of another session that skipped the lock: wait for it
