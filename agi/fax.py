@@ -50,7 +50,8 @@ def tiff_to_pdf(data: bytes) -> tuple[bytes, int]:
 
 async def receive_fax(hotline: Hotline, channel: AGIChannel) -> None:
     """``AGI(agi://…/fax/received,<linkedid>,<tiff path as Asterisk sees it>)`` from [fax-in]'s h extension."""
-    from agi.hotline import CallContext  # the call record's transactions, as for the menu
+    # the call record's transactions, as for the menu
+    from agi.hotline import CallContext
 
     env, args = channel.request.env, channel.request.args
     uniqueid = env.get("agi_uniqueid", "")

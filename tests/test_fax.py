@@ -126,8 +126,8 @@ async def test_a_fax_of_which_nothing_arrived_is_a_failed_call_and_no_case(store
 
 
 async def test_the_desk_sees_a_fax_case_to_take_and_a_failed_fax_to_call_back(store, domain, api):
-    _, case, _ = await fax_call(store, domain, status="SUCCESS", error="NO_ERROR", file=fax_tiff(1),
-                                uniqueid="1765000000.45")
+    await fax_call(store, domain, status="SUCCESS", error="NO_ERROR", file=fax_tiff(1),
+                   uniqueid="1765000000.45")
     await fax_call(store, domain, status="FAILED", error="NO_TRAINING", file=None, uniqueid="1765000000.46")
     waiting = api.get("/api/v1/console/waiting", as_="op1")
     assert waiting.status_code == 200, waiting.text
