@@ -28,12 +28,11 @@ from ticketing.audit import Actor
 from ticketing.dialing import MOBILE
 from ticketing.domain import Domain
 from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, Role
-from ticketing.intake import accept_on
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
-from ticketing.prepared import Run, on_cursor, on_session
 from ticketing.privacy import mask_phone, mask_text
 from ticketing.workflow import Workflow
+from ticketing.writer import Run, on_cursor, on_session
 
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
@@ -112,7 +111,7 @@ class Hotline:
 
     @cached_property
     def intake(self) -> Workflow:
-        """The rules and clock for cases created on the loop's connection (ticketing.intake)."""
+        """The rules and clock for cases created on the loop's connection (`Workflow.accept_on`)."""
         return self.domain.workflow(None)
 
     @classmethod
@@ -164,7 +163,7 @@ class CallContext:
         self._open_call = open_call
 
     async def run(self, fn: Callable[[Run], Any]) -> Any:
-        """fn(run) in its own transaction, `run` a statement runner (ticketing.prepared); the call
+        """fn(run) in its own transaction, `run` a statement runner (ticketing.writer); the call
         record is opened in the same transaction if it is not yet (so fn sees ctx.call_id). Prepared
         statements on the hotline's direct connection (loopdb): on a SQLite file right here on the
         event loop while the write lock is free, on PostgreSQL in a worker thread; else, and when
@@ -275,8 +274,7 @@ class CallContext:
                         description="来电经语音菜单选择，详情待话务员记录。", citizen_phone=caller,
                         call_id=self.call_id)
 
-        self.case_id, number = await self.run(lambda run: accept_on(self.hotline.intake, run, IVR_ACTOR,
-                                                                    **request()))
+        self.case_id, number = await self.run(lambda run: self.hotline.intake.accept_on(run, IVR_ACTOR, **request()))
         self.case_number = number
         return {"case_number": number.replace("-", "")}
 

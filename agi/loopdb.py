@@ -2,7 +2,7 @@
 
 On a SQLite file a transaction is tried right on the event loop when the write lock is free and only
 waits in a worker thread when another connection holds it; the call record's and the open-cases
-statements run there as prepared statements (ticketing.prepared). See docs/benchmarks.md for why.
+statements run there as prepared statements (ticketing.writer). See docs/benchmarks.md for why.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ticketing.prepared import Prepared
+from ticketing.writer import Prepared
 
 
 def nowait_sessions_for(session_factory: sessionmaker[Session]) -> sessionmaker[Session] | None:
@@ -52,7 +52,7 @@ class LockTaken(Exception):
 
 
 class _PreparedStatements:
-    """One dialect's prepared statements, built on first use (ticketing.prepared.Statements)."""
+    """One dialect's prepared statements, built on first use (ticketing.writer.Statements)."""
 
     def __init__(self, engine):
         self.engine = engine
@@ -70,7 +70,7 @@ class _PreparedStatements:
 class LoopConnection(_PreparedStatements):
     """One DBAPI connection of the no-wait engine, used only on the event loop thread and only
     between two awaits, so never by two transactions at once. The call record's and the open-cases
-    statements run on it as prebuilt statements (ticketing.prepared): SQLAlchemy's Session and
+    statements run on it as prebuilt statements (ticketing.writer): SQLAlchemy's Session and
     execution machinery cost ~10x the statements themselves (docs/benchmarks.md). Same SQL, same
     stored values, same BEGIN IMMEDIATE; a lock held by another connection fails at once
     (busy_timeout=0) and the caller falls back to the ORM transaction in a worker thread."""

@@ -87,6 +87,9 @@ def seed_people(url: str) -> None:
     from ticketing.seed import seed_units
     from ticketing.store import make_session_factory, session_scope
 
+    from callcenter.audit_vault import install
+
+    install(state_dir())  # A1: the same audit key as the servers' (hotline_app)
     domain = Domain.load(CONFIG_DIR)
     engine = make_engine(url)
     with session_scope(make_session_factory(engine)) as s:
@@ -136,7 +139,13 @@ def hotline_app(url: str):
     from callcenter.api.app import create_app
     from callcenter.settings import Settings
 
-    return create_app(Settings(database_url=url, config_dir=CONFIG_DIR, state_dir=Path(tempfile.gettempdir())))
+    return create_app(Settings(database_url=url, config_dir=CONFIG_DIR, state_dir=state_dir()))
+
+
+def state_dir() -> Path:
+    """The run's state directory (its audit key and checkpoints): made by main, given to the
+    server processes through the environment, so every run's audit chain verifies on its own."""
+    return Path(os.environ["STORE_BENCH_STATE_DIR"])
 
 
 def serve_main(which: str, url: str, port: int, profile: str | None) -> None:
@@ -539,6 +548,7 @@ def main() -> None:
     if args.cmd == "_serve":
         serve_main(args.which, args.url, args.port, args.profile)
         return
+    os.environ["STORE_BENCH_STATE_DIR"] = tempfile.mkdtemp(prefix="store-bench-")
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}", flush=True)
     for kind in kinds:

@@ -19,9 +19,9 @@ from agi.loopdb import LoopConnection, ThreadConnections, nowait_sessions_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing
 from ticketing import calls
-from ticketing.prepared import on_cursor
 from ticketing.models import Call, Case
 from ticketing.store import session_scope
+from ticketing.writer import on_cursor
 
 CALLER = "13900000002"
 
@@ -253,7 +253,7 @@ async def test_sqlite_lock_held_elsewhere_the_call_waits_off_the_loop_and_is_sti
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the event loop's DBAPI path is SQLite's
 def test_a2_call_record_written_on_the_loop_connection_reads_back_as_the_orm_writes_it(sessions, clock):
-    """The menu's call-record statements on a DBAPI cursor (LoopConnection, ticketing.prepared) store
+    """The menu's call-record statements on a DBAPI cursor (LoopConnection, ticketing.writer) store
     the same values as through the ORM: aware UTC times, JSON path and digits, None keeps a field."""
     hotline = Hotline(domain=None, session_factory=sessions, recordings_dir="", flows={}, prompts=set(),
                       nowait_sessions=nowait_sessions_for(sessions))

@@ -193,7 +193,7 @@ def test_a1_rotated_twice_before_any_event_the_newest_key_seals(chain, sessions,
 
 def test_a1_record_now_is_checkpointed_when_its_transaction_commits_only(chain, sessions, domain, audit_vault):
     """The voice menu's path (`record_now` on a statement runner): checkpointed after the commit."""
-    from ticketing.prepared import on_session
+    from ticketing.writer import on_session
 
     with sessions() as s:
         audit.record_now(on_session(s), audit.SYSTEM, "rolled_back", at=domain.clock())

@@ -1,7 +1,7 @@
 """R7.1 / A1: a case the voice menu creates with prepared statements on its direct connection
-(ticketing.intake; agi.loopdb: the event loop's own on SQLite, pooled ones on PostgreSQL) is stored
-exactly as `Workflow.accept` stores it: the same columns, the next number of the day, one accept
-event in the same hash chain; the same rules refuse."""
+(`Workflow.accept_on` through ticketing.writer; agi.loopdb: the event loop's own on SQLite, pooled
+ones on PostgreSQL) is stored exactly as `Workflow.accept` stores it: the same columns, the next
+number of the day, one accept event in the same hash chain; the same rules refuse."""
 from __future__ import annotations
 
 import pytest
@@ -12,10 +12,9 @@ from agi.loopdb import nowait_sessions_for
 from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.errors import Forbidden
-from ticketing.intake import accept_on
-from ticketing.prepared import on_cursor
 from ticketing.models import AuditEvent, Case, CaseCounter
 from ticketing.store import session_scope
+from ticketing.writer import on_cursor
 
 REQUEST = dict(kind="consultation", channel="mobile", title="电话咨询", description="来电经语音菜单选择。",
                citizen_phone="13900000002")
@@ -43,7 +42,7 @@ def test_r7_1_a1_case_on_the_cursor_is_stored_as_accept_stores_it(sessions, doma
         by_orm = domain.workflow(s).accept(IVR_ACTOR, **REQUEST)
         orm_id, orm_number = by_orm.id, by_orm.number
     cursor_id, cursor_number = loop_db.run(
-        lambda cur: accept_on(domain.workflow(None), on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
+        lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
     loop_db.close()
 
     day = orm_number.split("-")[0]
@@ -64,7 +63,7 @@ def test_r7_1_a1_case_on_the_cursor_is_stored_as_accept_stores_it(sessions, doma
 
 def test_a1_the_first_event_on_the_cursor_starts_the_chain_and_the_orm_continues_it(sessions, domain):
     loop_db = _loop_db(sessions)
-    first_id, _ = loop_db.run(lambda cur: accept_on(domain.workflow(None), on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
+    first_id, _ = loop_db.run(lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
     loop_db.close()
     with session_scope(sessions) as s:
         domain.workflow(s).accept(IVR_ACTOR, **REQUEST)
@@ -77,9 +76,9 @@ def test_r5_1_the_same_rules_refuse_and_nothing_is_written(sessions, domain):
     loop_db = _loop_db(sessions)
     clerk = Actor(user_id=None, name="unit clerk", role="unit_staff")
     with pytest.raises(Forbidden):
-        loop_db.run(lambda cur: accept_on(domain.workflow(None), on_cursor(loop_db, cur), clerk, **REQUEST))
+        loop_db.run(lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), clerk, **REQUEST))
     with pytest.raises(ValueError):  # not a case kind
-        loop_db.run(lambda cur: accept_on(domain.workflow(None), on_cursor(loop_db, cur), IVR_ACTOR,
+        loop_db.run(lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR,
                                                  **{**REQUEST, "kind": "gossip"}))
     loop_db.close()
     with session_scope(sessions) as s:

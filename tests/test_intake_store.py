@@ -1,4 +1,4 @@
-"""R7.1/R7.3/A1: the intake path writes its rows with Core statements (ticketing/rows.py, the audit
+"""R7.1/R7.3/A1: the intake path writes its rows with Core statements (ticketing/writer.py, the audit
 log's own statements). What callers rely on must hold all the same: the chain verifies, savepoints
 take their events with them, the ORM has nothing left to write, lost races are refused, and
 concurrent intakes get distinct numbers — on SQLite and on PostgreSQL."""
@@ -129,7 +129,12 @@ def test_a1_a_rolled_back_transaction_leaves_no_phantom_objects(seeded, domain, 
         (wo,) = wf.dispatch(bo1, case, units=["water_supply"])
         s.rollback()
         assert case not in s and wo not in s
+        assert case.number and wo.unit_id  # their values kept, as for rows the ORM's flush wrote
         assert s.execute(select(Case)).scalars().all() == []
+        with s.begin_nested():  # released: its rows belong to the transaction around it
+            case = wf.accept(bo1, **CASE)
+        s.rollback()
+        assert case not in s and s.execute(select(Case)).scalars().all() == []
     finally:
         s.close()
     with session_scope(sessions) as s:

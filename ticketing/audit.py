@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from ticketing import audit_seal
 from ticketing.audit_seal import AuditKey, key_for, seal
 from ticketing.models import AuditEvent, AuditHead
-from ticketing.prepared import Run, insert_by_name, on_session
+from ticketing.writer import Run, insert_by_name, on_session
 
 GENESIS = "0" * 64
 
@@ -294,9 +294,9 @@ def _next_event(head: list, keys: tuple[AuditKey, ...], actor: Actor, action: st
 def record_now(run: Run, actor: Actor, action: str, *, at: datetime, case_id: int | None = None,
                work_order_id: int | None = None, data: dict[str, Any] | None = None, channel: str | None = None,
                call_id: int | None = None) -> int:
-    """`record` through a statement runner (ticketing.prepared), written at once: the head read and
+    """`record` through a statement runner (ticketing.writer), written at once: the head read and
     locked, the event and the head written, by the same statements as `record`'s. For a transaction
-    that appends one event and holds no Session chain (the voice menu's case, ticketing.intake).
+    that appends one event and holds no Session chain (the voice menu's case, `Workflow.accept_on`).
     On a DBAPI cursor, call `announce_committed` after the commit (a Session's commit does it)."""
     locked = _locked_head(run)
     event, head = _next_event(locked, _keys_after(locked), actor, action, at=at, case_id=case_id,

@@ -6,7 +6,7 @@ outcome may follow which, fields set once) live here once.
 
 Each write is one statement built once, run on whatever the caller holds: a Session (`on_session`)
 or, on the voice menu's event-loop path, a DBAPI cursor with prepared statements (`on_cursor`,
-ticketing.prepared) -- the same SQL and stored values either way. Writes are idempotent on
+ticketing.writer) -- the same SQL and stored values either way. Writes are idempotent on
 Asterisk's uniqueid (calls) and on a dedup key (call events), so a replayed event or a reconnect
 never logs anything twice.
 """
@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ticketing.models import Call, CallEvent
-from ticketing.prepared import Run, on_session, runner
 from ticketing.queue_entries import QUEUE_KINDS, refresh_call
+from ticketing.writer import Run, on_session, runner
 
 OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "failed", "answered", "no_answer",
                       "busy", "completed"})

@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ticketing.models import CaseCounter
-from ticketing.prepared import Run, runner
+from ticketing.writer import Run, runner
 
 
 def _upsert(dialect_name: str):
@@ -25,7 +25,7 @@ _UPSERTS = {name: _upsert(name) for name in ("postgresql", "sqlite")}
 
 
 def next_case_number(where: Session | Run, local_now: datetime) -> str:
-    """The next number of `local_now`'s day, on a Session or a prepared cursor (ticketing.prepared).
+    """The next number of `local_now`'s day, on a Session or a prepared cursor (ticketing.writer).
     One atomic upsert: two operators accepting at the same instant never share a number."""
     day = local_now.strftime("%Y%m%d")
     run = runner(where)

@@ -25,7 +25,7 @@ from ticketing.enums import (
 from ticketing.errors import DomainError, Forbidden, InvalidInput, NotFound
 from ticketing.models import Case, MemberUnit, UnitNotification, WorkOrder
 from ticketing.roster import on_duty
-from ticketing.rows import attached
+from ticketing.writer import attached
 
 Clock = Callable[[], datetime]
 

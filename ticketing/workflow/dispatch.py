@@ -19,7 +19,6 @@ from ticketing.enums import (
 )
 from ticketing.errors import DomainError, Forbidden, InvalidInput
 from ticketing.models import Case, WorkOrder
-from ticketing.rows import insert_now, update_now
 from ticketing.workflow.base import (
     CENTER_ROLES,
     CONVENIENCE_DISCLAIMER,
@@ -28,6 +27,7 @@ from ticketing.workflow.base import (
     _provisional_note,
     _require_role,
 )
+from ticketing.writer import insert_now, update_now
 
 
 class DispatchSteps(WorkflowBase):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.deadlines import Due, write_due
 from ticketing.enums import (
@@ -18,8 +19,8 @@ from ticketing.errors import DomainError, InvalidInput
 from ticketing.knowledge import record_use
 from ticketing.models import Case
 from ticketing.numbering import next_case_number
-from ticketing.rows import insert_now
 from ticketing.workflow.base import CENTER_ROLES, RATED, WorkflowBase, _require_role
+from ticketing.writer import Run, insert_now, insert_row
 
 
 class IntakeSteps(WorkflowBase):
@@ -38,6 +39,20 @@ class IntakeSteps(WorkflowBase):
         self._log(actor, "accept", case, call_id=case.created_by_call_id, **event)
         return case
 
+    def accept_on(self, run: Run, actor: Actor, **request: Any) -> tuple[int, str]:
+        """`accept` without an ORM object (building one costs more than its INSERT on the voice
+        menu's hot path, agi/hotline.py): the same rules, number, row and accept event, written
+        through `run` (ticketing.writer) in its caller's transaction; this Workflow's session is
+        not used. Returns the new case's id and number. tests/test_intake_cursor.py and
+        tests/test_store_golden.py check the rows against `accept`'s."""
+        case, event = self.new_case(actor, **request)
+        case["number"] = next_case_number(run, case["accepted_at"].astimezone(self.calendar.tz))
+        case_id = insert_row(run, Case, case)
+        audit.record_now(run, actor, "accept", **self.event_on(
+            case_id, confidential=case["confidential"], channel=event.pop("channel"),
+            call_id=case["created_by_call_id"], data=event))
+        return case_id, case["number"]
+
     def new_case(
         self,
         actor: Actor,
@@ -54,8 +69,7 @@ class IntakeSteps(WorkflowBase):
         call_id: int | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """`accept`'s rules: the new case's column values (not yet numbered nor stored) and its
-        accept event's fields. `accept` writes it through the session; ticketing.intake on a
-        DBAPI cursor, without an ORM object (building one costs more than its INSERT there)."""
+        accept event's fields, which `accept` and `accept_on` write."""
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R5.1", "accept requests")
         kind = CaseKind(kind)
         channel = Channel(channel)
