@@ -15,8 +15,8 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from ticketing import calls
 from ticketing.fax import accept_fax
-from ticketing.prepared import on_session
 from ticketing.privacy import mask_phone
+from ticketing.writer import on_session
 
 if TYPE_CHECKING:
     from agi.channel import AGIChannel
