@@ -84,6 +84,16 @@ def build(api, seeded) -> dict:
     for inquiry, who, canary in zip(inquiries, ("disc1", "urban1"), (DISC, URBAN)):
         ok(api.post(f"/api/v1/inquiries/{inquiry['id']}/explanation", who, json={"explanation": f"说明{canary}"}))
 
+    # R7.6: a hot topic (three requests about one street's water cut) and its public answer; the
+    # discipline report never joins a topic
+    for _ in range(3):
+        ok(api.post("/api/v1/cases", "op1", json={
+            "kind": "complaint", "channel": "landline", "title": "停水", "description": "人民路停水",
+            "location": "人民路", "category_code": "water_supply", "citizen_phone": "13700000003"}), 201)
+    answer = ok(api.post("/api/v1/hot-topics/answers", "bo1", json={
+        "category_code": "water_supply", "term": "停水", "place": "人民路", "title": "人民路停水",
+        "answer": "已抢修完毕"}), 201)
+
     with session_scope(seeded) as s:
         case_id = s.execute(select(Case.id).where(Case.number == disc["number"])).scalar_one()
         call = calls.call_row(s, uniqueid=CALL_UNIQUEID, caller_number=REPORTER, started_at=datetime.now(UTC))
@@ -97,6 +107,7 @@ def build(api, seeded) -> dict:
     made["entry_ids"] = [entry["id"]]
     made["flag_ids"] = [flag["id"]]
     made["inquiry_ids"] = [i["id"] for i in inquiries]
+    made["answer_ids"] = [answer["id"]]
     return made
 
 
@@ -142,6 +153,7 @@ def samples(made: dict) -> dict[str, list]:
         # exports (issue 12 item 7): each view of the monthly report (month: above)
         "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks", "assessment"],
         "open_only": ["false"],  # a unit's resolved knowledge flags too
+        "answer_id": made["answer_ids"],  # a hot topic's public answer (R7.6)
     }
 
 
