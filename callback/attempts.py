@@ -28,12 +28,13 @@ from datetime import datetime
 from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from callback.linked import linked_citizens_due
 from ticketing import calls
 from ticketing.audit import Actor
 from ticketing.domain import Domain
 from ticketing.enums import CaseStatus, Role, Satisfaction
+from ticketing.merge_model import CaseMerge
 from ticketing.models import CallbackAttempt, Case
-from ticketing.privacy import mask_phone
 from ticketing.queries import callbacks_due
 
 log = logging.getLogger("callback")
@@ -98,7 +99,8 @@ def _round_attempts(session: Session, case: Case) -> int:
 
 # ---- planning ----------------------------------------------------------------------------------
 def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int | None = None) -> int:
-    """Give every reported case that needs its 回访 and has no open attempt a scheduled attempt.
+    """Give every reported case that needs its 回访 and has no open attempt a scheduled attempt,
+    and every citizen linked to it by a merge theirs (callback.linked).
 
     Exclusions (R7.3c discipline cases, direct answers, three-way calls rated live, convenience
     transfers) are the cases whose `callback_required` the workflow cleared. Works in pages of
@@ -109,27 +111,32 @@ def plan_due(session: Session, domain: Domain, *, batch: int = 500, pages: int |
     policy = domain.policy
     slot = policy.next_callback_slot(now, domain.calendar)
     open_attempt = exists().where(CallbackAttempt.case_id == Case.id, CallbackAttempt.state.in_(OPEN_STATES))
-    created = 0
+    created = _schedule(session, linked_citizens_due(session), slot)
     while True:
         rows = session.execute(
-            callbacks_due(now).with_only_columns(Case.id, Case.number, Case.citizen_phone)
+            callbacks_due(now).with_only_columns(Case.id, Case.number)
             .where(~open_attempt).order_by(Case.callback_due_at, Case.id).limit(batch)
         ).all()
-        if not rows:
-            return created
-        last_no = dict(session.connection().execute(_LAST_ATTEMPT_NO, {"ids": [r[0] for r in rows]}).all())
-        values = []
-        for case_id, number, _phone in rows:
-            n = (last_no.get(case_id) or 0) + 1
-            values.append({"case_id": case_id, "attempt_no": n, "idempotency_key": idempotency_key(number, n),
-                           "state": SCHEDULED, "scheduled_for": slot})
-        # Core insert: no ORM objects pile up in the session however large the backlog
-        session.execute(insert(CallbackAttempt), values)
-        created += len(values)
+        created += _schedule(session, rows, slot)
         if pages is not None:
             pages -= 1
         if len(rows) < batch or pages == 0:
             return created
+
+
+def _schedule(session: Session, cases: Sequence[tuple[int, str]], slot: datetime) -> int:
+    """The next attempt of each (case id, number), at `slot`."""
+    if not cases:
+        return 0
+    last_no = dict(session.connection().execute(_LAST_ATTEMPT_NO, {"ids": [r[0] for r in cases]}).all())
+    values = []
+    for case_id, number in cases:
+        n = (last_no.get(case_id) or 0) + 1
+        values.append({"case_id": case_id, "attempt_no": n, "idempotency_key": idempotency_key(number, n),
+                       "state": SCHEDULED, "scheduled_for": slot})
+    # Core insert: no ORM objects pile up in the session however large the backlog
+    session.execute(insert(CallbackAttempt), values)
+    return len(values)
 
 
 # ---- claiming (before the Originate) -----------------------------------------------------------
@@ -141,10 +148,12 @@ _LAST_ATTEMPT_NO = (select(_ATTEMPTS.c.case_id, func.max(_ATTEMPTS.c.attempt_no)
                     .where(_ATTEMPTS.c.case_id.in_(bindparam("ids", expanding=True))).group_by(_ATTEMPTS.c.case_id))
 _IN_FLIGHT_COUNT = select(func.count()).select_from(_ATTEMPTS).where(
     _ATTEMPTS.c.state.in_(IN_FLIGHT_STATES), _ATTEMPTS.c.id.not_in(bindparam("exclude", expanding=True)))
+_MERGES = CaseMerge.__table__
 _DUE_FOR_CLAIM = (
     select(_ATTEMPTS.c.id, _ATTEMPTS.c.idempotency_key, _ATTEMPTS.c.attempt_no, _CASES.c.id, _CASES.c.number,
-           _CASES.c.citizen_phone, _CASES.c.status, _CASES.c.callback_manual)
+           _CASES.c.citizen_phone, _CASES.c.status, _CASES.c.callback_manual, _MERGES.c.surviving_case_id)
     .join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id)
+    .outerjoin(_MERGES, _MERGES.c.duplicate_case_id == _CASES.c.id)  # a linked citizen's (callback.linked)
     .where(_ATTEMPTS.c.state == SCHEDULED, _ATTEMPTS.c.scheduled_for <= bindparam("now"),
            _ATTEMPTS.c.id.not_in(bindparam("exclude", expanding=True)))
     .order_by(_ATTEMPTS.c.scheduled_for, _ATTEMPTS.c.id)
@@ -188,8 +197,8 @@ def claim(session: Session, domain: Domain, limit: int, *, exclude: Iterable[int
     rows = conn.execute(_DUE_FOR_CLAIM, {"now": now, "exclude": list(exclude), "limit": limit}).all()
     callable_rows = []
     for row in rows:
-        attempt_id, _key, _no, case_id, _number, phone, status, manual = row
-        if status != CaseStatus.REPORTED or manual:
+        attempt_id, _key, _no, case_id, _number, phone, status, manual, merged_into = row
+        if merged_into is None and (status != CaseStatus.REPORTED or manual):
             _set_state(session, attempt_id, (SCHEDULED,), CANCELLED, now, detail=f"case is {status}")
         elif not phone:
             if _set_state(session, attempt_id, (SCHEDULED,), FAILED, now, detail="no phone number"):
@@ -201,7 +210,7 @@ def claim(session: Session, domain: Domain, limit: int, *, exclude: Iterable[int
         return []
     won = set(conn.execute(_CLAIM, {"ids": [r[0] for r in callable_rows], "now": now}).scalars())
     return [Claimed(aid, key, no, case_id, number, phone)
-            for aid, key, no, case_id, number, phone, _status, _manual in callable_rows if aid in won]
+            for aid, key, no, case_id, number, phone, *_ in callable_rows if aid in won]
 
 
 def _set_state(session: Session, attempt_id: int, from_states: tuple[str, ...], to_state: str, now: datetime, *,
@@ -288,8 +297,9 @@ def _settle_statement(from_states: tuple[str, ...]):
                 call_id=func.coalesce(bindparam("call_id", type_=_ATTEMPTS.c.call_id.type), _ATTEMPTS.c.call_id),
                 result=func.coalesce(bindparam("result", type_=_ATTEMPTS.c.result.type), _ATTEMPTS.c.result))
     )
-_SETTLE_CASES = select(_CASES.c.id, _CASES.c.number, _CASES.c.status, _CASES.c.callback_manual).where(
-    _CASES.c.id.in_(bindparam("ids", expanding=True)))
+_SETTLE_CASES = (select(_CASES.c.id, _CASES.c.number, _CASES.c.status, _CASES.c.callback_manual,
+                         _MERGES.c.surviving_case_id).outerjoin(_MERGES, _MERGES.c.duplicate_case_id == _CASES.c.id)
+                 .where(_CASES.c.id.in_(bindparam("ids", expanding=True))))
 # attempts made for each case's current report (see _round_attempts)
 _ROUND_ATTEMPTS = (
     select(_ATTEMPTS.c.case_id, func.count()).join(_CASES, _CASES.c.id == _ATTEMPTS.c.case_id)
@@ -302,8 +312,9 @@ _INSERT_ATTEMPT = insert(_ATTEMPTS)
 def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence[Unsuccessful]) -> list[str | None]:
     """`record_unsuccessful` for the results of several calls in one transaction, with a fixed
     number of statements per batch besides one or two per call; returns what each result led to
-    ("retry", "manual" or None), in order. Cases going on the manual list go through the workflow
-    (audit events appended under the chain-head lock the transaction already holds)."""
+    ("retry", "manual", "given_up" for a linked citizen's last attempt, or None), in order. Cases
+    going on the manual list go through the workflow (audit events appended under the chain-head
+    lock the transaction already holds)."""
     out: list[str | None] = [None] * len(results)
     if not results:
         return out
@@ -356,7 +367,8 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
     if moved:
         ids = list(moved)
         cases = {row[0]: row for row in conn.execute(_SETTLE_CASES, {"ids": ids})}
-        ids = [c for c in ids if c in cases and cases[c][2] == CaseStatus.REPORTED and not cases[c][3]]
+        ids = [c for c in ids if c in cases and (cases[c][4] is not None  # a linked citizen's: tried again
+                                                 or (cases[c][2] == CaseStatus.REPORTED and not cases[c][3]))]
         # (a case settled by someone else meanwhile, e.g. a manual callback, gets nothing more)
         made = dict(conn.execute(_ROUND_ATTEMPTS, {"ids": ids}).all()) if ids else {}
         last_no = dict(conn.execute(_LAST_ATTEMPT_NO, {"ids": ids}).all()) if ids else {}
@@ -366,6 +378,9 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
             i, key, outcome = moved[case_id]
             n_made = made.get(case_id, 0)
             delay = domain.policy.callback.retry_delay(max(n_made, 1))
+            if delay is None and cases[case_id][4] is not None:  # no manual list for a merged (closed) case
+                out[i] = "given_up"
+                continue
             if delay is None:
                 manual[case_id] = f"{n_made} automatic callback attempts without a rating (last: {outcome})"
                 out[i] = "manual"
@@ -391,10 +406,6 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
     return out
 
 
-def _case_phone(session: Session, case_id: int) -> str:
-    return session.execute(select(Case.citizen_phone).where(Case.id == case_id)).scalar_one_or_none() or ""
-
-
 def attempt_by_key(session: Session, key: str) -> CallbackAttempt | None:
     return session.execute(select(CallbackAttempt).where(CallbackAttempt.idempotency_key == key)).scalar_one_or_none()
 
@@ -416,6 +427,9 @@ def record_survey_answer(session: Session, domain: Domain, *, key: str, case_num
                            note=f"automatic callback {key}" if key else "automatic callback")
         if satisfaction != Satisfaction.UNSATISFIED:
             wf.close(CALLBACK_ACTOR, case, note="satisfied in the callback survey")
+    elif wf.surviving_case(case) is not None:  # a linked citizen (callback.linked)
+        wf.record_merged_callback(CALLBACK_ACTOR, case, satisfaction=satisfaction, call_id=call_id,
+                                  note=f"automatic callback {key}" if key else "automatic callback")
     else:
         log.warning("callback %s: case %s is %s, rating %s kept on the attempt only", key, case.number, case.status,
                     satisfaction.value)
@@ -440,29 +454,7 @@ def finish_survey(session: Session, domain: Domain, *, key: str, satisfaction: s
                                from_states=(DIALING, ANSWERED))
 
 
-# ---- read side (CLI, API) ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class AttemptRow:
-    key: str
-    case_number: str
-    phone_masked: str
-    attempt_no: int
-    state: str
-    scheduled_for: datetime
-    result: str | None
-    detail: str | None
-
-
-def list_attempts(session: Session, *, states: Iterable[str] | None = None, limit: int = 100) -> list[AttemptRow]:
-    q = (select(CallbackAttempt, Case.number, Case.citizen_phone).join(Case, Case.id == CallbackAttempt.case_id)
-         .order_by(CallbackAttempt.scheduled_for.desc(), CallbackAttempt.id.desc()).limit(limit))
-    if states:
-        q = q.where(CallbackAttempt.state.in_(list(states)))
-    return [AttemptRow(a.idempotency_key, number, mask_phone(phone), a.attempt_no, a.state, a.scheduled_for,
-                       a.result.value if a.result else None, a.detail)
-            for a, number, phone in session.execute(q).all()]
-
-
+# ---- read side (CLI, API; the attempts listed: callback.listing) -------------------------------------------------------------------
 def manual_list(session: Session, limit: int = 100) -> list[Case]:
     """The front desk's manual-callback list."""
     return list(session.execute(
@@ -491,8 +483,8 @@ def orphans(session: Session, exclude: Iterable[int]) -> list[tuple[int, str, st
 
 
 __all__ = [
-    "CALLBACK_ACTOR", "Claimed", "AttemptRow", "plan_due", "claim", "unclaim", "in_flight_count", "mark_answered",
+    "CALLBACK_ACTOR", "Claimed", "plan_due", "claim", "unclaim", "in_flight_count", "mark_answered",
     "record_unsuccessful", "record_unsuccessful_many", "Unsuccessful", "unclaim_many",
-    "record_survey_answer", "finish_survey", "list_attempts", "manual_list", "counts",
+    "record_survey_answer", "finish_survey", "manual_list", "counts",
     "due_count", "orphans", "idempotency_key", "attempt_by_key", "STATE_AFTER_DIAL", "settled_keys",
 ]

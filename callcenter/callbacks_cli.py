@@ -73,6 +73,7 @@ def callbacks_group() -> None:
 def list_cmd(states, manual, limit) -> None:
     """Callback attempts, newest first (phone numbers masked)."""
     from callback import attempts as A
+    from callback.listing import list_attempts
     from callback.leader import current_leader, is_paused
     from ticketing.privacy import mask_phone
     from ticketing.store import session_scope
@@ -87,7 +88,7 @@ def list_cmd(states, manual, limit) -> None:
                 due = c.callback_due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if c.callback_due_at else "-"
                 click.echo(f"  {c.number}  {mask_phone(c.citizen_phone):<13}  due {due}  {c.title}")
             return
-        rows = A.list_attempts(s, states=states or None, limit=limit)
+        rows = list_attempts(s, states=states or None, limit=limit)
         counts = A.counts(s)
     leader = current_leader(engine)
     click.echo(f"callbacks {'PAUSED' if is_paused(engine) else 'active'}; scheduler: {leader[0] if leader else 'none yet'}")

@@ -85,6 +85,16 @@ def build(api, seeded) -> dict:
     for inquiry, who, canary in zip(inquiries, ("disc1", "urban1"), (DISC, URBAN)):
         ok(api.post(f"/api/v1/inquiries/{inquiry['id']}/explanation", who, json={"explanation": f"说明{canary}"}))
 
+    # R7.6: a hot topic (three requests about one street's water cut) and its public answer; the
+    # discipline report never joins a topic
+    for _ in range(3):
+        ok(api.post("/api/v1/cases", "op1", json={
+            "kind": "complaint", "channel": "landline", "title": "停水", "description": "人民路停水",
+            "location": "人民路", "category_code": "water_supply", "citizen_phone": "13700000003"}), 201)
+    answer = ok(api.post("/api/v1/hot-topics/answers", "bo1", json={
+        "category_code": "water_supply", "term": "停水", "place": "人民路", "title": "人民路停水",
+        "answer": "已抢修完毕"}), 201)
+
     with session_scope(seeded) as s:
         case_id = s.execute(select(Case.id).where(Case.number == disc["number"])).scalar_one()
         call = calls.call_row(s, uniqueid=CALL_UNIQUEID, caller_number=REPORTER, started_at=datetime.now(UTC))
@@ -103,6 +113,7 @@ def build(api, seeded) -> dict:
     made["entry_ids"] = [entry["id"]]
     made["flag_ids"] = [flag["id"]]
     made["inquiry_ids"] = [i["id"] for i in inquiries]
+    made["answer_ids"] = [answer["id"]]
     return made
 
 
@@ -149,6 +160,7 @@ def samples(made: dict) -> dict[str, list]:
         "view": ["calls", "calls_by_hour", "operators", "cases", "case_breakdown", "units", "callbacks", "assessment"],
         "open_only": ["false"],  # a unit's resolved knowledge flags too
         "attachment_id": made["attachment_ids"],  # a case's files (issue 14): the report's, the urban case's
+        "answer_id": made["answer_ids"],  # a hot topic's public answer (R7.6)
     }
 
 

@@ -183,3 +183,19 @@ def require_center_figures(actor: Actor) -> None:
     if actor.role not in FIGURE_READERS:
         raise Forbidden("R5.2", "the hotline's own figures are for the back office and supervision")
 
+
+
+# ---- hot topics (R7.6, ticketing.hot_topics) ------------------------------------------------------
+# The back office watches them and publishes their public answers (R5.2 publish); supervision reads
+# (R6.1). Nobody else: the topics point at cases and at the streets where people called from.
+HOT_TOPIC_READERS = frozenset({Role.BACK_OFFICE, Role.SUPERVISOR, Role.ADMIN})
+
+
+def require_hot_topic_reader(actor: Actor) -> None:
+    if actor.role not in HOT_TOPIC_READERS:
+        raise Forbidden("R5.2", "hot topics are for the back office and supervision")
+
+
+def require_hot_topic_publisher(actor: Actor) -> None:
+    if actor.role != Role.BACK_OFFICE:
+        raise Forbidden("R5.2", "the back office publishes the answers to hot topics")

@@ -12,6 +12,7 @@ PostgreSQL's array_to_tsvector then hold exactly the same terms.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Iterable
@@ -37,19 +38,24 @@ class Vocabulary:
     words: list[str] = field(default_factory=list)
     canonical: dict[str, str] = field(default_factory=dict)  # synonym → the word the index keeps
     stopwords: frozenset[str] = frozenset()
+    topic_stopwords: frozenset[str] = frozenset()  # words of every case's text (市民, 反映): no hot topic
+    fingerprint: str = ""  # of the file: terms made from another dictionary are made again
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
         if not path.exists():
             return cls()
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text) or {}
         canonical: dict[str, str] = {}
         for group in raw.get("synonyms") or []:
             head = str(group[0]).lower()
             for word in group:
                 canonical.setdefault(str(word).lower(), head)
         return cls(words=[str(w) for w in raw.get("words") or []], canonical=canonical,
-                   stopwords=frozenset(str(w) for w in raw.get("stopwords") or []))
+                   stopwords=frozenset(str(w) for w in raw.get("stopwords") or []),
+                   topic_stopwords=frozenset(str(w).lower() for w in raw.get("topic_stopwords") or []),
+                   fingerprint=hashlib.blake2b(text.encode(), digest_size=6).hexdigest())
 
 
 class Segmenter:

@@ -270,6 +270,17 @@ class RepeatPolicy:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class HotTopicPolicy:
+    """Hot topics (R7.6, ticketing.hot_topics): the period the back office sees unless it asks for
+    another, how many requests make a topic, and how many topics are shown."""
+
+    days: PosInt = 7            # the week: today and the 6 days before
+    min_cases: PosInt = 3       # requests on one topic in the period
+    top: PosInt = 20
+    max_days: PosInt = 92       # the longest period asked for (a month and its predecessor read fast)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class MissedCallPolicy:
     """漏接回拨 (国办函〔2025〕66号): which callers who gave up in the operator queue are called back."""
 
@@ -329,6 +340,7 @@ class Policy:
     urge: UrgePolicy = dataclasses.field(default_factory=UrgePolicy)
     accounts: AccountPolicy = dataclasses.field(default_factory=AccountPolicy)
     repeats: RepeatPolicy = dataclasses.field(default_factory=RepeatPolicy)
+    hot_topics: HotTopicPolicy = dataclasses.field(default_factory=HotTopicPolicy)
     missed_calls: MissedCallPolicy = dataclasses.field(default_factory=MissedCallPolicy)
     portal: PortalPolicy = dataclasses.field(default_factory=PortalPolicy)
 

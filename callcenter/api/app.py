@@ -211,6 +211,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         cases,
         exports,
         health,
+        hot_topics,
         inquiries,
         knowledge,
         missed_calls,
@@ -225,10 +226,12 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
 
     for module in (auth, cases, attachments, repeats, missed_calls, work_orders, approvals, units, knowledge, admin,
-                   calendar, call_control, operators, supervise, inquiries, assessment, stats, board, exports):
+                   calendar, call_control, operators, supervise, inquiries, assessment, stats, board, exports,
+                   hot_topics):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(knowledge.public_router)  # the public FAQ beside the published cases
+    app.include_router(hot_topics.public_router)  # public answers to hot topics (R7.6)
     from callcenter.open311.router import router as open311_router
 
     app.include_router(open311_router)  # /open311/v2/: GeoReport v2 (issue 14 item 2)

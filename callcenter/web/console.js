@@ -1314,6 +1314,10 @@ async function calendarPanel(me) {
   }));
 }
 
+// Sections of the back-office page with a script of their own (hot.js) register here.
+const backSections = [];
+const onBack = (init) => { backSections.push(init); };
+
 async function initBack(me) {
   back.canAct = me.role === "back_office";
   if (!back.canAct) {
@@ -1328,6 +1332,7 @@ async function initBack(me) {
   } catch (err) { showError($(".error", $("#lookup")), err); }
   exportPanel(back.units);
   loadBack();
+  await Promise.all(backSections.map((init) => init(me)));
 }
 
 // ---- exports (issue 12 item 7) ----------------------------------------------------------------
@@ -1401,5 +1406,5 @@ if (PAGE === "login") {
 }
 document.documentElement.dataset.ready = "1";
 // What the pages with a script of their own (stats.js, knowledge.js) share with this one.
-export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, api, caseCard, categoryName, clearError, explain, fmt, get, guard, h, label,
-  post, readEvents, showError };
+export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, actionForm, api, caseCard, categoryName, clearError, explain, fmt, get, guard,
+  h, label, onBack, post, readEvents, showError };

@@ -107,10 +107,10 @@ def case_definitions(t: Thresholds) -> dict[str, RateDefinition]:
         RateDefinition(
             "callback_reach",
             "cases whose callback reached the citizen (an attempt done or not rated) / cases with a callback "
-            "attempt finished in the period",
+            "attempt finished in the period (not the calls to the citizens of merged cases)",
             Case.id, lambda p, u: [Case.id.in_(select(CallbackAttempt.case_id).where(
                 *in_period(CallbackAttempt.finished_at, p), CallbackAttempt.state.in_(CALLBACK_TRIED))),
-                *case_scope(u)],
+                ~_merged_away(), *case_scope(u)],
             lambda p: select(CallbackAttempt.id).where(CallbackAttempt.case_id == Case.id,
                                                        CallbackAttempt.state.in_(CALLBACK_REACHED)).exists()),
         RateDefinition(

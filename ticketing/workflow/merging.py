@@ -4,8 +4,14 @@ case into the open case it repeats. What counts as a repeat is `ticketing.repeat
 The duplicate is closed as merged (no answer of its own, no callback, not assessed) and linked to
 the surviving case; its citizen is told the answer with the surviving case (the units handling it
 are told a repeated request was merged in). Both cases get an audit event.
+
+The surviving case's callback (R7.4) reaches the citizen of every case merged into it: who is owed
+that call is `callback.linked`; the rating they give is kept on their own (merged) case by
+`record_merged_callback`, where it counts in no figure of its own (ticketing.figures.cases).
 """
 from __future__ import annotations
+
+from sqlalchemy import select
 
 from ticketing.audit import Actor
 from ticketing.enums import (
@@ -13,12 +19,13 @@ from ticketing.enums import (
     OPEN_CASE_STATUSES,
     CaseStatus,
     Role,
+    Satisfaction,
 )
 from ticketing.errors import DomainError, InvalidInput
 from ticketing.merge_model import CaseMerge
 from ticketing.models import Case
 from ticketing.repeats import open_repeats
-from ticketing.workflow.base import ANSWERING_ROLES, WorkflowBase, _require_role
+from ticketing.workflow.base import ANSWERING_ROLES, RATED, WorkflowBase, _require_role
 
 RULE = "repeat_merge"
 JUDGED = "judged"  # merged on the back office's judgement, not on a ground of ticketing.repeats
@@ -65,3 +72,32 @@ class MergeSteps(WorkflowBase):
                 self.notify_unit(wo, "repeat_merged", f"案件{duplicate.number}为同一诉求，已并入{survivor.number}；"
                                                       f"答复时请一并告知该市民。")
         return link
+
+    def surviving_case(self, case: Case) -> Case | None:
+        """The case `case` was merged into (None: it was not merged)."""
+        survivor_id = self.session.execute(select(CaseMerge.surviving_case_id)
+                                           .where(CaseMerge.duplicate_case_id == case.id)).scalar_one_or_none()
+        return None if survivor_id is None else self.session.get(Case, survivor_id)
+
+    def record_merged_callback(self, actor: Actor, duplicate: Case, *, satisfaction: Satisfaction | str,
+                               call_id: int | None = None, note: str = "") -> Case:
+        """R7.4 for a linked citizen: the surviving case's callback reached the citizen of a case merged
+        into it. The rating is theirs: kept on their merged case (which stays closed and is in no
+        satisfaction figure), and written to the surviving case's record; the surviving case's own
+        status follows its own citizen's rating only."""
+        _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R7.4", "record callbacks")
+        survivor = self.surviving_case(duplicate)
+        if survivor is None:
+            raise DomainError(RULE, f"case {duplicate.number} was not merged into another case")
+        satisfaction = Satisfaction(satisfaction)
+        if satisfaction not in RATED:
+            raise InvalidInput("R7.4", "a callback result is satisfied, basically satisfied or unsatisfied")
+        duplicate.satisfaction = satisfaction
+        duplicate.satisfaction_source = "callback"
+        duplicate.callback_done_at = self.now()
+        self._touch(duplicate)
+        self._log(actor, "callback", duplicate, call_id=call_id, satisfaction=satisfaction.value,
+                  survivor=survivor.number, note=note)
+        self._log(actor, "merged_callback", survivor, call_id=call_id, satisfaction=satisfaction.value,
+                  duplicate=duplicate.number)
+        return duplicate

@@ -1,4 +1,5 @@
-"""R7.6: handled cases published online. No login, and no personal data ever."""
+"""R7.6: handled cases published online, and the public answers to hot topics above them. No login,
+and no personal data ever."""
 from __future__ import annotations
 
 import html
@@ -9,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 
 from callcenter.api.deps import DomainDep, OffsetQuery, SessionDep
+from callcenter.api.routers.hot_topics import public_list
 from callcenter.api.schemas import PublicCaseOut
 from ticketing.models import Case
 from ticketing.privacy import scrub
@@ -48,9 +50,9 @@ def public_cases(session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)]
 @router.get("/public", response_class=HTMLResponse, include_in_schema=False)
 def public_page(session: SessionDep, domain: DomainDep, page: Annotated[int, Query(ge=1, le=10000)] = 1) -> str:
     tz = domain.calendar.tz
+    fmt = lambda d: d.astimezone(tz).strftime("%Y-%m-%d %H:%M") if d else "—"  # noqa: E731
     rows = []
     for c in _published(session, 20, (page - 1) * 20):
-        fmt = lambda d: d.astimezone(tz).strftime("%Y-%m-%d %H:%M") if d else "—"  # noqa: E731
         rows.append(
             f"<article class='case' data-number='{html.escape(c.number)}'>"
             f"<h2>{html.escape(c.title)}</h2>"
@@ -62,8 +64,15 @@ def public_page(session: SessionDep, domain: DomainDep, page: Annotated[int, Que
             "</article>"
         )
     body = "\n".join(rows) or "<p class='empty'>暂无公开的办理结果。</p>"
+    hot = "\n".join(
+        f"<article class='hot-topic'><h3>{html.escape(a.title)}</h3>"
+        f"<p class='meta'>{html.escape(a.category_name)}{' · ' + html.escape(a.place) if a.place else ''}"
+        f" · 相关诉求 {a.cases} 件 · 发布 {fmt(a.published_at)}</p>"
+        f"<p class='answer'>{html.escape(a.answer)}</p></article>"
+        for a in public_list(session, domain)) if page == 1 else ""
+    hot = f"<section id='hot-topics'><h2>热点问题解答</h2>{hot}</section>" if hot else ""
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>12345热线 办理结果公开</title>
 <style>body{{font-family:sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}}
 h1{{color:#b00}}article{{border-bottom:1px solid #ddd;padding:.5rem 0}}.meta{{color:#666;font-size:.9rem}}</style>
-</head><body><h1>12345政府公共服务热线 · 办理结果公开</h1>{body}</body></html>"""
+</head><body><h1>12345政府公共服务热线 · 办理结果公开</h1>{hot}{body}</body></html>"""

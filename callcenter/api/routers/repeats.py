@@ -41,6 +41,7 @@ class MergedOut(Out):
     number: str
     ground: str
     merged_at: str
+    satisfaction: str | None = None  # the merged case's citizen's rating in the surviving case's callback
 
 
 class MergesOut(BaseModel):
@@ -73,7 +74,9 @@ def merges(number: str, actor: ActorDep, wf: WorkflowDep, session: SessionDep) -
     case = _load(wf, actor, number)
     into = session.execute(select(Case.number).join(CaseMerge, CaseMerge.surviving_case_id == Case.id)
                            .where(CaseMerge.duplicate_case_id == case.id)).scalar_one_or_none()
-    rows = session.execute(select(Case.number, CaseMerge.ground, CaseMerge.merged_at)
+    rows = session.execute(select(Case.number, CaseMerge.ground, CaseMerge.merged_at, Case.satisfaction)
                            .join(CaseMerge, CaseMerge.duplicate_case_id == Case.id)
                            .where(CaseMerge.surviving_case_id == case.id).order_by(CaseMerge.id)).all()
-    return MergesOut(merged_into=into, merged=[MergedOut(number=n, ground=g, merged_at=at.isoformat()) for n, g, at in rows])
+    return MergesOut(merged_into=into, merged=[MergedOut(number=n, ground=g, merged_at=at.isoformat(),
+                                                            satisfaction=sat.value if sat else None)
+                                                  for n, g, at, sat in rows])
