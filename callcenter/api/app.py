@@ -208,6 +208,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         knowledge,
         missed_calls,
         operators,
+        phone,
         public,
         repeats,
         stats,
@@ -218,7 +219,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import supervise
 
     for module in (auth, cases, repeats, missed_calls, work_orders, approvals, units, knowledge, admin, calendar,
-                   call_control, operators, supervise, inquiries, assessment, stats, board, exports):
+                   call_control, operators, phone, supervise, inquiries, assessment, stats, board, exports):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(knowledge.public_router)  # the public FAQ beside the published cases

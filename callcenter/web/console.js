@@ -755,6 +755,7 @@ function showScreenPop(ev) {
       f.title.focus();
     } }, "以此来电新建诉求件"));
   $("#screen-pop").replaceChildren(pop);
+  document.dispatchEvent(new CustomEvent("console:call", { detail: ev }));  // callactions.js: this call's actions
   const first = ev.open_cases.find((c) => !c.confidential);  // the voice menu's case: its category's entries
   if (first) get(`/cases/${encodeURIComponent(first.number)}`).then((c) => c.category_code && searchKnowledge(null, c.category_code)).catch(() => {});
   if (ev.case_owner === "you") loadMyCases();  // R4.1: the voice menu's case is now this operator's
@@ -1332,7 +1333,12 @@ if (PAGE === "login") {
   initLogin();
 } else if (INIT[PAGE]) {
   // data-inited: the page's handlers are in place (tests wait for it before they act)
-  guard(PAGE).then((me) => me && INIT[PAGE](me)).then(() => { document.body.dataset.inited = "1"; }).catch((err) => {
+  guard(PAGE).then(async (me) => {
+    if (!me) return;
+    await INIT[PAGE](me);
+    // pages' own modules (phone.js) start once the login is checked and the page is in place
+    document.dispatchEvent(new CustomEvent("console:ready", { detail: me }));
+  }).then(() => { document.body.dataset.inited = "1"; }).catch((err) => {
     document.body.prepend(h("p", { class: "error" }, explain(err)));
   });
 }
