@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # after-call work (callcenter/callcontrol/wrapup.py): seconds an operator is held out of the queue
     # after each queue call to complete the case; 0 = none
     after_call_work_s: float = 15.0
+    # the operators' browser phone (WebRTC, README "The phone in the console"): Asterisk's HTTPS
+    # server carries the SIP WebSocket at wss://<wss_host>:<wss_port>/ws with a certificate generated
+    # per install (<state_dir>/tls/); wss_url overrides what the page connects to (a proxy in front)
+    wss_host: str = "127.0.0.1"
+    wss_port: int = 8089
+    wss_url: str = ""  # empty: wss://<the console page's host>:<wss_port>/ws
     # the event loop of `callcenter run` and `callcenter agi serve` (callcenter/eventloop.py)
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # logging (callcenter/logs.py): quiet INFO by default, JSON lines for a log collector; no file:

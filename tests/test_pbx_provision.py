@@ -110,6 +110,68 @@ def test_templates_render_with_no_leftover_placeholders(tmp_path):
     assert re.search(r"^\[manager\]\s*\nenabled = yes", configs["cel.conf"], re.M)
 
 
+def test_browser_phone_operator_gets_a_webrtc_endpoint_over_wss_only(tmp_path):
+    """Issue 17 item 1: `phone: browser` in operators.yaml renders a webrtc=yes endpoint on the wss
+    transport with the install's certificate; softphone operators keep their UDP endpoint. Asterisk's
+    HTTP server listens with TLS only, on the wss setting, and serves nothing but the WebSocket."""
+    settings = _settings(tmp_path, config_dir=PROJECT_ROOT / "config", wss_port=18089)
+    operators = load_operators(settings)
+    assert {op.id: op.phone for op in operators}["8005"] == "browser"
+    assert {op.phone for op in operators if op.id != "8005"} == {"softphone"}
+    configs = render_configs(settings, "secret-0123456789", {op.endpoint: "pw-abcdefgh-0123" for op in operators},
+                             operators)
+    pjsip = configs["pjsip.conf"]
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r"^\[(op\d+)\]\ntype = endpoint\n(.*?)\n\n", pjsip, re.M | re.S)}
+    web = blocks["op8005"]
+    for line in ("transport = transport-wss", "webrtc = yes", "dtls_cert_file = /etc/asterisk/keys/wss-cert.pem",
+                 "dtls_private_key = /etc/asterisk/keys/wss-key.pem", "allow = ulaw,alaw,opus"):
+        assert line in web, line
+    assert "transport = transport-udp" in blocks["op8001"] and "webrtc" not in blocks["op8001"]
+    assert re.search(r"^\[transport-wss\]\ntype = transport\nprotocol = wss$", pjsip, re.M)
+    http = configs["http.conf"]
+    assert "tlsenable = yes" in http and "tlsbindaddr = 127.0.0.1:18089" in http
+    assert "tlscertfile = /etc/asterisk/keys/wss-cert.pem" in http
+    assert not re.search(r"^bindaddr", http, re.M)  # no plain-HTTP listener
+    assert "enable_status = no" in http and "enablestatic = no" in http
+    modules = configs["modules.conf"]
+    assert "res_http_websocket" not in modules.replace("; only the browser phone's SIP WebSocket (res_http_websocket", "")
+    assert "noload => res_pjsip_transport_websocket.so" not in modules and "noload => res_ari.so" in modules
+
+
+def test_operator_with_unknown_phone_is_refused(tmp_path):
+    (tmp_path / "operators.yaml").write_text('- {id: "8001", name: "王芳", phone: webrtc}\n', encoding="utf-8")
+    with pytest.raises(ProvisionError, match="softphone, browser"):
+        load_operators(_settings(tmp_path, config_dir=tmp_path))
+
+
+def test_install_generates_the_phone_certificate_once(scratch):
+    """One self-signed certificate per install (state dir, key 0600), copied where Asterisk reads it
+    (0640 asterisk); a second install keeps it; one the administrator put there instead is used as is."""
+    from cryptography import x509
+
+    from callcenter.pbx.tls import _generate, cert_paths, fingerprint
+
+    install(scratch)
+    cert_path, key_path = cert_paths(scratch)
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert "127.0.0.1" in [str(ip) for ip in names.get_values_for_type(x509.IPAddress)]
+    keys = host_path(scratch, "/etc/asterisk/keys")
+    for name in ("wss-cert.pem", "wss-key.pem"):
+        st = (keys / name).stat()
+        assert stat.S_IMODE(st.st_mode) == 0o640 and (st.st_uid, st.st_gid) == (AST_UID, AST_GID)
+    assert (keys / "wss-key.pem").read_bytes() == key_path.read_bytes()
+    first = fingerprint(scratch)
+    assert not install(scratch).changed and fingerprint(scratch) == first
+    own_cert, own_key = _generate(scratch)  # stands for a CA-signed one, put at the same paths
+    cert_path.write_bytes(own_cert)
+    key_path.write_bytes(own_key)
+    assert install(scratch).changed
+    assert (keys / "wss-cert.pem").read_bytes() == own_cert and (keys / "wss-key.pem").read_bytes() == own_key
+
+
 def test_render_template_refuses_unknown_placeholders():
     assert render_template("port=@@PORT@@", {"PORT": "1"}) == "port=1"
     with pytest.raises(ProvisionError, match="@@NOPE@@"):
@@ -156,8 +218,8 @@ def test_secrets_are_private_and_outside_git(scratch):
     secret = re.search(r"^CALLCENTER_AMI_SECRET=(\S+)$", env_file.read_text(), re.M).group(1)
     assert len(secret) >= 24 and ami_secret(scratch) == secret
     passwords = json.loads(sip_file.read_text())
-    assert set(passwords) == {"op8001", "op8002", "op8003", "op8004"}
-    assert len(set(passwords.values())) == 4
+    assert set(passwords) == {"op8001", "op8002", "op8003", "op8004", "op8005"}
+    assert len(set(passwords.values())) == 5
     manager = (host_path(scratch, "/etc/asterisk") / "manager.conf").read_text()
     assert f"secret = {secret}" in manager
     # the default state directory (where the real secrets live) is ignored by git

@@ -38,7 +38,7 @@ def test_echarts_and_its_licences_are_served_from_this_server(api):
     assert index.status_code == 200 and index.headers["content-type"].startswith("text/plain")
     assert f"echarts {vendor.installed_version('echarts')}" in index.text
     listed = [line.strip() for line in index.text.splitlines() if line.strip().startswith("/app/static/vendor/licences/")]
-    assert len(listed) == sum(len(files) for files in vendor.LICENCES.values()) == 5
+    assert len(listed) == sum(len(files) for files in vendor.LICENCES.values()) == 10
     texts = {path: api.client.get(path) for path in listed}
     assert all(t.status_code == 200 and t.text for t in texts.values())
     assert "Apache License" in texts["/app/static/vendor/licences/echarts/LICENSE"].text

@@ -216,6 +216,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         knowledge,
         missed_calls,
         operators,
+        phone,
         public,
         repeats,
         stats,
@@ -226,7 +227,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     from callcenter.api.routers import calls as call_control
 
     for module in (auth, cases, attachments, repeats, missed_calls, work_orders, approvals, units, knowledge, admin,
-                   calendar, call_control, operators, supervise, inquiries, assessment, stats, board, exports,
+                   calendar, call_control, operators, phone, supervise, inquiries, assessment, stats, board, exports,
                    hot_topics):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)

@@ -47,7 +47,7 @@ def ami_secret(settings: Settings) -> str:
     return settings.ami_secret or _read_env_file(_secrets_env_path(settings)).get(AMI_SECRET_VAR, "")
 
 
-def _write_private(path: Path, content: str) -> bool:
+def write_private(path: Path, content: str) -> bool:
     """Write a 0600 file (atomically, never readable by others even for a moment). True if changed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     old = path.read_bytes() if path.exists() else None
@@ -83,7 +83,7 @@ def ensure_ami_secret(settings: Settings, changes: list[str]) -> str:
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     lines = [line for line in lines if not line.startswith(f"{AMI_SECRET_VAR}=")]
     lines.append(f"{AMI_SECRET_VAR}={secret}")
-    if _write_private(path, "\n".join(lines) + "\n"):
+    if write_private(path, "\n".join(lines) + "\n"):
         changes.append(f"{'generated the AMI secret into' if existing is None else 'rewrote'} {path} (0600)")
     settings.ami_secret = check_secret(secret, AMI_SECRET_VAR)  # so this process can log in right away
     return secret
@@ -117,9 +117,10 @@ def ensure_sip_passwords(settings: Settings, operators: list[Operator], changes:
         else:
             wanted[name] = secrets.token_urlsafe(16)
             changes.append(f"generated the SIP password of {name}")
-    if _write_private(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n"):
+    if write_private(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n"):
         changes.append(f"wrote {path} (0600)")
     return wanted
 
 
-__all__ = ["AMI_SECRET_VAR", "ami_secret", "check_secret", "ensure_ami_secret", "ensure_sip_passwords", "sip_passwords"]
+__all__ = ["AMI_SECRET_VAR", "ami_secret", "check_secret", "ensure_ami_secret", "ensure_sip_passwords", "sip_passwords",
+           "write_private"]

@@ -44,6 +44,7 @@ from callcenter.pbx.root import (
     install_state,
     root_ids,
 )
+from callcenter.pbx.tls import CERT_FILE, KEY_FILE, KEYS_DIR, ensure_certificate
 from callcenter.settings import Settings
 
 # What a long step is doing, at INFO on stderr (callcenter/logs.py): a root build takes minutes.
@@ -267,6 +268,18 @@ def _write_configs(settings: Settings, secret: str, passwords: dict[str, str],
     return changed
 
 
+def _write_certificate(settings: Settings, changes: list[str]) -> set[str]:
+    """The install's certificate (callcenter/pbx/tls.py) where http.conf and the WebRTC endpoints read it."""
+    uid, gid = root_ids(settings)
+    cert, key = ensure_certificate(settings, changes)
+    keys = host_path(settings, KEYS_DIR)
+    changed = {name for name, content in ((CERT_FILE, cert), (KEY_FILE, key))
+               if _apply_file(keys / name, content, 0o640, uid, gid)}
+    if changed:
+        changes.append(f"wrote {KEYS_DIR}/: {', '.join(sorted(changed))}")
+    return changed
+
+
 def _ensure_dirs(settings: Settings, changes: list[str]) -> None:
     uid, gid = root_ids(settings)
     fixed = []
@@ -294,6 +307,7 @@ def install(settings: Settings) -> InstallReport:
         passwords = ensure_sip_passwords(settings, operators, changes, load_phone_routes(settings).endpoints)
         _move_samples_aside(settings, changes)
         changed_configs = _write_configs(settings, secret, passwords, operators, changes)
+        changed_configs |= _write_certificate(settings, changes)
         _ensure_dirs(settings, changes)
         _ensure_moh(settings, changes)
         report.prompts = render_prompts(settings)

@@ -14,11 +14,15 @@ import yaml
 from callcenter.pbx.credentials import check_secret
 from callcenter.pbx.names import operator_endpoint, operator_interface
 from callcenter.pbx.root import FAX_DIR, MOH_DIR, RECORDINGS_DIR, ProvisionError
+from callcenter.pbx.tls import CERT_FILE, KEY_FILE, KEYS_DIR
 from callcenter.settings import PROJECT_ROOT, Settings
 
 TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
 _PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
+PHONES = ("softphone", "browser")
+# the endpoint block of each kind of operator phone
+OPERATOR_TEMPLATES = {"softphone": "pjsip-operator.conf.in", "browser": "pjsip-operator-webrtc.conf.in"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -31,6 +35,9 @@ class Operator:
 
     id: str  # extension, e.g. "8001"
     name: str
+    # which phone the operator answers on: "softphone" (a SIP phone over UDP, e.g. baresip, MicroSIP)
+    # or "browser" (the WebRTC phone of the console page, over wss); one endpoint cannot be both
+    phone: str = "softphone"
 
     @property
     def endpoint(self) -> str:
@@ -43,7 +50,7 @@ class Operator:
 
 
 def load_operators(settings: Settings) -> list[Operator]:
-    """Operators of config/operators.yaml (a list of {id, name}; an `operators:` key is accepted too)."""
+    """Operators of config/operators.yaml (a list of {id, name, phone}; an `operators:` key is accepted too)."""
     path = Path(settings.config_dir) / "operators.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -65,7 +72,10 @@ def load_operators(settings: Settings) -> list[Operator]:
             raise ProvisionError(f"{path}: operator {op_id} name {name!r} contains a forbidden character")
         if any(op.id == op_id for op in operators):
             raise ProvisionError(f"{path}: operator id {op_id} appears twice")
-        operators.append(Operator(op_id, name))
+        phone = str(entry.get("phone") or "softphone")
+        if phone not in PHONES:
+            raise ProvisionError(f"{path}: operator {op_id} phone {phone!r} must be one of {', '.join(PHONES)}")
+        operators.append(Operator(op_id, name, phone))
     return operators
 
 
@@ -148,7 +158,7 @@ def render_template(text: str, values: dict[str, str]) -> str:
 def _template_values(settings: Settings, secret: str) -> dict[str, str]:
     for what, value in (("ami_username", settings.ami_username),
                         ("ami_host", settings.ami_host), ("sip_host", settings.sip_host),
-                        ("agi_host", settings.agi_host)):
+                        ("agi_host", settings.agi_host), ("wss_host", settings.wss_host)):
         if not _SAFE_WORD.match(value):
             raise ProvisionError(f"setting {what}={value!r} is not a plain name/address")
     return {
@@ -160,6 +170,10 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
         "SIP_PORT": str(int(settings.sip_port)),
         "AGI_HOST": settings.agi_host,
         "AGI_PORT": str(int(settings.agi_port)),
+        "WSS_HOST": settings.wss_host,
+        "WSS_PORT": str(int(settings.wss_port)),
+        "TLS_CERT": f"{KEYS_DIR}/{CERT_FILE}",
+        "TLS_KEY": f"{KEYS_DIR}/{KEY_FILE}",
         "RECORDINGS_DIR": RECORDINGS_DIR,
         "FAX_DIR": FAX_DIR,
         "MOH_DIR": MOH_DIR,
@@ -171,14 +185,15 @@ def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
     """File name in /etc/asterisk -> rendered content, for every ``asterisk/*.conf`` template."""
     operators = load_operators(settings) if operators is None else operators
     values = _template_values(settings, secret)
-    block = (TEMPLATE_DIR / "pjsip-operator.conf.in").read_text(encoding="utf-8")
+    blocks = {kind: (TEMPLATE_DIR / name).read_text(encoding="utf-8") for kind, name in OPERATOR_TEMPLATES.items()}
     endpoints = []
     for op in operators:
         if op.endpoint not in passwords:
             raise ProvisionError(f"no SIP password for {op.endpoint}")
-        endpoints.append(render_template(block, {
+        endpoints.append(render_template(blocks[op.phone], {
             "OPERATOR_ID": op.id, "OPERATOR_NAME": op.name or op.endpoint,
             "ENDPOINT": op.endpoint, "PASSWORD": check_secret(passwords[op.endpoint], op.endpoint),
+            "TLS_CERT": values["TLS_CERT"], "TLS_KEY": values["TLS_KEY"],
         }))
     values["OPERATOR_ENDPOINTS"] = "".join(endpoints).rstrip("\n") + "\n"
     routes = load_phone_routes(settings)
@@ -199,5 +214,5 @@ def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
     }
 
 
-__all__ = ["Operator", "PhoneRoutes", "dial_digits", "load_operators", "load_phone_routes", "render_configs",
+__all__ = ["PHONES", "Operator", "PhoneRoutes", "dial_digits", "load_operators", "load_phone_routes", "render_configs",
            "render_template"]

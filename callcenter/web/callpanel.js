@@ -86,21 +86,23 @@ function outcome() {
   });
 }
 
-function button(text, onclick, cls = "") {
-  return h("button", { type: "button", class: cls, onclick }, text);
+function button(text, onclick, cls = "", call = "") {
+  return h("button", { type: "button", class: cls, onclick, dataset: { call } }, text);
 }
 
 function actions() {
   const s = shown();
   if (s === "talking") {
-    return [button("转接单位（先 A 岗后 B 岗）", unitCall("transfer")), button("三方通话", unitCall("conference"), "secondary")];
+    return [button("转接单位（先 A 岗后 B 岗）", unitCall("transfer"), "", "transfer"),
+            button("三方通话", unitCall("conference"), "secondary", "conference")];
   }
   if (s === "consulting") {
-    return [button("完成转接", () => act("/transfer/complete", {}, () => { call.note = "单位已接手诉求人"; })),
-            button("取消转接，回到诉求人", () => act("/transfer/cancel", {}, () => { call.note = "已回到诉求人"; }), "secondary")];
+    return [button("完成转接", () => act("/transfer/complete", {}, () => { call.note = "单位已接手诉求人"; }), "", "transfer/complete"),
+            button("取消转接，回到诉求人", () => act("/transfer/cancel", {}, () => { call.note = "已回到诉求人"; }), "secondary",
+                   "transfer/cancel")];
   }
-  if (s === "conference") return [button("离开三方通话", () => act("/conference/leave", {}))];
-  if (s === "left") return [button("重新加入三方通话", () => act("/conference/rejoin", {}))];
+  if (s === "conference") return [button("离开三方通话", () => act("/conference/leave", {}), "", "conference/leave")];
+  if (s === "left") return [button("重新加入三方通话", () => act("/conference/rejoin", {}), "", "conference/rejoin")];
   return [];
 }
 
@@ -115,6 +117,7 @@ function render() {
   el.hidden = !call.uid;
   if (!call.uid) return;
   $(".caller", el).textContent = call.caller || "未显示号码";
+  el.dataset.state = shown();  // talking | consulting | transferred | conference | left | ended
   say(`${STATE_WORDS[shown()] || call.state}${call.note ? ` · ${call.note}` : ""}`);
   $(".buttons", el).replaceChildren(...actions());
   $(".convenience", el).hidden = call.ended || call.state !== "talking";

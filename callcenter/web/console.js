@@ -1400,7 +1400,12 @@ if (PAGE === "login") {
   initLogin();
 } else if (INIT[PAGE]) {
   // data-inited: the page's handlers are in place (tests wait for it before they act)
-  guard(PAGE).then((me) => me && INIT[PAGE](me)).then(() => { document.body.dataset.inited = "1"; }).catch((err) => {
+  guard(PAGE).then(async (me) => {
+    if (!me) return;
+    await INIT[PAGE](me);
+    // pages' own modules (phone.js) start once the login is checked and the page is in place
+    document.dispatchEvent(new CustomEvent("console:ready", { detail: me }));
+  }).then(() => { document.body.dataset.inited = "1"; }).catch((err) => {
     document.body.prepend(h("p", { class: "error" }, explain(err)));
   });
 }

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from callcenter.web import console_api, vendor
@@ -21,6 +22,7 @@ ASSETS["callpanel.js"] = "text/javascript"
 ASSETS["portal.js"] = "text/javascript"  # the citizen portal at / (callcenter/portal/)
 ASSETS["portal.css"] = "text/css"
 ASSETS["hot.js"] = "text/javascript"  # the back-office page's hot topics (R7.6)
+ASSETS["phone.js"] = "text/javascript"
 # Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
 NO_CACHE = {"Cache-Control": "no-cache"}
 # Everything comes from this server and no markup is built from strings: say so to the browser, so
@@ -41,9 +43,20 @@ def app_root() -> RedirectResponse:
     return RedirectResponse("/app/login", status_code=307)
 
 
+def _desk_headers(request: Request) -> dict[str, str]:
+    """The desk page's phone also talks to Asterisk's wss address: that origin, and no other, is allowed."""
+    from callcenter.api.routers.phone import ws_url
+
+    url = urlsplit(ws_url(request.app.state.settings, request.url.hostname))
+    csp = PAGE_HEADERS["Content-Security-Policy"].replace("connect-src 'self'",
+                                                          f"connect-src 'self' {url.scheme}://{url.netloc}")
+    return {**PAGE_HEADERS, "Content-Security-Policy": csp}
+
+
 def _page(name: str):
-    def serve() -> FileResponse:
-        return FileResponse(HERE / PAGES[name], media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+    def serve(request: Request) -> FileResponse:
+        headers = _desk_headers(request) if name == "desk" else PAGE_HEADERS
+        return FileResponse(HERE / PAGES[name], media_type="text/html; charset=utf-8", headers=headers)
 
     serve.__name__ = f"page_{name}"
     return serve

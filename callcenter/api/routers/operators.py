@@ -72,7 +72,7 @@ def get_callcontrol(request: Request):
 CallControlDep = Annotated[Any, Depends(get_callcontrol)]
 
 
-def _operator(session, actor: Actor) -> User:
+def operator_user(session, actor: Actor) -> User:
     """The calling user as a front-desk operator with a softphone extension."""
     require_roles(actor, Role.FRONT_DESK, rule="R5.1", what="work the hotline queue (front desk only)")
     user = session.get(User, actor.user_id)
@@ -102,13 +102,13 @@ def _me(cc, ext: str) -> dict[str, Any]:
 
 @router.get("/operators/me", summary="The operator's queue membership and current call legs")
 def me(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
-    user = _operator(session, actor)
+    user = operator_user(session, actor)
     return _me(cc, user.operator_extension)
 
 
 @router.post("/operators/me/queue/login", summary="Log in to the 12345 queue (R5.1)")
 async def queue_login(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
-    user = _operator(session, actor)
+    user = operator_user(session, actor)
     ext = user.operator_extension
     session.rollback()
     return await cc.queue.login(ext, user.display_name or user.username)
@@ -116,28 +116,28 @@ async def queue_login(session: SessionDep, actor: ActorDep, cc: CallControlDep) 
 
 @router.post("/operators/me/queue/logout", summary="Log out of the 12345 queue")
 async def queue_logout(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
-    ext = _operator(session, actor).operator_extension
+    ext = operator_user(session, actor).operator_extension
     session.rollback()
     return await cc.queue.logout(ext)
 
 
 @router.post("/operators/me/queue/pause", summary="Pause (stay logged in, receive no queue calls) with a reason")
 async def queue_pause(body: PauseIn, session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
-    ext = _operator(session, actor).operator_extension
+    ext = operator_user(session, actor).operator_extension
     session.rollback()
     return await cc.queue.pause(ext, _check_reason(body.reason))
 
 
 @router.post("/operators/me/queue/unpause", summary="End the pause")
 async def queue_unpause(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
-    ext = _operator(session, actor).operator_extension
+    ext = operator_user(session, actor).operator_extension
     session.rollback()
     return await cc.queue.unpause(ext)
 
 
 @router.get("/operators/me/calls", summary="The operator's live call legs")
 def my_calls(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> list[dict[str, Any]]:
-    ext = _operator(session, actor).operator_extension
+    ext = operator_user(session, actor).operator_extension
     cc.link.require_link()
     return [c.public() for c in cc.link.operator_channels(ext)]
 
@@ -146,7 +146,7 @@ def my_calls(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> list[d
              summary="Hang up a leg of one of the operator's own calls (uniqueid or channel name)")
 async def hangup(channel: Annotated[str, Path(min_length=1, max_length=200)], session: SessionDep,
                  actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
-    ext = _operator(session, actor).operator_extension
+    ext = operator_user(session, actor).operator_extension
     session.rollback()
     leg = cc.link.require_call(ext, channel)
     from callcenter.ami.errors import AMILinkLost, AMINotConnected, AMITimeout
@@ -168,7 +168,7 @@ async def hangup(channel: Annotated[str, Path(min_length=1, max_length=200)], se
 async def my_events(request: Request, session: SessionDep, actor: ActorDep, cc: CallControlDep,
                     limit: Annotated[int | None, Query(ge=1, le=10_000, description="close after this many events")] = None
                     ) -> StreamingResponse:
-    ext = _operator(session, actor).operator_extension
+    ext = operator_user(session, actor).operator_extension
     session.rollback()
     feed = cc.link.subscribe([f"operator:{ext}", "link"])
     first = {"type": "hello", **_me(cc, ext)}

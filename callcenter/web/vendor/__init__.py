@@ -6,6 +6,8 @@ Nothing is loaded from the internet at run time.
 
 Apache ECharts' dist/echarts.min.js bundles ZRender (BSD-3-Clause), tslib's helpers (0BSD) and
 parts of d3 (BSD-3-Clause, echarts/licenses/LICENSE-d3): their licences are served beside it.
+JsSIP's dist/jssip.min.js (the desk page's browser phone, MIT) bundles debug (MIT), ms (MIT), events
+(MIT) and sdp-transform (MIT): their licences are served beside it.
 A library another page needs: add it to package.json (`npm install --package-lock-only NAME@VERSION`),
 its file to FILES and its licences to LICENCES. devDependencies (axe-core, the accessibility rules
 tests/test_portal_browser.py runs) are installed by the same `npm ci` and never served.
@@ -24,10 +26,12 @@ HERE = Path(__file__).resolve().parent
 MODULES = HERE / "node_modules"
 PREFIX = "/app/static/vendor"
 # served name -> (package, file inside it, media type)
-FILES = {"echarts.min.js": ("echarts", "dist/echarts.min.js", "text/javascript")}
+FILES = {"echarts.min.js": ("echarts", "dist/echarts.min.js", "text/javascript"),
+         "jssip.min.js": ("jssip", "dist/jssip.min.js", "text/javascript")}
 # package -> its licence files (package-relative), served as /app/static/vendor/licences/<package>/<file>
 LICENCES = {"echarts": ("LICENSE", "NOTICE", "licenses/LICENSE-d3"), "zrender": ("LICENSE",),
-            "tslib": ("LICENSE.txt",)}
+            "tslib": ("LICENSE.txt",), "jssip": ("LICENSE",), "debug": ("LICENSE",), "ms": ("license.md",),
+            "events": ("LICENSE",), "sdp-transform": ("LICENSE",)}
 HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter()
