@@ -255,12 +255,12 @@ def mark_answered(session: Session, domain: Domain, attempt_id: int) -> bool:
 
 def record_unsuccessful(session: Session, domain: Domain, attempt_id: int, outcome: str, *, detail: str = "",
                         from_states: tuple[str, ...] = IN_FLIGHT_STATES, log_call: bool = False,
-                        channel_id: str | None = None) -> str | None:
+                        channel_id: str | None = None, carrier: str = "asterisk") -> str | None:
     """No answer, busy, failure or not rated: retry with backoff, or the manual list after the
     configured number of attempts. Returns "retry", "manual", or None if the attempt had already
     moved on (e.g. the survey recorded a rating)."""
     return record_unsuccessful_many(session, domain, [Unsuccessful(attempt_id, outcome, detail, from_states, log_call,
-                                                                   channel_id)])[0]
+                                                                   channel_id, carrier=carrier)])[0]
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,7 @@ class Unsuccessful:
     log_call: bool = False
     channel_id: str | None = None
     started_at: datetime | None = None  # when the Originate went out (default: when it was claimed)
+    carrier: str = "asterisk"  # the driver that placed the call (the call log's carrier)
 
 
 # The attempts' rows are locked for the transaction (PostgreSQL FOR UPDATE; SQLite's BEGIN
@@ -346,7 +347,8 @@ def record_unsuccessful_many(session: Session, domain: Domain, results: Sequence
                 "uniqueid": uniqueid, "linkedid": uniqueid, "direction": "outbound", "purpose": "callback",
                 "caller_number": "12345", "callee_number": phone or "", "started_at": r.started_at or claimed_at or now,
                 "answered_at": None, "ended_at": now, "outcome": CALL_OUTCOME[r.outcome],
-                "outcome_reason": r.detail or None, "case_id": case_id, "flow_path": [], "digits": []}
+                "outcome_reason": r.detail or None, "case_id": case_id, "flow_path": [], "digits": [],
+                "carrier": r.carrier}
         now_batch.append((i, r, case_id, uniqueid))
     call_ids = calls.log_finished_calls(session, list(call_rows.values()))
     # the results whose attempt is still in one of their from_states move (the read above locked

@@ -109,6 +109,10 @@ class LineDriver:
         else:
             self._carried_hung_up(channel_id)
 
+    @property
+    def _carrier(self) -> str:
+        return getattr(self.pbx, "carrier", "asterisk")  # (a test's fake port may not say)
+
     def _channel_id(self, key: str) -> str:
         return f"{self.opts.channel_prefix}{key}"
 
@@ -155,8 +159,9 @@ class LineDriver:
                 self._call_ended(c.attempt_id)  # no call up any more: the line is free
             if reply.outcome == REFUSED:  # nothing was dialled
                 detail = f"originate refused: {reply.message}"
-                await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, detail, log_call=True, channel_id=chan,
-                                                  started_at=sent_at))
+                await self._record(A.Unsuccessful(c.attempt_id, A.FAILED, detail, log_call=True,
+                                                  channel_id=reply.uniqueid or chan, started_at=sent_at,
+                                                  carrier=self._carrier))
                 result.outcome = A.FAILED
                 settled = True
                 return result
@@ -175,7 +180,8 @@ class LineDriver:
             outcome = A.STATE_AFTER_DIAL.get(dial_result(reason), A.FAILED)
             result.outcome, result.reason = outcome, reason
             await self._record(A.Unsuccessful(c.attempt_id, outcome, f"originate reason {reason}", (A.DIALING,),
-                                              log_call=True, channel_id=chan, started_at=sent_at))
+                                              log_call=True, channel_id=reply.uniqueid or chan, started_at=sent_at,
+                                              carrier=self._carrier))
             settled = True
             if log.isEnabledFor(logging.DEBUG):  # per call: debug (attempts.py logs one line per batch)
                 log.debug("callback %s to %s: %s", c.key, mask_phone(c.phone), outcome)

@@ -1,7 +1,8 @@
 """What the callback runner needs from the telephone system: the "originate" port.
 
 The runner knows no AMI. The composition root gives it an implementation of `CallbackPbx`
-(callcenter/callbacks.py, over the AMI client); tests may give it a fake. The port keeps the one
+(callcenter/callbacks.py, over the AMI client; callcenter/twilio/outbound.py, over Twilio's REST
+API); tests may give it a fake. The port keeps the one
 guarantee the runner's exactly-once bookkeeping rests on: an Originate is sent at most once and
 never replayed, and a failure says whether it was certainly not sent (`NotSent`) or may have run
 (`OutcomeUnknown`: reconcile, never dial again blindly).
@@ -36,6 +37,8 @@ class DialResult:
     outcome: str
     reason: int = 0     # NOT_ANSWERED: the Originate reason code (ticketing.dialing.dial_result names it)
     message: str = ""   # REFUSED: what the telephone system said
+    uniqueid: str = ""  # the call's id in the call log when the telephone system names it (a carrier's
+    #                     call sid); by default the channel id given to `originate`
 
 
 class Dialling(Awaitable[DialResult], Protocol):
@@ -49,6 +52,8 @@ class Subscription(Protocol):
 
 
 class CallbackPbx(Protocol):
+    carrier: str  # the driver its calls are logged as carried by (ticketing.calls: asterisk, twilio)
+
     @property
     def connected(self) -> bool:
         """True while the telephone system can be reached (nothing to reconcile against otherwise)."""

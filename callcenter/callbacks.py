@@ -77,6 +77,8 @@ class _Dialling:
 class AmiCallbackPbx:
     """`callback.pbx.CallbackPbx` over an AMI client (which never re-sends an action)."""
 
+    carrier = "asterisk"
+
     def __init__(self, ami: AMIClient) -> None:
         self.ami = ami
 
@@ -218,8 +220,9 @@ class AmiMissedCallPbx(AmiCallbackPbx):
 
 def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbackPbx | None = None, **kwargs):
     """The scheduler service of this install (callback/service.py). Without `pbx` it gets an AMI
-    client of its own, started and stopped with it, and (missed-call callbacks on in the policy)
-    another for those; given a `pbx`, missed-call callbacks run only with a `missed_pbx` given too."""
+    client of its own (CALLBACK_DRIVER=twilio: the Twilio port, callcenter/twilio/outbound.py), started
+    and stopped with it, and (missed-call callbacks on in the policy, on Asterisk) another for those;
+    given a `pbx`, missed-call callbacks run only with a `missed_pbx` given too."""
     from callback.service import CallbackService
     from callcenter.callcontrol.recording import purge_recordings
     from ticketing.domain import Domain
@@ -227,15 +230,23 @@ def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbac
     from ticketing.store import make_engine
 
     install_audit_vault(settings.state_dir)
+    engine = engine or make_engine(settings.effective_database_url)
+    owns_pbx = pbx is None
+    if pbx is None and settings.callback_driver == "twilio":  # the same runner, the carrier's port
+        from callcenter.twilio.wiring import callback_port
+        from ticketing.store import make_session_factory
+
+        pbx = callback_port(settings, make_session_factory(engine))
 
     def retention(session, now, retention_days: int) -> int:
         return purge_recordings(session, now, retention_days, settings=settings)
 
     domain = domain or Domain.load(settings.config_dir)
-    if pbx is None and domain.policy.missed_calls.automatic and "missed_pbx" not in kwargs:
+    # missed-call callbacks ring an operator's phone first: an Asterisk feature (not on Twilio yet)
+    if (owns_pbx and settings.callback_driver != "twilio" and domain.policy.missed_calls.automatic
+            and "missed_pbx" not in kwargs):
         kwargs.update(missed_pbx=AmiMissedCallPbx.from_settings(settings), owns_missed_pbx=True)
-    return CallbackService(domain, engine or make_engine(settings.effective_database_url),
-                           pbx or AmiCallbackPbx.from_settings(settings), owns_pbx=pbx is None,
+    return CallbackService(domain, engine, pbx or AmiCallbackPbx.from_settings(settings), owns_pbx=owns_pbx,
                            purge_recordings=retention, **kwargs)
 
 

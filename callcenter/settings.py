@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # e.g. CALLCENTER_TWILIO_NUMBERS='{"+862112345": "overflow"}'; the PBX is reached at twilio_pbx_sip_uri
     twilio_numbers: dict[str, str] = {}
     twilio_pbx_sip_uri: str = ""  # e.g. sip:12345@pbx.example.gov.cn;transport=tls
+    # which driver places 回访 callback survey calls: asterisk (AMI Originate) | twilio (REST API)
+    callback_driver: Literal["asterisk", "twilio"] = "asterisk"
 
     @property
     def effective_database_url(self) -> str:

@@ -157,6 +157,11 @@ def _record(store, uniqueid: str) -> dict:
         return seen
 
 
+def _carrier(store, uniqueid: str) -> str:
+    with session_scope(store) as s:
+        return s.execute(select(Call.carrier).where(Call.uniqueid == uniqueid)).scalar_one()
+
+
 def _existing_case(store, domain, phone: str = "13800000002") -> str:
     with session_scope(store) as s:
         case = domain.workflow(s).accept(Actor(user_id=None, name="test", role=Role.SYSTEM.value),
@@ -183,10 +188,14 @@ async def test_r2_1_a2_every_main_menu_branch_is_the_same_on_both_drivers(branch
     if "<own open case>" in keys:
         _existing_case(store, domain, phone=CALLER)
         keys = [k for k in keys if k != "<own open case>"]
-    on_asterisk = _record(store, await _on_asterisk(asterisk, keys))
+    asterisk_call = await _on_asterisk(asterisk, keys)
+    on_asterisk = _record(store, asterisk_call)
     _close_cases_made_by_calls(store)
-    on_twilio = _record(store, _on_twilio(twilio, keys))
+    twilio_call = _on_twilio(twilio, keys)
+    on_twilio = _record(store, twilio_call)
     assert on_twilio == on_asterisk
+    # issue 15 item 5: the call log says which driver carried each call, the Asterisk path included
+    assert (_carrier(store, asterisk_call), _carrier(store, twilio_call)) == ("asterisk", "twilio")
     assert on_asterisk["outcome"] is not None and on_asterisk["flow_path"]
 
 

@@ -122,6 +122,10 @@ class FakeCarrier(HttpClient):
         self.fail_before: Exception | None = None  # raised before it reached the carrier
         self.refuse_next = False  # answer the next request with an HTTP 400, as the API does for bad input
         self._sids = itertools.count(1)
+        self.answers: dict[str, str] = {}  # a participant's `to` -> its call's end when not answered (busy...)
+        self.conferences: dict[str, dict] = {}  # friendly name -> {"sid", "participants": {call sid: {...}}}
+        self.media: dict[str, bytes] = {}  # a recording's media URL -> its audio
+        self.deleted: list[str] = []  # recording sids deleted
 
     def request(self, method, uri, params=None, data=None, headers=None, auth=None, timeout=None,
                 allow_redirects=False):
@@ -152,9 +156,62 @@ class FakeCarrier(HttpClient):
             self.calls.append(body)
             return Response(201, json.dumps(body))
         if method == "GET" and path.endswith("/Calls.json"):
-            listed = [c for c in self.calls if params.get("To") in (None, c["to"]) and params.get("From") in (None, c["from"])]
-            return Response(200, json.dumps({"calls": listed, "next_page_uri": None, "page": 0, "page_size": 50,
-                                             "first_page_uri": path, "previous_page_uri": None, "uri": path}))
+            filters = {"To": "to", "From": "from", "ParentCallSid": "parent_call_sid", "Status": "status"}
+            listed = [c for c in self.calls if all(params.get(k) in (None, c.get(f)) for k, f in filters.items())]
+            return self._page("calls", listed, path)
+        return self._call_control(method, path, params, data)
+
+    # ---- call control: calls by sid, conferences and their participants, recordings ---------------
+    def add_call(self, sid: str, to: str, *, parent: str | None = None, status: str = "in-progress") -> dict:
+        """A call the carrier carries already (the citizen's, its operator's <Dial> leg)."""
+        call = {"sid": sid, "to": to, "from": "+8613900000001", "status": status, "parent_call_sid": parent,
+                "account_sid": ACCOUNT}
+        self.calls.append(call)
+        return call
+
+    def call(self, sid: str) -> dict | None:
+        return next((c for c in self.calls if c["sid"] == sid), None)
+
+    @staticmethod
+    def _page(key: str, items: list, path: str) -> Response:
+        return Response(200, json.dumps({key: items, "next_page_uri": None, "page": 0, "page_size": 50,
+                                         "first_page_uri": path, "previous_page_uri": None, "uri": path}))
+
+    def _call_control(self, method: str, path: str, params: dict, data: dict) -> Response:
+        parts = path.split("/")[4:]  # after /2010-04-01/Accounts/AC...
+        name = [p.removesuffix(".json") for p in parts]
+        if name[0] == "Calls" and len(name) == 2 and (call := self.call(name[1])) is not None:
+            if method == "POST":  # an update: new TwiML, or the end of the call
+                call.setdefault("updates", []).append(dict(data))
+                if data.get("Status") == "completed":
+                    call["status"] = "completed"
+            return Response(200, json.dumps(call))
+        if name[0] == "Conferences" and len(name) == 3 and method == "POST":
+            room = self.conferences.setdefault(name[1], {"sid": f"CF{next(self._sids):032d}",
+                                                          "friendly_name": name[1], "participants": {}})
+            answered = self.answers.get(data["To"], "answered") == "answered"
+            call = self.add_call(f"CA8{next(self._sids):031d}", data["To"],
+                                 status="in-progress" if answered else self.answers[data["To"]])
+            participant = {"call_sid": call["sid"], "conference_sid": room["sid"], "account_sid": ACCOUNT,
+                           "status": "queued", "coaching": data.get("Coaching") == "true",
+                           "call_sid_to_coach": data.get("CallSidToCoach"), "request": dict(data)}
+            if answered:
+                room["participants"][call["sid"]] = {**participant, "status": "connected"}
+            return Response(201, json.dumps(participant))
+        if name[0] == "Conferences" and len(name) == 1:
+            return self._page("conferences", [{"sid": r["sid"], "friendly_name": r["friendly_name"],
+                                                "status": "in-progress"} for r in self.conferences.values()
+                                               if params.get("FriendlyName") in (None, r["friendly_name"])], path)
+        room = next((r for r in self.conferences.values() if len(name) > 1 and r["sid"] == name[1]), None)
+        if room is not None and len(name) == 3:
+            return self._page("participants", list(room["participants"].values()), path)
+        if room is not None and len(name) == 4 and name[3] in room["participants"]:
+            return Response(200, json.dumps(room["participants"][name[3]]))
+        if method == "GET" and (url := f"https://api.twilio.com{path}") in self.media:
+            return Response(200, self.media[url])
+        if method == "DELETE" and name[0] == "Recordings":
+            self.deleted.append(name[1])
+            return Response(204, "")
         return Response(404, json.dumps({"code": 20404, "message": "not found", "status": 404}))
 
     def posted(self, resource: str) -> list[dict]:

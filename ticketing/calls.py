@@ -30,7 +30,8 @@ _OPEN_OUTCOMES = (None, "queued")
 
 _CALLS = Call.__table__
 _OPEN_COLUMNS = ("uniqueid", "linkedid", "direction", "purpose", "caller_number", "callee_number", "started_at",
-                 "answered_at", "flow_path", "digits")
+                 "answered_at", "flow_path", "digits", "carrier")
+CARRIERS = frozenset({"asterisk", "twilio"})  # the drivers a call can be carried by (calls.carrier)
 _DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
@@ -89,18 +90,25 @@ def check_outcome(outcome: str) -> str:
     return outcome
 
 
+def check_carrier(carrier: str) -> str:
+    if carrier not in CARRIERS:
+        raise ValueError(f"unknown carrier {carrier!r}")
+    return carrier
+
+
 # -- the call's row ----------------------------------------------------------------------------
 
 def open_call(where: Session | Run, *, uniqueid: str, linkedid: str = "", direction: str = "inbound",
               purpose: str = "hotline", caller_number: str = "", callee_number: str = "",
-              started_at: datetime, answered_at: datetime | None = None) -> int:
+              started_at: datetime, answered_at: datetime | None = None, carrier: str = "asterisk") -> int:
     """The call's row, created on first sight; on a replay the id of the row already there (its
-    first values kept). One INSERT .. ON CONFLICT DO NOTHING RETURNING id."""
+    first values kept). One INSERT .. ON CONFLICT DO NOTHING RETURNING id. `carrier`: the driver
+    that carries the call (A2 says which one), asterisk unless the caller says otherwise."""
     run = runner(where)
     row = run(_statement(_OPEN_CALL, run), {
         "uniqueid": uniqueid, "linkedid": linkedid or uniqueid, "direction": direction, "purpose": purpose,
         "caller_number": caller_number, "callee_number": callee_number, "started_at": started_at,
-        "answered_at": answered_at, "flow_path": [], "digits": []}).fetchone()
+        "answered_at": answered_at, "flow_path": [], "digits": [], "carrier": check_carrier(carrier)}).fetchone()
     if row is None:  # logged before (a replayed AGI session or event)
         row = run(_CALL_ID_BY_UNIQUEID, {"uniqueid": uniqueid}).fetchone()
     return row[0]
@@ -132,6 +140,7 @@ def log_finished_calls(session: Session, rows: list[dict[str, Any]]) -> dict[str
         return {}
     for r in rows:
         check_outcome(r["outcome"])
+        r.setdefault("carrier", "asterisk")
     run = on_session(session)
     ids = dict(run(_statement(_OPEN_CALLS, run), rows).all())
     for r in rows:

@@ -37,6 +37,9 @@ class CarrierCall(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     outcome: Mapped[str | None] = mapped_column(String(32))  # set once the flow has finished
     outbound_key: Mapped[str | None] = mapped_column(String(80))  # a callback survey's idempotency key
+    # call control moved the call into a conference room (callcenter/twilio/conference.py): its TwiML,
+    # which the operator <Dial>'s action answers too (the bridge ends when the operator's leg moves)
+    room_twiml: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

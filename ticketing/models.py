@@ -414,6 +414,7 @@ class Call(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     recording_path: Mapped[str | None] = mapped_column(String(500))
+    carrier: Mapped[str] = mapped_column(String(16), default="asterisk", server_default="asterisk")  # its driver
 
     events: Mapped[list[CallEvent]] = relationship(back_populates="call", order_by="CallEvent.id")
 

@@ -320,7 +320,9 @@ class CallControl:
             if cc is not None and cc.state == "transferred":
                 raise CallStateError("the call was transferred; it is no longer the operator's")
             peers = await self.pbx.bridge_peers(chan)
-            operators = [(ep, p) for p in peers if (ep := endpoint_of_channel(p.name))]
+            # the driver names its operator legs (Asterisk: PJSIP/op8001-..., Twilio: client:op8001)
+            endpoint_of = getattr(self.pbx, "endpoint_of", None) or (lambda c: endpoint_of_channel(c.name))
+            operators = [(ep, p) for p in peers if (ep := endpoint_of(p))]
             if not operators:
                 raise CallStateError("the call is not connected to an operator (still in the menu or queue?)")
             if endpoint is None or all(ep != endpoint for ep, _ in operators):

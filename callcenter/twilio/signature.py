@@ -69,3 +69,8 @@ def remember(session: Session, digest: str, now: datetime, window_s: int) -> Non
 
 def log_refusal(path: str, exc: WebhookRefused) -> None:
     log.warning("twilio webhook %s refused: %s", path, exc.reason, extra={"path": path, "reason": exc.reason})
+
+
+def forget(session: Session, digest: str) -> None:
+    """A request not done (the webhook answered 5xx): the carrier's retry of it is no replay."""
+    session.execute(delete(CarrierRequest).where(CarrierRequest.digest == digest))

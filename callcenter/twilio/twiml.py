@@ -53,7 +53,15 @@ def _trailing_interruptible(verbs: list[Verb]) -> int:
     return start
 
 
-def waiting(speaker: Speaker, verbs: list[Verb], action_url: str) -> str:
+def _recorded(recording_url: str) -> dict:
+    """A recording's status callback (recordings.py fetches it into the recording store)."""
+    if not recording_url:
+        return {}
+    return {"recording_status_callback": recording_url, "recording_status_callback_method": "POST",
+            "recording_status_callback_event": "completed"}
+
+
+def waiting(speaker: Speaker, verbs: list[Verb], action_url: str, recording_url: str = "") -> str:
     """TwiML for a suspended flow: `verbs` end with the gather or record it waits for."""
     response = VoiceResponse()
     *plays, last = verbs
@@ -70,7 +78,7 @@ def waiting(speaker: Speaker, verbs: list[Verb], action_url: str) -> str:
     elif last.kind == "record":
         _plays(speaker, response, plays)
         response.record(action=action_url, method="POST", max_length=last.options["max_seconds"], finish_on_key="#",
-                        play_beep=True, timeout=5)
+                        play_beep=True, timeout=5, **_recorded(recording_url))
         # Twilio does not call the action of an empty recording; it goes on to the next verb: say so.
         response.redirect(f"{action_url}&empty=1", method="POST")
     else:
@@ -79,12 +87,14 @@ def waiting(speaker: Speaker, verbs: list[Verb], action_url: str) -> str:
 
 
 def finished(speaker: Speaker, verbs: list[Verb], *, queued: bool, queue: str, operator_number: str,
-             queue_action_url: str) -> str:
-    """TwiML once the flow has ended: the last prompts, then an operator or the end of the call."""
+             queue_action_url: str, recording_url: str = "") -> str:
+    """TwiML once the flow has ended: the last prompts, then an operator (the conversation recorded,
+    as Asterisk's queue records it) or the end of the call."""
     response = VoiceResponse()
     _plays(speaker, response, verbs)
     if queued and operator_number:
-        response.dial(operator_number, action=queue_action_url, method="POST")
+        response.dial(operator_number, action=queue_action_url, method="POST",
+                      **({"record": "record-from-answer", **_recorded(recording_url)} if recording_url else {}))
     elif queued:
         response.enqueue(queue, action=queue_action_url, method="POST")
     else:

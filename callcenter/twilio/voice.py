@@ -15,11 +15,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agi.hotline import CallContext, Hotline, main_flow_variables
+from callcenter.pbx.root import RECORDINGS_DIR
 from ivr_flows.engine import FlowResult, FlowRunner
 from ticketing import calls
 from ticketing.carrier_model import CarrierCall
@@ -85,7 +87,7 @@ class TwilioVoice:
             started = self.now
             ctx.open_call_with_first_tx(uniqueid=sid, linkedid=sid, direction=direction, purpose=purpose,
                                         caller_number=caller, callee_number=params.get("To", ""),
-                                        started_at=started, answered_at=started)
+                                        started_at=started, answered_at=started, carrier=DRIVER)
             preload = CallContext.preload_open_cases if flow == "main" else None
             # A2: on record from the first webhook, with the open-cases lookup in the same transaction.
             await ctx.run(lambda run: preload(ctx, run) if preload is not None else None)
@@ -179,11 +181,16 @@ class TwilioVoice:
         if result is None:
             await self._save(state)
             kind = verbs[-1].kind
-            return twiml.waiting(self.speaker, verbs, self.config.url(f"/twilio/voice/{kind}?step={state.step}"))
+            return twiml.waiting(self.speaker, verbs, self.config.url(f"/twilio/voice/{kind}?step={state.step}"),
+                                 recording_url=self.recording_url(state.call_sid))
         await self._finish(state, ctx, result, driver)
         return twiml.finished(self.speaker, verbs, queued=result.outcome == "queued", queue=self.config.queue,
                               operator_number=self.config.operator_number,
-                              queue_action_url=self.config.url("/twilio/voice/queue"))
+                              queue_action_url=self.config.url("/twilio/voice/queue"),
+                              recording_url=self.recording_url(state.call_sid))
+
+    def recording_url(self, sid: str) -> str:
+        return self.config.url(f"/twilio/voice/recording?{urlencode({'call': sid})}")
 
     async def _finish(self, state: CarrierCall, ctx: CallContext, result: FlowResult, driver: ReplayDriver) -> None:
         """The flow's end on the call record (ticketing.calls, as agi.hotline does) and, for a callback
@@ -193,9 +200,11 @@ class TwilioVoice:
         survey = self.hotline.survey if state.flow == "survey" else None
 
         def finish(s: Session) -> None:
+            recording = driver.recordings[-1] if driver.recordings else None
+            if recording is not None and (s.get(Call, state.call_id).recording_path or "").startswith(RECORDINGS_DIR):
+                recording = None  # fetched already (recordings.py): the carrier's address does not replace it
             calls.finish_call(s, state.call_id, outcome=result.outcome, reason=result.reason, ended_at=ended,
-                              flow_path=result.path, digits=result.digits, case_id=case_id,
-                              recording_path=driver.recordings[-1] if driver.recordings else None)
+                              flow_path=result.path, digits=result.digits, case_id=case_id, recording_path=recording)
             if survey is not None:
                 satisfaction = result.variables.get("satisfaction")
                 reason = "no key pressed" if result.reason != "hangup" else "hung up before rating"
@@ -219,6 +228,8 @@ class TwilioVoice:
         result = params.get("QueueResult") or params.get("DialCallStatus") or ""
         kind = "operator_connected" if result in _OPERATOR_REACHED else "queue_abandoned"
         await self._event(state, kind, f"twilio:{state.call_sid}:queue")
+        if state.room_twiml:  # call control moved the operator's leg on (conference.py): the citizen follows
+            return state.room_twiml
         return twiml.hang_up()
 
     async def status(self, params: dict[str, str]) -> bool:

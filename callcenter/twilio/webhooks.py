@@ -7,6 +7,8 @@ is read or written (signature.py); a refusal is a 403 with the API's error body.
     POST /twilio/voice/record       a recording for the flow step in ?step=
     POST /twilio/voice/queue        the caller left the operator queue
     POST /twilio/voice/survey       a callback survey call was answered (?key=&case=, set by outbound.py)
+    POST /twilio/voice/conference   a transfer's or three-way call's room: a leg joined or left (?call=)
+    POST /twilio/voice/recording    a recording is ready: fetched into the recording store (?call=)
     POST /twilio/sms/incoming       an SMS to the hotline number (Messaging "A message comes in")
     POST /twilio/sms/status         an outbound SMS's delivery status
 """
@@ -155,6 +157,39 @@ async def voice_status(request: Request, params: Params) -> Response:
 
         await asyncio.to_thread(settle_unanswered, request.app.state.domain, request.app.state.session_factory, key,
                                 params.get("CallSid", ""), params.get("CallStatus", ""))
+    return Response(status_code=204)
+
+
+@router.post("/voice/conference", status_code=204, response_class=Response, responses=EMPTY,
+             summary="Twilio: a leg joined or left a call-control room")
+async def voice_conference(request: Request, params: Params) -> Response:
+    from .legs import log_room_event
+
+    await asyncio.to_thread(log_room_event, request.app.state.session_factory, request.app.state.domain.clock(),
+                            request.query_params.get("call", ""), params)
+    return Response(status_code=204)
+
+
+@router.post("/voice/recording", status_code=204, response_class=Response, responses=EMPTY,
+             summary="Twilio: a recording is ready (fetched into the recording store)")
+async def voice_recording(request: Request, params: Params) -> Response:
+    from .recordings import RecordingUnavailable
+    from .wiring import recordings_for
+
+    if params.get("RecordingStatus", "completed") != "completed" or not params.get("RecordingSid"):
+        return Response(status_code=204)  # absent or failed: nothing to fetch
+    call_sid = request.query_params.get("call", "") or params.get("CallSid", "")
+    try:
+        await asyncio.to_thread(recordings_for(request.app).completed, call_sid=call_sid,
+                                recording_sid=params["RecordingSid"], recording_url=params.get("RecordingUrl", ""))
+    except RecordingUnavailable:
+        # not fetched: the request is forgotten, so the carrier's retry of it is taken (no replay)
+        from .signature import forget
+
+        url = public_url(request.app.state.settings.twilio_public_url, request.url.path, request.url.query)
+        digest = request_digest(url, request.headers.get(SIGNATURE_HEADER, ""))
+        await asyncio.to_thread(lambda: _in_tx(request, lambda s: forget(s, digest)))
+        return Response(status_code=503)
     return Response(status_code=204)
 
 

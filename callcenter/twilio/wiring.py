@@ -55,17 +55,50 @@ def sms_for(app):
     return sms
 
 
-def callbacks_for(app):
-    """Callback survey calls through the REST API (outbound.py), exactly once per attempt."""
-    callbacks = getattr(app.state, "twilio_callbacks", None)
-    if callbacks is None:
-        from .outbound import TwilioCallbacks
+def callback_port(settings, session_factory, http_client=None):
+    """The callback runner's originate port on Twilio (outbound.py): the runner's own exactly-once
+    machinery places 回访 calls through the REST API (CALLCENTER_CALLBACK_DRIVER=twilio)."""
+    from .outbound import TwilioCallbackPbx
 
-        settings = app.state.settings
-        callbacks = app.state.twilio_callbacks = TwilioCallbacks(
-            app.state.domain, app.state.session_factory, client_for(app), public_url=settings.twilio_public_url,
-            from_number=settings.twilio_from_number)
-    return callbacks
+    return TwilioCallbackPbx(rest_client(settings, http_client), session_factory,
+                             public_url=settings.twilio_public_url, from_number=settings.twilio_from_number)
+
+
+def transfers_for(app):
+    """Call control of the calls Twilio carries: the same CallControl (transfers, three-way calls) as
+    Asterisk's, over the conferences of conference.py."""
+    control = getattr(app.state, "twilio_transfers", None)
+    if control is None:
+        from callcenter.callcontrol.transfer import CallControl
+
+        from .conference import TwilioPbx
+
+        settings, sessions = app.state.settings, app.state.session_factory
+
+        def note_room(sid: str, twiml: str) -> None:
+            from sqlalchemy import update
+
+            from ticketing.carrier_model import CarrierCall
+            from ticketing.store import session_scope
+
+            with session_scope(sessions) as s:
+                s.execute(update(CarrierCall).where(CarrierCall.call_sid == sid).values(room_twiml=twiml))
+
+        hold = settings.twilio_prompt_url.rstrip("/") + "/hold.wav" if settings.twilio_prompt_url else ""
+        control = app.state.twilio_transfers = CallControl(TwilioPbx(
+            client_for(app), public_url=settings.twilio_public_url, from_number=settings.twilio_from_number,
+            hold_music_url=hold, note_room=note_room), clock=app.state.domain.clock)
+    return control
+
+
+def recordings_for(app):
+    recordings = getattr(app.state, "twilio_recordings", None)
+    if recordings is None:
+        from .recordings import TwilioRecordings
+
+        recordings = app.state.twilio_recordings = TwilioRecordings(
+            app.state.session_factory, client_for(app), app.state.settings, app.state.domain.clock)
+    return recordings
 
 
 def close(app) -> None:

@@ -71,10 +71,22 @@ class OutcomeIn(CaseRef):
     satisfaction: Satisfaction
 
 
-def get_call_control(request: Request) -> CallControl:
-    """The process's CallControl: ``app.state.call_transfers`` if set (tests), else the one of the
-    AMI link service (``app.state.callcontrol.transfers``: restored from the call log after a
-    restart, callcenter.callcontrol.recovery)."""
+def get_call_control(request: Request, session: SessionDep) -> CallControl:
+    """The CallControl of the driver that carries the call (the call log's carrier): a call on Twilio
+    is controlled through its conferences (callcenter/twilio/conference.py), by the same operations
+    and rules; any other call through Asterisk's (`asterisk_call_control`)."""
+    uniqueid = request.path_params.get("uniqueid")
+    if uniqueid and session.execute(select(Call.carrier).where(Call.uniqueid == uniqueid)).scalar() == "twilio":
+        from callcenter.twilio.wiring import transfers_for
+
+        return transfers_for(request.app)
+    return asterisk_call_control(request)
+
+
+def asterisk_call_control(request: Request) -> CallControl:
+    """The process's CallControl over Asterisk: ``app.state.call_transfers`` if set (tests), else the
+    one of the AMI link service (``app.state.callcontrol.transfers``: restored from the call log after
+    a restart, callcenter.callcontrol.recovery)."""
     control = getattr(request.app.state, "call_transfers", None)
     if control is not None:
         return control
@@ -165,7 +177,7 @@ def _log(session: Session, actor: Actor, uniqueid: str, steps: list[Step], *, ca
             data[CONTROL_KEY] = cc.snapshot()
         call_log.add_event(session, call.id, kind=step.kind, at=step.at, dedup_key=f"cc:{uuid.uuid4().hex}",
                            data=data)
-    if call.recording_path is None and settings is not None:
+    if call.recording_path is None and settings is not None and call.carrier == "asterisk":
         # the queue recorded it (queues.conf monitor-format): link the file once it exists
         path = recording_path(uniqueid)
         try:

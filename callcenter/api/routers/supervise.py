@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from callcenter.api.deps import ActorDep, SessionDep, commit, require_roles
-from callcenter.api.routers.calls import get_call_control
+from callcenter.api.routers.calls import asterisk_call_control
 from callcenter.api.routers.operators import NoExtension
 from callcenter.callcontrol import supervise as sv
 from callcenter.callcontrol.transfer import CallHungUp, CallStateError
@@ -41,7 +41,7 @@ def get_supervision(request: Request) -> sv.Supervision:
     state = request.app.state
     supervision = getattr(state, "supervision", None)
     if supervision is None:
-        supervision = sv.Supervision(get_call_control(request).pbx)
+        supervision = sv.Supervision(asterisk_call_control(request).pbx)
         link = getattr(getattr(state, "callcontrol", None), "link", None)
         if link is not None:
             link.on_event(_on_hangup(supervision, state.session_factory))
