@@ -2,7 +2,8 @@
 the operator logs in to the queue from the page, a queued citizen reaches their phone (baresip op8003,
 auto-answer), the page's call panel shows the call; a warm transfer to the water company's duty phone
 (baresip unit-a) is completed and rated live (R7.4), then a second citizen's call goes three-way with
-the emergency office and the operator leaves and rejoins — all by clicks, each leg in the call log (A2).
+the water company and the operator leaves and rejoins, and a third is put through to the convenience
+service center after the R7.3f disclaimer and consent — all by clicks, each leg in the call log (A2).
 """
 from __future__ import annotations
 
@@ -179,4 +180,19 @@ async def test_transfer_completed_and_rated_then_three_way_left_and_rejoined_by_
         await state.filter(has_text="三方通话中").wait_for()
         assert call_kinds(d, second) == ["conference_started", "unit_dial", "unit_dial_result", "conference_join",
                                          "conference_leave", "conference_join"]
+
+        # 3. a convenience service (R7.3f): the disclaimer read, the citizen agrees, the call goes to the center
+        hangup_channels(d.verify, OUR_CHANNELS)
+        third_case = await new_case(d)
+        third = await citizen_queued(d, "13912340013")
+        await page.locator("#call-actions .caller", has_text="13912340013").wait_for()
+        await state.filter(has_text="通话中").wait_for()
+        await panel.locator("input[name=call-case]").fill(third_case)
+        convenience = panel.locator(".convenience")
+        assert "R7.3f" in await convenience.locator(".cv-text").inner_text()
+        await convenience.locator("input[name=cv-read]").check()
+        await convenience.locator("input[name=cv-consent]").check()
+        await convenience.get_by_role("button", name="记录并转接便民服务中心").click()
+        await state.filter(has_text="已转接便民服务中心").wait_for()
+        assert call_kinds(d, third) == ["convenience_consent", "transfer_blind"]
         await page.screenshot(path="/tmp/desk-call-panel.png", full_page=True)
