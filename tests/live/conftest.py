@@ -48,7 +48,7 @@ async def hotline(asterisk, tmp_path):
     from callcenter.pbx.root import RECORDINGS_DIR
     from agi.hotline import Hotline, router_for
     from agi.server import FastAGIServer
-    from callback import attempts
+    from callback import attempts, notify
     from callcenter.ami.client import AMIClient
     from tests.conftest import CONFIG_DIR, FakeClock
     from ticketing.domain import Domain
@@ -64,7 +64,7 @@ async def hotline(asterisk, tmp_path):
     sessions = make_session_factory(engine)
     with session_scope(sessions) as s:
         seed_units(s, domain.city, clock())
-    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts)
+    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts, notices=notify)
     with agi_port_lock(asterisk):
         server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port)
         for attempt in range(180):  # a server of another session that skipped the lock: wait for it
