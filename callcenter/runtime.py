@@ -73,13 +73,13 @@ def _callcontrol(settings: Settings, domain, engine):
 def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None = None):
     """The FastAGI server of this install, with the callback scheduler's side of the survey."""
     from agi.app import build_hotline, build_server
-    from callback import attempts
+    from callback import attempts, notify
     from callcenter.audit_vault import install as install_audit_vault
     from callcenter.pbx.root import RECORDINGS_DIR, asterisk_file
 
     install_audit_vault(settings.state_dir)
     hotline = build_hotline(settings.config_dir, settings.effective_database_url, recordings_dir=RECORDINGS_DIR,
-                            survey=attempts, domain=domain, engine=engine,
+                            survey=attempts, notices=notify, domain=domain, engine=engine,
                             read_file=lambda path: asterisk_file(settings, path))
     return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
 

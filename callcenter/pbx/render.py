@@ -16,6 +16,7 @@ from callcenter.pbx.names import operator_endpoint, operator_interface
 from callcenter.pbx.root import FAX_DIR, MOH_DIR, RECORDINGS_DIR, ProvisionError
 from callcenter.pbx.tls import CERT_FILE, KEY_FILE, KEYS_DIR
 from callcenter.settings import PROJECT_ROOT, Settings
+from ticketing.dialing import dial_digits  # re-exported: its home is ticketing (voice notices dial it too)
 
 TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
 _PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
@@ -93,11 +94,6 @@ class PhoneRoutes:
     endpoints: tuple[str, ...] = ()
     routes: dict[str, str] = field(default_factory=dict)  # digits -> endpoint
     default: str = "PJSIP/{number}@trunk"
-
-
-def dial_digits(number: str) -> str:
-    """A roster number as the dialplan dials it: digits only ('0510-87900350' -> '051087900350')."""
-    return re.sub(r"[^0-9]", "", number or "")
 
 
 def load_phone_routes(settings: Settings) -> PhoneRoutes:
