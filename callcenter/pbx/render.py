@@ -5,6 +5,7 @@ writes nothing (installation writes the result).
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,21 @@ def render_template(text: str, values: dict[str, str]) -> str:
     return out
 
 
+def _trunk_match(value: str) -> str:
+    """sip_trunk_match as pjsip.conf's identify `match`: IP addresses or networks, nothing else (an
+    empty or malformed value would let the parser take anything, or nothing, as the carrier)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    try:
+        for part in parts:
+            ipaddress.ip_network(part, strict=False)
+    except ValueError:
+        raise ProvisionError(f"setting sip_trunk_match={value!r}: expected IP addresses or networks, "
+                             "comma-separated") from None
+    if not parts:
+        raise ProvisionError("setting sip_trunk_match is empty: give the carrier's SBC address(es)")
+    return ",".join(parts)
+
+
 def _template_values(settings: Settings, secret: str) -> dict[str, str]:
     for what, value in (("ami_username", settings.ami_username),
                         ("ami_host", settings.ami_host), ("sip_host", settings.sip_host),
@@ -164,6 +180,7 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
         "AMI_SECRET": secret,
         "SIP_HOST": settings.sip_host,
         "SIP_PORT": str(int(settings.sip_port)),
+        "SIP_TRUNK_MATCH": _trunk_match(settings.sip_trunk_match),
         "AGI_HOST": settings.agi_host,
         "AGI_PORT": str(int(settings.agi_port)),
         "WSS_HOST": settings.wss_host,
