@@ -69,6 +69,12 @@ class SurveyLedger(Protocol):
                       call_id: int | None = None, reason: str = "") -> str | None: ...
 
 
+class NoticeLedger(Protocol):
+    """The notice deliverer's side of a voice notice (callback/notify.py), given by callcenter."""
+
+    def acknowledge(self, session: Session, domain: Domain, key: str, *, call_id: int | None = None) -> bool: ...
+
+
 def channel_for_number(number: str) -> Channel:
     return Channel.MOBILE if MOBILE.match(number or "") else Channel.LANDLINE
 
@@ -85,6 +91,7 @@ class Hotline:
     # SQLite file: sessions that try a transaction on the event loop without waiting for the lock
     nowait_sessions: sessionmaker[Session] | None = None
     survey: SurveyLedger | None = None  # needed by ivr/survey only
+    notices: NoticeLedger | None = None  # needed by ivr/notify only
     # a file Asterisk wrote, by the path Asterisk knows it under (None if absent): fax/received
     read_file: Callable[[str], bytes | None] | None = None
     _loop_db: LoopConnection | None = None
@@ -117,10 +124,12 @@ class Hotline:
     @classmethod
     def create(cls, domain: Domain, session_factory: sessionmaker[Session], recordings_dir: str, *,
                inline_sqlite: bool = True, survey: SurveyLedger | None = None,
+               notices: NoticeLedger | None = None,
                read_file: Callable[[str], bytes | None] | None = None) -> Hotline:
-        flows = {name: load_flow(flow_path(name)) for name in ("main", "survey")}
+        flows = {name: load_flow(flow_path(name)) for name in ("main", "survey", "notify")}
         return cls(domain, session_factory, recordings_dir, flows, set(load_prompts(PROMPTS_PATH)),
-                   nowait_sessions_for(session_factory) if inline_sqlite else None, survey, read_file=read_file)
+                   nowait_sessions_for(session_factory) if inline_sqlite else None, survey, notices,
+                   read_file=read_file)
 
 
 class CallContext:
@@ -129,7 +138,7 @@ class CallContext:
     def __init__(self, hotline: Hotline, caller: str, callback_key: str = ""):
         self.hotline = hotline
         self.caller = caller
-        self.callback_key = callback_key  # the survey's attempt (callback/attempts.py)
+        self.callback_key = callback_key  # the survey's attempt (callback/attempts.py) or the notice's try
         self._session: Session | None = None  # made when first needed: most calls never need one
         self._nowait_session: Session | None = None
         self._inline = hotline.nowait_sessions is not None  # SQLite file: transactions tried on the loop
@@ -238,6 +247,7 @@ class CallContext:
             "find_case": self.find_case,
             "leave_message": self.leave_message,
             "record_satisfaction": self.record_satisfaction,
+            "acknowledge_notice": self.acknowledge_notice,
         }
 
     async def caller_open_cases(self, caller: str) -> dict:
@@ -303,6 +313,11 @@ class CallContext:
             self.case_id, self.case_number = case.id, case.number
             return result
         return await self.tx(store)
+
+    async def acknowledge_notice(self) -> dict:
+        """Key 1 on a voice notice: recorded against the notice of this call's key (Hotline.notices)."""
+        return {"acknowledged": await self.tx(lambda s: self.hotline.notices.acknowledge(
+            s, self.hotline.domain, self.callback_key, call_id=self.call_id))}
 
     async def leave_message(self, caller: str, recording: str) -> dict:
         def create(s: Session):
@@ -463,6 +478,10 @@ def router_for(hotline: Hotline) -> dict[str, Callable]:
     async def ivr_survey(channel: AGIChannel) -> None:
         await run_survey(hotline, channel)
 
+    async def ivr_notify(channel: AGIChannel) -> None:
+        from .notify import run_notify
+        await run_notify(hotline, channel)
+
     async def health(channel: AGIChannel) -> None:
         # the watchdog's probe (callcenter/agi_watchdog.py): one command proves the loop answers
         await channel.set_variable("CALLCENTER_AGI_ALIVE", "1")
@@ -472,4 +491,5 @@ def router_for(hotline: Hotline) -> dict[str, Callable]:
 
         await receive_fax(hotline, channel)
 
-    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "health": health, "fax/received": fax_received}
+    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "ivr/notify": ivr_notify, "health": health,
+            "fax/received": fax_received}

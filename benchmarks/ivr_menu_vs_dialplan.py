@@ -108,6 +108,11 @@ def serve(db_url: str, port: int, profile_to: str | None, db_threads: str = "def
     from ticketing.store import make_engine, make_session_factory, session_scope, upgrade
 
     settings = get_settings()
+    # A1: the audit chain of this throwaway store is sealed with a throwaway key, as the composition
+    # root does with the install's (callcenter.audit_vault)
+    from callcenter.audit_vault import install as install_audit_vault
+
+    install_audit_vault(tempfile.mkdtemp(prefix="menu-bench-audit-"))
     upgrade(db_url)
     t0 = time.monotonic()
 

@@ -109,5 +109,16 @@ class MissedCallPbx(CallbackPbx, Protocol):
         DIALSTATUS: ANSWER = the citizen answered)."""
 
 
-__all__ = ["ANSWERED", "CallbackPbx", "MissedCallPbx", "DialResult", "Dialling", "NOT_ANSWERED", "NotSent", "OutcomeUnknown",
+class NoticePbx(CallbackPbx, Protocol):
+    """What voice notices (callback/notify_runner.py) need besides: a call to a duty phone that the
+    dialplan notes in its ledger before it dials, and that runs the notice's voice flow once answered.
+    (An SMS sender would be a port of its own: send(phone, text, key) -> accepted or NotSent; see README.)"""
+
+    def originate_notice(self, *, phone: str, key: str, channel_id: str, context: str, caller_id: str,
+                         ring_timeout: float, facts: dict[str, str]) -> Dialling:
+        """Ring `phone` (sent before returning, at most once); answered, `ivr/notify` speaks `facts`
+        (case_number, due_date, due_hour) and records key 1 against `key`. ANSWERED = it answered."""
+
+
+__all__ = ["ANSWERED", "CallbackPbx", "MissedCallPbx", "NoticePbx", "DialResult", "Dialling", "NOT_ANSWERED", "NotSent", "OutcomeUnknown",
            "PbxError", "REFUSED", "Subscription"]

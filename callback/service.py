@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from callback.deadlines import sweep_deadlines
 from callback.leader import Leadership, is_paused, leadership_for
 from callback.missed_runner import MissedCallbackRunner, MissedOptions
-from callback.pbx import CallbackPbx, MissedCallPbx
+from callback.notify_runner import NoticeOptions, NoticeRunner
+from callback.pbx import CallbackPbx, MissedCallPbx, NoticePbx
 from callback.runner import CallbackRunner, RunnerOptions
 from ticketing.domain import Domain
 from ticketing.store import make_session_factory, session_scope
@@ -61,6 +62,13 @@ async def missed_tick() -> None:
             await service.missed.sweep()
 
 
+async def notice_tick() -> None:
+    """APScheduler job: one voice-notice sweep (issue 14 item 5; referenced by name in the job store)."""
+    for service in list(_SERVICES):
+        if service.is_leader and service.notices is not None:
+            await service.notices.sweep()
+
+
 async def retention_tick() -> None:
     """APScheduler job: delete call recordings past their retention (policy.recordings)."""
     for service in list(_SERVICES):
@@ -81,7 +89,7 @@ class CallbackService:
                  sweep_seconds: float = 30.0, deadline_seconds: float = 300.0, poll_seconds: float = 5.0,
                  lease_seconds: float = 20.0, holder: str | None = None,
                  on_leadership: Callable[[bool], None] | None = None, missed_pbx: MissedCallPbx | None = None,
-                 owns_missed_pbx: bool = False):
+                 owns_missed_pbx: bool = False, notice_pbx: NoticePbx | None = None):
         self.domain = domain
         self.engine = engine
         self.sessions = make_session_factory(self.engine)
@@ -94,6 +102,10 @@ class CallbackService:
         self.missed = None if missed_pbx is None else MissedCallbackRunner(
             self.domain, self.sessions, missed_pbx,
             MissedOptions(context=opts.context, caller_id=opts.caller_id, channel_prefix=opts.channel_prefix))
+        # voice notices share the survey's link (the same Originate and ledger; callcenter.callbacks)
+        self.notices = None if notice_pbx is None else NoticeRunner(
+            self.domain, self.sessions, notice_pbx,
+            NoticeOptions(context=opts.context, caller_id=opts.caller_id, channel_prefix=opts.channel_prefix))
         self.sweep_seconds = sweep_seconds
         self.deadline_seconds = deadline_seconds
         self.poll_seconds = poll_seconds
@@ -144,6 +156,8 @@ class CallbackService:
         self.runner.attach()
         if self.missed is not None:
             self.missed.attach()
+        if self.notices is not None:
+            self.notices.attach()
         self._task = asyncio.create_task(self._leader_loop(), name="callback leadership")
 
     async def stop(self) -> None:
@@ -156,6 +170,8 @@ class CallbackService:
         await self.runner.stop(wait=False)
         if self.missed is not None:
             await self.missed.stop()  # its calls go on in Asterisk; the next leader adopts them
+        if self.notices is not None:
+            await self.notices.stop()
         if self._own_pbx:
             await self.pbx.stop()
         if self._own_missed_pbx:
@@ -186,6 +202,8 @@ class CallbackService:
         self.runner._stopping = False
         if self.missed is not None:
             self.missed.resume()
+        if self.notices is not None:
+            self.notices.resume()
         scheduler = AsyncIOScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.engine, tablename=JOB_TABLE)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 120},
@@ -201,6 +219,10 @@ class CallbackService:
             scheduler.add_job("callback.service:missed_tick", "interval", seconds=self.sweep_seconds,
                               id="missed-call-sweep", name="missed-call callbacks (漏接回拨)", replace_existing=True,
                               next_run_time=now)
+        if self.notices is not None:
+            scheduler.add_job("callback.service:notice_tick", "interval", seconds=self.sweep_seconds,
+                              id="notice-sweep", name="voice notices (R7.7 urges)", replace_existing=True,
+                              next_run_time=now)
         scheduler.add_job("callback.service:retention_tick", "interval", hours=24, id="recording-retention",
                           name="recording retention clean-up", replace_existing=True, next_run_time=now)
         scheduler.start()
@@ -215,6 +237,8 @@ class CallbackService:
         self.is_leader = False
         if self.missed is not None:
             self.missed.halt()
+        if self.notices is not None:
+            self.notices.halt()
         self.runner.halt()  # no new calls, spare claims put back; calls already placed finish in Asterisk
         if self.scheduler is not None:
             with contextlib.suppress(Exception):
@@ -232,4 +256,4 @@ async def run_forever(service: CallbackService) -> None:
         await service.stop()
 
 
-__all__ = ["CallbackService", "callback_tick", "deadline_tick", "missed_tick", "run_forever", "JOB_TABLE"]
+__all__ = ["CallbackService", "callback_tick", "deadline_tick", "missed_tick", "notice_tick", "run_forever", "JOB_TABLE"]

@@ -18,6 +18,7 @@ from callcenter.pbx.names import operator_interface
 
 LEDGER_FAMILY = "callcenter_callback"  # AstDB family written by [outbound-callback]
 SURVEY_EXTEN = "survey"  # in the callback's context: the call runs ivr/survey over FastAGI
+NOTICE_EXTEN = "notify"  # ... and a voice notice's call ivr/notify (issue 14 item 5)
 # The runner needs only call events (OriginateResponse, Hangup): logging in with this filter spares
 # it parsing every dialplan event of a busy PBX. Action replies (DBGet, CoreShowChannels) still come.
 AMI_EVENTS = "call,system"  # system: FullyBooted after login
@@ -218,11 +219,32 @@ class AmiMissedCallPbx(AmiCallbackPbx):
         return self.ami.subscribe(ended, ["UserEvent"])
 
 
+class AmiNoticePbx(AmiCallbackPbx):
+    """`callback.pbx.NoticePbx` over an AMI client: `Local/<duty phone>@outbound-callback` with
+    CALLBACK_PHONES=unit-phones (the ;2 half writes the ledger entry and rings the unit's phone, routed
+    as warm transfers are), answered into `notify` (ivr/notify over FastAGI)."""
+
+    def originate_notice(self, *, phone: str, key: str, channel_id: str, context: str, caller_id: str,
+                         ring_timeout: float, facts: dict[str, str]) -> _Dialling:
+        try:
+            reply = self.ami.send_originate(
+                f"Local/{phone}@{context}", context=context, exten=NOTICE_EXTEN, priority=1, caller_id=caller_id,
+                channel_id=channel_id, dial_timeout=ring_timeout,
+                variables={"__CALLBACK_KEY": key, "__CALLBACK_LEDGER": channel_id, "__CALLBACK_PHONES": "unit-phones",
+                           "CALLBACK_CASE": facts.get("case_number", ""), "CALLBACK_DUE": facts.get("due_date", ""),
+                           "CALLBACK_DUE_HOUR": facts.get("due_hour", "")},
+            )
+        except AMIError as exc:
+            raise _port_error(exc) from exc
+        return _Dialling(reply)
+
+
 def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbackPbx | None = None, **kwargs):
     """The scheduler service of this install (callback/service.py). Without `pbx` it gets an AMI
     client of its own (CALLBACK_DRIVER=twilio: the Twilio port, callcenter/twilio/outbound.py), started
     and stopped with it, and (missed-call callbacks on in the policy, on Asterisk) another for those;
-    given a `pbx`, missed-call callbacks run only with a `missed_pbx` given too."""
+    given a `pbx`, missed-call callbacks run only with a `missed_pbx` given too. Voice notices
+    (callback/notify_runner.py) ride on its own Asterisk link, the same Originate and ledger."""
     from callback.service import CallbackService
     from callcenter.callcontrol.recording import purge_recordings
     from ticketing.domain import Domain
@@ -246,8 +268,13 @@ def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbac
     if (owns_pbx and settings.callback_driver != "twilio" and domain.policy.missed_calls.automatic
             and "missed_pbx" not in kwargs):
         kwargs.update(missed_pbx=AmiMissedCallPbx.from_settings(settings), owns_missed_pbx=True)
-    return CallbackService(domain, engine, pbx or AmiCallbackPbx.from_settings(settings), owns_pbx=owns_pbx,
+    if pbx is None:
+        pbx = AmiNoticePbx.from_settings(settings)  # the survey's link; voice notices ride on it
+        if domain.policy.notifications.voice_kinds and "notice_pbx" not in kwargs:
+            kwargs.update(notice_pbx=pbx)
+    return CallbackService(domain, engine, pbx, owns_pbx=owns_pbx,
                            purge_recordings=retention, **kwargs)
 
 
-__all__ = ["AMI_EVENTS", "AMI_EVENT_FILTER", "AmiCallbackPbx", "AmiMissedCallPbx", "LEDGER_FAMILY", "callback_service", "narrow_events"]
+__all__ = ["AMI_EVENTS", "AMI_EVENT_FILTER", "AmiCallbackPbx", "AmiMissedCallPbx", "AmiNoticePbx", "LEDGER_FAMILY",
+           "callback_service", "narrow_events"]

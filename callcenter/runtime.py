@@ -13,10 +13,15 @@ log = logging.getLogger("callcenter.run")
 
 def prepare(settings: Settings, *, asterisk: bool = True) -> None:
     """Everything a fresh install needs before serving: schema, city data, Asterisk."""
+    from callcenter.audit_vault import install as install_audit_vault
     from ticketing.domain import Domain
     from ticketing.seed import seed_units
-    from callcenter.audit_vault import install as install_audit_vault
-    from ticketing.store import make_engine, make_session_factory, session_scope, upgrade
+    from ticketing.store import (
+        make_engine,
+        make_session_factory,
+        session_scope,
+        upgrade,
+    )
 
     install_audit_vault(settings.state_dir)
     upgrade(settings.effective_database_url)
@@ -39,15 +44,17 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
 
 
 def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool = True):
-    """The API with what runs beside it: the call-control link over AMI and the callback scheduler
-    (leader-elected, so several processes may share one database)."""
+    """The API with what runs beside it: the call-control link over AMI, the callback scheduler
+    (leader-elected, so several processes may share one database) and the figures' rollup refresh."""
     from callcenter.api.app import create_app
     from ticketing.domain import Domain
     from ticketing.store import make_engine
 
     domain = domain or Domain.load(settings.config_dir)
     engine = engine or make_engine(settings.effective_database_url)
-    callcontrol, background = None, []
+    from callcenter.figures_refresh import RollupRefresher
+
+    callcontrol, background = None, [RollupRefresher(domain, engine)]
     if telephony:
         from callcenter.callbacks import callback_service
 
@@ -66,13 +73,13 @@ def _callcontrol(settings: Settings, domain, engine):
 def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None = None):
     """The FastAGI server of this install, with the callback scheduler's side of the survey."""
     from agi.app import build_hotline, build_server
-    from callback import attempts
+    from callback import attempts, notify
     from callcenter.audit_vault import install as install_audit_vault
     from callcenter.pbx.root import RECORDINGS_DIR, asterisk_file
 
     install_audit_vault(settings.state_dir)
     hotline = build_hotline(settings.config_dir, settings.effective_database_url, recordings_dir=RECORDINGS_DIR,
-                            survey=attempts, domain=domain, engine=engine,
+                            survey=attempts, notices=notify, domain=domain, engine=engine,
                             read_file=lambda path: asterisk_file(settings, path))
     return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     ami_secret: str = Field(default="", repr=False)
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
+    # The carrier's trunk (asterisk/pjsip.conf [trunk]): calls from these addresses (comma-separated IPs
+    # or CIDRs of the carrier's SBC) are taken without authentication into [citizen-in]. The default is a
+    # loopback alias nothing else uses: SIPp as the test carrier (benchmarks/sip_load.py, live tests).
+    sip_trunk_match: str = "127.0.0.2"
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
     # after-call work (callcenter/callcontrol/wrapup.py): seconds an operator is held out of the queue

@@ -7,7 +7,9 @@ writes it as XLSX; either way an audited export (A1), as from the API.
 figures read) from the raw call log, day by day, each day in its own transaction: an interrupted
 rebuild leaves every day either as it was or rebuilt, never half of one, and running it again
 finishes the job. Then it refreshes the planner's statistics of the figures' tables and checks that
-every call queued in the range has its entry. Audited (A1): started, and finished with the counts.
+every call queued in the range has its entry. It also recomputes the daily rollup of the case and
+work-order rates (ticketing.figures.rollup) for every day of the range, one day per transaction,
+and clears the stale marks it has made good. Audited (A1): started, and finished with the counts.
 """
 from __future__ import annotations
 
@@ -89,12 +91,20 @@ def _day(text: str | None) -> date | None:
 @click.option("--since", metavar="YYYY-MM-DD", help="First day (local); default: the first call queued.")
 @click.option("--until", metavar="YYYY-MM-DD", help="Day after the last; default: tomorrow.")
 def rebuild(since: str | None, until: str | None) -> None:
-    """Recompute the queue figures' rows from the raw call log (after a figure's definition
-    changed), one day per transaction, with a progress bar; safe to interrupt and run again."""
+    """Recompute the queue figures' rows from the raw call log and the daily rollup of the case
+    and work-order rates from the raw cases (after a figure's definition changed), one day per
+    transaction, with a progress bar; safe to interrupt and run again."""
     from sqlalchemy import func, select
 
     from ticketing import audit
-    from ticketing.models import CallEvent
+    from ticketing.figures import Thresholds
+    from ticketing.figures.rollup import (
+        clear_marks,
+        refresh_days,
+        refresh_stale,
+        rollup_readers,
+    )
+    from ticketing.models import CallEvent, Case
     from ticketing.queue_entries import QueueEntry, rebuild_day
     from ticketing.store import session_scope
 
@@ -103,8 +113,10 @@ def rebuild(since: str | None, until: str | None) -> None:
     first, last = _day(since), _day(until)
     if first is None:
         with factory() as s:
-            earliest = s.execute(select(func.min(CallEvent.at)).where(CallEvent.kind == "queued")).scalar()
-        first = earliest.astimezone(tz).date() if earliest else domain.clock().astimezone(tz).date()
+            earliest = [s.execute(select(func.min(CallEvent.at)).where(CallEvent.kind == "queued")).scalar(),
+                        s.execute(select(func.min(Case.accepted_at))).scalar()]
+        earliest = [e for e in earliest if e is not None]
+        first = min(earliest).astimezone(tz).date() if earliest else domain.clock().astimezone(tz).date()
     if last is None:
         last = domain.clock().astimezone(tz).date() + timedelta(days=1)
     if last <= first:
@@ -124,6 +136,15 @@ def rebuild(since: str | None, until: str | None) -> None:
         for day in bar:
             with session_scope(factory) as s:  # one day, all or nothing
                 calls += rebuild_day(s, start(day), start(day + timedelta(days=1)))
+    thresholds = Thresholds.for_policy(domain.policy)
+    with session_scope(factory) as s:  # every day below is computed after this: its marks are done
+        clear_marks(s, thresholds.tz, first, last)
+    with click.progressbar(days, label="rate rollup", item_show_func=lambda d: d and d.isoformat()) as bar:
+        for day in bar:
+            with session_scope(factory) as s:  # one day, all or nothing
+                refresh_days(rollup_readers(s, thresholds), [day])
+    with session_scope(factory) as s:  # what changed while the days were computed
+        refresh_stale(rollup_readers(s, thresholds))
     with session_scope(factory) as s:
         analyze(s)
         missing = s.execute(select(func.count(func.distinct(CallEvent.call_id))).where(

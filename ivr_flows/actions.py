@@ -10,6 +10,7 @@ KNOWN_ACTIONS: dict[str, str] = {
     "create_case": "(caller, kind: consultation|suggestion|complaint|urgent_help) -> {case_number: str}: open a phone case before queueing",
     "find_case": "(number: 14 digits, no dash) -> {found: bool, status_prompt: str, deadline: ISO date/datetime or null}",
     "leave_message": "(caller, recording: str) -> {case_number: str}: after-hours voice message becomes a case",
+    "acknowledge_notice": "() -> {acknowledged: bool}: key 1 on a voice notice (the call's own key)",
     "record_satisfaction": "(case_number, value: satisfied|basically_satisfied|unsatisfied) -> {}: callback survey answer",
 }
 

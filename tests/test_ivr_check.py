@@ -104,14 +104,14 @@ def prompts() -> dict[str, str]:
     return load_prompts(PROMPTS_PATH)
 
 
-@pytest.mark.parametrize("name", ["main", "survey"])
+@pytest.mark.parametrize("name", ["main", "survey", "notify"])
 def test_shipped_flows_pass_the_checker(name, prompts):
     flow = load_flow(flow_path(name))
     assert [str(p) for p in check_flow(flow, set(KNOWN_ACTIONS), set(prompts))] == []
 
 
 def test_flow_files_are_main_and_survey_not_prompts():
-    assert {p.name for p in flow_files()} >= {"main.yaml", "survey.yaml"}
+    assert {p.name for p in flow_files()} >= {"main.yaml", "survey.yaml", "notify.yaml"}
     assert "prompts.yaml" not in {p.name for p in flow_files()}
 
 
@@ -150,7 +150,7 @@ def test_cli_check_default_flows_pass():
     result = CliRunner().invoke(ivr_group, ["check"])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert "2 flow(s) checked, 0 problem(s)" in result.output
+    assert "3 flow(s) checked, 0 problem(s)" in result.output
 
 
 def test_cli_check_reports_file_and_node_and_exits_1(tmp_path):

@@ -172,6 +172,32 @@ def test_install_generates_the_phone_certificate_once(scratch):
     assert (keys / "wss-cert.pem").read_bytes() == own_cert and (keys / "wss-key.pem").read_bytes() == own_key
 
 
+def test_carrier_trunk_is_identified_by_address_into_the_citizen_menu(tmp_path):
+    """The carrier's trunk (issue 16): INVITEs from sip_trunk_match's addresses land in [citizen-in]
+    without registration or password, G.711 + RFC 4733, and report their RTP statistics at hang-up."""
+    settings = _settings(tmp_path, config_dir=PROJECT_ROOT / "config",
+                         sip_trunk_match=" 198.51.100.7, 203.0.113.0/28 ")
+    operators = load_operators(settings)
+    passwords = {op.endpoint: f"pw-{op.id}-abcdefgh" for op in operators}
+    configs = render_configs(settings, "secret-0123456789", passwords, operators)
+    trunk = configs["pjsip.conf"].split("[trunk]", 1)[1].split("\n[", 1)[0]
+    for line in ("type = endpoint", "context = citizen-in", "allow = ulaw,alaw", "dtmf_mode = rfc4733",
+                 "set_var = CHANNEL(hangup_handler_push)=trunk-hangup,s,1"):
+        assert line in trunk
+    assert "auth" not in trunk and "aors" not in trunk  # identified by address only, inbound only
+    assert "endpoint = trunk\nmatch = 198.51.100.7,203.0.113.0/28" in configs["pjsip.conf"]
+    assert "[trunk-hangup]" in configs["extensions.conf"] and "CallcenterRtpQuality" in configs["extensions.conf"]
+
+
+@pytest.mark.parametrize("match", ["", "carrier.example.com", "127.0.0.2;x", "10.0.0.1,\nendpoint=op8001"])
+def test_a_trunk_match_that_is_not_addresses_is_refused(tmp_path, match):
+    settings = _settings(tmp_path, config_dir=PROJECT_ROOT / "config", sip_trunk_match=match)
+    operators = load_operators(settings)
+    passwords = {op.endpoint: f"pw-{op.id}-abcdefgh" for op in operators}
+    with pytest.raises(ProvisionError, match="sip_trunk_match"):
+        render_configs(settings, "secret-0123456789", passwords, operators)
+
+
 def test_render_template_refuses_unknown_placeholders():
     assert render_template("port=@@PORT@@", {"PORT": "1"}) == "port=1"
     with pytest.raises(ProvisionError, match="@@NOPE@@"):

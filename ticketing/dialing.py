@@ -17,6 +17,11 @@ MOBILE = re.compile(r"^(?:\+?86)?1[3-9]\d{9}$")
 CALLABLE = re.compile(r"^(?:\+?86)?(?:1[3-9]\d{9}|0\d{9,11}|[2-9]\d{6,7})$")
 
 
+def dial_digits(number: str) -> str:
+    """A roster number as the dialplan dials it: digits only ('0510-87900350' -> '051087900350')."""
+    return re.sub(r"[^0-9]", "", number or "")
+
+
 def is_callable(number: str | None) -> bool:
     return bool(CALLABLE.match((number or "").replace("-", "").replace(" ", "")))
 

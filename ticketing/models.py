@@ -478,6 +478,6 @@ class UnitNotification(Base):
 # Models in modules of their own (this one is at its size limit), imported here so their tables are
 # always in Base.metadata whichever module is imported first. KnowledgeEntry was defined here before 0015.
 from ticketing import (  # noqa: E402,F401,I001
-    approval_model, attachment_model, carrier_model, hot_topic_model, inquiry_model, merge_model,
-    missed_call_model, open311_model, queue_entries)
+    approval_model, attachment_model, carrier_model, figure_days_model, hot_topic_model, inquiry_model,
+    merge_model, missed_call_model, notification_model, open311_model, queue_entries)
 from ticketing.knowledge_model import KnowledgeEntry  # noqa: E402,F401

@@ -294,6 +294,18 @@ class MissedCallPolicy:
 
 
 @dataclass(frozen=True, config=_CONFIG)
+class NotificationPolicy:
+    """Notices delivered, not only recorded (issue 14 item 5): which unit notices the scheduler
+    delivers by automated voice call (callback/notify.py), within the callback's calling hours."""
+
+    voice_kinds: tuple[str, ...] = ("urge",)  # UnitNotification kinds called to the duty phone (R7.7)
+    max_tries: PosInt = 4          # calls without an acknowledgement (A, B, A, B); then recorded only
+    retry_minutes: PosInt = 15     # after a round of the duty phones, before the next one
+    ring_s: PosInt = 30            # a duty phone rings this long
+    within_hours: PosInt = 24      # notices older than this are not called (a new install's history)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class AccountPolicy:
     """Logins and passwords of staff accounts (issue 11: password guessing)."""
 
@@ -343,6 +355,7 @@ class Policy:
     hot_topics: HotTopicPolicy = dataclasses.field(default_factory=HotTopicPolicy)
     missed_calls: MissedCallPolicy = dataclasses.field(default_factory=MissedCallPolicy)
     portal: PortalPolicy = dataclasses.field(default_factory=PortalPolicy)
+    notifications: NotificationPolicy = dataclasses.field(default_factory=NotificationPolicy)
 
     @property
     def tzinfo(self) -> ZoneInfo:

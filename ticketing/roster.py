@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.deadlines import Deadlines
+from ticketing.dialing import dial_digits
 from ticketing.enums import Duty, Role
 from ticketing.errors import Forbidden, InvalidInput
 from ticketing.models import MemberUnit, RosterEntry
@@ -24,6 +25,17 @@ def on_duty(session: Session, unit_id: int, at: datetime) -> dict[str, RosterEnt
         )
     ).scalars()
     return {str(r.duty.value if hasattr(r.duty, "value") else r.duty): r for r in rows}
+
+
+def duty_phones(session: Session, unit: MemberUnit, at: datetime) -> list[tuple[str, str]]:
+    """The unit's duty phones to ring, in order, as (role, digits): A first, then B (R5.3); the
+    unit's own line if no roster. Warm transfers, three-way calls and voice notices ring these."""
+    duty = on_duty(session, unit.id, at)
+    phones = [(role, dial_digits(duty[role].phone)) for role in ("A", "B") if role in duty]
+    phones = [(role, digits) for role, digits in phones if digits]
+    if not phones and dial_digits(unit.phone):
+        phones.append(("line", dial_digits(unit.phone)))
+    return phones
 
 
 def change_duty(

@@ -5,6 +5,7 @@ writes nothing (installation writes the result).
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from callcenter.pbx.names import operator_endpoint, operator_interface
 from callcenter.pbx.root import FAX_DIR, MOH_DIR, RECORDINGS_DIR, ProvisionError
 from callcenter.pbx.tls import CERT_FILE, KEY_FILE, KEYS_DIR
 from callcenter.settings import PROJECT_ROOT, Settings
+from ticketing.dialing import dial_digits  # re-exported: its home is ticketing (voice notices dial it too)
 
 TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
 _PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
@@ -95,11 +97,6 @@ class PhoneRoutes:
     default: str = "PJSIP/{number}@trunk"
 
 
-def dial_digits(number: str) -> str:
-    """A roster number as the dialplan dials it: digits only ('0510-87900350' -> '051087900350')."""
-    return re.sub(r"[^0-9]", "", number or "")
-
-
 def load_phone_routes(settings: Settings) -> PhoneRoutes:
     """config/phone_routes.yaml; no file = no test phones, everything to the trunk."""
     path = Path(settings.config_dir) / "phone_routes.yaml"
@@ -155,6 +152,21 @@ def render_template(text: str, values: dict[str, str]) -> str:
     return out
 
 
+def _trunk_match(value: str) -> str:
+    """sip_trunk_match as pjsip.conf's identify `match`: IP addresses or networks, nothing else (an
+    empty or malformed value would let the parser take anything, or nothing, as the carrier)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    try:
+        for part in parts:
+            ipaddress.ip_network(part, strict=False)
+    except ValueError:
+        raise ProvisionError(f"setting sip_trunk_match={value!r}: expected IP addresses or networks, "
+                             "comma-separated") from None
+    if not parts:
+        raise ProvisionError("setting sip_trunk_match is empty: give the carrier's SBC address(es)")
+    return ",".join(parts)
+
+
 def _template_values(settings: Settings, secret: str) -> dict[str, str]:
     for what, value in (("ami_username", settings.ami_username),
                         ("ami_host", settings.ami_host), ("sip_host", settings.sip_host),
@@ -168,6 +180,7 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
         "AMI_SECRET": secret,
         "SIP_HOST": settings.sip_host,
         "SIP_PORT": str(int(settings.sip_port)),
+        "SIP_TRUNK_MATCH": _trunk_match(settings.sip_trunk_match),
         "AGI_HOST": settings.agi_host,
         "AGI_PORT": str(int(settings.agi_port)),
         "WSS_HOST": settings.wss_host,

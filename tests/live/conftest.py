@@ -48,7 +48,7 @@ async def hotline(asterisk, tmp_path):
     from callcenter.pbx.root import RECORDINGS_DIR
     from agi.hotline import Hotline, router_for
     from agi.server import FastAGIServer
-    from callback import attempts
+    from callback import attempts, notify
     from callcenter.ami.client import AMIClient
     from tests.conftest import CONFIG_DIR, FakeClock
     from ticketing.domain import Domain
@@ -66,7 +66,7 @@ async def hotline(asterisk, tmp_path):
         seed_units(s, domain.city, clock())
     from callcenter.pbx.root import asterisk_file
 
-    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts,
+    hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts, notices=notify,
                          read_file=lambda path: asterisk_file(asterisk, path))
     with agi_port_lock(asterisk):
         server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port)

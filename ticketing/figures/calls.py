@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import String, and_, func, select, true, type_coerce
+from sqlalchemy import Index, String, and_, func, select, true, type_coerce
 
 from ticketing.figures.base import Figures, Period, Rate, rate
 from ticketing.models import Call, CallEvent
@@ -35,6 +35,8 @@ from ticketing.queue_entries import aggregate as queue_aggregate
 __all__ = ["CallFigures", "MenuFigures", "QUEUE_PARTS", "QueueCall", "QueueFigures", "TimeStats", "queue_parts"]
 
 HOTLINE = and_(Call.direction == "inbound", Call.purpose == "hotline")
+# the voice menu's counts of a period from the index alone (migration 0021)
+Index("ix_calls_started_cover", Call.started_at, Call.direction, Call.purpose, Call.outcome)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class QueueFigures:
     wait: TimeStats
     abandoned_wait: TimeStats
     talk: TimeStats
-    calls: list[QueueCall] = field(default_factory=list, repr=False)
+    calls: list[QueueCall] = field(default_factory=list, repr=False, compare=False)  # drill-down, not a figure
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,57 @@ class CallFigures(Figures):
     def __init__(self, session, thresholds=None) -> None:
         super().__init__(session, thresholds)
         self._queue_rows: dict[tuple, list[QueueCall]] = {}
+        self._tally: dict[tuple, tuple] = {}
+
+    def _tallies(self, period: Period) -> tuple[QueueFigures, dict[int, QueueFigures], dict[str, QueueFigures]]:
+        """The period's queue figures, per hour and per operator, counted from compact rows (the
+        same rows and definitions as `queue_calls` + `summarize`, without a QueueCall per call:
+        a month is ~150 k calls; tests/test_figure_rollup.py keeps the two equal)."""
+        key = (period.since, period.until)
+        if key in self._tally:
+            return self._tally[key]
+        if key in self._queue_rows:  # read already: the rows give the same figures
+            rows = self._queue_rows[key]
+            out = (self.queue(period, calls=rows), self._grouped(period, self.hour_of, rows),
+                   self._grouped(period, lambda row: row.operator, rows))
+        else:
+            out = self._count_compact(period)
+        self._tally[key] = out
+        return out
+
+    def _count_compact(self, period: Period):
+        t = self.thresholds
+        within, short, tz = t.answer_within_s, t.short_abandon_s, t.tz
+        every, hours, operators = _Tally(), defaultdict(_Tally), defaultdict(_Tally)
+        hour_cache: dict = {}
+        for call_id, queued_at, connected_at, holdtime, extension, talktime, abandoned_at, operator_id in \
+                self._queue_tuples(period):
+            answered = connected_at is not None
+            wait = talk = operator = None
+            abandoned = False
+            if answered:
+                wait, talk = holdtime, talktime
+                operator = str(operator_id) if operator_id is not None else (f"ext:{extension}" if extension else None)
+            elif abandoned_at is not None:
+                abandoned = True
+                wait = (_aware(abandoned_at) - _aware(queued_at)).total_seconds()
+            # the local hour: moments of one UTC hour share it (zones move by whole quarter hours)
+            minute = queued_at[:16] if isinstance(queued_at, str) else queued_at.replace(second=0, microsecond=0)
+            hour = hour_cache.get(minute)
+            if hour is None:
+                hour = hour_cache[minute] = _aware(queued_at).astimezone(tz).hour
+            for tally in (every, hours[hour], operators[operator] if operator is not None else None):
+                if tally is not None:
+                    tally.add(answered, abandoned, wait, talk, within, short)
+        return (every.figures(), {h: v.figures() for h, v in sorted(hours.items())},
+                {o: v.figures() for o, v in sorted(operators.items())})
+
+    def _queue_tuples(self, period: Period) -> list[tuple]:
+        """The period's queue rows as `queue_calls` reads them, as plain tuples."""
+        rows = self.session.execute(self._entries(period)).all()
+        requeued = self.session.execute(_raw_queue(period, select(QueueEntry.call_id).where(
+            QueueEntry.queue_joins > 1))).all()
+        return [*rows, *requeued]
 
     def queue_calls(self, period: Period) -> list[QueueCall]:
         """One row per call offered to the queue in the period: from the calls' queue entries
@@ -137,23 +190,7 @@ class CallFigures(Figures):
         key = (period.since, period.until)
         if key not in self._queue_rows:
             qe = QueueEntry
-            moments = [qe.queued_at, qe.connected_at, qe.abandoned_at]
-            if self.dialect == "sqlite":  # stored text, parsed by _aware (fromisoformat, in C)
-                moments = [type_coerce(m, String) for m in moments]
-            queued_at, connected_at, abandoned_at = moments
-            call = Call.__table__
-            if self.dialect == "postgresql":
-                # one look-up by key per entry (LIMIT keeps the planner from flattening it into a
-                # hash join that reads all 5 M calls: 2.8 s -> 1.4 s for a month)
-                call = select(Call.operator_id).where(Call.id == qe.call_id, HOTLINE).limit(1).lateral("hotline_call")
-                on, hotline = true(), true()
-            else:
-                on, hotline = Call.id == qe.call_id, HOTLINE
-            entries = (select(qe.call_id, queued_at, connected_at, qe.holdtime, qe.extension, qe.talktime,
-                              abandoned_at, call.c.operator_id)
-                       .select_from(qe).join(call, on)
-                       .where(qe.queued_at >= period.since, qe.queued_at < period.until, qe.queue_joins == 1, hotline)
-                       .order_by(qe.queued_at, qe.call_id))
+            entries = self._entries(period)
             rows = self.session.execute(entries).all()
             requeued = self.session.execute(_raw_queue(period, select(qe.call_id).where(qe.queue_joins > 1))).all()
             if requeued:  # rare: merged in queue order
@@ -161,10 +198,33 @@ class CallFigures(Figures):
             self._queue_rows[key] = [_queue_call(*row) for row in rows]
         return self._queue_rows[key]
 
+    def _entries(self, period: Period):
+        """The queue entries of the period's calls that joined the queue once (by index on queued_at)."""
+        qe = QueueEntry
+        moments = [qe.queued_at, qe.connected_at, qe.abandoned_at]
+        if self.dialect == "sqlite":  # stored text, parsed by _aware (fromisoformat, in C)
+            moments = [type_coerce(m, String) for m in moments]
+        queued_at, connected_at, abandoned_at = moments
+        call = Call.__table__
+        if self.dialect == "postgresql":
+            # one look-up by key per entry (LIMIT keeps the planner from flattening it into a
+            # hash join that reads all 5 M calls: 2.8 s -> 1.4 s for a month)
+            call = select(Call.operator_id).where(Call.id == qe.call_id, HOTLINE).limit(1).lateral("hotline_call")
+            on, hotline = true(), true()
+        else:
+            on, hotline = Call.id == qe.call_id, HOTLINE
+        return (select(qe.call_id, queued_at, connected_at, qe.holdtime, qe.extension, qe.talktime,
+                       abandoned_at, call.c.operator_id)
+                .select_from(qe).join(call, on)
+                .where(qe.queued_at >= period.since, qe.queued_at < period.until, qe.queue_joins == 1, hotline)
+                .order_by(qe.queued_at, qe.call_id))
+
     def queue(self, period: Period, *, calls: list[QueueCall] | None = None) -> QueueFigures:
-        """The queue figures (see QueueFigures) of the period."""
-        rows = self.queue_calls(period) if calls is None else calls
-        return summarize(rows, self.thresholds.answer_within_s, self.thresholds.short_abandon_s)
+        """The queue figures (see QueueFigures) of the period. Without `calls`: counted from the
+        period's compact rows (`_tallies`), with no drill-down rows attached."""
+        if calls is None:
+            return self._tallies(period)[0]
+        return summarize(calls, self.thresholds.answer_within_s, self.thresholds.short_abandon_s)
 
     def hour_of(self, row: QueueCall) -> int:
         """The local hour of day (0-23) a call joined the queue in."""
@@ -176,6 +236,8 @@ class CallFigures(Figures):
 
     def by_hour(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[int, QueueFigures]:
         """The queue figures per local hour of day (0-23) of the queue entry, hours with calls only."""
+        if calls is None:
+            return self._tallies(period)[1]
         return self._grouped(period, self.hour_of, calls)
 
     def by_day(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[date, QueueFigures]:
@@ -186,6 +248,8 @@ class CallFigures(Figures):
     def by_operator(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[str, QueueFigures]:
         """The queue figures of the calls each operator answered (offered = answered there: an
         unanswered call has no operator)."""
+        if calls is None:
+            return self._tallies(period)[2]
         return self._grouped(period, lambda row: row.operator, calls)
 
     def _grouped(self, period: Period, key: Callable[[QueueCall], object], calls: list[QueueCall] | None) -> dict:
@@ -266,3 +330,41 @@ def _aware(moment: datetime | str | None) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment
+
+
+class _Tally:
+    """The counts and values a QueueFigures is made of, added one call at a time (`queue_parts`'
+    conditions, written out: tests/test_figure_rollup.py checks them against `summarize`)."""
+
+    __slots__ = ("abandoned", "abandoned_waits", "answered", "fast", "offered", "short", "talks", "waits")
+
+    def __init__(self) -> None:
+        self.offered = self.answered = self.fast = self.abandoned = self.short = 0
+        self.waits: list[float] = []
+        self.abandoned_waits: list[float] = []
+        self.talks: list[float] = []
+
+    def add(self, answered: bool, abandoned: bool, wait, talk, within: float, short: float) -> None:
+        self.offered += 1
+        if answered:
+            self.answered += 1
+            if wait is not None:
+                self.waits.append(wait)
+                if wait <= within:
+                    self.fast += 1
+            if talk is not None:
+                self.talks.append(talk)
+        elif abandoned:
+            self.abandoned += 1
+            if wait is not None:
+                self.abandoned_waits.append(wait)
+                if wait <= short:
+                    self.short += 1
+
+    def figures(self) -> QueueFigures:
+        return QueueFigures(
+            offered=self.offered, answered=self.answered, answer_rate=rate(self.answered, self.offered),
+            answered_within=rate(self.fast, self.offered), abandoned=self.abandoned,
+            abandon_rate=rate(self.abandoned, self.offered), abandoned_short=rate(self.short, self.offered),
+            wait=TimeStats.of(self.waits), abandoned_wait=TimeStats.of(self.abandoned_waits),
+            talk=TimeStats.of(self.talks), calls=[])

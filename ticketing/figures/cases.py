@@ -167,8 +167,8 @@ class ClosingFigures:
 class CaseFigures(Figures):
     """The case figures for a period, of the whole hotline or of one member unit (its code)."""
 
-    def __init__(self, session, thresholds: Thresholds | None = None) -> None:
-        super().__init__(session, thresholds)
+    def __init__(self, session, thresholds: Thresholds | None = None, *, use_rollup: bool = True) -> None:
+        super().__init__(session, thresholds, use_rollup=use_rollup)
         self.definitions = case_definitions(self.thresholds)
 
     def intake(self, period: Period, unit: str | None = None) -> IntakeFigures:

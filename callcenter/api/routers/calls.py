@@ -40,7 +40,7 @@ from ticketing.enums import DispatchMode, Role, Satisfaction, UnitType
 from ticketing.errors import DomainError, InvalidInput, NotFound
 from ticketing.models import Call, Case, MemberUnit, User
 from ticketing.numbering import normalize_case_number
-from ticketing.roster import on_duty
+from ticketing.roster import duty_phones
 from ticketing.workflow import Workflow
 
 router = APIRouter(prefix="/calls", tags=["calls"])
@@ -143,15 +143,7 @@ def _unit(wf: Workflow, code: str) -> MemberUnit:
 
 def duty_targets(session: Session, unit: MemberUnit, at) -> list[DutyTarget]:
     """The unit's duty phones to ring: A role first, then B (R5.3); the unit's line if no roster."""
-    duty = on_duty(session, unit.id, at)
-    targets = []
-    for role in ("A", "B"):
-        entry = duty.get(role)
-        if entry is not None and dial_digits(entry.phone):
-            targets.append(DutyTarget(unit.code, role, dial_digits(entry.phone)))
-    if not targets and dial_digits(unit.phone):
-        targets.append(DutyTarget(unit.code, "line", dial_digits(unit.phone)))
-    return targets
+    return [DutyTarget(unit.code, role, digits) for role, digits in duty_phones(session, unit, at)]
 
 
 def _dry_run_dispatch(session: Session, wf: Workflow, actor: Actor, case: Case, unit: MemberUnit,
