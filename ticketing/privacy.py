@@ -87,6 +87,7 @@ _NUMBER_RUN = re.compile(rf"[+＋]?[{_DIGIT_CHARS}](?:[{_SEPARATORS}]{{0,2}}[{_D
 _NOT_PERSONAL_NUMBER = re.compile(
     r"^(\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{8}-\d{6}|\d{1,2}[:：]\d{2}(:\d{2})?)$")
 _UNIT_AFTER = re.compile(r"^\s*(元|万|亿|平方米|平米|米|公里|吨|户|人|个|次|年|月|日|号线|路公交)")
+_MOBILE_OR_ID_DIGITS = re.compile(r"^(1[3-9]\d{9}|\d{17}[\dX])$")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _PLACE_NUMBER = r"\s*[0-9０-９一二三四五六七八九十百]+\s*"
 _ADDRESS = re.compile(
@@ -140,7 +141,8 @@ def find_personal_data(text: str, *, names: Iterable[str] = (), location: str = 
         core = digits.rstrip("X")
         if len(core) < SHORTEST_PERSONAL or _NOT_PERSONAL_NUMBER.match(raw.strip()):
             continue
-        if _UNIT_AFTER.match(text[m.end():]):
+        # a count (300人) is not personal, but a mobile or ID number stays one whatever follows it
+        if _UNIT_AFTER.match(text[m.end():]) and not _MOBILE_OR_ID_DIGITS.match(digits):
             continue
         if len(digits) in (15, 18) and (len(core) == len(digits) or len(core) == 17):
             kind = "id_number"
