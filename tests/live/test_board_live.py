@@ -255,7 +255,7 @@ async def test_calls_answered_fast_late_abandoned_and_self_served_on_the_board_a
     with session_scope(hotline.sessions) as s:
         period = today(hotline.clock(), board.cc.board.thresholds)
         assert today_shown == day_figures(s, period, board.cc.board.thresholds)
-        rows = {r.call_id: r for r in CallFigures(s, board.cc.board.thresholds).queue(period).calls}
+        rows = {r.call_id: r for r in CallFigures(s, board.cc.board.thresholds).queue_calls(period)}
     waits = sorted(r.wait_s for r in rows.values() if r.answered)
     assert waits[0] <= THRESHOLD_S < LATE_WAIT_S - 1 <= waits[1], waits
 

@@ -23,9 +23,9 @@ pytestmark = [pytest.mark.live,
 
 # (behaviour, expected call outcome, reason, case kind made)
 CITIZENS = (
-    (sipp.Behaviour("t-consult", ((3.0, "1"),), 15.0, "consultation"), "queued", "consultation", "consultation"),
-    (sipp.Behaviour("t-suggest", ((3.5, "2"),), 15.5, "suggestion"), "queued", "suggestion", "suggestion"),
-    (sipp.Behaviour("t-operator", ((3.0, "0"),), 9.5, "operator"), "queued", "operator", None),
+    (sipp.Behaviour("t-consult", ((3.0, "1"),), 30.0, "consultation"), "queued", "consultation", "consultation"),
+    (sipp.Behaviour("t-suggest", ((3.5, "2"),), 30.5, "suggestion"), "queued", "suggestion", "suggestion"),
+    (sipp.Behaviour("t-operator", ((3.0, "0"),), 20.0, "operator"), "queued", "operator", None),
     (sipp.Behaviour("t-hangup", (), 2.5, ""), "abandoned", "hangup", None),
 )
 
@@ -46,7 +46,7 @@ async def test_r2_1_sip_calls_through_the_trunk_reach_the_menu_and_the_call_reco
                                   media_port=26000 + 100 * i, caller_prefix=callers[b.name], calls=1)
             procs.append(await asyncio.create_subprocess_exec(
                 *argv, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT))
-        outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 40)
+        outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 60)
         for (b, *_), proc, (out, _) in zip(CITIZENS, procs, outputs):
             assert proc.returncode == 0, f"{b.name}: SIPp failed:\n{out.decode(errors='replace')[-1500:]}"
         qos = [await asyncio.to_thread(ami.wait_for, user_event("CallcenterRtpQuality"), 10) for _ in CITIZENS]
