@@ -93,8 +93,11 @@ async def test_r7_3g_three_way_from_the_page_operator_leaves_and_rejoins(desk, t
         assert legs, "the operator's browser phone is in the room again"
     await desk.cc.link.flush_log()
     kinds = log_kinds(desk, uniqueid)
-    steps = [k for k in kinds if k.startswith(("conference_", "unit_dial"))]
+    # the application's steps in order; Asterisk's ConfBridgeJoin of the citizen may be logged
+    # before the application's own conference_started entry (both come at the same moment)
+    steps = [k for k in kinds if k in ("conference_started", "unit_dial", "unit_dial_result")]
     assert steps[:3] == ["conference_started", "unit_dial", "unit_dial_result"], kinds
-    left = steps.index("conference_leave")
-    assert "conference_join" in steps[3:left] and "conference_join" in steps[left:], kinds  # joined, left, back
+    room = [k for k in kinds if k in ("conference_join", "conference_leave")]
+    left = room.index("conference_leave")
+    assert "conference_join" in room[:left] and "conference_join" in room[left:], kinds  # joined, left, back
     assert desk.errors == []
