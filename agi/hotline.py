@@ -34,6 +34,7 @@ from ticketing.privacy import mask_phone, mask_text
 from ticketing.workflow import Workflow
 from ticketing.writer import Run, on_cursor, on_session
 
+from .callrecord import caller_of, open_call_of
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
 from .loopdb import (
@@ -339,24 +340,12 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
     `preload(ctx, run)` runs in the call's first transaction, the one that opens the call record
     (CallContext.run); `on_finish(session, ctx, result)` in its closing one. Returns the FlowResult (None if the flow
     broke)."""
-    env = channel.request.env
-    uniqueid = env.get("agi_uniqueid", "")
-    caller = env.get("agi_callerid", "")
-    if caller in ("unknown", "<unknown>"):
-        caller = ""
+    uniqueid, caller = channel.request.env.get("agi_uniqueid", ""), caller_of(channel)
     ctx = CallContext(hotline, caller, callback_key)
     now = hotline.domain.clock
     try:
-        # The dialplan passes the linkedid as the AGI's first argument (AGI(agi://.../ivr/main,
-        # ${CHANNEL(linkedid)})): one round trip fewer than asking for it.
-        linkedid = channel.request.args[0] if channel.request.args and channel.request.args[0] else None
-        if linkedid is None:
-            linkedid = (await channel.get_variable("CHANNEL(linkedid)")) or uniqueid
-        callee = env.get("agi_dnid", "") or env.get("agi_extension", "")
         started = now()
-        ctx.open_call_with_first_tx(
-            uniqueid=uniqueid, linkedid=linkedid, direction=direction, purpose=purpose, caller_number=caller,
-            callee_number=callee, started_at=started, answered_at=started)
+        await open_call_of(ctx, channel, started, direction=direction, purpose=purpose)
         # A2: the call is on record from its first second, even if this server dies mid-greeting.
         await ctx.run(lambda run: preload(ctx, run) if preload is not None else None)
         driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
@@ -482,6 +471,10 @@ def router_for(hotline: Hotline) -> dict[str, Callable]:
         from .notify import run_notify
         await run_notify(hotline, channel)
 
+    async def ivr_waiting(channel: AGIChannel) -> None:  # self-service from the operator queue
+        from .waiting import run_waiting
+        await run_waiting(hotline, channel)
+
     async def health(channel: AGIChannel) -> None:
         # the watchdog's probe (callcenter/agi_watchdog.py): one command proves the loop answers
         await channel.set_variable("CALLCENTER_AGI_ALIVE", "1")
@@ -491,5 +484,5 @@ def router_for(hotline: Hotline) -> dict[str, Callable]:
 
         await receive_fax(hotline, channel)
 
-    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "ivr/notify": ivr_notify, "health": health,
-            "fax/received": fax_received}
+    return {"ivr/main": ivr_main, "ivr/survey": ivr_survey, "ivr/notify": ivr_notify, "ivr/waiting": ivr_waiting,
+            "health": health, "fax/received": fax_received}

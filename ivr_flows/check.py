@@ -248,9 +248,15 @@ def check_flow(flow: Flow, known_actions: set[str], prompts: set[str]) -> list[P
     if flow.start not in nodes:
         problems.append(Problem(None, UNKNOWN_NODE, f"start node {flow.start!r} does not exist"))
         return problems
+    roots = [flow.start]
+    for name, target in flow.entries.items():
+        if target in nodes:
+            roots.append(target)
+        else:
+            problems.append(Problem(None, UNKNOWN_NODE, f"entry {name!r} -> unknown node {target!r}"))
 
     reachable: set[str] = set()
-    stack = [flow.start]
+    stack = list(roots)
     while stack:
         current = stack.pop()
         if current in reachable:
@@ -259,7 +265,8 @@ def check_flow(flow: Flow, known_actions: set[str], prompts: set[str]) -> list[P
         stack.extend(edges[current])
     for node_id in nodes:
         if node_id not in reachable:
-            problems.append(Problem(node_id, UNREACHABLE, f"not reachable from start {flow.start!r}"))
+            problems.append(Problem(node_id, UNREACHABLE, f"not reachable from start {flow.start!r}"
+                                                             + (" or an entry" if flow.entries else "")))
 
     # Nodes that can reach an end node, by walking edges backwards from every end.
     reverse: dict[str, list[str]] = {n: [] for n in nodes}

@@ -7,6 +7,7 @@ from a registry the application injects.  A flow is a YAML file:
     flow: main
     inputs: [case_number]          # variables the caller side must give (optional)
     start: greeting
+    entries: {waiting: ask}        # other named ways in (FlowRunner(entry=...)), optional
     nodes:
       greeting: {type: play, prompts: [welcome], next: menu}
       ...
@@ -92,6 +93,9 @@ class Flow:
     inputs: list[str] = field(default_factory=list)
     description: str = ""
     source: Path | None = None
+    # other ways into the flow than `start`, by name: a step reused from elsewhere (e.g. the menu's
+    # progress enquiry offered to a caller waiting in the queue) runs from the one definition
+    entries: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str = "", source: Path | None = None) -> Flow:
@@ -111,6 +115,9 @@ class Flow:
         inputs = data.get("inputs") or []
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise FlowError("'inputs' must be a list of variable names")
+        entries = data.get("entries") or {}
+        if not isinstance(entries, Mapping) or not all(isinstance(v, str) and v for v in entries.values()):
+            raise FlowError("'entries' must map entry names to node ids")
         return cls(
             name=str(data.get("flow") or name),
             start=start,
@@ -118,6 +125,7 @@ class Flow:
             inputs=list(inputs),
             description=str(data.get("description") or ""),
             source=source,
+            entries={str(k): v for k, v in entries.items()},
         )
 
 
@@ -183,7 +191,8 @@ class FlowRunner:
     `actions` maps action names to callables (sync or async) called with keyword
     arguments from the node's `args`, returning a dict (stored under `store`).
     `variables` seeds the flow variables; `caller` is the caller's number. `mask_text` hides
-    personal numbers in an error's text before it is logged or returned.
+    personal numbers in an error's text before it is logged or returned. `entry`: one of the flow's
+    `entries` to start at instead of `start`.
     """
 
     def __init__(
@@ -195,7 +204,11 @@ class FlowRunner:
         *,
         max_steps: int = DEFAULT_MAX_STEPS,
         mask_text: Callable[[str], str] = hide_digits,
+        entry: str | None = None,
     ) -> None:
+        if entry is not None and entry not in flow.entries:
+            raise FlowError(f"flow {flow.name!r} has no entry {entry!r}")
+        self.start = flow.entries[entry] if entry is not None else flow.start
         self.flow = flow
         self.driver = driver
         self.actions = actions
@@ -211,7 +224,7 @@ class FlowRunner:
         return FlowResult(outcome, reason, list(self.path), list(self.digits), self.variables, error)
 
     async def run(self) -> FlowResult:
-        node_id = self.flow.start
+        node_id = self.start
         try:
             missing = [name for name in self.flow.inputs if name not in self.variables]
             if missing:

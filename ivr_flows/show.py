@@ -68,6 +68,9 @@ def flow_tree(flow: Flow) -> str:
             walk(str(target), edge_label, depth + 1)
 
     walk(flow.start, "", 1)
+    for name, target in flow.entries.items():
+        lines.append(f"entry {name}:")
+        walk(target, "", 1)
     unreachable = [n for n in flow.nodes if n not in shown]
     if unreachable:
         lines.append("unreachable: " + ", ".join(unreachable))

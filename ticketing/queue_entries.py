@@ -12,9 +12,12 @@ Queue events come from one writer (the AMI call log, callcenter/callcontrol); on
 transactions logging queue events of the same call at once could each refresh the row from a
 snapshot without the other's event (the later one wins): `stats rebuild` puts such a row right.
 
-A call joins the queue more than once when it is sent back to it (a transfer to the queue): the
-figures count it in every period with a `queued` event, at the first such event in the period, so
-for those calls (`queue_joins > 1`) ticketing.figures reads the raw events.
+A call joins the queue more than once when it is sent back to it (a transfer to the queue), or when
+the caller stepped out to self-serve and came back (`queue_self_service`, asterisk/extensions.conf
+[queue-self-service]): the figures count it in every period with a `queued` event, at the first such
+event in the period, so for those calls (`queue_joins > 1`) ticketing.figures reads the raw events.
+Such a caller is one offered call, never an abandon (Asterisk logs none for an exit by key), and
+the wait before the self-service counts in the wait of the call (`holdtime`).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ __all__ = ["QUEUE_KINDS", "QueueEntry", "aggregate", "fill_all", "rebuild_day", 
 
 # calls that joined the queue more than once (read from their raw events; a partial index)
 REQUEUED_SQL = "queue_joins > 1"
-QUEUE_KINDS = ("queued", "operator_connected", "operator_completed", "queue_abandoned")
+QUEUE_KINDS = ("queued", "operator_connected", "operator_completed", "queue_abandoned", "queue_self_service")
 
 
 class QueueEntry(Base):
@@ -57,7 +60,8 @@ class QueueEntry(Base):
     queued_at: Mapped[datetime]                      # its first `queued` event
     queue_joins: Mapped[int] = mapped_column(Integer)  # how many `queued` events
     connected_at: Mapped[datetime | None]            # first operator_connected
-    holdtime: Mapped[float | None] = mapped_column(Float)  # AgentConnect's seconds waited
+    # AgentConnect's seconds waited, plus the waits before stepping out to self-serve (their `waited`)
+    holdtime: Mapped[float | None] = mapped_column(Float)
     extension: Mapped[str | None] = mapped_column(String(40))  # the operator's extension
     talktime: Mapped[float | None] = mapped_column(Float)  # AgentComplete's seconds talked, summed
     abandoned_at: Mapped[datetime | None]            # first queue_abandoned
@@ -80,7 +84,9 @@ def aggregate(*where, since: datetime | None = None, until: datetime | None = No
                    func.min(ev.at).filter(queued).label("queued_at"),
                    func.count().filter(queued).label("queue_joins"),
                    func.min(ev.at).filter(connected).label("connected_at"),
-                   func.min(ev.data["holdtime"].as_float()).filter(connected).label("holdtime"),
+                   (func.min(ev.data["holdtime"].as_float()).filter(connected)
+                    + func.coalesce(func.sum(ev.data["waited"].as_float()).filter(
+                        ev.kind == "queue_self_service"), 0)).label("holdtime"),
                    func.min(ev.data["operator"].as_string()).filter(connected).label("extension"),
                    func.sum(ev.data["talktime"].as_float()).filter(ev.kind == "operator_completed").label("talktime"),
                    func.min(ev.at).filter(ev.kind == "queue_abandoned").label("abandoned_at"))

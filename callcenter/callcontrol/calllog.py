@@ -33,6 +33,11 @@ _AMI_LOG_KINDS = {
     "confbridgejoin": "conference_join", "confbridgeleave": "conference_leave",
 }
 
+# The dialplan's own queue events (asterisk/extensions.conf [queue-self-service]): a caller waiting in
+# the queue stepped out to self-serve (Key, Position = QUEUEPOSITION, Waited = QUEUEWAIT seconds) and
+# came back (Position asked for). ticketing.queue_entries counts the exit's wait with the call's.
+_USER_EVENT_KINDS = {"CallcenterQueueSelfService": "queue_self_service", "CallcenterQueueReturn": "queue_returned"}
+
 
 @dataclass
 class LogStats:
@@ -94,6 +99,8 @@ class CallLog:
                 self.add(entry)
         elif name in _AMI_LOG_KINDS:
             self._log_ami(_AMI_LOG_KINDS[name], msg)
+        elif name == "userevent" and (kind := _USER_EVENT_KINDS.get(msg.get_first("UserEvent") or "")):
+            self._log_ami(kind, msg)
 
     def _log_ami(self, kind: str, msg: Message) -> None:
         uid = msg.get_first("Uniqueid") or ""
@@ -116,6 +123,12 @@ class CallLog:
             if kind == "operator_completed":
                 data["talktime"] = parse_seconds(msg.get_first("TalkTime"))
                 data["reason"] = msg.get_first("Reason") or ""
+        elif kind in ("queue_self_service", "queue_returned"):
+            data["queue"] = self.queue_name
+            data["position"] = _int_or_none(msg.get_first("Position"))
+            if kind == "queue_self_service":
+                data["key"] = msg.get_first("Key") or ""
+                data["waited"] = parse_seconds(msg.get_first("Waited"))
         elif kind in ("conference_join", "conference_leave"):
             data["conference"] = msg.get_first("Conference") or ""
             data["operator"] = operator_of_channel(data["channel"])
@@ -205,6 +218,10 @@ def _cel_fields(msg: Message) -> dict[str, str]:
         "appname": msg.get_first("Application") or "",
         "extra": msg.get_first("Extra") or "",
     }
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
 
 
 __all__ = ["CallLog", "LogStats", "app_entry"]

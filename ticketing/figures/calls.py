@@ -6,7 +6,9 @@ callcenter/callcontrol/calllog.py):
 - the operator queue, from Asterisk's AMI queue events, as `call_events` of the caller's call:
   `queued` (QueueCallerJoin, at = joining time), `operator_connected` (AgentConnect: `data.holdtime`
   = seconds waited, `data.operator` = the operator's extension), `operator_completed`
-  (AgentComplete: `data.talktime` = seconds talked), `queue_abandoned` (QueueCallerAbandon);
+  (AgentComplete: `data.talktime` = seconds talked), `queue_abandoned` (QueueCallerAbandon),
+  `queue_self_service` (the caller stepped out to self-serve: `data.waited` = seconds waited before;
+  they come back as a second `queued`: one offered call, no abandon; ticketing.queue_entries);
 - the voice menu's outcome on the call row: `self_served`, `message_left` (the after-hours
   message, ivr_flows/main.yaml), `queued`, `abandoned`, `failed`; `operator_id` of the operator
   who answered.
