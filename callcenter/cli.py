@@ -284,12 +284,14 @@ def _register_groups() -> None:
     from callcenter.logs_cli import logs_group
     from callcenter.open311.cli import open311_group
     from callcenter.pbx.cli import asterisk_group
+    from callcenter.pbx.front_cli import front_group
     from callcenter.stats_cli import stats_group
     from callcenter.ops.backup_cli import backup_command, restore_command
     from callcenter.ops.cli import doctor_command, service_group
 
     for group in (asterisk_group, ivr_group, agi_group, call_group, callbacks_group, calendar_group, stats_group,
-                  logs_group, service_group, doctor_command, backup_command, restore_command, open311_group):
+                  logs_group, service_group, doctor_command, backup_command, restore_command, open311_group,
+                  front_group):
         main.add_command(group)
 
 

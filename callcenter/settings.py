@@ -37,12 +37,19 @@ class Settings(BaseSettings):
     ami_port: int = 5038
     ami_username: str = "callcenter"
     ami_secret: str = Field(default="", repr=False)
+    ami_permit: str = "127.0.0.1"  # addresses AMI logins are taken from (comma-separated)
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
     # The carrier's trunk (asterisk/pjsip.conf [trunk]): calls from these addresses (comma-separated IPs
     # or CIDRs of the carrier's SBC) are taken without authentication into [citizen-in]. The default is a
     # loopback alias nothing else uses: SIPp as the test carrier (benchmarks/sip_load.py, live tests).
     sip_trunk_match: str = "127.0.0.2"
+    # set on a node behind the SIP front (docs/scaling.md, `callcenter front`): host:port of the front,
+    # through which this node reaches the operators' phones (they register there, not here)
+    sip_front: str = ""
+    # one application process per Asterisk node (docs/scaling.md): the queue's members are kept in the
+    # shared database and every node's queue follows them (callcenter/callcontrol/membership.py)
+    queue_shared: bool = False
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
     # after-call work (callcenter/callcontrol/wrapup.py): seconds an operator is held out of the queue

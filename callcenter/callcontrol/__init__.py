@@ -15,6 +15,7 @@ from callcenter.ami.client import AMIClient
 from callcenter.callcontrol.broker import Feed
 from callcenter.callcontrol.cel import CelFile, CelSource
 from callcenter.callcontrol.link import CallControlError, CallLink, ChannelGone, LinkDown, NotYourCall, UnknownChannel
+from callcenter.callcontrol.membership import MembershipSync, SharedMembership
 from callcenter.callcontrol.queue import QueueService
 from callcenter.callcontrol.recovery import ControlRecovery
 from callcenter.callcontrol.screenpop import ScreenPop
@@ -37,20 +38,26 @@ class CallControl:
     recovery: ControlRecovery | None = None  # gives those back to their operators after a restart
     board: Wallboard | None = None  # the live wallboard (/api/v1/board)
     wrapup: AfterCallWork | None = None  # after-call work: the pause after each queue call
+    membership: MembershipSync | None = None  # several nodes: the queue follows the shared membership
 
     @classmethod
     def create(cls, ami: AMIClient, session_factory: sessionmaker[Session], domain: Domain, *,
-               cel_source: CelSource | None = None, after_call_work_s: float = 0.0,
+               cel_source: CelSource | None = None, after_call_work_s: float = 0.0, shared_queue: bool = False,
                **link_kwargs: Any) -> CallControl:
         link = CallLink(ami, session_factory, cel_source=cel_source, **link_kwargs)
         transfers = Transfers(AmiPbx(ami))
         recovery = ControlRecovery(transfers, session_factory)
         link.on_resync(recovery.on_resync)
         queue = QueueService(link)
+        membership = None
+        if shared_queue:  # docs/scaling.md: one process per Asterisk node, one database
+            queue.shared = SharedMembership(session_factory.kw["bind"], link.queue_name)
+            membership = MembershipSync(queue)
         board = Wallboard.for_domain(link, session_factory, domain)
         return cls(link=link, queue=queue, screenpop=ScreenPop(link, session_factory, domain),
                    transfers=transfers, recovery=recovery, board=board,
-                   wrapup=AfterCallWork(link, queue, after_call_work_s, on_change=board.live_changed))
+                   wrapup=AfterCallWork(link, queue, after_call_work_s, on_change=board.live_changed),
+                   membership=membership)
 
     @classmethod
     def from_settings(cls, settings: Any, session_factory: sessionmaker[Session], domain: Domain,
@@ -63,7 +70,8 @@ class CallControl:
         ami_kwargs.setdefault("ping_timeout", 15.0)
         ami = AMIClient.from_settings(settings, **ami_kwargs)
         return cls.create(ami, session_factory, domain, cel_source=CelFile.from_settings(settings),
-                          after_call_work_s=getattr(settings, "after_call_work_s", 0.0))
+                          after_call_work_s=getattr(settings, "after_call_work_s", 0.0),
+                          shared_queue=getattr(settings, "queue_shared", False))
 
     @property
     def ami(self) -> AMIClient:
@@ -71,8 +79,12 @@ class CallControl:
 
     async def start(self, *, wait: bool = True) -> None:
         await self.link.start(wait=wait)
+        if self.membership is not None:
+            self.membership.start()
 
     async def stop(self) -> None:
+        if self.membership is not None:
+            await self.membership.stop()
         if self.wrapup is not None:
             await self.wrapup.stop()
         if self.board is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from callcenter.ami.errors import AMIError, AMILinkLost, AMINotConnected, AMITimeout
 from callcenter.callcontrol.link import CallLink, LinkDown
+from callcenter.callcontrol.membership import SharedMembership
 from callcenter.callcontrol.state import QueueMember
 from callcenter.errors import OUTCOME_UNKNOWN, REFUSED, UPSTREAM_FAILED, AppError
 from callcenter.pbx.names import operator_endpoint, operator_interface, operator_of_interface
@@ -66,7 +67,23 @@ class QueueService:
         self.wanted: dict[str, Wanted] = {}
         # told of every pause or unpause an operator asks for (after-call work gives way to it)
         self.on_operator_pause: list[Callable[[str], None]] = []
+        # several nodes (docs/scaling.md): the wanted membership lives in the shared database; changes
+        # are published first, then made here, one at a time with the sync of the others' changes
+        self.shared: SharedMembership | None = None
+        self._lock = asyncio.Lock()
         link.on_resync(self._after_resync)
+
+    def _guard(self) -> contextlib.AbstractAsyncContextManager:
+        return self._lock if self.shared is not None else contextlib.nullcontext()
+
+    async def _publish(self, extension: str) -> None:
+        if self.shared is None:
+            return
+        wanted = self.wanted.get(extension)
+        if wanted is None:
+            await asyncio.to_thread(self.shared.remove, extension)
+        else:
+            await asyncio.to_thread(self.shared.put, extension, wanted.name, wanted.paused, wanted.reason)
 
     def member(self, extension: str) -> QueueMember | None:
         return self.link.queue.members.get(operator_interface(extension))
@@ -91,9 +108,14 @@ class QueueService:
 
     async def login(self, extension: str, name: str = "", *, paused: bool = False, reason: str = "") -> dict[str, Any]:
         """Add ``PJSIP/op<ext>`` to the queue (idempotent)."""
+        async with self._guard():
+            return await self._login(extension, name, paused, reason)
+
+    async def _login(self, extension: str, name: str, paused: bool, reason: str) -> dict[str, Any]:
         self.link.require_link()
         before = self.wanted.get(extension)
         self.wanted[extension] = Wanted(extension, name or operator_endpoint(extension), paused, reason)
+        await self._publish(extension)
         iface = operator_interface(extension)
         # Asterisk may answer QueueAdd before it reports the member (QueueMemberAdded): listen from
         # before the action, so the answer can show the operator in the queue.
@@ -111,6 +133,7 @@ class QueueService:
                 self.wanted.pop(extension, None)
             else:
                 self.wanted[extension] = before
+            await self._publish(extension)
             raise
         finally:
             added.cancel()
@@ -126,8 +149,13 @@ class QueueService:
                               "Reason": wanted.reason}, f"the pause of {wanted.extension}")
 
     async def logout(self, extension: str) -> dict[str, Any]:
-        self.link.require_link()
-        self.wanted.pop(extension, None)
+        async with self._guard():
+            self.link.require_link()
+            self.wanted.pop(extension, None)
+            await self._publish(extension)
+            return await self._remove(extension)
+
+    async def _remove(self, extension: str) -> dict[str, Any]:
         await self._send({"Action": "QueueRemove", "Queue": self.queue, "Interface": operator_interface(extension)},
                          f"the queue logout of {extension}", ok_when=("not there",))
         self.link.queue.members.pop(operator_interface(extension), None)
@@ -137,26 +165,32 @@ class QueueService:
         """The operator's own pause (or a supervisor's for them)."""
         for listener in self.on_operator_pause:
             listener(extension)
-        return await self._set_pause(extension, True, reason)
+        async with self._guard():
+            return await self._set_pause(extension, True, reason)
 
     async def unpause(self, extension: str) -> dict[str, Any]:
         for listener in self.on_operator_pause:
             listener(extension)
-        return await self._set_pause(extension, False, "")
+        async with self._guard():
+            return await self._set_pause(extension, False, "")
 
     async def system_pause(self, extension: str, reason: str) -> dict[str, Any]:
         """A pause the application sets and lifts itself (after-call work)."""
-        return await self._set_pause(extension, True, reason)
+        async with self._guard():
+            return await self._set_pause(extension, True, reason)
 
     async def system_unpause(self, extension: str) -> dict[str, Any]:
-        return await self._set_pause(extension, False, "")
+        async with self._guard():
+            return await self._set_pause(extension, False, "")
 
-    async def _set_pause(self, extension: str, paused: bool, reason: str) -> dict[str, Any]:
+    async def _set_pause(self, extension: str, paused: bool, reason: str, publish: bool = True) -> dict[str, Any]:
         self.link.require_link()
         if self.member(extension) is None and extension not in self.wanted:
             raise NotInQueue(extension)
         wanted = self.wanted.setdefault(extension, Wanted(extension, operator_endpoint(extension)))
         wanted.paused, wanted.reason = paused, reason
+        if publish:
+            await self._publish(extension)
         action = {"Action": "QueuePause", "Queue": self.queue, "Interface": operator_interface(extension),
                   "Paused": "true" if paused else "false"}
         if paused:
@@ -166,6 +200,24 @@ class QueueService:
         if member is not None:  # the QueueMemberPause event follows; answer with the state asked for
             member.paused, member.paused_reason = paused, reason if paused else ""
         return self.state_of(extension)
+
+    async def sync_shared(self) -> None:
+        """Make this node's queue what the shared membership says: the changes other nodes'
+        processes published (membership.MembershipSync calls it every second)."""
+        if self.shared is None:
+            return
+        async with self._lock:
+            want = await asyncio.to_thread(self.shared.load)
+            for ext, (name, paused, reason) in want.items():
+                mine = self.wanted.get(ext)
+                if mine is None:
+                    self.wanted[ext] = Wanted(ext, name, paused, reason)
+                    await self._add(self.wanted[ext])
+                elif (mine.paused, mine.reason) != (paused, reason):
+                    await self._set_pause(ext, paused, reason, publish=False)
+            for ext in [e for e in self.wanted if e not in want]:
+                self.wanted.pop(ext)
+                await self._remove(ext)
 
     async def _after_resync(self, link: CallLink, first: bool) -> None:
         present = {operator_of_interface(i): m for i, m in link.queue.members.items()}

@@ -25,6 +25,7 @@ _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
 PHONES = ("softphone", "browser")
 # the endpoint block of each kind of operator phone
 OPERATOR_TEMPLATES = {"softphone": "pjsip-operator.conf.in", "browser": "pjsip-operator-webrtc.conf.in"}
+FRONT_OPERATOR_TEMPLATE = "pjsip-operator-front.conf.in"
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,6 +168,18 @@ def _trunk_match(value: str) -> str:
     return ",".join(parts)
 
 
+def _ami_permit(value: str) -> str:
+    """manager.conf `permit` lines: the addresses the application logs in from."""
+    lines = []
+    for part in (p.strip() for p in value.split(",")):
+        try:
+            address = ipaddress.ip_address(part)
+        except ValueError:
+            raise ProvisionError(f"setting ami_permit={value!r}: expected IP addresses, comma-separated") from None
+        lines.append(f"permit = {address}/255.255.255.255")
+    return "\n".join(lines)
+
+
 def _template_values(settings: Settings, secret: str) -> dict[str, str]:
     for what, value in (("ami_username", settings.ami_username),
                         ("ami_host", settings.ami_host), ("sip_host", settings.sip_host),
@@ -178,6 +191,7 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
         "AMI_PORT": str(int(settings.ami_port)),
         "AMI_USERNAME": settings.ami_username,
         "AMI_SECRET": secret,
+        "AMI_PERMIT": _ami_permit(settings.ami_permit),
         "SIP_HOST": settings.sip_host,
         "SIP_PORT": str(int(settings.sip_port)),
         "SIP_TRUNK_MATCH": _trunk_match(settings.sip_trunk_match),
@@ -199,6 +213,10 @@ def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
     operators = load_operators(settings) if operators is None else operators
     values = _template_values(settings, secret)
     blocks = {kind: (TEMPLATE_DIR / name).read_text(encoding="utf-8") for kind, name in OPERATOR_TEMPLATES.items()}
+    if settings.sip_front:  # a node behind the front: softphones register there (callcenter/pbx/front.py)
+        if not re.fullmatch(r"[0-9.]+:[0-9]+", settings.sip_front):
+            raise ProvisionError(f"setting sip_front={settings.sip_front!r}: expected address:port")
+        blocks["softphone"] = (TEMPLATE_DIR / FRONT_OPERATOR_TEMPLATE).read_text(encoding="utf-8")
     endpoints = []
     for op in operators:
         if op.endpoint not in passwords:
@@ -206,7 +224,7 @@ def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
         endpoints.append(render_template(blocks[op.phone], {
             "OPERATOR_ID": op.id, "OPERATOR_NAME": op.name or op.endpoint,
             "ENDPOINT": op.endpoint, "PASSWORD": check_secret(passwords[op.endpoint], op.endpoint),
-            "TLS_CERT": values["TLS_CERT"], "TLS_KEY": values["TLS_KEY"],
+            "TLS_CERT": values["TLS_CERT"], "TLS_KEY": values["TLS_KEY"], "SIP_FRONT": settings.sip_front,
         }))
     values["OPERATOR_ENDPOINTS"] = "".join(endpoints).rstrip("\n") + "\n"
     routes = load_phone_routes(settings)

@@ -220,15 +220,16 @@ def queue_callers(ami: AmiSession, queue: str) -> list[str]:
 
 
 def sip_register(settings: Settings, username: str, password: str, expires: int = 60,
-                 timeout: float = 3.0) -> int:
+                 timeout: float = 3.0, local_host: str | None = None) -> int:
     """REGISTER `username` (an operator endpoint) to our PJSIP over UDP with digest auth, like a
     softphone would; returns the final SIP status code (200 = registered; with expires=0 every
     contact of the endpoint is removed). A minimal UAC: enough to prove the generated passwords and `status()` work."""
     import hashlib
 
     host, port = settings.sip_host, settings.sip_port
+    local = local_host or host  # the phone's own address (another host than the registrar's)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
+        sock.bind((local, 0))
         sock.settimeout(timeout)
         local_port = sock.getsockname()[1]
         call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:10]
@@ -237,14 +238,14 @@ def sip_register(settings: Settings, username: str, password: str, expires: int 
         def request(cseq: int, authorization: str | None) -> bytes:
             lines = [
                 f"REGISTER {uri} SIP/2.0",
-                f"Via: SIP/2.0/UDP {host}:{local_port};branch=z9hG4bK{uuid.uuid4().hex};rport",
+                f"Via: SIP/2.0/UDP {local}:{local_port};branch=z9hG4bK{uuid.uuid4().hex};rport",
                 "Max-Forwards: 70",
                 f"From: <sip:{username}@{host}>;tag={tag}",
                 f"To: <sip:{username}@{host}>",
                 f"Call-ID: {call_id}",
                 f"CSeq: {cseq} REGISTER",
                 # expires=0 with `*` removes every binding of the AOR, whichever socket made it
-                "Contact: *" if expires == 0 else f"Contact: <sip:{username}@{host}:{local_port}>",
+                "Contact: *" if expires == 0 else f"Contact: <sip:{username}@{local}:{local_port}>",
                 f"Expires: {expires}",
                 "User-Agent: callcenter-live-test",
             ]

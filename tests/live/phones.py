@@ -93,10 +93,13 @@ class Phone:
     """One baresip process registered as one endpoint."""
 
     def __init__(self, settings: Settings, endpoint: str, password: str, config_dir: Path, *,
-                 answermode: str, audio_wav: Path, record_dir: Path | None = None) -> None:
+                 answermode: str, audio_wav: Path, record_dir: Path | None = None,
+                 netns: str | None = None, local_ip: str = "127.0.0.1") -> None:
+        # netns: run baresip in that network namespace (tests/live/netns.py), on its address local_ip
         self.settings = settings
         self.endpoint = endpoint
         self.config_dir = config_dir
+        self.ctrl_host = local_ip
         self.ctrl_port = _free_port()
         self.events: list[dict[str, Any]] = []
         self._answers: dict[str, dict[str, Any]] = {}
@@ -109,7 +112,7 @@ class Phone:
             record_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "config").write_text("\n".join([
             "poll_method epoll",
-            f"sip_listen {settings.sip_host}:0",
+            f"sip_listen {local_ip if netns else settings.sip_host}:0",
             "audio_player aubridge,x",
             f"audio_source aufile,{audio_wav}",
             "audio_alert aubridge,x",
@@ -120,7 +123,7 @@ class Phone:
             "module_app account.so",
             "module_app menu.so",
             "module_app ctrl_tcp.so",
-            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            f"ctrl_tcp_listen {local_ip}:{self.ctrl_port}",
             # what the phone hears and says, as dump-<time>-dec.wav / -enc.wav (baresip's sndfile filter)
             *(["module sndfile.so", f"snd_path {record_dir}"] if record_dir is not None else []),
             "",
@@ -131,7 +134,8 @@ class Phone:
         accounts.write_text(f"<sip:{endpoint}@{host}>;auth_pass={password};answermode={answermode};regint=60\n")
         os.chmod(accounts, 0o600)
         self._log = open(config_dir / "baresip.log", "wb")
-        self.process = subprocess.Popen([BARESIP, "-f", str(config_dir)], stdin=subprocess.DEVNULL,
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.process = subprocess.Popen([*prefix, BARESIP, "-f", str(config_dir)], stdin=subprocess.DEVNULL,
                                         stdout=self._log, stderr=subprocess.STDOUT)
 
     # -- ctrl_tcp -------------------------------------------------------------------------------
@@ -141,7 +145,7 @@ class Phone:
             if self.process.poll() is not None:
                 raise PhoneError(f"baresip for {self.endpoint} exited: {self.log_tail()}")
             try:
-                self._sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1.0)
+                self._sock = socket.create_connection((self.ctrl_host, self.ctrl_port), timeout=1.0)
                 break
             except OSError:
                 if time.monotonic() > deadline:

@@ -172,10 +172,14 @@ a=sendrecv
 """
 
 
-def scenario_xml(behaviour: Behaviour, pcap: Path) -> str:
+def scenario_xml(behaviour: Behaviour, pcap: Path, routed: bool = False) -> str:
     """One call: INVITE 12345 (From = [caller_prefix][call_number]), answer, the pcap, BYE at hangup_s.
-    The INVITE -> 200 time is SIPp's response time 1 (rtd), the call set-up time."""
+    The INVITE -> 200 time is SIPp's response time 1 (rtd), the call set-up time. routed: a proxy
+    answers (the SIP front, docs/scaling.md): ACK and BYE follow its Record-Route to the node's Contact."""
     sdp = _SDP.format(sink=RTP_SINK).replace("\n", "\r\n")
+    rrs = ' rrs="true"' if routed else ""
+    in_dialog_uri = "[next_url]" if routed else "sip:12345@[remote_ip]:[remote_port]"
+    route = "\n      [routes]" if routed else ""
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="citizen {behaviour.name}">
   <send retrans="500">
@@ -197,15 +201,15 @@ def scenario_xml(behaviour: Behaviour, pcap: Path) -> str:
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
+  <recv response="200" rtd="true"{rrs}/>
   <send>
     <![CDATA[
-      ACK sip:12345@[remote_ip]:[remote_port] SIP/2.0
+      ACK {in_dialog_uri} SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[caller_prefix][call_number]@[local_ip]:[local_port]>;tag=[pid]c[call_number]
       To: <sip:12345@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
-      CSeq: 1 ACK
+      CSeq: 1 ACK{route}
       Max-Forwards: 70
       Content-Length: 0
 
@@ -215,12 +219,12 @@ def scenario_xml(behaviour: Behaviour, pcap: Path) -> str:
   <pause milliseconds="{round(behaviour.hangup_s * 1000)}"/>
   <send retrans="500">
     <![CDATA[
-      BYE sip:12345@[remote_ip]:[remote_port] SIP/2.0
+      BYE {in_dialog_uri} SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[caller_prefix][call_number]@[local_ip]:[local_port]>;tag=[pid]c[call_number]
       To: <sip:12345@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
-      CSeq: 2 BYE
+      CSeq: 2 BYE{route}
       Max-Forwards: 70
       Content-Length: 0
 
@@ -233,7 +237,7 @@ def scenario_xml(behaviour: Behaviour, pcap: Path) -> str:
 """
 
 
-def prepare(workdir: Path, behaviours: tuple[Behaviour, ...] = BEHAVIOURS) -> dict[str, Path]:
+def prepare(workdir: Path, behaviours: tuple[Behaviour, ...] = BEHAVIOURS, routed: bool = False) -> dict[str, Path]:
     """Write each behaviour's pcap and scenario into workdir; name -> scenario path."""
     workdir.mkdir(parents=True, exist_ok=True)
     audio = mulaw_noise(9.0)  # looped
@@ -242,7 +246,7 @@ def prepare(workdir: Path, behaviours: tuple[Behaviour, ...] = BEHAVIOURS) -> di
         pcap = workdir / f"{b.name}.pcap"
         write_pcap(pcap, rtp_packets(b.keys, b.hangup_s + 1.0, audio))
         xml = workdir / f"{b.name}.xml"
-        xml.write_text(scenario_xml(b, pcap), encoding="ascii")
+        xml.write_text(scenario_xml(b, pcap, routed), encoding="ascii")
         paths[b.name] = xml
     return paths
 
