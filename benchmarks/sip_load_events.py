@@ -75,7 +75,11 @@ class TrunkCall:
 
 
 class TrunkCalls:
-    """AMI session (raw asyncio) collecting TrunkCall records; `calls` by uniqueid."""
+    """AMI session (raw asyncio) collecting TrunkCall records; `calls` by uniqueid. A subclass may
+    follow more (EVENT_CLASSES, FILTERS, on_event): the failure drills (tests/live/drills.py)."""
+
+    EVENT_CLASSES = "call,user,dialplan,agi,dtmf"
+    FILTERS = EVENT_FILTERS
 
     def __init__(self) -> None:
         self.calls: dict[str, TrunkCall] = {}
@@ -90,10 +94,10 @@ class TrunkCalls:
         self.reader, self.writer = await asyncio.open_connection(host, port, limit=1 << 20)
         await asyncio.wait_for(self.reader.readline(), 10)
         self._task = asyncio.create_task(self._read_loop())
-        reply = await self.action("Login", Username=username, Secret=secret, Events="call,user,dialplan,agi,dtmf")
+        reply = await self.action("Login", Username=username, Secret=secret, Events=self.EVENT_CLASSES)
         if reply.get("Response") != "Success":
             raise RuntimeError(f"AMI login failed: {reply.get('Message')}")
-        for pattern in EVENT_FILTERS:  # nothing else crosses the socket (VarSet, CEL, ...)
+        for pattern in self.FILTERS:  # nothing else crosses the socket (VarSet, CEL, ...)
             await self.action("Filter", Operation="Add", Filter=pattern)
 
     async def action(self, name: str, **fields: str) -> dict[str, str]:

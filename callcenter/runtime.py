@@ -53,8 +53,9 @@ def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool =
     domain = domain or Domain.load(settings.config_dir)
     engine = engine or make_engine(settings.effective_database_url)
     from callcenter.figures_refresh import RollupRefresher
+    from callcenter.ops.health import DiskWatch
 
-    callcontrol, background = None, [RollupRefresher(domain, engine)]
+    callcontrol, background = None, [RollupRefresher(domain, engine), DiskWatch(settings)]
     if telephony:
         from callcenter.callbacks import callback_service
 
@@ -104,14 +105,15 @@ def write_fastagi_pid(settings: Settings) -> None:
     (Path(settings.state_dir) / FASTAGI_PID_FILE).write_text(f"{os.getpid()}\n")
 
 
-async def run_hotline(settings: Settings) -> None:
+async def run_hotline(settings: Settings, domain=None) -> None:
+    """`domain`: the city's rules (default: from the config dir; the failure drills fix its clock)."""
     import uvicorn
 
     from callcenter.logs import UVICORN
     from ticketing.domain import Domain
     from ticketing.store import make_engine
 
-    domain = Domain.load(settings.config_dir)
+    domain = domain or Domain.load(settings.config_dir)
     engine = make_engine(settings.effective_database_url)
     agi = agi_server(settings, domain=domain, engine=engine)
     app = build_app(settings, domain=domain, engine=engine)

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     # /readyz (callcenter/ops/health.py): unready below this much free space where recordings go
     recordings_min_free_mb: int = 2048
+    recordings_check_s: float = 30.0  # how often the running hotline checks it (and logs an alarm)
     # Twilio (callcenter/twilio/, README "Running on Twilio"): the auth token signs every webhook;
     # twilio_public_url is the install's address as Twilio calls it (what the signature covers).
     twilio_account_sid: str = ""

@@ -241,3 +241,21 @@ async def test_alert_rules_name_only_exported_metrics(hotline):
     assert ami["for"] == "1m"
     wait = next(r for r in rules if r["alert"] == "HotlineLongWait")
     assert "> 60" in wait["expr"]
+
+
+def test_the_recordings_disk_alarm_is_logged_once_per_episode(tmp_path, caplog):
+    """Disk full for recordings (issue 16 item 2): the running hotline's DiskWatch logs an ERROR when
+    free space drops below the floor -- once, not at every check -- and a line when it is back."""
+    from callcenter.ops.health import DiskWatch
+
+    settings = Settings(state_dir=tmp_path, asterisk_root=tmp_path / "root", recordings_min_free_mb=1)
+    watch = DiskWatch(settings)
+    with caplog.at_level("INFO", logger="callcenter.ops"):
+        assert watch.check_once().ok
+        settings.recordings_min_free_mb = 10**12  # as good as a full disk
+        assert [watch.check_once().ok for _ in range(3)] == [False] * 3
+        settings.recordings_min_free_mb = 1
+        assert watch.check_once().ok
+    lines = [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records if r.name == "callcenter.ops"]
+    assert lines == [("ERROR", "recordings disk"), ("WARNING", "recordings disk")]
+    assert "calls go on" in caplog.records[0].getMessage()

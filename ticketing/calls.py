@@ -175,14 +175,25 @@ def queued_by_operator_channel(call: Call, reason: str) -> None:
         call.outcome_reason = reason[:64]
 
 
-def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_id: int | None = None) -> None:
+def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_id: int | None = None,
+                operator_leg: bool = False) -> None:
     """What a logged event says about the call's outcome (the outcome transitions, once):
     an operator connected answers a queued call, a caller who hangs up in the queue abandoned it,
-    the end of the call's own leg is its end time (the latest seen)."""
-    if kind == "operator_connected":
+    the end of the call's own leg is its end time (the latest seen). After an outage (the hotline
+    or its AMI link down, the store unreachable) the queue's own events may be missing, and Asterisk's
+    CEL records stand in: an operator's leg entering the call's bridge answered an inbound call, and
+    the call's end (LINKEDID_END) closes an inbound call still open -- nobody answered it, so the
+    caller gave up: abandoned (in the queue if it was seen there, else `ended_unobserved`).
+    `operator_leg`: the event is of an operator's phone's channel."""
+    if kind == "operator_connected" or (kind == "bridge_enter" and operator_leg and call.direction == "inbound"):
         link_call(call, operator_id=operator_id)
         if call.outcome in _OPEN_OUTCOMES:
             call.outcome = "answered"
+    elif kind == "call_end" and call.direction == "inbound" and call.outcome in _OPEN_OUTCOMES:
+        call.outcome_reason = "caller_hung_up_in_queue" if call.outcome == "queued" else "ended_unobserved"
+        call.outcome = "abandoned"
+        if call.ended_at is None:
+            call.ended_at = at
     elif kind == "queue_abandoned" and call.outcome in _OPEN_OUTCOMES:
         call.outcome = "abandoned"
         call.outcome_reason = "caller_hung_up_in_queue"

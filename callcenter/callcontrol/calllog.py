@@ -12,16 +12,18 @@ import asyncio
 import collections
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from callcenter.ami.protocol import Message
 from callcenter.callcontrol.cel import CallLogWriter, CelSource, LogEntry, cel_entry, parse_ami_time
-from callcenter.callcontrol.state import parse_seconds
-from callcenter.pbx.names import operator_of_channel, operator_of_interface
+from callcenter.callcontrol.state import QueueCaller, parse_seconds
+from callcenter.pbx.names import from_carrier_trunk, operator_of_channel, operator_of_interface
 
 log = logging.getLogger("callcenter.callcontrol")
 
@@ -45,6 +47,15 @@ class LogStats:
     log_duplicates: int = 0
     log_unmatched_dropped: int = 0
     reconciled: int = 0  # call-log entries that only the CEL file had
+    store_retries: int = 0  # writes tried again because the store was unreachable
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """The store itself is down or restarting (connection refused or dropped), not a bad entry."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+RETRY_MAX_S = 5.0  # the longest wait between two tries of a write the store refused
 
 
 def app_entry(*, linkedid: str, uniqueid: str, kind: str, data: dict[str, Any] | None = None,
@@ -163,20 +174,42 @@ class CallLog:
             while not self._queue.empty() and len(batch) < 500:
                 batch.append(self._queue.get_nowait())
             entries = [e for e in batch if e is not None]
-            try:
-                await self._write(entries)
-            except Exception:
-                log.exception("call log: writing %d entries failed", len(entries))
+            await self._write_until_stored(entries)
             if self._queue.empty():
                 self._idle.set()
+
+    async def _write_until_stored(self, entries: list[LogEntry]) -> None:
+        """Write the batch; while the store is unreachable (PostgreSQL restarting, network cut) keep it
+        and try again with backoff, so an outage delays the call log instead of losing it (the dedup
+        keys make a retried write harmless). Entries arriving meanwhile wait in the queue, in order."""
+        delay = 0.25
+        while True:
+            try:
+                await self._write(entries)
+                return
+            except Exception as exc:
+                if not store_unreachable(exc):
+                    log.exception("call log: writing %d entries failed", len(entries))
+                    return
+                if delay == 0.25 or delay >= RETRY_MAX_S:  # the first failure, then every few seconds
+                    log.warning("call log: store unreachable (%s); keeping %d entries (+%d queued), trying again",
+                                type(exc).__name__, len(entries), self._queue.qsize() if self._queue else 0)
+                self.stats.store_retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _write(self, entries: list[LogEntry], *, reconciling: bool = False) -> int:
         """Write entries plus any earlier ones of the same calls still waiting for their call row."""
         if not entries or self._writer is None:
             return 0
         linked = {e.linkedid for e in entries}
-        todo = [e for lid in linked for e in self._unmatched.pop(lid, [])] + entries
-        result = await asyncio.to_thread(self._writer.write, todo)
+        waiting = {lid: self._unmatched.pop(lid) for lid in linked if lid in self._unmatched}
+        todo = [e for earlier in waiting.values() for e in earlier] + entries
+        try:
+            result = await asyncio.to_thread(self._writer.write, todo)
+        except BaseException:
+            self._unmatched.update(waiting)  # not written: they wait for their call row again
+            raise
         self.stats.log_written += result.written
         self.stats.log_duplicates += result.duplicates
         if reconciling:
@@ -196,10 +229,28 @@ class CallLog:
             self.stats.log_unmatched_dropped += len(dropped)
         return result.written
 
+    def queue_seen(self, callers: Iterable[QueueCaller]) -> None:
+        """Callers found waiting in the queue at a resync: a call the log has no row of arrived while
+        the link was down (the hotline restarting): its row, queued, with the number Asterisk has."""
+        for c in callers:
+            self.add(LogEntry(linkedid=c.linkedid or c.uniqueid, uniqueid=c.uniqueid, kind="queued",
+                              at=datetime.fromtimestamp(c.joined_at, UTC), dedup_key=f"resync:queued:{c.uniqueid}",
+                              data={"channel": c.channel, "queue": self.queue_name, "reason": "unobserved",
+                                    "caller_number": c.caller_number}, create_call=True, only_if_new=True))
+
     async def reconcile(self, source: CelSource, since: float | None = None) -> int:
         """Add to the call log what Asterisk's CEL file has and the log lacks (returns how many)."""
         records = await asyncio.to_thread(source.read_new, since)
-        entries = [e for e in (cel_entry(r) for r in records) if e is not None]
+        entries = []
+        for record in records:
+            entry = cel_entry(record)
+            if entry is None:
+                continue
+            if entry.kind == "leg_start" and from_carrier_trunk(record.get("channame")):
+                # a citizen's call that came and maybe went while nobody logged it (the hotline down):
+                # its row from Asterisk's record, no number (the CEL file holds none)
+                entry = replace(entry, create_call=True)
+            entries.append(entry)
         await self.flush()
         written = await self._write(entries, reconciling=True)
         if written:

@@ -92,6 +92,7 @@ class LogEntry:
     data: dict[str, Any] = field(default_factory=dict)
     create_call: bool = False  # open the call's row if the IVR did not (e.g. FastAGI was down)
     final: bool = False  # the last record of this call (LINKEDID_END)
+    only_if_new: bool = False  # a fact seen only after an outage (resync): logged only for a call with no row yet
 
 
 def cel_entry(fields: dict[str, str], *, at_override: datetime | None = None) -> LogEntry | None:
@@ -179,13 +180,17 @@ class CallLogWriter:
             by_linkedid = self._calls_for(session, entries)
             for entry in entries:
                 call = by_linkedid.get(entry.linkedid)
+                if call is not None and entry.only_if_new:
+                    result.duplicates += 1
+                    continue
                 if call is None and entry.create_call:
                     call = session.execute(select(Call).where(Call.uniqueid == entry.uniqueid)).scalar_one_or_none()
                     if call is None:
                         call = calls.call_row(session, uniqueid=entry.uniqueid, linkedid=entry.linkedid,
                                               caller_number=str(entry.data.get("caller_number") or ""),
                                               started_at=entry.at)
-                        calls.queued_by_operator_channel(call, str(entry.data.get("reason") or "operator"))
+                        if entry.kind == "queued":
+                            calls.queued_by_operator_channel(call, str(entry.data.get("reason") or "operator"))
                     by_linkedid[entry.linkedid] = call
                 if call is None:
                     result.unmatched.append(entry)
@@ -203,11 +208,13 @@ class CallLogWriter:
 
     def _update_call(self, session: Session, call: Call, entry: LogEntry) -> None:
         operator_id = None
-        if entry.kind == "operator_connected" and call.operator_id is None and entry.data.get("operator"):
+        if entry.kind in ("operator_connected", "bridge_enter") and call.operator_id is None \
+                and entry.data.get("operator"):
             operator_id = session.execute(
                 select(User.id).where(User.operator_extension == entry.data["operator"], User.active.is_(True))
                 .order_by(User.id).limit(1)).scalar_one_or_none()
-        calls.apply_event(call, entry.kind, at=entry.at, uniqueid=entry.uniqueid, operator_id=operator_id)
+        calls.apply_event(call, entry.kind, at=entry.at, uniqueid=entry.uniqueid, operator_id=operator_id,
+                          operator_leg=bool(entry.data.get("operator")))
 
 
 # -------------------------------------------------------------------------------------------

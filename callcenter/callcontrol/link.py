@@ -329,6 +329,7 @@ class CallLink:
             _, qitems = await self.ami.send_action_list({"Action": "QueueStatus", "Queue": self.queue_name}, timeout=15)
             now = time.time()
             vanished = self.live.rebuild(chans, bridges, qitems, now)
+            self.calllog.queue_seen(self.queue.callers.values())
             self.stats.resyncs += 1
             self.stats.last_resync_at = now
             log.info("resynced: %d channels, %d bridges, %d queue members, %d callers waiting",

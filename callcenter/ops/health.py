@@ -7,6 +7,9 @@ failing ones; `/metrics` exports the same results as `callcenter_ready_check{che
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -17,6 +20,8 @@ from sqlalchemy import text
 
 from callback.leader import leader_present
 from ticketing.calendar import calendar_status
+
+log = logging.getLogger("callcenter.ops")
 
 # /proc/net/tcp state of a listening socket
 _TCP_LISTEN = "0A"
@@ -136,7 +141,10 @@ def recordings_path(settings) -> Path:
 
 
 def check_disk(app) -> Check:
-    settings = app.state.settings
+    return disk_check(app.state.settings)
+
+
+def disk_check(settings) -> Check:
     try:
         free_mb = shutil.disk_usage(recordings_path(settings)).free // (1024 * 1024)
     except OSError as exc:
@@ -144,6 +152,42 @@ def check_disk(app) -> Check:
     if free_mb < settings.recordings_min_free_mb:
         return Check("disk", False, f"{free_mb} MiB free for recordings, below {settings.recordings_min_free_mb} MiB")
     return Check("disk", True, f"{free_mb} MiB free for recordings")
+
+
+class DiskWatch:
+    """The recordings disk, checked every `settings.recordings_check_s` by the running hotline (a
+    background service): when it runs low (a full disk: Asterisk's MixMonitor cannot write, the calls
+    themselves go on) the log says so at once, ERROR once per episode and again when space is back --
+    the alarm beside /readyz and `callcenter_ready_check{check="disk"}`, which say it while it lasts."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.ok = True
+        self._task: asyncio.Task | None = None
+
+    def check_once(self) -> Check:
+        check = disk_check(self.settings)
+        if self.ok and not check.ok:
+            log.error("recordings disk: %s: new call recordings fail (calls go on); free space in %s",
+                      check.detail, recordings_path(self.settings))
+        elif check.ok and not self.ok:
+            log.warning("recordings disk: %s again", check.detail)
+        self.ok = check.ok
+        return check
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.to_thread(self.check_once)
+            await asyncio.sleep(self.settings.recordings_check_s)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 CHECKS = (check_store, check_ami, check_fastagi, check_scheduler, check_calendar, check_disk)
@@ -165,4 +209,4 @@ def readiness_report(checks: list[Check]) -> dict[str, Any]:
             "checks": {c.name: c.public() for c in checks}}
 
 
-__all__ = ["CHECKS", "Check", "is_ready", "readiness", "readiness_report", "scheduler_service"]
+__all__ = ["CHECKS", "Check", "DiskWatch", "is_ready", "readiness", "readiness_report", "scheduler_service"]

@@ -9,6 +9,13 @@ import re
 
 OPERATOR_INTERFACE = re.compile(r"^PJSIP/op([0-9]+)$")
 OPERATOR_CHANNEL = re.compile(r"^PJSIP/op([0-9]+)-[0-9a-f]+$")
+# the carrier trunk ([trunk] in asterisk/pjsip.conf): every call on it is a citizen calling 12345
+TRUNK_CHANNEL = re.compile(r"^PJSIP/trunk-[0-9a-f]+$")
+
+
+def from_carrier_trunk(channel: str | None) -> bool:
+    """``PJSIP/trunk-0000002a`` (a citizen's call into [citizen-in]) -> True."""
+    return bool(TRUNK_CHANNEL.match(channel or ""))
 
 
 def operator_endpoint(extension: str) -> str:

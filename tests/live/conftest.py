@@ -22,10 +22,15 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.live)
 
 
+# True when this session started Asterisk (its own PBX: a drill may restart it; never a shared one)
+STARTED_HERE = pytest.StashKey[bool]()
+
+
 @pytest.fixture(scope="session")
-def asterisk():
+def asterisk(request):
     settings = get_settings()
     started = ensure_running(settings)
+    request.config.stash[STARTED_HERE] = started
     # Every live test starts a fresh store on this state directory's audit key: it must cover event 1
     # (on a real install key 1 starts at the store's next event, after the unkeyed ones).
     from callcenter.audit_vault import FileVault
