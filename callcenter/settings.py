@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     twilio_public_url: str = ""  # e.g. https://hotline.example.gov.cn (no trailing slash)
     twilio_from_number: str = ""  # the Twilio number SMS and callback calls come from
     twilio_queue: str = "hotline"  # <Enqueue> name the operators' client answers from
+    # operators answering the queue on Twilio (agents.py): extension -> where to ring them (client:op8001
+    # by default, from the profile's extension; a phone number here), e.g. '{"8001": "+8613900000000"}'
+    twilio_operators: dict[str, str] = {}
     twilio_operator_number: str = ""  # set: <Dial> this number instead of <Enqueue> (e.g. the PBX's trunk)
     twilio_prompt_url: str = ""  # set: <Play> {url}/{prompt}.wav rendered prompts; empty: <Say language=zh-CN>
     twilio_replay_window_s: int = 86400  # how long an answered webhook request is remembered as seen

@@ -278,16 +278,17 @@ def test_a_recording_the_carrier_cannot_hand_over_is_taken_when_the_callback_com
 
 
 async def test_whisper_is_a_coaching_participant_heard_by_the_operator_alone():
-    """The Twilio form of the supervisor's whisper (the supervise API does not use it yet: README)."""
+    """The Twilio form of the supervisor's whisper (the supervise API on Twilio: tests/test_twilio_operators.py)."""
     from twilio.rest import Client
 
     from callcenter.twilio.conference import TwilioPbx, endpoint_of_leg
+    from callcenter.twilio.supervise import participant_options
     from tests.twilio_carrier import PUBLIC, TOKEN
 
     carrier = FakeCarrier()
     pbx = TwilioPbx(Client(ACCOUNT, TOKEN, http_client=carrier), public_url=PUBLIC, from_number="+8610012345",
                     poll_seconds=0)
-    assert (await pbx.coach("op8009", "123456789", OP_LEG, 20)).answered
+    assert (await pbx._ring("client:op8009", "123456789", 20, **participant_options("whisper", OP_LEG))).answered
     (data,) = rung(carrier)
     assert (data["To"], str(data["Coaching"]).lower(), data["CallSidToCoach"]) == ("client:op8009", "true", OP_LEG)
     assert [endpoint_of_leg(x) for x in ("client:op8001", "sip:op8002@pbx.example", "+8613900000001")] == \

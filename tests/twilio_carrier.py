@@ -126,6 +126,7 @@ class FakeCarrier(HttpClient):
         self.conferences: dict[str, dict] = {}  # friendly name -> {"sid", "participants": {call sid: {...}}}
         self.media: dict[str, bytes] = {}  # a recording's media URL -> its audio
         self.deleted: list[str] = []  # recording sids deleted
+        self.queue_members: list[str] = []  # call sids waiting in the <Enqueue> queue "hotline" (QU1...)
 
     def request(self, method, uri, params=None, data=None, headers=None, auth=None, timeout=None,
                 allow_redirects=False):
@@ -186,6 +187,8 @@ class FakeCarrier(HttpClient):
                 if data.get("Status") == "completed":
                     call["status"] = "completed"
             return Response(200, json.dumps(call))
+        if name[0] == "Queues":
+            return self._queues(method, name, path, data)
         if name[0] == "Conferences" and len(name) == 3 and method == "POST":
             room = self.conferences.setdefault(name[1], {"sid": f"CF{next(self._sids):032d}",
                                                           "friendly_name": name[1], "participants": {}})
@@ -194,7 +197,8 @@ class FakeCarrier(HttpClient):
                                  status="in-progress" if answered else self.answers[data["To"]])
             participant = {"call_sid": call["sid"], "conference_sid": room["sid"], "account_sid": ACCOUNT,
                            "status": "queued", "coaching": data.get("Coaching") == "true",
-                           "call_sid_to_coach": data.get("CallSidToCoach"), "request": dict(data)}
+                           "call_sid_to_coach": data.get("CallSidToCoach"), "muted": data.get("Muted") == "true",
+                           "label": data.get("Label"), "request": dict(data)}
             if answered:
                 room["participants"][call["sid"]] = {**participant, "status": "connected"}
             return Response(201, json.dumps(participant))
@@ -206,13 +210,37 @@ class FakeCarrier(HttpClient):
         if room is not None and len(name) == 3:
             return self._page("participants", list(room["participants"].values()), path)
         if room is not None and len(name) == 4 and name[3] in room["participants"]:
-            return Response(200, json.dumps(room["participants"][name[3]]))
+            participant = room["participants"][name[3]]
+            if method == "POST":  # an update in place: muted, coaching, whom it coaches
+                flags = {"Muted": "muted", "Coaching": "coaching"}
+                participant.update({f: data[k] == "true" for k, f in flags.items() if k in data})
+                if "CallSidToCoach" in data or data.get("Coaching") == "false":
+                    participant["call_sid_to_coach"] = data.get("CallSidToCoach")
+            return Response(200, json.dumps(participant))
         if method == "GET" and (url := f"https://api.twilio.com{path}") in self.media:
             return Response(200, self.media[url])
         if method == "DELETE" and name[0] == "Recordings":
             self.deleted.append(name[1])
             return Response(204, "")
         return Response(404, json.dumps({"code": 20404, "message": "not found", "status": 404}))
+
+    QUEUE_SID = "QU" + "1" * 32
+
+    def _queues(self, method: str, name: list[str], path: str, data: dict) -> Response:
+        if len(name) == 1:
+            return self._page("queues", [{"sid": self.QUEUE_SID, "friendly_name": "hotline", "account_sid": ACCOUNT,
+                                          "current_size": len(self.queue_members)}], path)
+        if len(name) == 4 and name[1] == self.QUEUE_SID and name[3] in self.queue_members:
+            if method == "POST":  # dequeued: the call leaves the queue for the URL's TwiML
+                self.queue_members.remove(name[3])
+            return Response(200, json.dumps({"call_sid": name[3], "queue_sid": self.QUEUE_SID, "position": 1,
+                                             "wait_time": 10, "account_sid": ACCOUNT}))
+        return Response(404, json.dumps({"code": 20404, "message": "not found", "status": 404}))
+
+    def dequeues(self) -> list[tuple[str, str]]:
+        """Every queue member update: (the caller's sid, the URL it was sent to)."""
+        return [(r["uri"].rsplit("/", 1)[1].removesuffix(".json"), r["data"].get("Url")) for r in self.requests
+                if r["method"] == "POST" and "/Queues/" in r["uri"] and "/Members/" in r["uri"]]
 
     def posted(self, resource: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == "POST" and r["uri"].endswith(f"/{resource}.json")]

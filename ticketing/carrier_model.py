@@ -24,7 +24,8 @@ class CarrierCall(Base):
 
     __tablename__ = "carrier_calls"
     __table_args__ = (UniqueConstraint("call_sid", name="uq_carrier_calls_sid"),
-                      Index("ix_carrier_calls_outbound_key", "outbound_key"))
+                      Index("ix_carrier_calls_outbound_key", "outbound_key"),
+                      Index("ix_carrier_calls_queue_state", "queue_state"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     driver: Mapped[str] = mapped_column(String(16), default="twilio")
@@ -40,8 +41,33 @@ class CarrierCall(Base):
     # call control moved the call into a conference room (callcenter/twilio/conference.py): its TwiML,
     # which the operator <Dial>'s action answers too (the bridge ends when the operator's leg moves)
     room_twiml: Mapped[str | None] = mapped_column(Text)
+    # the operator queue on Twilio (callcenter/twilio/agents.py): queued -> offered (dequeued to an
+    # operator's room) -> ringing (the operator's phone rung: committed before the request) ->
+    # connected -> done; the operator's extension and the room (a conference) once offered
+    queue_state: Mapped[str | None] = mapped_column(String(16))
+    operator: Mapped[str | None] = mapped_column(String(16))
+    room: Mapped[str | None] = mapped_column(String(64))
+    queued_at: Mapped[datetime | None]
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class CarrierAgent(Base):
+    """An operator who answers the hotline queue on Twilio: where to ring them (client:op8001, or a
+    phone number from the configuration), whether they take calls, and the citizen call they are
+    offered or talking to (one at a time: claimed by a conditional update, so two app processes
+    never offer one operator two calls)."""
+
+    __tablename__ = "carrier_agents"
+
+    extension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64))
+    logged_in: Mapped[bool] = mapped_column(default=True)
+    paused: Mapped[bool] = mapped_column(default=False)
+    pause_reason: Mapped[str] = mapped_column(String(40), default="")
+    call_sid: Mapped[str | None] = mapped_column(String(64))  # the citizen's call offered / answered
+    leg_sid: Mapped[str | None] = mapped_column(String(64))  # the operator's own leg, once rung
+    updated_at: Mapped[datetime]  # the longest idle is offered first, as the queue's strategy does
 
 
 class CarrierRequest(Base):

@@ -129,6 +129,10 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         if callcontrol is not None and not callcontrol.link.ami.connected:
             await callcontrol.start(wait=False)
         started = []
+        if settings.twilio_account_sid and settings.twilio_public_url:
+            from callcenter.twilio.restore import restore_at_start
+
+            await restore_at_start(_app)  # calls carried by Twilio across a restart (callcenter/twilio/restore.py)
         try:
             for service in background:
                 await service.start()

@@ -207,14 +207,21 @@ class CallLogWriter:
         return result
 
     def _update_call(self, session: Session, call: Call, entry: LogEntry) -> None:
-        operator_id = None
-        if entry.kind in ("operator_connected", "bridge_enter") and call.operator_id is None \
-                and entry.data.get("operator"):
-            operator_id = session.execute(
-                select(User.id).where(User.operator_extension == entry.data["operator"], User.active.is_(True))
-                .order_by(User.id).limit(1)).scalar_one_or_none()
-        calls.apply_event(call, entry.kind, at=entry.at, uniqueid=entry.uniqueid, operator_id=operator_id,
-                          operator_leg=bool(entry.data.get("operator")))
+        apply_logged(session, call, entry.kind, at=entry.at, uniqueid=entry.uniqueid,
+                     operator=entry.data.get("operator"))
+
+
+def apply_logged(session: Session, call: Call, kind: str, *, at: datetime, uniqueid: str,
+                 operator: str | None = None) -> None:
+    """A logged event on the call record (ticketing.calls.apply_event), the answering operator's
+    account found by their extension; for every driver (the Twilio queue: callcenter/twilio/agents.py).
+    An operator's leg entering the call's bridge (bridge_enter) answers it as operator_connected does."""
+    operator_id = None
+    if kind in ("operator_connected", "bridge_enter") and call.operator_id is None and operator:
+        operator_id = session.execute(
+            select(User.id).where(User.operator_extension == operator, User.active.is_(True))
+            .order_by(User.id).limit(1)).scalar_one_or_none()
+    calls.apply_event(call, kind, at=at, uniqueid=uniqueid, operator_id=operator_id, operator_leg=bool(operator))
 
 
 # -------------------------------------------------------------------------------------------

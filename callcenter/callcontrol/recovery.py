@@ -88,7 +88,9 @@ async def reconcile(control: CallControl, cc: ControlledCall, channel_of: Channe
     # the operator (and, in a warm transfer, the unit) are in the private room while consulting
     side = await control.pbx.room_members(cc.consult_room) if cc.state == "consulting" and cc.consult_room \
         else members
-    cc.operator_channel = next((m for m in side if endpoint_of_channel(m) == cc.operator_endpoint), None)
+    # room members are channel names on Asterisk, call sids on Twilio (the driver names its operators)
+    endpoint_of = getattr(control.pbx, "endpoint_of_member", None) or endpoint_of_channel
+    cc.operator_channel = next((m for m in side if endpoint_of(m) == cc.operator_endpoint), None)
     unit_name = None
     if cc.unit_uniqueid:
         unit_leg = await channel_of(cc.unit_uniqueid)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -58,15 +59,20 @@ def case_summary(case: Case, reader: Actor = _UNKNOWN_OPERATOR) -> dict[str, Any
 
 
 class ScreenPop:
-    def __init__(self, link: CallLink, session_factory: sessionmaker[Session], domain: Domain, *,
-                 recent_days: int = 180, recent_limit: int = 5) -> None:
+    def __init__(self, link: CallLink | None, session_factory: sessionmaker[Session], domain: Domain, *,
+                 recent_days: int = 180, recent_limit: int = 5,
+                 publish: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """``link`` None: pops asked for by another driver (callcenter/twilio/agents.py), published
+        through ``publish`` (the AMI link's feed when there is one)."""
         self.link = link
         self.session_factory = session_factory
         self.domain = domain
         self.recent_days = recent_days
         self.recent_limit = recent_limit
+        self.publish = publish or (link.publish if link is not None else None)
         self.sent: list[dict[str, Any]] = []  # last pops, for diagnostics/tests
-        link.on_event(self._on_event)
+        if link is not None:
+            link.on_event(self._on_event)
 
     async def _on_event(self, msg: Message) -> None:
         if (msg.name or "").lower() == "newchannel":
@@ -115,7 +121,8 @@ class ScreenPop:
     def _publish(self, extension: str, payload: dict[str, Any]) -> None:
         self.sent.append(payload)
         del self.sent[:-100]
-        self.link.publish(f"operator:{extension}", payload)
+        if self.publish is not None:
+            self.publish(f"operator:{extension}", payload)
         log.info("screen-pop to operator %s: call %s from %s, %d open case(s)", extension, payload.get("call_id"),
                  mask_phone(payload.get("caller_number")), len(payload["open_cases"]))
 
@@ -123,7 +130,7 @@ class ScreenPop:
                   caller_number: str = "", holdtime: str | None = None) -> dict[str, Any]:
         """Build the pop, apply R4.1, publish it on ``operator:<ext>`` and return it."""
         channel_case: int | None = None
-        chan = self.link.channel(caller_uniqueid)
+        chan = self.link.channel(caller_uniqueid) if self.link is not None else None
         if chan is not None:
             try:
                 reply = await self.link.ami.send_action(

@@ -12,7 +12,8 @@ How each primitive becomes Twilio (rooms are Twilio conferences named by the roo
   Twilio then asks: `note_room` stores the citizen's room first, and that webhook answers the same
   room (voice.py), so the citizen is never hung up between the two updates;
 - ringing a unit or an operator into a room -> the Participants API (the A then B order and its steps
-  stay in CallControl), answered when the participant is connected; whisper is a coaching participant;
+  stay in CallControl), answered when the participant is connected; supervisors join the same way
+  (supervise.py: muted, coaching);
 - hangup -> the call completed; room members -> the conference's participants.
 
 Each room reports its participants joining and leaving to /twilio/voice/conference?call=<citizen sid>,
@@ -31,7 +32,12 @@ from urllib.parse import urlencode
 from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from callcenter.callcontrol.transfer import CallStateError, Chan, DialResult, PbxUnavailable
+from callcenter.callcontrol.transfer import (
+    CallStateError,
+    Chan,
+    DialResult,
+    PbxUnavailable,
+)
 
 _LIVE = {"queued", "ringing", "in-progress"}
 # Twilio's final call statuses -> the unanswered dial's word (ticketing.dialing)
@@ -51,8 +57,10 @@ class TwilioPbx:
     `note_room(call_sid, twiml)` stores the TwiML a call is being moved to (before it is moved)."""
 
     def __init__(self, client: Any, *, public_url: str, from_number: str, hold_music_url: str = "",
-                 note_room: Callable[[str, str], None] | None = None, poll_seconds: float = 0.5):
+                 note_room: Callable[[str, str], None] | None = None, poll_seconds: float = 0.5,
+                 room_of: Callable[[str], str | None] | None = None):
         self.client = client
+        self.room_of = room_of  # a queue call's operator room (agents.py): its operator is a participant
         self.public_url = public_url.rstrip("/")
         self.from_number = from_number
         self.hold_music_url = hold_music_url
@@ -60,13 +68,14 @@ class TwilioPbx:
         self.poll_seconds = poll_seconds
         self.citizen_of_room: dict[str, str] = {}  # room -> the citizen's call sid (whose log gets the legs)
         self._dialled: dict[str, str] = {}  # leg sid -> whom it dialled (client:op8001: the operator's phone)
+        self.conference_of: dict[str, str] = {}  # a leg rung into a room -> the conference's sid
 
     async def _rest(self, fn: Callable[[], Any]) -> Any:
         try:
             return await asyncio.to_thread(fn)
         except TwilioRestException:
             raise
-        except Exception as exc:  # noqa: BLE001 - the carrier cannot be reached: as an AMI link down
+        except Exception as exc:
             raise PbxUnavailable("the carrier (Twilio) is not reachable; try again") from exc
 
     # ---- channels ---------------------------------------------------------------------------
@@ -85,10 +94,18 @@ class TwilioPbx:
         legs = await self._rest(lambda: self.client.calls.list(parent_call_sid=chan.uniqueid, status="in-progress",
                                                                 limit=20))
         self._dialled.update({leg.sid: leg.to or "" for leg in legs})
-        return [Chan(leg.sid, leg.sid, chan.uniqueid) for leg in legs]  # a leg is moved by its sid
+        peers = [Chan(leg.sid, leg.sid, chan.uniqueid) for leg in legs]  # a leg is moved by its sid
+        room = await asyncio.to_thread(self.room_of, chan.uniqueid) if not peers and self.room_of else None
+        if room:  # answered from the operators' queue: the operator is in the caller's room
+            peers = [Chan(sid, sid, chan.uniqueid) for sid in await self.room_members(room) if sid != chan.uniqueid]
+        return peers
 
     def endpoint_of(self, chan: Chan) -> str | None:
         return endpoint_of_leg(self._dialled.get(chan.uniqueid))
+
+    def endpoint_of_member(self, member: str) -> str | None:
+        """A room member (a call sid, from room_members) -> the operator it is, if one."""
+        return endpoint_of_leg(self._dialled.get(member))
 
     async def endpoint_channels(self, endpoint: str) -> list[Chan]:
         legs = await self._rest(lambda: self.client.calls.list(to=f"client:{endpoint}", status="in-progress",
@@ -164,6 +181,8 @@ class TwilioPbx:
         except TwilioRestException as exc:
             return DialResult(False, "failed" if exc.status < 500 else "unreachable")
         conference, sid = participant.conference_sid, participant.call_sid
+        self._dialled[sid] = to
+        self.conference_of[sid] = conference
         deadline = time.monotonic() + ring_seconds + 10
         status = participant.status
         while status != "connected":
@@ -190,11 +209,6 @@ class TwilioPbx:
                                       ring_seconds: float) -> DialResult:
         return await self._ring(f"client:{endpoint}", room, ring_seconds)
 
-    async def coach(self, supervisor: str, room: str, operator_leg: str, ring_seconds: float) -> DialResult:
-        """Whisper: the supervisor's phone joins the room heard by the operator alone (coaching)."""
-        return await self._ring(f"client:{supervisor}", room, ring_seconds, coaching=True,
-                                call_sid_to_coach=operator_leg)
-
     async def room_members(self, room: str) -> list[str]:
         rooms = await self._rest(lambda: self.client.conferences.list(friendly_name=room, status="in-progress",
                                                                        limit=5))
@@ -202,4 +216,29 @@ class TwilioPbx:
         for conf in rooms:
             members += [p.call_sid for p in await self._rest(lambda c=conf: self.client.conferences(c.sid)
                                                                .participants.list(limit=50))]
+        for sid in members:  # whom each leg called (an operator's phone?), asked once
+            if sid not in self._dialled:
+                try:
+                    self._dialled[sid] = (await self._rest(lambda sid=sid: self.client.calls(sid).fetch())).to or ""
+                except TwilioRestException:
+                    self._dialled[sid] = ""
         return members
+
+    async def participant(self, room: str, sid: str) -> Any | None:
+        """The leg `sid` in the room now (its conference sid, muted, coaching), or None."""
+        rooms = await self._rest(lambda: self.client.conferences.list(friendly_name=room, status="in-progress",
+                                                                       limit=5))
+        for conf in rooms:
+            try:
+                return await self._rest(lambda c=conf: self.client.conferences(c.sid).participants(sid).fetch())
+            except TwilioRestException as exc:
+                if exc.status != 404:
+                    raise PbxUnavailable(f"the carrier refused to show the participant ({exc.code})") from exc
+        return None
+
+    async def update_participant(self, conference_sid: str, sid: str, **changes: Any) -> None:
+        """Mute, unmute, coach (supervise.py): the participant changed in place, no new ring."""
+        try:
+            await self._rest(lambda: self.client.conferences(conference_sid).participants(sid).update(**changes))
+        except TwilioRestException as exc:
+            raise CallStateError(f"could not change the participant ({exc.code or exc.status})") from exc

@@ -86,8 +86,15 @@ def waiting(speaker: Speaker, verbs: list[Verb], action_url: str, recording_url:
     return str(response)
 
 
+def enqueue(response: VoiceResponse, queue: str, action_url: str, wait_url: str = "") -> None:
+    """<Enqueue>: the caller waits for an operator; with a wait URL, the operators' queue of
+    agents.py offers them (hold music from there)."""
+    more = {"wait_url": wait_url, "wait_url_method": "POST"} if wait_url else {}
+    response.enqueue(queue, action=action_url, method="POST", **more)
+
+
 def finished(speaker: Speaker, verbs: list[Verb], *, queued: bool, queue: str, operator_number: str,
-             queue_action_url: str, recording_url: str = "") -> str:
+             queue_action_url: str, recording_url: str = "", queue_wait_url: str = "") -> str:
     """TwiML once the flow has ended: the last prompts, then an operator (the conversation recorded,
     as Asterisk's queue records it) or the end of the call."""
     response = VoiceResponse()
@@ -96,7 +103,7 @@ def finished(speaker: Speaker, verbs: list[Verb], *, queued: bool, queue: str, o
         response.dial(operator_number, action=queue_action_url, method="POST",
                       **({"record": "record-from-answer", **_recorded(recording_url)} if recording_url else {}))
     elif queued:
-        response.enqueue(queue, action=queue_action_url, method="POST")
+        enqueue(response, queue, queue_action_url, queue_wait_url)
     else:
         response.hangup()
     return str(response)

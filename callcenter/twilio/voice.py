@@ -59,6 +59,7 @@ class TwilioVoice:
         self.hotline = hotline
         self.config = config
         self.speaker = speaker
+        self.agents = None  # the operators' queue (agents.TwilioQueue) when operators answer on Twilio
 
     @property
     def now(self):
@@ -184,10 +185,17 @@ class TwilioVoice:
             return twiml.waiting(self.speaker, verbs, self.config.url(f"/twilio/voice/{kind}?step={state.step}"),
                                  recording_url=self.recording_url(state.call_sid))
         await self._finish(state, ctx, result, driver)
-        return twiml.finished(self.speaker, verbs, queued=result.outcome == "queued", queue=self.config.queue,
-                              operator_number=self.config.operator_number,
-                              queue_action_url=self.config.url("/twilio/voice/queue"),
-                              recording_url=self.recording_url(state.call_sid))
+        offered = self._offered(result)
+        answer = twiml.finished(self.speaker, verbs, queued=result.outcome == "queued", queue=self.config.queue,
+                                operator_number=self.config.operator_number,
+                                queue_action_url=self.config.url("/twilio/voice/queue"),
+                                recording_url=self.recording_url(state.call_sid),
+                                queue_wait_url=self.config.url("/twilio/voice/queue/wait") if offered else "")
+        return answer  # offered to an operator once it waits (the Enqueue's wait URL: agents.py)
+
+    def _offered(self, result: FlowResult) -> bool:
+        """The caller waits in the operators' queue of agents.py (not a fixed <Dial> number)."""
+        return result.outcome == "queued" and self.agents is not None and not self.config.operator_number
 
     def recording_url(self, sid: str) -> str:
         return self.config.url(f"/twilio/voice/recording?{urlencode({'call': sid})}")
@@ -213,6 +221,8 @@ class TwilioVoice:
             row = s.get(CarrierCall, state.id)
             row.journal, row.step, row.case_id = list(state.journal), state.step, case_id
             row.outcome, row.updated_at = result.outcome, ended
+            if self._offered(result):
+                self.agents.queued(s, state, ended)
         await self.tx(finish)
         state.outcome = result.outcome
         log.info("call %s (%s) from %s: %s%s via %s (twilio)", state.call_id, state.call_sid,
@@ -226,6 +236,12 @@ class TwilioVoice:
         """Enqueue's (or Dial's) action: the caller reached an operator or gave up in the queue."""
         state = await self._state(params.get("CallSid", ""))
         result = params.get("QueueResult") or params.get("DialCallStatus") or ""
+        if self.agents is not None and params.get("QueueResult"):
+            if result.startswith("redirected"):  # dequeued to an operator (agents.py): their room
+                return await self.agents.dequeued(state.call_sid)
+            if result not in _OPERATOR_REACHED:
+                await self.agents.caller_gone(state.call_sid, self.now)
+                return twiml.hang_up()
         kind = "operator_connected" if result in _OPERATOR_REACHED else "queue_abandoned"
         await self._event(state, kind, f"twilio:{state.call_sid}:queue")
         if state.room_twiml:  # call control moved the operator's leg on (conference.py): the citizen follows
@@ -252,6 +268,8 @@ class TwilioVoice:
                     await self._finish(state, ctx, result, driver)
             finally:
                 ctx.close()
+        if self.agents is not None:
+            await self.agents.caller_gone(sid, self.now)
         await self._event(state, "leg_end", f"twilio:{sid}:end")
         return True
 

@@ -6,6 +6,9 @@ is read or written (signature.py); a refusal is a 403 with the API's error body.
     POST /twilio/voice/gather       digits for the flow step in ?step=
     POST /twilio/voice/record       a recording for the flow step in ?step=
     POST /twilio/voice/queue        the caller left the operator queue
+    POST /twilio/voice/queue/wait   the Enqueue's wait URL: hold music, and callers offered to operators
+    POST /twilio/voice/operator     a caller dequeued to an operator: their room; the operator rung
+    POST /twilio/voice/agent        the operator's leg answered or ended (?call=&ext=)
     POST /twilio/voice/survey       a callback survey call was answered (?key=&case=, set by outbound.py)
     POST /twilio/voice/conference   a transfer's or three-way call's room: a leg joined or left (?call=)
     POST /twilio/voice/recording    a recording is ready: fetched into the recording store (?call=)
@@ -147,6 +150,34 @@ async def voice_queue(request: Request, params: Params) -> Response:
     return _twiml(await _refusing(_voice(request).queue_result)(request, params))
 
 
+@router.post("/voice/queue/wait", response_class=Response, responses=TWIML,
+             summary="Twilio: a caller waits in the operator queue (hold music; offers to free operators)")
+async def voice_queue_wait(request: Request, params: Params) -> Response:
+    from .wiring import agents_for
+
+    agents = agents_for(request.app)
+    await agents.dispatch()
+    return _twiml(agents.wait_twiml())
+
+
+@router.post("/voice/operator", response_class=Response, responses=TWIML,
+             summary="Twilio: a caller dequeued to an operator (their room; the operator is rung)")
+async def voice_operator(request: Request, params: Params) -> Response:
+    from .wiring import agents_for
+
+    return _twiml(await agents_for(request.app).dequeued(params.get("CallSid", "")))
+
+
+@router.post("/voice/agent", status_code=204, response_class=Response, responses=EMPTY,
+             summary="Twilio: an operator's leg answered or ended")
+async def voice_agent(request: Request, params: Params) -> Response:
+    from .wiring import agents_for
+
+    await agents_for(request.app).agent_status(request.query_params.get("call", ""),
+                                               request.query_params.get("ext", ""), params)
+    return Response(status_code=204)
+
+
 @router.post("/voice/status", status_code=204, response_class=Response, responses=EMPTY,
              summary="Twilio: call status callback")
 async def voice_status(request: Request, params: Params) -> Response:
@@ -167,6 +198,13 @@ async def voice_conference(request: Request, params: Params) -> Response:
 
     await asyncio.to_thread(log_room_event, request.app.state.session_factory, request.app.state.domain.clock(),
                             request.query_params.get("call", ""), params)
+    supervision = getattr(request.app.state, "twilio_supervision", None)
+    if supervision is not None and params.get("StatusCallbackEvent") == "participant-leave":
+        from .restore import (
+            supervisor_left,  # a supervisor's leg left: the session ends (A1)
+        )
+
+        await supervisor_left(request.app, supervision, params.get("CallSid", ""))
     return Response(status_code=204)
 
 

@@ -32,6 +32,8 @@ def voice_for(app) -> TwilioVoice:
         voice = app.state.twilio_voice = TwilioVoice(hotline, VoiceConfig(
             public_url=settings.twilio_public_url, queue=settings.twilio_queue,
             operator_number=settings.twilio_operator_number), speaker)
+        if not settings.twilio_operator_number:
+            voice.agents = agents_for(app)
     return voice
 
 
@@ -84,11 +86,60 @@ def transfers_for(app):
             with session_scope(sessions) as s:
                 s.execute(update(CarrierCall).where(CarrierCall.call_sid == sid).values(room_twiml=twiml))
 
-        hold = settings.twilio_prompt_url.rstrip("/") + "/hold.wav" if settings.twilio_prompt_url else ""
+        def room_of(sid: str) -> str | None:
+            from sqlalchemy import select
+
+            from ticketing.carrier_model import CarrierCall
+
+            with sessions() as s:
+                return s.execute(select(CarrierCall.room).where(CarrierCall.call_sid == sid,
+                                                                CarrierCall.queue_state == "connected")).scalar()
+
         control = app.state.twilio_transfers = CallControl(TwilioPbx(
             client_for(app), public_url=settings.twilio_public_url, from_number=settings.twilio_from_number,
-            hold_music_url=hold, note_room=note_room), clock=app.state.domain.clock)
+            hold_music_url=hold_music(settings), note_room=note_room, room_of=room_of), clock=app.state.domain.clock)
     return control
+
+
+def hold_music(settings) -> str:
+    return settings.twilio_prompt_url.rstrip("/") + "/hold.wav" if settings.twilio_prompt_url else ""
+
+
+def agents_for(app):
+    """The operators' queue on Twilio (agents.py), sharing call control's Twilio rooms; its
+    screen-pops go to the operators' feed of the AMI link when this process has one."""
+    agents = getattr(app.state, "twilio_agents", None)
+    if agents is None:
+        from callcenter.callcontrol.screenpop import ScreenPop
+
+        from .agents import TwilioQueue
+
+        settings = app.state.settings
+        link = getattr(getattr(app.state, "callcontrol", None), "link", None)
+        pop = app.state.twilio_screenpop = ScreenPop(None, app.state.session_factory, app.state.domain,
+                                                     publish=link.publish if link is not None else None)
+
+        async def screen_pop(extension: str, sid: str, leg: str, held: float) -> None:
+            await pop.pop(extension, caller_uniqueid=sid, linkedid=sid, operator_uniqueid=leg, holdtime=str(held))
+        agents = app.state.twilio_agents = TwilioQueue(
+            app.state.session_factory, transfers_for(app).pbx, queue=settings.twilio_queue,
+            public_url=settings.twilio_public_url, clock=app.state.domain.clock,
+            addresses=settings.twilio_operators, hold_music_url=hold_music(settings), pop=screen_pop)
+    return agents
+
+
+def supervision_for(app):
+    """Listen / whisper / barge on operators' Twilio calls: the same Supervision as on Asterisk."""
+    supervision = getattr(app.state, "twilio_supervision", None)
+    if supervision is None:
+        from callcenter.callcontrol.supervise import Supervision
+
+        from .supervise import TwilioSpyPbx
+
+        control = transfers_for(app)
+        supervision = app.state.twilio_supervision = Supervision(
+            TwilioSpyPbx(control.pbx, agents_for(app).operator_room, control), clock=app.state.domain.clock)
+    return supervision
 
 
 def recordings_for(app):

@@ -106,33 +106,59 @@ def me(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, An
     return _me(cc, user.operator_extension)
 
 
+def _twilio_queue(request: Request):
+    """The operators' queue on Twilio (callcenter/twilio/agents.py) when this install takes calls there."""
+    settings = request.app.state.settings
+    if settings.twilio_account_sid and settings.twilio_public_url and not settings.twilio_operator_number:
+        from callcenter.twilio.wiring import agents_for
+
+        return agents_for(request.app)
+    return None
+
+
+async def _queue_action(request: Request, ext: str, on_asterisk, on_twilio) -> dict[str, Any]:
+    """One queue action on every driver this install answers calls with: Asterisk's queue (the
+    answer) and Twilio's (under "twilio"); 503 with neither."""
+    cc = getattr(request.app.state, "callcontrol", None)
+    twilio = _twilio_queue(request)
+    if cc is None and twilio is None:
+        raise TelephonyOff()
+    answer = await on_asterisk(cc) if cc is not None else {"extension": ext}
+    if twilio is not None:
+        answer["twilio"] = await on_twilio(twilio)
+    return answer
+
+
 @router.post("/operators/me/queue/login", summary="Log in to the 12345 queue (R5.1)")
-async def queue_login(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
+async def queue_login(request: Request, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     user = operator_user(session, actor)
     ext = user.operator_extension
     session.rollback()
-    return await cc.queue.login(ext, user.display_name or user.username)
+    return await _queue_action(request, ext, lambda cc: cc.queue.login(ext, user.display_name or user.username),
+                               lambda tw: tw.login(ext))
 
 
 @router.post("/operators/me/queue/logout", summary="Log out of the 12345 queue")
-async def queue_logout(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
+async def queue_logout(request: Request, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     ext = operator_user(session, actor).operator_extension
     session.rollback()
-    return await cc.queue.logout(ext)
+    return await _queue_action(request, ext, lambda cc: cc.queue.logout(ext), lambda tw: tw.logout(ext))
 
 
 @router.post("/operators/me/queue/pause", summary="Pause (stay logged in, receive no queue calls) with a reason")
-async def queue_pause(body: PauseIn, session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
+async def queue_pause(request: Request, body: PauseIn, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     ext = operator_user(session, actor).operator_extension
     session.rollback()
-    return await cc.queue.pause(ext, _check_reason(body.reason))
+    reason = _check_reason(body.reason)
+    return await _queue_action(request, ext, lambda cc: cc.queue.pause(ext, reason),
+                               lambda tw: tw.set_pause(ext, True, reason))
 
 
 @router.post("/operators/me/queue/unpause", summary="End the pause")
-async def queue_unpause(session: SessionDep, actor: ActorDep, cc: CallControlDep) -> dict[str, Any]:
+async def queue_unpause(request: Request, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
     ext = operator_user(session, actor).operator_extension
     session.rollback()
-    return await cc.queue.unpause(ext)
+    return await _queue_action(request, ext, lambda cc: cc.queue.unpause(ext), lambda tw: tw.set_pause(ext, False))
 
 
 @router.get("/operators/me/calls", summary="The operator's live call legs")

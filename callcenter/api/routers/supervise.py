@@ -36,8 +36,30 @@ class SuperviseIn(BaseModel):
     mode: Literal["listen", "whisper", "barge"]
 
 
-def get_supervision(request: Request) -> sv.Supervision:
-    """The process's registry; its sessions end (audited) when Asterisk hangs a supervisor's leg up."""
+def get_supervision(request: Request, actor: ActorDep, session: SessionDep) -> sv.Supervision:
+    """The registry of the driver carrying the operator's call: Twilio's (callcenter/twilio/supervise.py)
+    when the operator is on a call from the Twilio queue, or the actor supervises one there; else the
+    process's registry over Asterisk, whose sessions end (audited) when Asterisk hangs a leg up."""
+    twilio = _twilio_supervision(request, actor, session)
+    if twilio is not None:
+        return twilio
+    return asterisk_supervision(request)
+
+
+def _twilio_supervision(request: Request, actor: Actor, session: Session) -> sv.Supervision | None:
+    settings = request.app.state.settings
+    if not (settings.twilio_account_sid and settings.twilio_public_url):
+        return None
+    from callcenter.twilio.wiring import agents_for, supervision_for
+
+    supervision = supervision_for(request.app)
+    extension = request.path_params.get("extension")
+    if supervision.session_of(actor) is not None or (extension and agents_for(request.app).operator_room(extension, session)):
+        return supervision
+    return None
+
+
+def asterisk_supervision(request: Request) -> sv.Supervision:
     state = request.app.state
     supervision = getattr(state, "supervision", None)
     if supervision is None:
@@ -98,6 +120,7 @@ async def supervise(extension: Extension, body: SuperviseIn, actor: ActorDep, se
             sv.audit_mode(session, current, previous, supervision.clock())
             commit(session)
         return current.as_dict()
+    session.rollback()  # the driver may read the store itself (Twilio: the operator's room)
     channels = await supervision.operator_call(extension)
     calls = sv.calls_of(session, channels)
     cases = {c.id: session.get(Case, c.case_id) if c.case_id is not None else None for c in calls}
@@ -131,6 +154,9 @@ async def leave(extension: Extension, actor: ActorDep, session: SessionDep,
 
 
 @router.get("/supervise", summary="Supervisors now on operators' calls")
-def sessions(actor: ActorDep, supervision: SupervisionDep) -> list[dict[str, Any]]:
+def sessions(request: Request, actor: ActorDep) -> list[dict[str, Any]]:
     require_roles(actor, *sv.SUPERVISE_ROLES, rule="R5.2", what="see who is supervising")
-    return [s.as_dict() for s in supervision.sessions.values()]
+    registries = [getattr(request.app.state, name, None) for name in ("twilio_supervision", "supervision")]
+    if not any(registries):
+        registries = [asterisk_supervision(request)]
+    return [s.as_dict() for r in registries if r is not None for s in r.sessions.values()]
