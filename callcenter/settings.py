@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     ami_permit: str = "127.0.0.1"  # addresses AMI logins are taken from (comma-separated)
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
+    # SIP over TLS for operators' secure phones (phone: secure in config/operators.yaml)
+    sip_tls_port: int = 5061
     # The carrier's trunk (asterisk/pjsip.conf [trunk]): calls from these addresses (comma-separated IPs
     # or CIDRs of the carrier's SBC) are taken without authentication into [citizen-in]. The default is a
     # loopback alias nothing else uses: SIPp as the test carrier (benchmarks/sip_load.py, live tests).

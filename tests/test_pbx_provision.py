@@ -110,6 +110,26 @@ def test_templates_render_with_no_leftover_placeholders(tmp_path):
     assert re.search(r"^\[manager\]\s*\nenabled = yes", configs["cel.conf"], re.M)
 
 
+def test_issue16_secure_phone_operator_gets_tls_signalling_and_mandatory_srtp(tmp_path):
+    """Issue 16 item 5: `phone: secure` renders the operator's endpoint on a TLS transport (the
+    install's certificate, the sip_tls_port setting) with SDES-SRTP and no fallback to plain RTP;
+    a softphone keeps UDP and plain RTP."""
+    settings = _settings(tmp_path, config_dir=PROJECT_ROOT / "config", sip_tls_port=15061)
+    operators = load_operators(settings)
+    assert {op.id: op.phone for op in operators}["8006"] == "secure"
+    configs = render_configs(settings, "secret-0123456789", {op.endpoint: "pw-abcdefgh-0123" for op in operators},
+                             operators)
+    pjsip = configs["pjsip.conf"]
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r"^\[(op\d+)\]\ntype = endpoint\n(.*?)\n\n", pjsip, re.M | re.S)}
+    for line in ("transport = transport-tls", "media_encryption = sdes", "media_encryption_optimistic = no"):
+        assert line in blocks["op8006"], line
+    assert "transport = transport-udp" in blocks["op8001"] and "media_encryption = no" in blocks["op8001"]
+    tls = re.search(r"^\[transport-tls\]\n(.*?)\n\n", pjsip, re.M | re.S).group(1)
+    for line in ("protocol = tls", "bind = 127.0.0.1:15061", "cert_file = /etc/asterisk/keys/wss-cert.pem",
+                 "priv_key_file = /etc/asterisk/keys/wss-key.pem", "method = tlsv1_2"):
+        assert line in tls, line
+
+
 def test_browser_phone_operator_gets_a_webrtc_endpoint_over_wss_only(tmp_path):
     """Issue 17 item 1: `phone: browser` in operators.yaml renders a webrtc=yes endpoint on the wss
     transport with the install's certificate; softphone operators keep their UDP endpoint. Asterisk's
@@ -117,7 +137,7 @@ def test_browser_phone_operator_gets_a_webrtc_endpoint_over_wss_only(tmp_path):
     settings = _settings(tmp_path, config_dir=PROJECT_ROOT / "config", wss_port=18089)
     operators = load_operators(settings)
     assert {op.id: op.phone for op in operators}["8005"] == "browser"
-    assert {op.phone for op in operators if op.id != "8005"} == {"softphone"}
+    assert {op.phone for op in operators if op.id not in ("8005", "8006")} == {"softphone"}
     configs = render_configs(settings, "secret-0123456789", {op.endpoint: "pw-abcdefgh-0123" for op in operators},
                              operators)
     pjsip = configs["pjsip.conf"]
@@ -244,8 +264,8 @@ def test_secrets_are_private_and_outside_git(scratch):
     secret = re.search(r"^CALLCENTER_AMI_SECRET=(\S+)$", env_file.read_text(), re.M).group(1)
     assert len(secret) >= 24 and ami_secret(scratch) == secret
     passwords = json.loads(sip_file.read_text())
-    assert set(passwords) == {"op8001", "op8002", "op8003", "op8004", "op8005"}
-    assert len(set(passwords.values())) == 5
+    assert set(passwords) == {"op8001", "op8002", "op8003", "op8004", "op8005", "op8006"}
+    assert len(set(passwords.values())) == 6
     manager = (host_path(scratch, "/etc/asterisk") / "manager.conf").read_text()
     assert f"secret = {secret}" in manager
     # the default state directory (where the real secrets live) is ignored by git

@@ -22,9 +22,13 @@ from ticketing.dialing import dial_digits  # re-exported: its home is ticketing 
 TEMPLATE_DIR = PROJECT_ROOT / "asterisk"
 _PLACEHOLDER = re.compile(r"@@([A-Z0-9_]+)@@")
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")
-PHONES = ("softphone", "browser")
-# the endpoint block of each kind of operator phone
-OPERATOR_TEMPLATES = {"softphone": "pjsip-operator.conf.in", "browser": "pjsip-operator-webrtc.conf.in"}
+PHONES = ("softphone", "browser", "secure")
+# the endpoint block of each kind of operator phone; a secure phone is a softphone on TLS with SRTP
+OPERATOR_TEMPLATES = {"softphone": "pjsip-operator.conf.in", "browser": "pjsip-operator-webrtc.conf.in",
+                      "secure": "pjsip-operator.conf.in"}
+# (transport, media encryption) of the SIP phone kinds: SDES keys travel in the SDP, so SRTP with
+# them is only as secret as the signalling -- hence TLS, and no fallback to plain RTP
+_SIGNALLING = {"softphone": ("transport-udp", "no"), "secure": ("transport-tls", "sdes")}
 FRONT_OPERATOR_TEMPLATE = "pjsip-operator-front.conf.in"
 
 
@@ -38,8 +42,9 @@ class Operator:
 
     id: str  # extension, e.g. "8001"
     name: str
-    # which phone the operator answers on: "softphone" (a SIP phone over UDP, e.g. baresip, MicroSIP)
-    # or "browser" (the WebRTC phone of the console page, over wss); one endpoint cannot be both
+    # which phone the operator answers on: "softphone" (a SIP phone over UDP, e.g. baresip, MicroSIP),
+    # "secure" (a SIP phone over TLS with SRTP) or "browser" (the WebRTC phone of the console page,
+    # over wss); one endpoint is one of them
     phone: str = "softphone"
 
     @property
@@ -194,6 +199,7 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
         "AMI_PERMIT": _ami_permit(settings.ami_permit),
         "SIP_HOST": settings.sip_host,
         "SIP_PORT": str(int(settings.sip_port)),
+        "SIP_TLS_PORT": str(int(settings.sip_tls_port)),
         "SIP_TRUNK_MATCH": _trunk_match(settings.sip_trunk_match),
         "AGI_HOST": settings.agi_host,
         "AGI_PORT": str(int(settings.agi_port)),
@@ -221,10 +227,12 @@ def render_configs(settings: Settings, secret: str, passwords: dict[str, str],
     for op in operators:
         if op.endpoint not in passwords:
             raise ProvisionError(f"no SIP password for {op.endpoint}")
+        transport, media_encryption = _SIGNALLING.get(op.phone, ("", ""))
         endpoints.append(render_template(blocks[op.phone], {
             "OPERATOR_ID": op.id, "OPERATOR_NAME": op.name or op.endpoint,
             "ENDPOINT": op.endpoint, "PASSWORD": check_secret(passwords[op.endpoint], op.endpoint),
             "TLS_CERT": values["TLS_CERT"], "TLS_KEY": values["TLS_KEY"], "SIP_FRONT": settings.sip_front,
+            "OPERATOR_TRANSPORT": transport, "MEDIA_ENCRYPTION": media_encryption,
         }))
     values["OPERATOR_ENDPOINTS"] = "".join(endpoints).rstrip("\n") + "\n"
     routes = load_phone_routes(settings)

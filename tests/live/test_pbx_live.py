@@ -22,7 +22,8 @@ def test_status_reports_ami_up(asterisk):
     assert info["installed"] and info["running"] and info["pids"]
     assert info["version"].startswith("Asterisk 22")
     assert info["ami"]["reachable"] and info["ami"]["login"], info["ami"]
-    assert set(info["endpoints"]) == {"op8001", "op8002", "op8003", "op8004", "op8005"}  # 8005: the browser phone
+    # 8005: the browser phone, 8006: the secure (TLS + SRTP) phone
+    assert set(info["endpoints"]) == {"op8001", "op8002", "op8003", "op8004", "op8005", "op8006"}
     assert process.start(asterisk) == "already running"
 
 
