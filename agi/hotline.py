@@ -75,6 +75,8 @@ class NoticeLedger(Protocol):
 
     def acknowledge(self, session: Session, domain: Domain, key: str, *, call_id: int | None = None) -> bool: ...
 
+    def citizen_facts(self, session: Session, domain: Domain, key: str) -> dict[str, str] | None: ...
+
 
 def channel_for_number(number: str) -> Channel:
     return Channel.MOBILE if MOBILE.match(number or "") else Channel.LANDLINE
@@ -127,7 +129,7 @@ class Hotline:
                inline_sqlite: bool = True, survey: SurveyLedger | None = None,
                notices: NoticeLedger | None = None,
                read_file: Callable[[str], bytes | None] | None = None) -> Hotline:
-        flows = {name: load_flow(flow_path(name)) for name in ("main", "survey", "notify")}
+        flows = {name: load_flow(flow_path(name)) for name in ("main", "survey", "notify", "citizen_notice")}
         return cls(domain, session_factory, recordings_dir, flows, set(load_prompts(PROMPTS_PATH)),
                    nowait_sessions_for(session_factory) if inline_sqlite else None, survey, notices,
                    read_file=read_file)

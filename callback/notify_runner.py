@@ -1,5 +1,6 @@
-"""Delivers notices by automated voice call (issue 14 item 5; R7.7 urges today): each due try rings
-one duty phone through `[outbound-callback]` (the dialplan writes the ledger entry, the same one 回访
+"""Delivers notices by automated voice call (issue 14 item 5; R7.7 urges to a unit, R8.2 notices and
+the portal's confirmation to a citizen's line: callback/notices.py): each due try rings one duty phone
+(or the citizen's number) through `[outbound-callback]` (the dialplan writes the ledger entry, the same one 回访
 and 漏接回拨 use, before it dials the unit's phone); answered, `ivr/notify` reads the case number and
 deadline in Mandarin and records key 1 (callback.notify.acknowledge). No key 1 by the hang-up: the
 try missed, the next duty phone is tried (callback.notify.missed).
@@ -53,12 +54,17 @@ class NoticeStats:
 
 
 def facts_of(c: N.Claimed, domain: Domain) -> dict[str, str]:
-    """What the voice flow reads: the case number, the deadline's day and hour (local time)."""
-    facts = {"case_number": c.case_number, "due_date": "", "due_hour": ""}
+    """What the voice flow reads: the case number, the deadline's day and hour (local time); and whose
+    line is called (`recipient`: unit or citizen, routed apart by the port)."""
+    facts = {"case_number": c.case_number, "due_date": "", "due_hour": "", "recipient": c.recipient}
     if c.due_at is not None:
         local = c.due_at.astimezone(domain.calendar.tz)
         facts.update(due_date=local.date().isoformat(), due_hour=str(local.hour))
     return facts
+
+
+def _line(role: str) -> str:
+    return "the citizen's line" if role == N.CITIZEN else f"{role} duty phone"
 
 
 class NoticeRunner:
@@ -164,7 +170,7 @@ class NoticeRunner:
                 return  # left `dialing`: reconcile asks Asterisk, never dial blindly again
             if reply.outcome != ANSWERED:
                 # rang (or refused) without an answer: a try; the next duty phone is next
-                detail = f"{c.role} duty phone: {reply.outcome} {reply.reason or ''}".strip()
+                detail = f"{_line(c.role)}: {reply.outcome} {reply.reason or ''}".strip()
                 outcome = await self._missed(c.delivery_id, chan, detail)
                 return
             await self._tx(lambda s: N.mark_answered(s, c.delivery_id))
@@ -195,7 +201,9 @@ class NoticeRunner:
         if state == N.ACKNOWLEDGED:
             await self._forget_ledger(chan)
             return N.ACKNOWLEDGED
-        return await self._missed(delivery_id, chan, f"{role} duty phone answered, no key 1")
+        if role == N.CITIZEN:
+            return await self._missed(delivery_id, chan, "the citizen's line answered, the notice not heard to its end")
+        return await self._missed(delivery_id, chan, f"{_line(role)} answered, no key 1")
 
     async def _wait_end(self, chan: str) -> None:
         hung = self._hangups.setdefault(chan, asyncio.Event())

@@ -117,7 +117,8 @@ class NoticePbx(CallbackPbx, Protocol):
     def originate_notice(self, *, phone: str, key: str, channel_id: str, context: str, caller_id: str,
                          ring_timeout: float, facts: dict[str, str]) -> Dialling:
         """Ring `phone` (sent before returning, at most once); answered, `ivr/notify` speaks `facts`
-        (case_number, due_date, due_hour) and records key 1 against `key`. ANSWERED = it answered."""
+        (case_number, due_date, due_hour) and records key 1 against `key`. ANSWERED = it answered.
+        `facts["recipient"]`: "unit" rings a duty phone, "citizen" the citizen's line (R8.2)."""
 
 
 __all__ = ["ANSWERED", "CallbackPbx", "MissedCallPbx", "NoticePbx", "DialResult", "Dialling", "NOT_ANSWERED", "NotSent", "OutcomeUnknown",

@@ -28,6 +28,7 @@ from callback.deadlines import sweep_deadlines
 from callback.leader import Leadership, is_paused, leadership_for
 from callback.missed_runner import MissedCallbackRunner, MissedOptions
 from callback.notify_runner import NoticeOptions, NoticeRunner
+from callback.notify_sms import SmsNotices, SmsSender
 from callback.pbx import CallbackPbx, MissedCallPbx, NoticePbx
 from callback.runner import CallbackRunner, RunnerOptions
 from ticketing.domain import Domain
@@ -63,10 +64,13 @@ async def missed_tick() -> None:
 
 
 async def notice_tick() -> None:
-    """APScheduler job: one voice-notice sweep (issue 14 item 5; referenced by name in the job store)."""
+    """APScheduler job: one voice-notice sweep (issue 14 item 5; referenced by name in the job store),
+    and one of the citizens' notices by SMS where a sender is wired."""
     for service in list(_SERVICES):
         if service.is_leader and service.notices is not None:
             await service.notices.sweep()
+        if service.is_leader and service.sms is not None:
+            await service.sms.sweep()
 
 
 async def retention_tick() -> None:
@@ -89,7 +93,8 @@ class CallbackService:
                  sweep_seconds: float = 30.0, deadline_seconds: float = 300.0, poll_seconds: float = 5.0,
                  lease_seconds: float = 20.0, holder: str | None = None,
                  on_leadership: Callable[[bool], None] | None = None, missed_pbx: MissedCallPbx | None = None,
-                 owns_missed_pbx: bool = False, notice_pbx: NoticePbx | None = None):
+                 owns_missed_pbx: bool = False, notice_pbx: NoticePbx | None = None,
+                 sms_sender: SmsSender | None = None):
         self.domain = domain
         self.engine = engine
         self.sessions = make_session_factory(self.engine)
@@ -106,6 +111,7 @@ class CallbackService:
         self.notices = None if notice_pbx is None else NoticeRunner(
             self.domain, self.sessions, notice_pbx,
             NoticeOptions(context=opts.context, caller_id=opts.caller_id, channel_prefix=opts.channel_prefix))
+        self.sms = None if sms_sender is None else SmsNotices(self.domain, self.sessions, sms_sender)
         self.sweep_seconds = sweep_seconds
         self.deadline_seconds = deadline_seconds
         self.poll_seconds = poll_seconds
@@ -219,7 +225,7 @@ class CallbackService:
             scheduler.add_job("callback.service:missed_tick", "interval", seconds=self.sweep_seconds,
                               id="missed-call-sweep", name="missed-call callbacks (漏接回拨)", replace_existing=True,
                               next_run_time=now)
-        if self.notices is not None:
+        if self.notices is not None or self.sms is not None:
             scheduler.add_job("callback.service:notice_tick", "interval", seconds=self.sweep_seconds,
                               id="notice-sweep", name="voice notices (R7.7 urges)", replace_existing=True,
                               next_run_time=now)

@@ -222,7 +222,8 @@ class AmiMissedCallPbx(AmiCallbackPbx):
 class AmiNoticePbx(AmiCallbackPbx):
     """`callback.pbx.NoticePbx` over an AMI client: `Local/<duty phone>@outbound-callback` with
     CALLBACK_PHONES=unit-phones (the ;2 half writes the ledger entry and rings the unit's phone, routed
-    as warm transfers are), answered into `notify` (ivr/notify over FastAGI)."""
+    as warm transfers are), answered into `notify` (ivr/notify over FastAGI). A notice to a citizen
+    (facts' recipient `citizen`) rings the citizen's line as a 回访 call does (no CALLBACK_PHONES)."""
 
     def originate_notice(self, *, phone: str, key: str, channel_id: str, context: str, caller_id: str,
                          ring_timeout: float, facts: dict[str, str]) -> _Dialling:
@@ -230,13 +231,19 @@ class AmiNoticePbx(AmiCallbackPbx):
             reply = self.ami.send_originate(
                 f"Local/{phone}@{context}", context=context, exten=NOTICE_EXTEN, priority=1, caller_id=caller_id,
                 channel_id=channel_id, dial_timeout=ring_timeout,
-                variables={"__CALLBACK_KEY": key, "__CALLBACK_LEDGER": channel_id, "__CALLBACK_PHONES": "unit-phones",
+                variables={"__CALLBACK_KEY": key, "__CALLBACK_LEDGER": channel_id,
+                           **({} if facts.get("recipient") == "citizen" else {"__CALLBACK_PHONES": "unit-phones"}),
                            "CALLBACK_CASE": facts.get("case_number", ""), "CALLBACK_DUE": facts.get("due_date", ""),
                            "CALLBACK_DUE_HOUR": facts.get("due_hour", "")},
             )
         except AMIError as exc:
             raise _port_error(exc) from exc
         return _Dialling(reply)
+
+
+def sms_configured(settings: Any) -> bool:
+    """Whether citizens' notices may go by SMS: the Twilio account and the number texts come from."""
+    return bool(settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number)
 
 
 def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbackPbx | None = None, **kwargs):
@@ -268,13 +275,19 @@ def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbac
     if (owns_pbx and settings.callback_driver != "twilio" and domain.policy.missed_calls.automatic
             and "missed_pbx" not in kwargs):
         kwargs.update(missed_pbx=AmiMissedCallPbx.from_settings(settings), owns_missed_pbx=True)
+    if sms_configured(settings) and "sms_sender" not in kwargs:  # citizens' notices by SMS (R8.2)
+        from callcenter.twilio.wiring import sms_sender
+        from ticketing.store import make_session_factory
+
+        kwargs.update(sms_sender=sms_sender(settings, domain, make_session_factory(engine)))
     if pbx is None:
         pbx = AmiNoticePbx.from_settings(settings)  # the survey's link; voice notices ride on it
-        if domain.policy.notifications.voice_kinds and "notice_pbx" not in kwargs:
+        rules = domain.policy.notifications  # urges, and citizens' notices by voice
+        if (rules.voice_kinds or rules.citizen_voice_channels or rules.portal_confirmation) and "notice_pbx" not in kwargs:
             kwargs.update(notice_pbx=pbx)
     return CallbackService(domain, engine, pbx, owns_pbx=owns_pbx,
                            purge_recordings=retention, **kwargs)
 
 
 __all__ = ["AMI_EVENTS", "AMI_EVENT_FILTER", "AmiCallbackPbx", "AmiMissedCallPbx", "AmiNoticePbx", "LEDGER_FAMILY",
-           "callback_service", "narrow_events"]
+           "callback_service", "narrow_events", "sms_configured"]

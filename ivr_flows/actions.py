@@ -10,12 +10,18 @@ KNOWN_ACTIONS: dict[str, str] = {
     "create_case": "(caller, kind: consultation|suggestion|complaint|urgent_help) -> {case_number: str}: open a phone case before queueing",
     "find_case": "(number: 14 digits, no dash) -> {found: bool, status_prompt: str, deadline: ISO date/datetime or null}",
     "leave_message": "(caller, recording: str) -> {case_number: str}: after-hours voice message becomes a case",
-    "acknowledge_notice": "() -> {acknowledged: bool}: key 1 on a voice notice (the call's own key)",
+    "acknowledge_notice": "() -> {acknowledged: bool}: key 1 on a voice notice, or a citizen's notice heard to its end (the call's own key)",
     "record_satisfaction": "(case_number, value: satisfied|basically_satisfied|unsatisfied) -> {}: callback survey answer",
 }
 
 STATUS_PROMPT_PREFIX = "status_"
+UNIT_PROMPT_PREFIX = "unit_"  # a member unit's name, rendered from config/units.yaml (callcenter/pbx/prompts.py)
 UNKNOWN_STATUS_PROMPT = "status_unknown"
+
+
+def unit_prompt_name(code: str) -> str:
+    """Prompt name that speaks a member unit's name (a citizen's notice says who has the case)."""
+    return f"{UNIT_PROMPT_PREFIX}{code}"
 
 
 def status_prompt_name(status: str, prompts: set[str] | None = None) -> str:

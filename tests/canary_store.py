@@ -161,6 +161,9 @@ def samples(made: dict) -> dict[str, list]:
         "open_only": ["false"],  # a unit's resolved knowledge flags too
         "attachment_id": made["attachment_ids"],  # a case's files (issue 14): the report's, the urban case's
         "answer_id": made["answer_ids"],  # a hot topic's public answer (R7.6)
+        # notice deliveries (issue 14) by case number, the R7.3c report's among them; the store has
+        # no delivery to retry (no unit chose the hotline's call): not called
+        "case_number": made["numbers"], "delivery_id": [],
     }
 
 

@@ -150,7 +150,7 @@ def test_cli_check_default_flows_pass():
     result = CliRunner().invoke(ivr_group, ["check"])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert "3 flow(s) checked, 0 problem(s)" in result.output
+    assert "4 flow(s) checked, 0 problem(s)" in result.output
 
 
 def test_cli_check_reports_file_and_node_and_exits_1(tmp_path):

@@ -295,10 +295,16 @@ class MissedCallPolicy:
 
 @dataclass(frozen=True, config=_CONFIG)
 class NotificationPolicy:
-    """Notices delivered, not only recorded (issue 14 item 5): which unit notices the scheduler
-    delivers by automated voice call (callback/notify.py), within the callback's calling hours."""
+    """Notices delivered, not only recorded (issue 14 item 5): which unit notices and which notices to
+    citizens the scheduler delivers by automated voice call (callback/notify.py), within the
+    callback's calling hours."""
 
     voice_kinds: tuple[str, ...] = ("urge",)  # UnitNotification kinds called to the duty phone (R7.7)
+    # R8.2: a unit's notification recorded with one of these channels is called to the citizen by the
+    # hotline (callback/notices.py); other channels (phone, visit, ...) the unit carried out itself
+    citizen_voice_channels: tuple[str, ...] = ("auto_voice",)
+    citizen_sms_channels: tuple[str, ...] = ("auto_sms",)  # ... texted, where an SMS sender is configured
+    portal_confirmation: StrictBool = True  # a portal request's phone is called with its case number
     max_tries: PosInt = 4          # calls without an acknowledgement (A, B, A, B); then recorded only
     retry_minutes: PosInt = 15     # after a round of the duty phones, before the next one
     ring_s: PosInt = 30            # a duty phone rings this long

@@ -219,6 +219,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         inquiries,
         knowledge,
         missed_calls,
+        notifications,
         operators,
         phone,
         public,
@@ -232,7 +233,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
 
     for module in (auth, cases, attachments, repeats, missed_calls, work_orders, approvals, units, knowledge, admin,
                    calendar, call_control, operators, phone, supervise, inquiries, assessment, stats, board, exports,
-                   hot_topics):
+                   hot_topics, notifications):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(public.router)
     app.include_router(knowledge.public_router)  # the public FAQ beside the published cases

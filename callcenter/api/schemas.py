@@ -99,6 +99,18 @@ class Versioned(Strict):
     expected_version: int | None = Field(default=None, description="the version you saw; 409 if the case moved on")
 
 
+class IntakeIn(Versioned):
+    """A new case completed by the front desk (a fax arrives with only its PDF): the whole request."""
+
+    kind: CaseKind
+    title: RequiredShort
+    description: RequiredText
+    category_code: Code | None = None
+    citizen_name: ShortText = ""
+    citizen_phone: Phone = ""
+    location: ShortText = ""
+
+
 class AnswerIn(Versioned):
     answer: RequiredText
     satisfaction: Satisfaction

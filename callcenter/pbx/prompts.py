@@ -5,6 +5,8 @@
 - A recording ``config/prompts/<name>.<any format sox reads>`` replaces the synthesized voice.
 - ``sounds/zh/digits/*``: the words Asterisk's Chinese number saying asks for (SayNumber, SAY NUMBER),
   synthesized and trimmed of silence; ``config/prompts/digits/<word>.*`` overrides one.
+- ``hotline/unit_<code>``: each member unit's name from ``config/units.yaml`` (a citizen's notice says
+  who has the case: ivr_flows/citizen_notice.yaml); ``config/prompts/unit_<code>.*`` overrides one.
 - ``hotline/short-silence``: 20 ms of silence (benchmarks; the first frame test callers send).
 
 Text-to-speech is ``espeak-ng -v cmn-latn-pinyin`` (plain ``-v cmn`` reads Hanzi as English words on
@@ -120,6 +122,18 @@ def load_prompt_texts(path: Path) -> dict[str, str]:
     return texts
 
 
+def unit_prompt_texts(settings: Settings) -> dict[str, str]:
+    """The member units' names as prompts (`unit_<code>`), rendered with the flows' prompts."""
+    from ivr_flows.actions import unit_prompt_name
+    from ticketing.cityconfig import load_units
+
+    try:
+        units = load_units(settings.config_dir)
+    except (OSError, ValueError):
+        return {}  # no city configured (a scratch install): no unit names to say
+    return {unit_prompt_name(u.code): u.name for u in units if _NAME.match(unit_prompt_name(u.code))}
+
+
 def _recording(directory: Path, name: str) -> Path | None:
     """config/prompts/<name>.<ext> (any extension); the first in name order wins."""
     if not directory.is_dir():
@@ -182,7 +196,7 @@ def render_prompts(settings: Settings, prompts_path: Path | None = None) -> Prom
     """Render every prompt of ivr_flows/prompts.yaml (or `prompts_path`), the number words and the
     short silence into the Asterisk root's ``sounds/zh``; skip those whose input did not change.
     Fails (ProvisionError) with a clear message if espeak-ng/sox are missing and cannot be installed."""
-    texts = load_prompt_texts(prompts_path or prompts_file(settings))
+    texts = {**unit_prompt_texts(settings), **load_prompt_texts(prompts_path or prompts_file(settings))}
     base = host_path(settings, SOUNDS_ZH)
     report = PromptReport(directory=base)
     manifest_path = base / MANIFEST

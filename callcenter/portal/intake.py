@@ -3,7 +3,8 @@
 dispatches it the same day, R7.3). The catalogue is the one Open311 clients see
 (callcenter/open311/services.py: not urgent help, which needs a live call, and not R7.3c reports,
 which go by phone to 12388). The photo is checked before the case is made and kept with it
-(ticketing/attachments.py)."""
+(ticketing/attachments.py). The phone given gets a confirmation call with the case number
+(callback/notices.py; delivered by the notice runner, within calling hours)."""
 from __future__ import annotations
 
 import base64
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from callback.notices import SMS, VOICE, confirm_submission
 from callcenter.api.routers.public import KIND_NAMES
 from callcenter.open311.services import catalogue
 from callcenter.open311.submit import title_of
@@ -47,8 +49,10 @@ def _photo(form: PortalRequestIn, domain: Domain) -> bytes | None:
     return data
 
 
-def submit(session: Session, domain: Domain, form: PortalRequestIn, *, address: str, now: datetime) -> Case:
-    """Accept the request as a case (R7.1); the caller commits."""
+def submit(session: Session, domain: Domain, form: PortalRequestIn, *, address: str, now: datetime,
+           confirm_by_sms: bool = False) -> Case:
+    """Accept the request as a case (R7.1); the caller commits. Its confirmation goes by voice call,
+    or by SMS where an SMS sender is configured."""
     rules = domain.policy.portal
     limits.before_sending(session, rules, address=address, phone=form.phone, now=now)
     service = catalogue(domain).get(form.category_code)
@@ -66,6 +70,8 @@ def submit(session: Session, domain: Domain, form: PortalRequestIn, *, address: 
         attachments.attach(session, WEB, case, photo, source=PHOTO, allowed=attachments.PHOTO_TYPES,
                            max_bytes=rules.photo_max_kb * 1024, now=now)
     limits.sent(session, rules, address=address, phone=form.phone, now=now)
+    if domain.policy.notifications.portal_confirmation:  # its case number, by a voice call (issue 14)
+        confirm_submission(session, case, now, SMS if confirm_by_sms else VOICE)
     return case
 
 

@@ -45,9 +45,9 @@ def catalogue(domain: DomainDep) -> PortalCatalogue:
     return PortalCatalogue(photo_max_kb=domain.policy.portal.photo_max_kb, categories=intake.categories(domain))
 
 
-def _submit(session, domain, form: PortalRequestIn, address: str) -> PortalReceipt:
+def _submit(session, domain, form: PortalRequestIn, address: str, sms: bool) -> PortalReceipt:
     now = domain.clock()
-    case = intake.submit(session, domain, form, address=address, now=now)
+    case = intake.submit(session, domain, form, address=address, now=now, confirm_by_sms=sms)
     commit(session)
     return PortalReceipt(number=case.number, notice=service_notice(domain, case))
 
@@ -55,7 +55,10 @@ def _submit(session, domain, form: PortalRequestIn, address: str) -> PortalRecei
 @router.post(SUBMIT_PATH, response_model=PortalReceipt, status_code=201, responses=THROTTLED,
              summary="R7.1, R2.2: a citizen's request from the web becomes a case (channel web)")
 async def submit(form: PortalRequestIn, request: Request, session: SessionDep, domain: DomainDep) -> PortalReceipt:
-    return await run_in_threadpool(_submit, session, domain, form, _address(request))
+    from callcenter.callbacks import sms_configured  # the confirmation by SMS where it can go so
+
+    return await run_in_threadpool(_submit, session, domain, form, _address(request),
+                                   sms_configured(request.app.state.settings))
 
 
 @router.post(f"{PREFIX}/progress", response_model=ProgressOut, responses=THROTTLED,

@@ -57,6 +57,15 @@ def sms_for(app):
     return sms
 
 
+def sms_sender(settings, domain, session_factory, http_client=None):
+    """The citizens' notices' SMS port (callback/notify_sms.py) outside the web app: the callback
+    scheduler's process, with the install's credentials."""
+    from .sms import TwilioSms
+
+    return TwilioSms(domain, session_factory, rest_client(settings, http_client), from_number=settings.twilio_from_number,
+                     status_url=settings.twilio_public_url.rstrip("/") + "/twilio/sms/status")
+
+
 def callback_port(settings, session_factory, http_client=None):
     """The callback runner's originate port on Twilio (outbound.py): the runner's own exactly-once
     machinery places 回访 calls through the REST API (CALLCENTER_CALLBACK_DRIVER=twilio)."""

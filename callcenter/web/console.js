@@ -32,7 +32,7 @@ const L = {
   role: { front_desk: "前台话务员", back_office: "后台", unit_staff: "成员单位", discipline: "纪委监察局",
           supervisor: "监督", admin: "管理员" },
   mark: { overdue: "已超期", soon: "即将到期", met: "按时", late: "超期", pending: "" },
-  notifyChannel: { phone: "电话", sms: "短信", visit: "上门", original: "原渠道", other: "其他" },
+  notifyChannel: { phone: "电话", auto_voice: "热线自动语音电话", auto_sms: "热线短信", sms: "短信", visit: "上门", original: "原渠道", other: "其他" },
   pause: { break: "小休", meal: "用餐", training: "培训", meeting: "会议", after_call_work: "话后整理", other: "其他" },
 };
 const ROLE_HOME = { front_desk: "/app/desk", unit_staff: "/app/unit", discipline: "/app/unit",
@@ -570,6 +570,23 @@ async function loadMyCases() {
   } catch (err) { showError(error, err); }
 }
 
+// R7.1, R2.2: a fax arrives with only its PDF; the desk types in the request before handling it.
+function intakeForm(c, after) {
+  const categories = { "": "— 请选择 —", ...Object.fromEntries(CATEGORIES.map((k) => [k.code, k.name])) };
+  return actionForm({ title: "补全来件信息（传真件：请对照附件填写）", cls: "intake", fields: [
+    { name: "kind", label: "诉求类型", type: "select", options: L.kind, value: c.kind },
+    { name: "category_code", label: "分类", type: "select", options: categories, value: c.category_code || "" },
+    { name: "title", label: "标题", required: true, value: c.title },
+    { name: "description", label: "诉求内容", type: "textarea", rows: 3, required: true, value: c.description },
+    { name: "citizen_name", label: "诉求人姓名", value: c.citizen_name || "" },
+    { name: "citizen_phone", label: "联系电话", value: c.citizen_phone || "" },
+    { name: "location", label: "地点", value: c.location || "" }],
+    submit: "保存",
+    onSubmit: (v) => after(post(`/cases/${c.number}/intake`, { kind: v.kind, category_code: v.category_code || null,
+      title: v.title, description: v.description, citizen_name: v.citizen_name, citizen_phone: v.citizen_phone,
+      location: v.location, expected_version: c.version }), "已保存来件信息") });
+}
+
 async function openDeskCase(number, flash = "") {
   const panel = $("#case-detail");
   const error = $(".error", $("#my-cases"));
@@ -587,6 +604,7 @@ async function openDeskCase(number, flash = "") {
   };
   const forms = [];
   const ver = { expected_version: c.version };
+  if (c.status === "new" && c.channel === "fax") forms.push(intakeForm(c, after));
   if (c.status === "new") {
     const units = cat && cat.units.length && !cat.concerned_unit ? cat.units : desk.units;
     forms.push(actionForm({ title: "交办", fields: [

@@ -23,6 +23,7 @@ ASSETS["portal.js"] = "text/javascript"  # the citizen portal at / (callcenter/p
 ASSETS["portal.css"] = "text/css"
 ASSETS["hot.js"] = "text/javascript"  # the back-office page's hot topics (R7.6)
 ASSETS["phone.js"] = "text/javascript"
+ASSETS["deliveries.js"] = "text/javascript"  # the back-office page's notice deliveries (issue 14)
 # Pages hold no data (the script fetches it with the token), but never let a proxy keep stale code.
 NO_CACHE = {"Cache-Control": "no-cache"}
 # Everything comes from this server and no markup is built from strings: say so to the browser, so

@@ -73,11 +73,8 @@ class IntakeSteps(WorkflowBase):
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R5.1", "accept requests")
         kind = CaseKind(kind)
         channel = Channel(channel)
-        cat = self.category(category_code)
-        if cat is not None and kind.value not in cat.kinds:
-            raise InvalidInput("R2.1", f"category '{category_code}' does not take {kind} cases")
+        discipline = self._category_rules(kind, category_code)
         now = self.now()
-        discipline = cat is not None and cat.route.mode == "discipline"
         case = dict(
             kind=kind,
             channel=channel,
@@ -98,6 +95,36 @@ class IntakeSteps(WorkflowBase):
             updated_at=now,
         )
         return case, {"channel": channel.value, "kind": kind.value, "category": category_code, "title": title}
+
+    def _category_rules(self, kind: CaseKind, category_code: str | None) -> bool:
+        """R2.1: the category takes this kind; whether it is an R7.3c report (confidential, no
+        callback, not assessed)."""
+        cat = self.category(category_code)
+        if cat is not None and kind.value not in cat.kinds:
+            raise InvalidInput("R2.1", f"category '{category_code}' does not take {kind} cases")
+        return cat is not None and cat.route.mode == "discipline"
+
+    def complete_intake(self, actor: Actor, case: Case, *, kind: CaseKind | str, category_code: str | None, title: str,
+                        description: str, citizen_name: str, citizen_phone: str, location: str,
+                        expected_version: int | None = None) -> Case:
+        """R7.1, R2.2: the front desk completes a case that arrived with little (a fax: only its PDF;
+        the voice menu's case) before handling it as any other: the same rules as accepting it.
+        Only while it is new; the audit event names the fields changed (not their personal data)."""
+        _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE}, "R5.1", "complete a case's intake")
+        if case.status != CaseStatus.NEW:
+            raise DomainError("R7.1", f"case {case.number} is {case.status}: its intake is done")
+        self._check_version(case, expected_version)
+        kind = CaseKind(kind)
+        discipline = self._category_rules(kind, category_code)
+        values = {"kind": kind, "category_code": category_code, "title": title, "description": description,
+                  "citizen_name": citizen_name, "citizen_phone": citizen_phone, "location": location}
+        changed = sorted(k for k, v in values.items() if getattr(case, k) != v)
+        for k, v in values.items():
+            setattr(case, k, v)
+        case.confidential, case.callback_required, case.assessed = discipline, not discipline, not discipline
+        self._touch(case)
+        self._log(actor, "complete_intake", case, changed=changed, kind=kind.value, category=category_code)
+        return case
 
     def take_ownership(self, actor: Actor, case: Case, *, call_id: int | None = None) -> Case:
         """R4.1: a case created by the voice menu gets its owner when an operator takes the call."""

@@ -25,6 +25,7 @@ from callcenter.api.schemas import (
     DispatchIn,
     EscalateIn,
     EventOut,
+    IntakeIn,
     LiveOutcomeIn,
     PublicationOut,
     PublishIn,
@@ -146,6 +147,15 @@ def case_events(number: str, actor: ActorDep, wf: WorkflowDep, session: SessionD
 @router.post("/{number}/take", response_model=CaseOut, summary="R4.1: become the case's first-contact operator")
 def take(number: str, actor: ActorDep, wf: WorkflowDep, session: SessionDep, domain: DomainDep) -> CaseOut:
     case = wf.take_ownership(actor, _load(wf, actor, number))
+    commit(session)
+    return _out(case, actor, domain)
+
+
+@router.post("/{number}/intake", response_model=CaseOut,
+             summary="R7.1/R2.2: complete a new case's request (a fax arrives with only its PDF)")
+def complete_intake(number: str, body: IntakeIn, actor: ActorDep, wf: WorkflowDep, session: SessionDep,
+                    domain: DomainDep) -> CaseOut:
+    case = wf.complete_intake(actor, _load(wf, actor, number), **body.model_dump())
     commit(session)
     return _out(case, actor, domain)
 

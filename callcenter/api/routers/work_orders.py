@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -24,7 +24,7 @@ from ticketing import queries
 from ticketing.access import may_read_content, visible_work_orders
 from ticketing.audit import Actor
 from ticketing.enums import RequestState, Role, WorkOrderStatus
-from ticketing.errors import Forbidden, NotFound
+from ticketing.errors import Forbidden, InvalidInput, NotFound
 from ticketing.models import ExtensionRequest, WorkOrder
 from ticketing.workflow import Workflow
 
@@ -98,7 +98,12 @@ def receive(wo_id: IdPath, actor: ActorDep, wf: WorkflowDep, session: SessionDep
 
 
 @router.post("/work-orders/{wo_id}/notify", response_model=WorkOrderOut, summary="R8.2: the citizen was told")
-def notify(wo_id: IdPath, body: NotifyIn, actor: ActorDep, wf: WorkflowDep, session: SessionDep, domain: DomainDep) -> WorkOrderOut:
+def notify(wo_id: IdPath, body: NotifyIn, request: Request, actor: ActorDep, wf: WorkflowDep, session: SessionDep,
+           domain: DomainDep) -> WorkOrderOut:
+    from callcenter.callbacks import sms_configured
+
+    if body.channel in domain.policy.notifications.citizen_sms_channels and not sms_configured(request.app.state.settings):
+        raise InvalidInput("R8.2", "本热线未配置短信通道，请选择其他告知方式（如热线自动语音电话）")
     wo = wf.notify(actor, _load(wf, actor, wo_id), channel=body.channel, notified_at=body.notified_at, note=body.note)
     commit(session)
     return _out(wo, actor, domain)

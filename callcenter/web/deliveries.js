@@ -1,0 +1,40 @@
+// Notice deliveries on the back-office page (issue 14): urges to a unit's duty phone (R7.7), R8.2
+// notices and portal confirmations to citizens, with their state, tries and last outcome; numbers
+// come masked from the API (callback/deliveries.py); a failed one can be tried again.
+import { $, clearError, fmt, get, h, onBack, post, showError } from "./console.js";
+
+const KIND = { urge: "催办（单位值班电话）", unit_notice: "告知诉求人（R8.2）", portal_confirmation: "网上受理确认" };
+const STATE = { scheduled: "待拨打", dialing: "拨打中", answered: "已接通", acknowledged: "已送达", failed: "失败" };
+const view = { failedOnly: false, canRetry: false };
+
+function row(d) {
+  const retry = view.canRetry && d.state === "failed" ? h("button", { type: "button", class: "secondary retry", onclick: async () => {
+    try { await post(`/notifications/${d.id}/retry`); loadDeliveries(); } catch (err) { showError($(".error", $("#notice-deliveries")), err); }
+  } }, "重新发送") : null;
+  return h("tr", { dataset: { delivery: d.id, state: d.state }, class: d.state === "failed" ? "overdue" : "" },
+    h("td", {}, KIND[d.kind] || d.kind), h("td", {}, d.case_number || "—"), h("td", {}, d.unit_name || "—"),
+    h("td", {}, d.channel === "voice" ? "语音电话" : d.channel), h("td", {}, d.phone || "—"),
+    h("td", { class: "state" }, STATE[d.state] || d.state), h("td", {}, String(d.tries)),
+    h("td", {}, d.last_outcome || "—"), h("td", {}, d.acknowledged_at ? fmt(d.acknowledged_at) : "—"), h("td", {}, retry));
+}
+
+async function loadDeliveries() {
+  const box = $("#notice-deliveries");
+  const error = $(".error", box);
+  clearError(error);
+  try {
+    const rows = await get(`/notifications${view.failedOnly ? "?state=failed" : ""}`);
+    $(".count", box).textContent = `（${rows.length}）`;
+    $("tbody", box).replaceChildren(...(rows.length ? rows.map(row)
+      : [h("tr", {}, h("td", { colspan: 10, class: "empty" }, "暂无。"))]));
+    box.dataset.loads = String(Number(box.dataset.loads || 0) + 1);
+  } catch (err) { showError(error, err); }
+}
+
+onBack(async (me) => {
+  view.canRetry = ["back_office", "supervisor", "admin"].includes(me.role);
+  const only = $("#notice-deliveries input[name=failed]");
+  only.addEventListener("change", () => { view.failedOnly = only.checked; loadDeliveries(); });
+  $(".refresh-all").addEventListener("click", loadDeliveries);
+  await loadDeliveries();
+});
