@@ -94,8 +94,10 @@ class Phone:
 
     def __init__(self, settings: Settings, endpoint: str, password: str, config_dir: Path, *,
                  answermode: str, audio_wav: Path, record_dir: Path | None = None,
-                 netns: str | None = None, local_ip: str = "127.0.0.1") -> None:
-        # netns: run baresip in that network namespace (tests/live/netns.py), on its address local_ip
+                 netns: str | None = None, local_ip: str = "127.0.0.1", tls: bool = False,
+                 mediaenc: str | None = None) -> None:
+        # netns: run baresip in that network namespace (tests/live/netns.py), on its address local_ip;
+        # tls: SIP over TLS to sip_tls_port; mediaenc: baresip's media encryption (srtp-mand: SRTP only)
         self.settings = settings
         self.endpoint = endpoint
         self.config_dir = config_dir
@@ -118,6 +120,7 @@ class Phone:
             "audio_alert aubridge,x",
             f"module_path {MODULE_PATH}",
             "module g711.so",
+            *(["module srtp.so"] if mediaenc else []),
             "module aufile.so",
             "module aubridge.so",
             "module_app account.so",
@@ -129,9 +132,13 @@ class Phone:
             "",
         ]))
         host = f"{settings.sip_host}:{settings.sip_port}"
+        if tls:
+            host = f"{settings.sip_host}:{settings.sip_tls_port};transport=tls"
+        uri = f"sip:{endpoint}@{host}"
+        media = f";mediaenc={mediaenc}" if mediaenc else ""
         # The password sits in a 0600 file under the test's temp dir, never on a command line.
         accounts = config_dir / "accounts"
-        accounts.write_text(f"<sip:{endpoint}@{host}>;auth_pass={password};answermode={answermode};regint=60\n")
+        accounts.write_text(f"<{uri}>;auth_pass={password};answermode={answermode};regint=60{media}\n")
         os.chmod(accounts, 0o600)
         self._log = open(config_dir / "baresip.log", "wb")
         prefix = ["ip", "netns", "exec", netns] if netns else []
