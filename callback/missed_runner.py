@@ -13,106 +13,55 @@ neither -> never dialled, back to `scheduled`. The store side is callback/missed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback import missed as M
-from callback.fate import DIALLED, NEVER, UP, fate
-from callback.pbx import ANSWERED, MissedCallPbx, NotSent, OutcomeUnknown, PbxError
+from callback.fate import DIALLED, NEVER, fate
+from callback.ledger_calls import LedgerCallRunner, LedgerOptions, LedgerStats
+from callback.pbx import ANSWERED, MissedCallPbx, PbxError
 from ticketing.domain import Domain
-from ticketing.store import session_scope
 
 log = logging.getLogger("callback.missed")
+MissedStats = LedgerStats
 
 
 @dataclass
-class MissedOptions:
-    context: str = "outbound-callback"
-    caller_id: str = '"12345" <12345>'
-    channel_prefix: str = ""      # namespace for channel ids on a shared Asterisk (tests)
-    settle_seconds: float = 3.0   # after start-up, before a dead process's calls are settled
-    end_grace: float = 2.0        # after the hang-up, how long the call's end event (dial status) may lag
-    check_seconds: float = 5.0    # a call watched is looked for in Asterisk this often (a missed hang-up)
+class MissedOptions(LedgerOptions):
+    # end_grace: after the hang-up, how long the call's end event (dial status) may lag
     operator_rest: float = 60.0   # an operator who let the phone ring out is not rung again before this
 
 
-@dataclass
-class MissedStats:
-    placed: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    reconciled: dict[str, int] = field(default_factory=dict)
+class MissedCallbackRunner(LedgerCallRunner):
+    what = "missed callback"
+    many = "missed-call callbacks"
+    log = log
 
-    def count(self, what: dict[str, int], key: str) -> None:
-        what[key] = what.get(key, 0) + 1
-
-
-class MissedCallbackRunner:
     def __init__(self, domain: Domain, sessions: sessionmaker[Session], pbx: MissedCallPbx,
                  options: MissedOptions | None = None, *, on_result: Callable[[str, str], Any] | None = None):
-        self.domain = domain
-        self.sessions = sessions
-        self.pbx = pbx
-        self.opts = options or MissedOptions()
-        self.on_result = on_result
-        self.stats = MissedStats()
-        self._tasks: dict[int, asyncio.Task] = {}   # attempt id -> its call (placed or adopted)
+        super().__init__(domain, sessions, pbx, options or MissedOptions(), on_result=on_result)
         self._operators: dict[int, str] = {}        # attempt id -> the operator it rings
-        self._hangups: dict[str, asyncio.Event] = {}
         self._ends: dict[str, str] = {}             # channel id -> dial status of its end event
         self._resting: dict[str, float] = {}        # operator -> not rung again before (monotonic)
-        self._subs: list[Any] = []
-        self._started_at = time.monotonic()
-        self._lock = asyncio.Lock()
-        self._stopping = False
 
-    # ---- lifecycle ---------------------------------------------------------------------------
-    def attach(self) -> None:
-        if not self._subs:
-            self._subs = [self.pbx.on_hangup(self._on_hangup), self.pbx.on_callback_end(self._on_end)]
-
-    def halt(self) -> None:
-        """No new calls (stepping down); calls up go on in Asterisk, a successor adopts them."""
-        self._stopping = True
-
-    def resume(self) -> None:
-        self._stopping = False
-
-    async def stop(self) -> None:
-        self.halt()
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        for sub in self._subs:
-            sub.close()
-        self._subs = []
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    def _channel_id(self, key: str) -> str:
-        return f"{self.opts.channel_prefix}{key}"
-
-    def _on_hangup(self, channel_id: str) -> None:
-        ev = self._hangups.get(channel_id)
-        if ev is not None:
-            ev.set()
+    def _subscriptions(self) -> list[Any]:
+        return [*super()._subscriptions(), self.pbx.on_callback_end(self._on_end)]
 
     def _on_end(self, channel_id: str, dial_status: str) -> None:
         if channel_id in self._hangups:
             self._ends[channel_id] = dial_status
 
-    async def _tx(self, fn: Callable[[Session], Any]) -> Any:
-        def run():
-            with session_scope(self.sessions) as s:
-                return fn(s)
-        return await asyncio.to_thread(run)
+    def _untracked(self, attempt_id: int) -> None:
+        self._operators.pop(attempt_id, None)
+
+    def _call_over(self, chan: str) -> None:
+        super()._call_over(chan)
+        self._ends.pop(chan, None)
 
     # ---- the sweep ---------------------------------------------------------------------------
     async def sweep(self) -> int:
@@ -158,31 +107,13 @@ class MissedCallbackRunner:
         self._operators[c.attempt_id] = c.operator
         self._track(c.attempt_id, self._follow(c, chan, answer), f"missed callback {c.key}")
 
-    def _track(self, attempt_id: int, coro, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks[attempt_id] = task
-
-        def done(t: asyncio.Task, aid=attempt_id) -> None:
-            self._tasks.pop(aid, None)
-            self._operators.pop(aid, None)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("missed callback %s failed in the runner", aid, exc_info=t.exception())
-        task.add_done_callback(done)
-
     async def _follow(self, c: M.Claimed, chan: str, answer: Any) -> None:
         outcome = "unknown"
         try:
-            try:
-                if isinstance(answer, BaseException):
-                    raise answer
-                reply = await answer
-            except NotSent:
-                await self._tx(lambda s: M.unclaim(s, c.attempt_id, "not sent: no link to Asterisk"))
-                outcome = "not_sent"
+            reply, not_answered = await self._originated(c.attempt_id, c.key, answer)
+            if reply is None:
+                outcome = not_answered
                 return
-            except OutcomeUnknown:
-                log.warning("missed callback %s: Originate outcome unknown; will reconcile", c.key)
-                return  # left `dialing`: reconcile asks Asterisk, never dial blindly again
             if reply.outcome != ANSWERED:
                 # the operator's phone was not answered: the citizen was never dialled
                 self._resting[c.operator] = time.monotonic() + self.opts.operator_rest
@@ -192,12 +123,7 @@ class MissedCallbackRunner:
             await self._tx(lambda s: M.mark_answered(s, self.domain, c.attempt_id))
             outcome = await self._settle_at_end(c.attempt_id, chan)
         finally:
-            self._hangups.pop(chan, None)
-            self._ends.pop(chan, None)
-            self.stats.count(self.stats.outcomes, outcome)
-            if self.on_result is not None:
-                with contextlib.suppress(Exception):
-                    self.on_result(c.key, outcome)
+            self._report(c.key, chan, outcome)
 
     async def _settle_at_end(self, attempt_id: int, chan: str) -> str:
         """Wait for the call to end; reached = the citizen's leg answered. Without its end event
@@ -218,78 +144,31 @@ class MissedCallbackRunner:
         return M.REACHED if reached else M.NOT_REACHED
 
     async def _wait_end(self, chan: str) -> str | None:
-        hung = self._hangups.setdefault(chan, asyncio.Event())
-        while not hung.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hung.wait(), self.opts.check_seconds)
-            if hung.is_set() or not self.pbx.connected:
-                continue
-            with contextlib.suppress(PbxError):
-                if chan not in await self.pbx.channels_up(timeout=5):
-                    break  # its hang-up was missed (link down meanwhile)
+        await self._hung_up(chan)
         deadline = time.monotonic() + self.opts.end_grace
         while chan not in self._ends and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # the end event is sent before the hang-up; a lagging one is waited for
         return self._ends.get(chan)
 
-    async def _forget_ledger(self, chan: str) -> None:
-        with contextlib.suppress(PbxError, OSError):
-            await self.pbx.ledger_forget(chan, timeout=5)
+    # ---- the store side --------------------------------------------------------------------------
+    def _orphans(self, session: Session, mine: set[int]):
+        return M.orphans(session, mine)
 
-    # ---- after a crash -------------------------------------------------------------------------
-    async def reconcile(self) -> dict[str, int]:
-        """Settle the attempts in flight that no task of this process drives (a dead process's)."""
-        if time.monotonic() - self._started_at < self.opts.settle_seconds:
-            return {}  # an Originate written just before the crash may still be starting in Asterisk
-        orphans = await self._tx(lambda s: M.orphans(s, set(self._tasks)))
-        if not orphans or not self.pbx.connected:
-            return {}
-        try:
-            alive = await self.pbx.channels_up(timeout=10)
-        except PbxError:
-            return {}
-        done: dict[str, int] = {}
-        for attempt_id, key, state in orphans:
-            chan = self._channel_id(key)
-            found = await fate(self.pbx, chan, alive)
-            if found == UP:
-                self._hangups.setdefault(chan, asyncio.Event())
-                self._track(attempt_id, self._watch_adopted(attempt_id, chan), f"missed callback {key} (adopted)")
-            elif found == DIALLED:
-                await self._tx(lambda s, aid=attempt_id: M.finish(
-                    s, self.domain, aid, reached=False, detail="interrupted: dialled, outcome unknown"))
-                await self._forget_ledger(chan)
-            elif found == NEVER:
-                await self._tx(lambda s, aid=attempt_id: M.unclaim(s, aid, "interrupted before the citizen was dialled")
-                               if state == M.DIALING else M.finish(s, self.domain, aid, reached=False,
-                                                                   detail="interrupted"))
-            if found is not None:
-                self.stats.count(done, found)
-                self.stats.count(self.stats.reconciled, found)
-        if done:
-            log.info("missed-call callbacks reconciled: %s", done)
-        return done
+    def _due(self, session: Session):
+        return M.due(session, self.domain)
 
-    async def _watch_adopted(self, attempt_id: int, chan: str) -> None:
-        try:
-            outcome = await self._settle_at_end(attempt_id, chan)
-            self.stats.count(self.stats.outcomes, outcome)
-        finally:
-            self._hangups.pop(chan, None)
-            self._ends.pop(chan, None)
+    def _unclaim(self, session: Session, attempt_id: int, reason: str):
+        return M.unclaim(session, attempt_id, reason)
 
-    # ---- run until nothing is due (tests, a CLI) -------------------------------------------------
-    async def drain(self, *, timeout: float, poll: float = 0.5) -> MissedStats:
-        deadline = time.monotonic() + timeout
-        while True:
-            await self.sweep()
-            if not self._tasks:
-                due = await self._tx(lambda s: M.due(s, self.domain))
-                if not due:
-                    return self.stats
-            if time.monotonic() > deadline:
-                raise TimeoutError("missed-call callbacks still running at the deadline")
-            await asyncio.sleep(poll)
+    async def _settle_orphan(self, attempt_id: int, chan: str, state: str, found: str) -> None:
+        if found == DIALLED:
+            await self._tx(lambda s: M.finish(s, self.domain, attempt_id, reached=False,
+                                              detail="interrupted: dialled, outcome unknown"))
+            await self._forget_ledger(chan)
+        elif found == NEVER:
+            await self._tx(lambda s: M.unclaim(s, attempt_id, "interrupted before the citizen was dialled")
+                           if state == M.DIALING else M.finish(s, self.domain, attempt_id, reached=False,
+                                                               detail="interrupted"))
 
 
 __all__ = ["MissedCallbackRunner", "MissedOptions", "MissedStats"]
