@@ -317,10 +317,14 @@ class City:
 
 class Loader:
     """Bulk load without the tables' own (non-unique) indexes, made again at the end: COPY on
-    PostgreSQL (text format, UTC session), one executemany per table and batch on SQLite."""
+    PostgreSQL (text format, UTC session), one executemany per table and batch on SQLite.
+    stale_triggers=False: also without the rollups' stale-day triggers (made again at the end,
+    nothing marked: the benchmark computes its month's rollup days itself); with the indexes gone
+    each trigger's look-up of related rows scans a whole table per row loaded."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, stale_triggers: bool = True) -> None:
         self.engine = engine
+        self.triggers = [] if stale_triggers else _stale_triggers(engine.dialect.name)
         self.pg = engine.dialect.name == "postgresql"
         self.raw = engine.raw_connection()
         self.indexes = [ix for model in TABLES.values() for ix in model.__table__.indexes]
@@ -332,6 +336,9 @@ class Loader:
             cur.execute("PRAGMA cache_size=-200000")
         for ix in self.indexes:
             cur.execute(f"DROP INDEX IF EXISTS {ix.name}")
+        for drop, _create in self.triggers:
+            for statement in drop:
+                cur.execute(statement)
         self.raw.commit()
         cur.close()
 
@@ -367,6 +374,21 @@ class Loader:
         for ix in self.indexes:
             ix.create(self.engine, checkfirst=True)  # idempotent: a store another run left indexed
 
+    def restore_triggers(self) -> None:
+        """The stale-day triggers dropped for the load, made again (after the derived rows)."""
+        with self.engine.begin() as conn:
+            for _drop, create in self.triggers:
+                for statement in create:
+                    conn.exec_driver_sql(statement)
+
+
+def _stale_triggers(dialect: str) -> list[tuple[list[str], list[str]]]:
+    """(drop, create) statements of the figure rollups' stale-day triggers (migrations 0021, 0023)."""
+    from ticketing.figure_days_model import drop_trigger_ddl, trigger_ddl
+    from ticketing.queue_days_model import queue_drop_trigger_ddl, queue_trigger_ddl
+    return [(drop_trigger_ddl(dialect), trigger_ddl(dialect)),
+            (queue_drop_trigger_ddl(dialect), queue_trigger_ddl(dialect))]
+
 
 def _copy_text(v) -> str:
     if v is None:
@@ -378,8 +400,10 @@ def _copy_text(v) -> str:
     return str(v)
 
 
-def build_city(engine, shape: Shape, progress: Callable[[int, int], None] | None = None) -> None:
-    """Generate the city into a migrated store whose member units are seeded."""
+def build_city(engine, shape: Shape, progress: Callable[[int, int], None] | None = None,
+               stale_triggers: bool = True) -> None:
+    """Generate the city into a migrated store whose member units are seeded (stale_triggers:
+    see Loader)."""
     from pathlib import Path
 
     from ticketing.domain import Domain
@@ -399,7 +423,7 @@ def build_city(engine, shape: Shape, progress: Callable[[int, int], None] | None
             conn.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), :n)"),
                          {"n": first_user + shape.operators})
     city = City(shape, units, categories, discipline, operators, first)
-    loader = Loader(engine)
+    loader = Loader(engine, stale_triggers)
     batch: dict[str, list[tuple]] = {name: [] for name in TABLES}
     try:
         for i, (day, n_cases, n_calls) in enumerate(city.days()):
@@ -415,3 +439,4 @@ def build_city(engine, shape: Shape, progress: Callable[[int, int], None] | None
         loader.close()
     with engine.begin() as conn:  # the queue's derived rows, as migration 0016 fills them
         fill_all(conn)
+    loader.restore_triggers()

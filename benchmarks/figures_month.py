@@ -9,11 +9,12 @@ report": every figure of ticketing.figures for one month — intake, closing, ev
 work-order rate for the city and for every member unit (`rate_by_unit`), the work-order summary,
 the queue figures, per hour of day and per operator, and the voice menu's.
 
-Baseline in the same run: the same report with every rate from the raw rows (no daily rollup) and
+Baseline in the same run: the same report with every figure from the raw rows (no daily rollup) and
 the per-unit rates read one unit at a time (`rate(name, period, unit)` in a loop, what callers did
 before `rate_by_unit`). Reported: the report's median time against the 1 s goal, and report /
-baseline. Before timing, the month's days of the rate rollup (ticketing.figures.rollup) are
-computed where missing (`--no-rollup`: not), as `callcenter stats rebuild` would.
+baseline. Before timing, the month's days of the rate and queue rollups (ticketing.figures.rollup,
+ticketing.figures.queue_rollup) are computed where missing (`--no-rollup`: not), as `callcenter
+stats rebuild` would.
 
     .venv/bin/python benchmarks/figures_month.py --db both                        # 1 M cases, 5 M calls
     .venv/bin/python benchmarks/figures_month.py --db sqlite --cases 20000 --calls 100000 --explain
@@ -59,7 +60,7 @@ def month_report(session, period, *, per_unit: str = "grouped", use_rollup: bool
     use_rollup=False reads every rate from the raw rows."""
     from ticketing.figures import CallFigures, CaseFigures, WorkOrderFigures
     cases, orders = CaseFigures(session, use_rollup=use_rollup), WorkOrderFigures(session, use_rollup=use_rollup)
-    calls = CallFigures(session)
+    calls = CallFigures(session, use_rollup=use_rollup)
     out: dict = {"intake": cases.intake(period), "closing": cases.closing(period),
                  "work_orders": orders.summary(period), "rates": {}, "units": {}}
     codes = list(session.execute(select(MemberUnit.code).order_by(MemberUnit.code)).scalars())
@@ -188,7 +189,7 @@ def sqlite_store(shape: Shape, rebuild: bool, after_build: Callable | None = Non
         _prepare(url)
         engine = make_engine(url)
         try:
-            build_city(engine, shape, _progress("sqlite"))
+            build_city(engine, shape, _progress("sqlite"), stale_triggers=False)
             if after_build:
                 after_build(engine)
             _finish(engine)
@@ -217,7 +218,7 @@ def pg_store(shape: Shape, rebuild: bool, after_build: Callable | None = None) -
             _prepare(url)
             engine = make_engine(url)
             try:
-                build_city(engine, shape, _progress("postgresql"))
+                build_city(engine, shape, _progress("postgresql"), stale_triggers=False)
                 if after_build:
                     after_build(engine)
             finally:
@@ -237,12 +238,15 @@ def pg_store(shape: Shape, rebuild: bool, after_build: Callable | None = None) -
 
 
 def ensure_rollup(sessions, period) -> tuple[int, float]:
-    """The daily rate rollup (ticketing.figures.rollup) computed for the month's days that lack it
-    (what `callcenter stats rebuild` does for every day; a city cached before the rollup has none).
-    Returns the days computed and the seconds it took."""
+    """The daily rollups of the rates (ticketing.figures.rollup) and of the queue
+    (ticketing.figures.queue_rollup) computed for the month's days that lack them (what `callcenter
+    stats rebuild` does for every day; a city cached before a rollup has none). Returns the rate
+    days computed, the seconds it took, and the same for the queue days."""
     from ticketing.figure_days_model import FigureDay
-    from ticketing.figures import Thresholds
+    from ticketing.figures import CallFigures, Thresholds
+    from ticketing.figures.queue_rollup import params_of, refresh_queue_days
     from ticketing.figures.rollup import CITY, refresh_days, rollup_readers
+    from ticketing.queue_days_model import DAY_ROW, QueueDay
     from ticketing.store import session_scope
     t = Thresholds()
     days = [period.since.astimezone(t.tz).date() + timedelta(days=i)
@@ -255,7 +259,14 @@ def ensure_rollup(sessions, period) -> tuple[int, float]:
         missing = [d for d in days if d not in have]
         if missing:
             refresh_days(rollup_readers(s, t), missing)
-    return len(missing), time.perf_counter() - t0
+    rates_s = time.perf_counter() - t0
+    with session_scope(sessions) as s:  # the queue's rollup (ticketing.figures.queue_rollup)
+        have = set(s.execute(select(QueueDay.day).where(QueueDay.params == params_of(t), QueueDay.day.in_(days),
+                                                         QueueDay.hour == DAY_ROW, QueueDay.operator == "")).scalars())
+        queue_missing = [d for d in days if d not in have]
+        if queue_missing:
+            refresh_queue_days(CallFigures(s, t, use_rollup=False), queue_missing)
+    return len(missing), rates_s, len(queue_missing), time.perf_counter() - t0 - rates_s
 
 
 def run(kind: str, shape: Shape, month: tuple[int, int], repeat: int, rebuild: bool, parts: bool,
@@ -269,7 +280,7 @@ def run(kind: str, shape: Shape, month: tuple[int, int], repeat: int, rebuild: b
     period = Period.month(*month)
     try:
         sessions = make_session_factory(engine)
-        rolled = ensure_rollup(sessions, period) if rollup else (0, 0.0)
+        rolled = ensure_rollup(sessions, period) if rollup else (0, 0.0, 0, 0.0)
         with sessions() as s:  # (on SQLite every transaction holds the write lock: one at a time)
             sizes = {name: s.execute(select(func.count()).select_from(m)).scalar() for name, m in TABLES.items()}
             in_month = s.execute(select(func.count()).select_from(Case).where(
@@ -291,6 +302,7 @@ def run(kind: str, shape: Shape, month: tuple[int, int], repeat: int, rebuild: b
         result = {"db": kind, "sizes": sizes, "cases_in_month": in_month, "store_ready_s": round(build_s, 1),
                   "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1),
                   "rollup_days_computed": rolled[0], "rollup_compute_s": round(rolled[1], 1),
+                  "queue_rollup_days_computed": rolled[2], "queue_rollup_compute_s": round(rolled[3], 1),
                   "report_s": round(report_s, 4), "report_runs": [round(x, 4) for x in report_all],
                   "report_cpu_s": round(report_cpu, 4), "baseline_s": round(base_s, 4),
                   "baseline_cpu_s": round(base_cpu, 4), "ratio": round(report_s / base_s, 3),

@@ -1,4 +1,5 @@
-"""The background refresh of the daily rate rollup (ticketing.figures.rollup, issue 12 item 3):
+"""The background refresh of the daily rollups of the rates (ticketing.figures.rollup) and of the
+queue figures (ticketing.figures.queue_rollup), issue 12 item 3:
 every `interval_s` the days the database triggers marked stale are computed again, so a report
 reads them from the rollup instead of the raw rows. Until then a report is still exact (it reads
 stale days raw); this only keeps it fast. Runs beside the API (callcenter/runtime.py build_app);
@@ -27,10 +28,14 @@ class RollupRefresher:
         self._task: asyncio.Task | None = None
 
     def refresh_once(self) -> int:
+        from ticketing.figures import CallFigures
+        from ticketing.figures.queue_rollup import refresh_queue_stale
         from ticketing.figures.rollup import refresh_stale, rollup_readers
         from ticketing.store import session_scope
         with session_scope(self.sessions) as s:
-            return refresh_stale(rollup_readers(s, self.thresholds))
+            days = refresh_stale(rollup_readers(s, self.thresholds))
+        with session_scope(self.sessions) as s:  # the queue's rollup (ticketing.figures.queue_rollup)
+            return days + refresh_queue_stale(CallFigures(s, self.thresholds, use_rollup=False))
 
     async def _run(self) -> None:
         while True:

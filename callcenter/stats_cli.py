@@ -7,9 +7,9 @@ writes it as XLSX; either way an audited export (A1), as from the API.
 figures read) from the raw call log, day by day, each day in its own transaction: an interrupted
 rebuild leaves every day either as it was or rebuilt, never half of one, and running it again
 finishes the job. Then it refreshes the planner's statistics of the figures' tables and checks that
-every call queued in the range has its entry. It also recomputes the daily rollup of the case and
-work-order rates (ticketing.figures.rollup) for every day of the range, one day per transaction,
-and clears the stale marks it has made good. Audited (A1): started, and finished with the counts.
+every call queued in the range has its entry. It also recomputes the daily rollups of the case and
+work-order rates (ticketing.figures.rollup) and of the queue figures (ticketing.figures.queue_rollup)
+for every day of the range, one day per transaction, and clears the stale marks it has made good. Audited (A1): started, and finished with the counts.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import click
 from callcenter.runtime import domain_and_sessions as _domain_and_sessions
 
 # the tables the figures read by period (ANALYZE after a rebuild)
-FIGURE_TABLES = ("queue_entries", "call_events", "calls", "cases", "work_orders", "callback_attempts",
+FIGURE_TABLES = ("queue_entries", "queue_days", "call_events", "calls", "cases", "work_orders", "callback_attempts",
                  "unit_notifications", "extension_requests")
 
 
@@ -91,13 +91,19 @@ def _day(text: str | None) -> date | None:
 @click.option("--since", metavar="YYYY-MM-DD", help="First day (local); default: the first call queued.")
 @click.option("--until", metavar="YYYY-MM-DD", help="Day after the last; default: tomorrow.")
 def rebuild(since: str | None, until: str | None) -> None:
-    """Recompute the queue figures' rows from the raw call log and the daily rollup of the case
-    and work-order rates from the raw cases (after a figure's definition changed), one day per
-    transaction, with a progress bar; safe to interrupt and run again."""
+    """Recompute the queue figures' rows from the raw call log, the daily rollup of the case
+    and work-order rates from the raw cases and the queue's daily rollup from the queue rows
+    (after a figure's definition changed), one day per transaction, with a progress bar; safe to
+    interrupt and run again."""
     from sqlalchemy import func, select
 
     from ticketing import audit
-    from ticketing.figures import Thresholds
+    from ticketing.figures import CallFigures, Thresholds
+    from ticketing.figures.queue_rollup import (
+        clear_queue_marks,
+        refresh_queue_days,
+        refresh_queue_stale,
+    )
     from ticketing.figures.rollup import (
         clear_marks,
         refresh_days,
@@ -139,12 +145,18 @@ def rebuild(since: str | None, until: str | None) -> None:
     thresholds = Thresholds.for_policy(domain.policy)
     with session_scope(factory) as s:  # every day below is computed after this: its marks are done
         clear_marks(s, thresholds.tz, first, last)
+        clear_queue_marks(s, thresholds.tz, first, last)
     with click.progressbar(days, label="rate rollup", item_show_func=lambda d: d and d.isoformat()) as bar:
         for day in bar:
             with session_scope(factory) as s:  # one day, all or nothing
                 refresh_days(rollup_readers(s, thresholds), [day])
+    with click.progressbar(days, label="queue rollup", item_show_func=lambda d: d and d.isoformat()) as bar:
+        for day in bar:
+            with session_scope(factory) as s:  # one day, all or nothing
+                refresh_queue_days(CallFigures(s, thresholds, use_rollup=False), [day])
     with session_scope(factory) as s:  # what changed while the days were computed
         refresh_stale(rollup_readers(s, thresholds))
+        refresh_queue_stale(CallFigures(s, thresholds, use_rollup=False))
     with session_scope(factory) as s:
         analyze(s)
         missing = s.execute(select(func.count(func.distinct(CallEvent.call_id))).where(

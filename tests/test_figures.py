@@ -379,66 +379,76 @@ def _call(s, uid, started, *, outcome="queued", purpose="hotline", direction="in
     return call_id
 
 
+def build_calls(s, domain) -> tuple[int, int]:
+    """The hand-built April calls (k1 .. k12) the call figures' tests read; returns op1, op2."""
+    op1, op2 = (create_user(s, username=n, password=PASSWORD, role="front_desk", now=domain.clock()).id
+                for n in ("op1", "op2"))
+
+    def answered(at_connect, hold, operator, ext, talk=None):
+        evs = [("operator_connected", at_connect, {"holdtime": hold, "operator": ext}, operator)]
+        if talk is not None:
+            evs.append(("operator_completed", at_connect, {"holdtime": hold, "talktime": talk}, None))
+        return evs
+
+    _call(s, "k1", "04-01 09:00", events=[("queued", "04-01 09:00:30", {}, None),
+                                          *answered("04-01 09:00:40", 10, op1, "1001", 120)])
+    _call(s, "k2", "04-01 09:10", events=[("queued", "04-01 09:10:20", {}, None),
+                                          *answered("04-01 09:10:35", 15, op2, "1002", 60)])
+    _call(s, "k3", "04-01 10:05", events=[("queued", "04-01 10:05:10", {}, None),
+                                          *answered("04-01 10:05:50", 40, op1, "1001", 300)])
+    _call(s, "k4", "04-01 10:20", events=[("queued", "04-01 10:20:10", {}, None),
+                                          ("queue_abandoned", "04-01 10:20:13", {}, None)])
+    _call(s, "k5", "04-01 10:30", events=[("queued", "04-01 10:30:10", {}, None),
+                                          ("queue_abandoned", "04-01 10:31:10", {}, None)])
+    # k6: answered by an extension no user has; its AgentComplete was never logged.
+    _call(s, "k6", "04-01 10:40", events=[("queued", "04-01 10:40:05", {}, None),
+                                          *answered("04-01 10:40:13", 8, None, "1003")])
+    _call(s, "k7", "04-01 11:00", outcome="self_served")
+    _call(s, "k8", "04-01 21:00", outcome="message_left")
+    _call(s, "k9", "04-01 11:30", outcome="abandoned")                # hung up in the menu
+    _call(s, "k10", "04-01 11:35", outcome="answered", purpose="callback", direction="outbound")
+    _call(s, "k11", "03-31 23:59:30", events=[("queued", "03-31 23:59:50", {}, None)])  # March
+    _call(s, "k12", "04-01 11:40", events=[("queued", "04-01 11:40:10", {}, None)])     # no end seen
+    return op1, op2
+
+
 def test_call_figures_offered_answered_15s_abandoned_wait_talk_menu(sessions, domain):
     """GB/T 33358 接通率 and 15 s figure, 放弃率, wait and talk, self-served, after-hours messages."""
     with session_scope(sessions) as s:
-        op1, op2 = (create_user(s, username=n, password=PASSWORD, role="front_desk", now=domain.clock()).id
-                    for n in ("op1", "op2"))
-
-        def answered(at_connect, hold, operator, ext, talk=None):
-            evs = [("operator_connected", at_connect, {"holdtime": hold, "operator": ext}, operator)]
-            if talk is not None:
-                evs.append(("operator_completed", at_connect, {"holdtime": hold, "talktime": talk}, None))
-            return evs
-
-        _call(s, "k1", "04-01 09:00", events=[("queued", "04-01 09:00:30", {}, None),
-                                              *answered("04-01 09:00:40", 10, op1, "1001", 120)])
-        _call(s, "k2", "04-01 09:10", events=[("queued", "04-01 09:10:20", {}, None),
-                                              *answered("04-01 09:10:35", 15, op2, "1002", 60)])
-        _call(s, "k3", "04-01 10:05", events=[("queued", "04-01 10:05:10", {}, None),
-                                              *answered("04-01 10:05:50", 40, op1, "1001", 300)])
-        _call(s, "k4", "04-01 10:20", events=[("queued", "04-01 10:20:10", {}, None),
-                                              ("queue_abandoned", "04-01 10:20:13", {}, None)])
-        _call(s, "k5", "04-01 10:30", events=[("queued", "04-01 10:30:10", {}, None),
-                                              ("queue_abandoned", "04-01 10:31:10", {}, None)])
-        # k6: answered by an extension no user has; its AgentComplete was never logged.
-        _call(s, "k6", "04-01 10:40", events=[("queued", "04-01 10:40:05", {}, None),
-                                              *answered("04-01 10:40:13", 8, None, "1003")])
-        _call(s, "k7", "04-01 11:00", outcome="self_served")
-        _call(s, "k8", "04-01 21:00", outcome="message_left")
-        _call(s, "k9", "04-01 11:30", outcome="abandoned")                # hung up in the menu
-        _call(s, "k10", "04-01 11:35", outcome="answered", purpose="callback", direction="outbound")
-        _call(s, "k11", "03-31 23:59:30", events=[("queued", "03-31 23:59:50", {}, None)])  # March
-        _call(s, "k12", "04-01 11:40", events=[("queued", "04-01 11:40:10", {}, None)])     # no end seen
-
+        op1, op2 = build_calls(s, domain)
     with sessions() as s:
-        f = CallFigures(s)
-        q = f.queue(APRIL)
-        # Offered (queued in April): k1 k2 k3 k4 k5 k6 k12 = 7; answered k1 k2 k3 k6 -> 4 / 7;
-        # within 15 s: k1 (10 s) k2 (15 s) k6 (8 s) -> 3 / 7; abandoned k4 (3 s) k5 (60 s) -> 2 / 7,
-        # within the first 5 s: k4 -> 1 / 7.
-        assert (q.offered, q.answered, q.abandoned) == (7, 4, 2)
-        assert (q.answer_rate.numerator, q.answer_rate.denominator) == (4, 7)
-        assert (q.answered_within.numerator, q.abandon_rate.numerator, q.abandoned_short.numerator) == (3, 2, 1)
-        # Wait of answered: 8 10 15 40 -> mean 73 / 4 = 18.25, p90 = the 4th of 4 (ceil(0.9 * 4)) = 40.
-        assert (q.wait.count, q.wait.average, q.wait.p90) == (4, 18.25, 40)
-        # Abandoned after 3 and 60 s -> mean 31.5, p90 = 2nd of 2 = 60.
-        assert (q.abandoned_wait.average, q.abandoned_wait.p90) == (31.5, 60)
-        # Talk recorded for k1 120, k2 60, k3 300 (k6 none) -> mean 160, p90 = 3rd of 3 = 300.
-        assert (q.talk.count, q.talk.average, q.talk.p90) == (3, 160, 300)
-        # A 45 s threshold takes k3 (40 s) too: 4 / 7.
-        assert CallFigures(s, Thresholds.for_policy(domain.policy, answer_within_s=45)).queue(APRIL).answered_within.numerator == 4
+        check_call_figures(s, domain, CallFigures(s), op1, op2)
 
-        hours = f.by_hour(APRIL)  # local hour of joining the queue
-        assert {h: (x.offered, x.answered, x.abandoned) for h, x in hours.items()} == {
-            9: (2, 2, 0), 10: (4, 2, 2), 11: (1, 0, 0)}
-        ops = f.by_operator(APRIL)
-        # op1: k1 (10 s) k3 (40 s) -> 1 of 2 within 15 s, mean wait 25; op2: k2; k6 by extension.
-        assert set(ops) == {str(op1), str(op2), "ext:1003"}
-        assert (ops[str(op1)].answered, ops[str(op1)].answered_within.numerator, ops[str(op1)].wait.average) == (2, 1, 25)
-        assert ops[str(op2)].talk.average == 60
 
-        # Inbound hotline calls started in April: k1-k9, k12 = 10 (k10 is a callback, k11 March);
-        # self-served k7 -> 1 / 10; after-hours message k8.
-        m = f.menu(APRIL)
-        assert (m.inbound, m.self_served.numerator, m.self_served.denominator, m.after_hours_messages) == (10, 1, 10, 1)
+def check_call_figures(s, domain, f, op1, op2, *, use_rollup: bool = True) -> None:
+    """The hand-worked figures of `build_calls`, read by `f` (raw, or from the daily rollup)."""
+    q = f.queue(APRIL)
+    # Offered (queued in April): k1 k2 k3 k4 k5 k6 k12 = 7; answered k1 k2 k3 k6 -> 4 / 7;
+    # within 15 s: k1 (10 s) k2 (15 s) k6 (8 s) -> 3 / 7; abandoned k4 (3 s) k5 (60 s) -> 2 / 7,
+    # within the first 5 s: k4 -> 1 / 7.
+    assert (q.offered, q.answered, q.abandoned) == (7, 4, 2)
+    assert (q.answer_rate.numerator, q.answer_rate.denominator) == (4, 7)
+    assert (q.answered_within.numerator, q.abandon_rate.numerator, q.abandoned_short.numerator) == (3, 2, 1)
+    # Wait of answered: 8 10 15 40 -> mean 73 / 4 = 18.25, p90 = the 4th of 4 (ceil(0.9 * 4)) = 40.
+    assert (q.wait.count, q.wait.average, q.wait.p90) == (4, 18.25, 40)
+    # Abandoned after 3 and 60 s -> mean 31.5, p90 = 2nd of 2 = 60.
+    assert (q.abandoned_wait.average, q.abandoned_wait.p90) == (31.5, 60)
+    # Talk recorded for k1 120, k2 60, k3 300 (k6 none) -> mean 160, p90 = 3rd of 3 = 300.
+    assert (q.talk.count, q.talk.average, q.talk.p90) == (3, 160, 300)
+    # A 45 s threshold takes k3 (40 s) too: 4 / 7.
+    wider = CallFigures(s, Thresholds.for_policy(domain.policy, answer_within_s=45), use_rollup=use_rollup)
+    assert wider.queue(APRIL).answered_within.numerator == 4
+
+    hours = f.by_hour(APRIL)  # local hour of joining the queue
+    assert {h: (x.offered, x.answered, x.abandoned) for h, x in hours.items()} == {
+        9: (2, 2, 0), 10: (4, 2, 2), 11: (1, 0, 0)}
+    ops = f.by_operator(APRIL)
+    # op1: k1 (10 s) k3 (40 s) -> 1 of 2 within 15 s, mean wait 25; op2: k2; k6 by extension.
+    assert set(ops) == {str(op1), str(op2), "ext:1003"}
+    assert (ops[str(op1)].answered, ops[str(op1)].answered_within.numerator, ops[str(op1)].wait.average) == (2, 1, 25)
+    assert ops[str(op2)].talk.average == 60
+
+    # Inbound hotline calls started in April: k1-k9, k12 = 10 (k10 is a callback, k11 March);
+    # self-served k7 -> 1 / 10; after-hours message k8.
+    m = f.menu(APRIL)
+    assert (m.inbound, m.self_served.numerator, m.self_served.denominator, m.after_hours_messages) == (10, 1, 10, 1)

@@ -60,40 +60,53 @@ STALE_SOURCES: dict[str, tuple[list[str], list[tuple[str, str, str, list[str]]]]
 }
 
 
-def _days(row: str, table: str, utc_date) -> list[str]:
-    own, related = STALE_SOURCES[table]
+def _days(sources: dict, row: str, table: str, utc_date) -> list[str]:
+    own, related = sources[table]
     parts = [f"SELECT {utc_date(f'{row}.{c}')} AS d" for c in own]
     for other, their, ours, moments in related:
         parts += [f"SELECT {utc_date(f'r.{c}')} AS d FROM {other} r WHERE r.{their} = {row}.{ours}" for c in moments]
     return parts
 
 
-def trigger_ddl(dialect: str) -> list[str]:
-    """The statements that install the stale-day triggers on `dialect`."""
+def trigger_ddl(dialect: str, sources: dict = STALE_SOURCES, target: str = "figure_stale_days",
+                prefix: str = "figure_stale", update_of: dict[str, list[str]] | None = None,
+                skip_marked: bool = False) -> list[str]:
+    """The statements that install the stale-day triggers on `dialect`: for each table of `sources`,
+    every insert, update and delete marks its days in `target` (a table in `update_of`: only an
+    update of those columns). skip_marked: on SQLite, leave out the days marked already instead of
+    INSERT OR IGNORE, whose policy an outer upsert (ON CONFLICT DO UPDATE) overrides."""
+    update_of = update_of or {}
     out = []
-    for table in STALE_SOURCES:
+    for table in sources:
+        only = update_of.get(table)
         if dialect == "sqlite":
-            for event, rows in (("INSERT", ["NEW"]), ("UPDATE", ["OLD", "NEW"]), ("DELETE", ["OLD"])):
-                union = " UNION ".join(p for row in rows for p in _days(row, table, lambda c: f"date({c})"))
-                out.append(f"CREATE TRIGGER figure_stale_{table}_{event.lower()} AFTER {event} ON {table} "
-                           f"BEGIN INSERT OR IGNORE INTO figure_stale_days (day, marks) "
-                           f"SELECT d, 1 FROM ({union}) WHERE d IS NOT NULL; END")
+            events = [("UPDATE", ["OLD", "NEW"])] if only else \
+                [("INSERT", ["NEW"]), ("UPDATE", ["OLD", "NEW"]), ("DELETE", ["OLD"])]
+            for event, rows in events:
+                union = " UNION ".join(p for row in rows for p in _days(sources, row, table, lambda c: f"date({c})"))
+                on = f"UPDATE OF {', '.join(only)}" if only else event
+                insert, new = ((f"INSERT INTO {target}", f" AND d NOT IN (SELECT day FROM {target})") if skip_marked
+                               else (f"INSERT OR IGNORE INTO {target}", ""))
+                out.append(f"CREATE TRIGGER {prefix}_{table}_{event.lower()} AFTER {on} ON {table} "
+                           f"BEGIN {insert} (day, marks) "
+                           f"SELECT d, 1 FROM ({union}) WHERE d IS NOT NULL{new}; END")
         else:
             def mark(rows: list[str], table: str = table) -> str:
                 union = " UNION ".join(p for row in rows for p in _days(
-                    row, table, lambda c: f"(({c}) AT TIME ZONE 'UTC')::date"))
-                return (f"INSERT INTO figure_stale_days (day, marks) SELECT d, 1 FROM ({union}) s "
-                        f"WHERE d IS NOT NULL ON CONFLICT (day) DO UPDATE SET marks = figure_stale_days.marks + 1;")
-            out.append(f"CREATE FUNCTION figure_stale_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    sources, row, table, lambda c: f"(({c}) AT TIME ZONE 'UTC')::date"))
+                return (f"INSERT INTO {target} (day, marks) SELECT d, 1 FROM ({union}) s "
+                        f"WHERE d IS NOT NULL ON CONFLICT (day) DO UPDATE SET marks = {target}.marks + 1;")
+            out.append(f"CREATE FUNCTION {prefix}_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                        f"IF TG_OP = 'INSERT' THEN {mark(['NEW'])} "
                        f"ELSIF TG_OP = 'UPDATE' THEN {mark(['OLD', 'NEW'])} "
                        f"ELSE {mark(['OLD'])} END IF; RETURN NULL; END $$")
-            out.append(f"CREATE TRIGGER figure_stale_{table} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-                       f"FOR EACH ROW EXECUTE FUNCTION figure_stale_{table}()")
+            on = f"UPDATE OF {', '.join(only)}" if only else "INSERT OR UPDATE OR DELETE"
+            out.append(f"CREATE TRIGGER {prefix}_{table} AFTER {on} ON {table} "
+                       f"FOR EACH ROW EXECUTE FUNCTION {prefix}_{table}()")
     return out
 
 
-def drop_trigger_ddl(dialect: str) -> list[str]:
+def drop_trigger_ddl(dialect: str, sources: dict = STALE_SOURCES, prefix: str = "figure_stale") -> list[str]:
     if dialect == "sqlite":
-        return [f"DROP TRIGGER IF EXISTS figure_stale_{t}_{e}" for t in STALE_SOURCES for e in ("insert", "update", "delete")]
-    return [f"DROP FUNCTION IF EXISTS figure_stale_{t}() CASCADE" for t in STALE_SOURCES]
+        return [f"DROP TRIGGER IF EXISTS {prefix}_{t}_{e}" for t in sources for e in ("insert", "update", "delete")]
+    return [f"DROP FUNCTION IF EXISTS {prefix}_{t}() CASCADE" for t in sources]

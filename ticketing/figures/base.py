@@ -137,18 +137,22 @@ class Figures:
     """Base of the figure readers: the session, its dialect and the thresholds."""
 
     definitions: dict[str, RateDefinition] = {}
+    one_pass: frozenset[str] = frozenset()  # case rates read by `_case_pass` (not rolled up by day)
 
     def __init__(self, session: Session, thresholds: Thresholds | None = None, *, use_rollup: bool = True) -> None:
         self.session = session
         self.thresholds = thresholds or Thresholds()
         self.use_rollup = use_rollup  # False: every rate from the raw rows (the rollup's own check)
         self._codes: dict[int, str] | None = None
+        self._passes: dict[tuple, tuple[Rate, dict[int, Rate]]] = {}
         self.dialect = session.get_bind().dialect.name
 
     def rate(self, name: str, period: Period, unit: str | None = None) -> Rate:
         """The named rate over the period (and unit): from the daily rollup where it has the
         period's days fresh (ticketing.figures.rollup), the rest by one indexed COUNT query."""
         if not self._rolled_up(name):
+            if unit is None and name in self.one_pass:
+                return self._case_pass(name, period)[0]
             return self.raw_rate(name, period, unit)
         from ticketing.figures.rollup import CITY, read_rates
         if unit is None:
@@ -166,11 +170,35 @@ class Figures:
         if self._rolled_up(name):
             from ticketing.figures.rollup import read_rates
             counted = read_rates(self, name, period, list(codes))
+        elif name in self.one_pass:
+            counted = self._case_pass(name, period)[1]
         else:
             counted = self.raw_rate_by_unit_ids(name, period)
             if counted is None:  # a definition over some other table: one query per unit, same answer
                 return {code: self.raw_rate(name, period, code) for code in codes.values()}
         return {code: counted.get(uid, rate(0, 0)) for uid, code in codes.items()}
+
+    def _case_pass(self, name: str, period: Period) -> tuple[Rate, dict[int, Rate]]:
+        """A case rate that does not add up over days, for the city and every unit from one read
+        of the period's counted cases joined to their work orders' units, kept for the reader's
+        later calls: the rows `raw_rate` and `raw_rate_by_unit_ids` count (a case counts once for
+        the city and once for every unit it went to, R7.3c cases never for a unit)."""
+        key = (name, period.since, period.until)
+        if key not in self._passes:
+            d = self.definitions[name]
+            orders = WorkOrder.__table__.alias("unit_wo")
+            rows = self.session.execute(
+                select(Case.id, d.hit(period), Case.confidential, orders.c.unit_id).select_from(Case)
+                .outerjoin(orders, orders.c.case_id == Case.id).where(*d.base(period, None)))
+            hits: dict[int, bool] = {}
+            pairs: dict[int, dict[int, bool]] = {}
+            for cid, hit, confidential, uid in rows:
+                hits[cid] = bool(hit)
+                if uid is not None and not confidential:
+                    pairs.setdefault(uid, {})[cid] = bool(hit)
+            self._passes[key] = (rate(sum(hits.values()), len(hits)),
+                                 {uid: rate(sum(cases.values()), len(cases)) for uid, cases in pairs.items()})
+        return self._passes[key]
 
     def _rolled_up(self, name: str) -> bool:
         from ticketing.figures.rollup import ROLLED_UP
@@ -283,6 +311,11 @@ Index("ix_wo_case_dispatched", WorkOrder.case_id, WorkOrder.dispatched_at)
 Index("ix_cases_accepted_cover", Case.accepted_at, Case.status, Case.confidential, Case.kind, Case.category_code,
       Case.channel, Case.reject_reason)
 Index("ix_cases_closed_cover", Case.closed_at, Case.status, Case.closed_provisionally, Case.satisfaction)
+# The one-pass reads of the non-additive rates (Figures._case_pass, migration 0023): the period's
+# cases with the caller's number and category (repeat callers) and a case's units, from the index alone.
+Index("ix_cases_accepted_caller", Case.accepted_at, Case.status, Case.citizen_phone, Case.category_code,
+      Case.confidential, Case.id)
+Index("ix_wo_case_unit", WorkOrder.case_id, WorkOrder.unit_id)
 
 
 def in_period(column, period: Period) -> list[ColumnElement[bool]]:

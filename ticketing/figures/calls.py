@@ -21,7 +21,6 @@ AMI link was down have no `queued` event and are missing from the queue figures.
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,17 +33,45 @@ from ticketing.models import Call, CallEvent
 from ticketing.queue_entries import QueueEntry
 from ticketing.queue_entries import aggregate as queue_aggregate
 
-__all__ = ["CallFigures", "MenuFigures", "QUEUE_PARTS", "QueueCall", "QueueFigures", "TimeStats", "queue_parts"]
+__all__ = [
+    "P90_STEPS_S",
+    "QUEUE_PARTS",
+    "CallFigures",
+    "MenuFigures",
+    "QueueCall",
+    "QueueFigures",
+    "QueueTally",
+    "TimeStats",
+    "Times",
+    "queue_parts",
+    "time_bucket",
+]
 
 HOTLINE = and_(Call.direction == "inbound", Call.purpose == "hotline")
 # the voice menu's counts of a period from the index alone (migration 0021)
 Index("ix_calls_started_cover", Call.started_at, Call.direction, Call.purpose, Call.outcome)
 
 
+# The p90's resolution: a time is rounded up to whole seconds up to 1 min, to 5 s up to 5 min, to
+# 30 s up to 30 min and to 5 min beyond. AMI's holdtime and talktime are whole seconds, so a p90
+# under a minute is exact; above, it is at most one step high. A fixed set of steps lets a daily
+# rollup keep a histogram per hour and operator that adds up to the month's (ticketing/figures/queue_rollup.py).
+P90_STEPS_S = ((60, 1), (300, 5), (1800, 30), (None, 300))
+
+
+def time_bucket(ms: int) -> int:
+    """The p90 bucket of a time in milliseconds: its upper bound in whole seconds (P90_STEPS_S)."""
+    for limit, step in P90_STEPS_S:
+        if limit is None or ms <= limit * 1000:
+            return -(-ms // (step * 1000)) * step
+    raise AssertionError("unreachable")
+
+
 @dataclass(frozen=True)
 class TimeStats:
-    """Seconds: how many calls had the time recorded, their mean and 90th percentile
-    (nearest-rank: the smallest value with at least 90 % of the values at or below it)."""
+    """Seconds: how many calls had the time recorded, their mean (of the times to the millisecond)
+    and 90th percentile (nearest-rank: the smallest value with at least 90 % of the values at or
+    below it, at the resolution of `time_bucket`: exact for whole seconds up to a minute)."""
 
     count: int
     average: float | None
@@ -52,11 +79,45 @@ class TimeStats:
 
     @classmethod
     def of(cls, values: Iterable[float]) -> TimeStats:
-        ordered = sorted(values)
-        if not ordered:
-            return cls(0, None, None)
-        rank = max(1, math.ceil(0.9 * len(ordered)))
-        return cls(len(ordered), sum(ordered) / len(ordered), ordered[rank - 1])
+        times = Times()
+        for v in values:
+            times.add(v)
+        return times.stats()
+
+
+class Times:
+    """What a TimeStats is made of, in a form that adds up (a day's, an hour's, an operator's):
+    the count, the sum in milliseconds and the histogram of `time_bucket`s."""
+
+    __slots__ = ("hist", "n", "total_ms")
+
+    def __init__(self, n: int = 0, total_ms: int = 0, hist: dict[int, int] | None = None) -> None:
+        self.n, self.total_ms, self.hist = n, total_ms, hist if hist is not None else {}
+
+    def add(self, seconds: float) -> None:
+        ms = round(seconds * 1000)
+        self.n += 1
+        self.total_ms += ms
+        b = time_bucket(ms)
+        self.hist[b] = self.hist.get(b, 0) + 1
+
+    def merge(self, other: Times) -> None:
+        self.n += other.n
+        self.total_ms += other.total_ms
+        hist = self.hist
+        for b, c in other.hist.items():
+            hist[b] = hist.get(b, 0) + c
+
+    def stats(self) -> TimeStats:
+        if not self.n:
+            return TimeStats(0, None, None)
+        rank = max(1, -(-9 * self.n // 10))  # ceil(0.9 n), in integers
+        seen = 0
+        for b in sorted(self.hist):
+            seen += self.hist[b]
+            if seen >= rank:
+                return TimeStats(self.n, self.total_ms / self.n / 1000, b)
+        raise AssertionError("histogram short of its count")
 
 
 @dataclass(frozen=True)
@@ -129,34 +190,53 @@ def queue_parts(answer_within_s: float, short_abandon_s: float) -> dict[str, Cal
 class CallFigures(Figures):
     """The call figures for a period."""
 
-    def __init__(self, session, thresholds=None) -> None:
-        super().__init__(session, thresholds)
+    def __init__(self, session, thresholds=None, *, use_rollup: bool = True) -> None:
+        super().__init__(session, thresholds, use_rollup=use_rollup)
         self._queue_rows: dict[tuple, list[QueueCall]] = {}
         self._tally: dict[tuple, tuple] = {}
 
-    def _tallies(self, period: Period) -> tuple[QueueFigures, dict[int, QueueFigures], dict[str, QueueFigures]]:
-        """The period's queue figures, per hour and per operator, counted from compact rows (the
-        same rows and definitions as `queue_calls` + `summarize`, without a QueueCall per call:
-        a month is ~150 k calls; tests/test_figure_rollup.py keeps the two equal)."""
+    def _tallies(self, period: Period) -> tuple[QueueFigures, dict[int, QueueFigures], dict[str, QueueFigures],
+                                                dict[date, QueueFigures]]:
+        """The period's queue figures, per hour, per operator and per day, counted from compact rows
+        (the same rows and definitions as `queue_calls` + `summarize`, without a QueueCall per
+        call: a month is ~150 k calls; tests/test_figure_rollup.py keeps the two equal)."""
         key = (period.since, period.until)
         if key in self._tally:
             return self._tally[key]
         if key in self._queue_rows:  # read already: the rows give the same figures
             rows = self._queue_rows[key]
             out = (self.queue(period, calls=rows), self._grouped(period, self.hour_of, rows),
-                   self._grouped(period, lambda row: row.operator, rows))
+                   self._grouped(period, lambda row: row.operator, rows), self._grouped(period, self.day_of, rows))
         else:
             out = self._count_compact(period)
         self._tally[key] = out
         return out
 
     def _count_compact(self, period: Period):
+        """Every call of the period, counted: single-join calls from the daily rollup where it has
+        the period's days fresh (ticketing/figures/queue_rollup.py), the rest from their queue
+        entries; calls sent back to the queue always from their raw events (they count once per
+        period, not once per day)."""
+        every, hours, operators, days = QueueTally(), defaultdict(QueueTally), defaultdict(QueueTally), \
+            defaultdict(QueueTally)
+        pieces = [period]
+        if self.use_rollup:
+            from ticketing.figures.queue_rollup import read_rollup
+            pieces = read_rollup(self, period, every, hours, operators, days)
+        for piece in pieces:
+            self.count_rows(self.session.execute(self.entries_of(piece)), every, hours, operators, days)
+        requeued = _raw_queue(period, select(QueueEntry.call_id).where(QueueEntry.queue_joins > 1))
+        self.count_rows(self.session.execute(requeued), every, hours, operators, days)
+        return (every.figures(), *({k: v.figures() for k, v in sorted(g.items())} for g in (hours, operators, days)))
+
+    def count_rows(self, rows, every: QueueTally, hours: dict, operators: dict, days: dict) -> None:
+        """Add queue rows (as `entries_of` reads them) to the period's, each local hour's, each
+        operator's and each local day's tallies: `queue_parts`' conditions, written out
+        (tests/test_figure_rollup.py)."""
         t = self.thresholds
         within, short, tz = t.answer_within_s, t.short_abandon_s, t.tz
-        every, hours, operators = _Tally(), defaultdict(_Tally), defaultdict(_Tally)
         hour_cache: dict = {}
-        for call_id, queued_at, connected_at, holdtime, extension, talktime, abandoned_at, operator_id in \
-                self._queue_tuples(period):
+        for _call_id, queued_at, connected_at, holdtime, extension, talktime, abandoned_at, operator_id in rows:
             answered = connected_at is not None
             wait = talk = operator = None
             abandoned = False
@@ -166,23 +246,15 @@ class CallFigures(Figures):
             elif abandoned_at is not None:
                 abandoned = True
                 wait = (_aware(abandoned_at) - _aware(queued_at)).total_seconds()
-            # the local hour: moments of one UTC hour share it (zones move by whole quarter hours)
+            # the local hour and day: moments of one UTC minute share them (zones move by whole quarter hours)
             minute = queued_at[:16] if isinstance(queued_at, str) else queued_at.replace(second=0, microsecond=0)
-            hour = hour_cache.get(minute)
-            if hour is None:
-                hour = hour_cache[minute] = _aware(queued_at).astimezone(tz).hour
-            for tally in (every, hours[hour], operators[operator] if operator is not None else None):
+            local = hour_cache.get(minute)
+            if local is None:
+                moment = _aware(queued_at).astimezone(tz)
+                local = hour_cache[minute] = (moment.hour, moment.date())
+            for tally in (every, hours[local[0]], days[local[1]], operators[operator] if operator is not None else None):
                 if tally is not None:
                     tally.add(answered, abandoned, wait, talk, within, short)
-        return (every.figures(), {h: v.figures() for h, v in sorted(hours.items())},
-                {o: v.figures() for o, v in sorted(operators.items())})
-
-    def _queue_tuples(self, period: Period) -> list[tuple]:
-        """The period's queue rows as `queue_calls` reads them, as plain tuples."""
-        rows = self.session.execute(self._entries(period)).all()
-        requeued = self.session.execute(_raw_queue(period, select(QueueEntry.call_id).where(
-            QueueEntry.queue_joins > 1))).all()
-        return [*rows, *requeued]
 
     def queue_calls(self, period: Period) -> list[QueueCall]:
         """One row per call offered to the queue in the period: from the calls' queue entries
@@ -192,7 +264,7 @@ class CallFigures(Figures):
         key = (period.since, period.until)
         if key not in self._queue_rows:
             qe = QueueEntry
-            entries = self._entries(period)
+            entries = self.entries_of(period)
             rows = self.session.execute(entries).all()
             requeued = self.session.execute(_raw_queue(period, select(qe.call_id).where(qe.queue_joins > 1))).all()
             if requeued:  # rare: merged in queue order
@@ -200,7 +272,7 @@ class CallFigures(Figures):
             self._queue_rows[key] = [_queue_call(*row) for row in rows]
         return self._queue_rows[key]
 
-    def _entries(self, period: Period):
+    def entries_of(self, period: Period):
         """The queue entries of the period's calls that joined the queue once (by index on queued_at)."""
         qe = QueueEntry
         moments = [qe.queued_at, qe.connected_at, qe.abandoned_at]
@@ -245,6 +317,8 @@ class CallFigures(Figures):
     def by_day(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[date, QueueFigures]:
         """The queue figures per local calendar day of the queue entry, days with calls only (the
         接通率 and 15 s trend): each day's offered, answered, answered_within ... as in `queue`."""
+        if calls is None:
+            return self._tallies(period)[3]
         return self._grouped(period, self.day_of, calls)
 
     def by_operator(self, period: Period, *, calls: list[QueueCall] | None = None) -> dict[str, QueueFigures]:
@@ -334,39 +408,46 @@ def _aware(moment: datetime | str | None) -> datetime | None:
     return moment
 
 
-class _Tally:
-    """The counts and values a QueueFigures is made of, added one call at a time (`queue_parts`'
-    conditions, written out: tests/test_figure_rollup.py checks them against `summarize`)."""
+class QueueTally:
+    """The counts and times a QueueFigures is made of, added one call at a time or merged from a
+    rollup row (ticketing/figures/queue_rollup.py): the one place the figures are computed from."""
 
     __slots__ = ("abandoned", "abandoned_waits", "answered", "fast", "offered", "short", "talks", "waits")
 
     def __init__(self) -> None:
         self.offered = self.answered = self.fast = self.abandoned = self.short = 0
-        self.waits: list[float] = []
-        self.abandoned_waits: list[float] = []
-        self.talks: list[float] = []
+        self.waits, self.abandoned_waits, self.talks = Times(), Times(), Times()
 
     def add(self, answered: bool, abandoned: bool, wait, talk, within: float, short: float) -> None:
         self.offered += 1
         if answered:
             self.answered += 1
             if wait is not None:
-                self.waits.append(wait)
+                self.waits.add(wait)
                 if wait <= within:
                     self.fast += 1
             if talk is not None:
-                self.talks.append(talk)
+                self.talks.add(talk)
         elif abandoned:
             self.abandoned += 1
             if wait is not None:
-                self.abandoned_waits.append(wait)
+                self.abandoned_waits.add(wait)
                 if wait <= short:
                     self.short += 1
+
+    def merge(self, other: QueueTally) -> None:
+        self.offered += other.offered
+        self.answered += other.answered
+        self.fast += other.fast
+        self.abandoned += other.abandoned
+        self.short += other.short
+        self.waits.merge(other.waits)
+        self.abandoned_waits.merge(other.abandoned_waits)
+        self.talks.merge(other.talks)
 
     def figures(self) -> QueueFigures:
         return QueueFigures(
             offered=self.offered, answered=self.answered, answer_rate=rate(self.answered, self.offered),
             answered_within=rate(self.fast, self.offered), abandoned=self.abandoned,
             abandon_rate=rate(self.abandoned, self.offered), abandoned_short=rate(self.short, self.offered),
-            wait=TimeStats.of(self.waits), abandoned_wait=TimeStats.of(self.abandoned_waits),
-            talk=TimeStats.of(self.talks), calls=[])
+            wait=self.waits.stats(), abandoned_wait=self.abandoned_waits.stats(), talk=self.talks.stats(), calls=[])

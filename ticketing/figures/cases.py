@@ -167,6 +167,10 @@ class ClosingFigures:
 class CaseFigures(Figures):
     """The case figures for a period, of the whole hotline or of one member unit (its code)."""
 
+    # a case counts once per period however its attempts or earlier cases fall on days: read raw,
+    # the city and every unit from one pass (Figures._case_pass)
+    one_pass = frozenset({"callback_reach", "repeat_caller"})
+
     def __init__(self, session, thresholds: Thresholds | None = None, *, use_rollup: bool = True) -> None:
         super().__init__(session, thresholds, use_rollup=use_rollup)
         self.definitions = case_definitions(self.thresholds)

@@ -135,13 +135,14 @@ def refresh_days(readers: Iterable[Figures], days: Iterable[date]) -> int:
     return n
 
 
-def clear_marks(session, tz, first: date, last: date) -> int:
-    """Delete the stale marks that touch only local days in [first, last): before those days are
-    all computed again (a rebuild). On PostgreSQL this waits for writers that marked them."""
-    marks = [d for d in session.execute(select(StaleDay.day)).scalars()
+def clear_marks(session, tz, first: date, last: date, *, model=StaleDay) -> int:
+    """Delete the stale marks (of `model`'s table) that touch only local days in [first, last):
+    before those days are all computed again (a rebuild). On PostgreSQL this waits for writers
+    that marked them."""
+    marks = [d for d in session.execute(select(model.day)).scalars()
              if all(first <= local < last for local in _local_days_of_utc(_as_date(d), tz))]
     if marks:
-        session.execute(delete(StaleDay).where(StaleDay.day.in_(marks)))
+        session.execute(delete(model).where(model.day.in_(marks)))
     return len(marks)
 
 

@@ -264,17 +264,16 @@ def _operator_names(session: Session, keys) -> dict[str, str]:
             summary="GB/T 33358: offered, 接通率, 15 s, abandoned, wait/talk; per hour, day and operator")
 def call_stats(actor: ActorDep, session: SessionDep, domain: DomainDep, period: PeriodDep) -> CallsOut:
     require_center_figures(actor)
-    f = CallFigures(session, _thresholds(domain))
-    calls = f.queue_calls(period)  # read once, shown four ways
-    operators = f.by_operator(period, calls=calls)
+    f = CallFigures(session, _thresholds(domain))  # counted once (from the daily rollup), shown four ways
+    operators = f.by_operator(period)
     names = _operator_names(session, operators)
     m = f.menu(period)
     return CallsOut(period=_period(period), answer_within_s=f.thresholds.answer_within_s,
-                    short_abandon_s=f.thresholds.short_abandon_s, queue=_queue(f.queue(period, calls=calls)),
+                    short_abandon_s=f.thresholds.short_abandon_s, queue=_queue(f.queue(period)),
                     menu=MenuOut(inbound=m.inbound, self_served=_rate(m.self_served),
                                  after_hours_messages=m.after_hours_messages),
-                    by_hour=[_queue(q, hour) for hour, q in f.by_hour(period, calls=calls).items()],
-                    by_day=[_queue(q, day) for day, q in f.by_day(period, calls=calls).items()],
+                    by_hour=[_queue(q, hour) for hour, q in f.by_hour(period).items()],
+                    by_day=[_queue(q, day) for day, q in f.by_day(period).items()],
                     by_operator=[_queue(q, op, names.get(op)) for op, q in operators.items()])
 
 
