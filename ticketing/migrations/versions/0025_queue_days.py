@@ -2,16 +2,16 @@
 triggers that mark the days a change makes stale; covering indexes of the non-additive rates' reads. Empty at first: every day is read from the queue
 entries until `callcenter stats rebuild` (or the API's background refresh) computes it.
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0025
+Revises: 0024
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0023"
-down_revision = "0022"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
