@@ -191,16 +191,16 @@ def test_a1_rotated_twice_before_any_event_the_newest_key_seals(chain, sessions,
         audit_vault.rotate(chain)
 
 
-def test_a1_record_now_is_checkpointed_when_its_transaction_commits_only(chain, sessions, domain, audit_vault):
-    """The voice menu's path (`record_now` on a statement runner): checkpointed after the commit."""
+def test_a1_an_event_on_a_statement_runner_is_checkpointed_when_its_transaction_commits_only(chain, sessions, domain, audit_vault):
+    """The voice menu's path (`record` on a statement runner): checkpointed after the commit."""
     from ticketing.writer import on_session
 
     with sessions() as s:
-        audit.record_now(on_session(s), audit.SYSTEM, "rolled_back", at=domain.clock())
+        audit.record(on_session(s), audit.SYSTEM, "rolled_back", at=domain.clock())
         s.rollback()
     assert _checkpointed(audit_vault)[-1] == chain
     with sessions() as s:
-        new = audit.record_now(on_session(s), audit.SYSTEM, "kept", at=domain.clock())
+        new = audit.record(on_session(s), audit.SYSTEM, "kept", at=domain.clock())
         s.commit()
     assert new == chain + 1 and _checkpointed(audit_vault)[-1] == new
     assert _verify(sessions).ok

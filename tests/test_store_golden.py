@@ -47,11 +47,11 @@ def _plain(value):
     return value
 
 
-def _rows(engine) -> dict[str, list[dict]]:
+def _rows(engine, tables=TABLES) -> dict[str, list[dict]]:
     """Every row, read through the tables' own types (so both databases give the same values)."""
     out = {}
     with engine.connect() as conn:
-        for name in TABLES:
+        for name in tables:
             table = Base.metadata.tables[name]
             columns = [c for c in table.columns if c.key not in ADDED_SINCE]
             rows = conn.execute(select(*columns).order_by(*table.primary_key.columns)).mappings().all()
@@ -157,15 +157,20 @@ def day(api, clock, domain, sessions) -> list:
     return seen
 
 
-def test_a1_a2_the_same_day_gives_the_same_answers_rows_and_hashes(api, clock, engine, domain, seeded):
-    responses = _response(day(api, clock, domain, seeded))
-    result = {"responses": responses, "rows": _rows(engine)}
+def same_as_golden(engine, responses: list, golden_path: Path, tables: tuple[str, ...] = TABLES) -> None:
+    """The responses and the rows of `tables` are those in `golden_path` (CALLCENTER_GOLDEN_WRITE:
+    written there first, from the SQLite run, and compared on both)."""
+    result = {"responses": _response(responses), "rows": _rows(engine, tables)}
     target = os.environ.get("CALLCENTER_GOLDEN_WRITE")
-    if target and engine.dialect.name == "sqlite":  # written from the SQLite run, compared on both
+    if target and engine.dialect.name == "sqlite":
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(json.dumps(result, ensure_ascii=False, indent=1, sort_keys=True) + "\n",
                                 encoding="utf-8")
-    golden = json.loads(Path(target or GOLDEN).read_text(encoding="utf-8"))
+    golden = json.loads(Path(target or golden_path).read_text(encoding="utf-8"))
     assert result["responses"] == golden["responses"]
-    for table in TABLES:
+    for table in tables:
         assert result["rows"][table] == golden["rows"][table], table
+
+
+def test_a1_a2_the_same_day_gives_the_same_answers_rows_and_hashes(api, clock, engine, domain, seeded):
+    same_as_golden(engine, day(api, clock, domain, seeded), GOLDEN)

@@ -183,7 +183,7 @@ def _write_before_query(orm_execute_state) -> None:
 def _checkpoint_after_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: nothing is committed yet
-    # the head this transaction moved: through the Session's chain, or by `record_now`
+    # the head this transaction moved: through the Session's chain, or by `record` on its connection
     chain = session.info.get(_CHAIN)
     moved = chain.head if chain is not None and chain.head[0] != chain.start_id else None
     by_runner = _uncommitted.__dict__.pop("head", None)
@@ -198,12 +198,12 @@ def _forget_uncommitted(session: Session) -> None:
     discard_uncommitted()
 
 
-# The head `record_now` wrote, until its caller's transaction commits (announce_committed) or not.
+# The head `record` wrote on a statement runner, until its caller's transaction commits (announce_committed) or not.
 _uncommitted = threading.local()
 
 
 def announce_committed() -> None:
-    """For callers of `record_now` on a DBAPI cursor: their transaction committed, checkpoint it."""
+    """For callers of `record` on a DBAPI cursor: their transaction committed, checkpoint it."""
     head = _uncommitted.__dict__.pop("head", None)
     if head is not None:
         audit_seal.announce(head)
@@ -241,7 +241,7 @@ def _forget_at_end(session: Session, transaction) -> None:
 
 
 def record(
-    session: Session,
+    where: Session | Run,
     actor: Actor,
     action: str,
     *,
@@ -252,16 +252,29 @@ def record(
     channel: str | None = None,
     call_id: int | None = None,
 ) -> int:
-    """Append one event to the chain in the caller's transaction; returns its id."""
-    chain = session.info.get(_CHAIN)
+    """Append one event to the chain in the caller's transaction; returns its id.
+
+    On a Session, the transaction's events are written together before it commits or queries (the
+    hooks above). On a statement runner (ticketing.writer) — a transaction that appends one event
+    and holds no Session, the voice menu's case on a DBAPI cursor — the head is read and locked and
+    the event and head written at once, by the same statements; call `announce_committed` after
+    such a commit (a Session's commit does it)."""
+    fields = {"at": at, "case_id": case_id, "work_order_id": work_order_id, "data": data, "channel": channel,
+              "call_id": call_id}
+    if not isinstance(where, Session):
+        locked = _locked_head(where)
+        row, head = _next_event(locked, _keys_after(locked), actor, action, **fields)
+        _append(where, [row], head)
+        _uncommitted.head = head  # checkpointed when the caller's transaction commits
+        return row["id"]
+    chain = where.info.get(_CHAIN)
     if chain is None:
         # Before taking the head lock, write what is pending (the ORM's query for the head did
         # this by autoflush): rows are locked before the head, as always. Later events of the
         # transaction do not flush; whatever they point at has an id, so it is in the database.
-        session.flush()
-        chain = _chain(session)
-    row, chain.head = _next_event(chain.head, chain.keys, actor, action, at=at, case_id=case_id, work_order_id=work_order_id,
-                                  data=data, channel=channel, call_id=call_id)
+        where.flush()
+        chain = _chain(where)
+    row, chain.head = _next_event(chain.head, chain.keys, actor, action, **fields)
     chain.pending.append(row)
     return row["id"]
 
@@ -289,21 +302,6 @@ def _next_event(head: list, keys: tuple[AuditKey, ...], actor: Actor, action: st
     }
     digest = sealed_hash(key, last_hash, fields)
     return {**fields, "prev_hash": last_hash, "hash": digest}, [fields["id"], digest, count + 1]
-
-
-def record_now(run: Run, actor: Actor, action: str, *, at: datetime, case_id: int | None = None,
-               work_order_id: int | None = None, data: dict[str, Any] | None = None, channel: str | None = None,
-               call_id: int | None = None) -> int:
-    """`record` through a statement runner (ticketing.writer), written at once: the head read and
-    locked, the event and the head written, by the same statements as `record`'s. For a transaction
-    that appends one event and holds no Session chain (the voice menu's case, `Workflow.accept_on`).
-    On a DBAPI cursor, call `announce_committed` after the commit (a Session's commit does it)."""
-    locked = _locked_head(run)
-    event, head = _next_event(locked, _keys_after(locked), actor, action, at=at, case_id=case_id,
-                              work_order_id=work_order_id, data=data, channel=channel, call_id=call_id)
-    _append(run, [event], head)
-    _uncommitted.head = head  # checkpointed when the caller's transaction commits
-    return event["id"]
 
 
 @dataclass

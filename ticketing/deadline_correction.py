@@ -20,10 +20,11 @@ from sqlalchemy import select, union
 
 from ticketing import audit
 from ticketing.audit import Actor
-from ticketing.deadlines import met as kept, read_due, write_due
+from ticketing.deadlines import met as kept, read_due
 from ticketing.enums import ACTIVE_WORK_ORDER_STATUSES, CaseStatus, RequestState
 from ticketing.inquiry_model import Inquiry
 from ticketing.models import Case, WorkOrder
+from ticketing.writer import Changes
 
 __all__ = ["DeadlineMove", "correct_deadlines_if_calendar_changed", "correct_provisional_deadlines", "marked_case_ids"]
 
@@ -82,10 +83,12 @@ def correct_provisional_deadlines(workflow: Any, actor: Actor = audit.SYSTEM) ->
 
 def _correct_inquiry(wf: Any, inquiry: Inquiry, actor: Actor) -> list[DeadlineMove]:
     """An inquiry's explanation limit (R6.1); one on a unit alone is named by its number."""
-    changes = _recount(wf, inquiry, _INQUIRY_STEPS)
+    ch = Changes()
+    changes = _recount(wf, ch, inquiry, _INQUIRY_STEPS)
     if not changes:
         return []
-    wf._log_inquiry(actor, "deadline_corrected", inquiry, **_event_data(changes, inquiry, _INQUIRY_STEPS))
+    wf._log_inquiry(ch, actor, "deadline_corrected", inquiry, **_event_data(changes, ch.view(inquiry), _INQUIRY_STEPS))
+    wf._apply(ch)
     label = inquiry.case.number if inquiry.case is not None else f"inquiry-{inquiry.id}"
     return [DeadlineMove(label, inquiry.work_order_id, column, old, new, still)
             for column, (old, new, still) in changes.items()]
@@ -93,30 +96,33 @@ def _correct_inquiry(wf: Any, inquiry: Inquiry, actor: Actor) -> list[DeadlineMo
 
 def _correct_case(wf: Any, case: Case, actor: Actor) -> list[DeadlineMove]:
     moves: list[DeadlineMove] = []
+    ch = Changes()
     for wo in case.work_orders:
-        changes = _recount(wf, wo, _WORK_ORDER_STEPS)
+        changes = _recount(wf, ch, wo, _WORK_ORDER_STEPS)
         if not changes:
             continue
-        _follow_extension(wo, changes)
+        _follow_extension(ch, wo, changes)
         for column, (old, new, _still) in changes.items():
             moves.append(DeadlineMove(case.number, wo.id, column, old, new, _still))
             if new < old and wo.status in ACTIVE_WORK_ORDER_STATUSES and _open(wo, column):
                 local = new.astimezone(wf.calendar.tz)
-                wf.notify_unit(wo, "deadline_moved",
-                               f"【12345】工单{case.number}/{wo.id}的{_LABELS[column]}按节假日安排更正为"
-                               f"{local:%Y-%m-%d %H:%M}，比原定提前，请按新时限办理")
-        wf._log(actor, "deadline_corrected", case, wo, **_event_data(changes, wo, _WORK_ORDER_STEPS))
-    changes = _recount(wf, case, _CASE_STEPS)
+                ch.add(wf._notice(wo.unit_id, "deadline_moved",
+                                  f"【12345】工单{case.number}/{wo.id}的{_LABELS[column]}按节假日安排更正为"
+                                  f"{local:%Y-%m-%d %H:%M}，比原定提前，请按新时限办理",
+                                  work_order_id=wo.id, case_id=wo.case_id))
+        wf._log(ch, actor, "deadline_corrected", case, wo, **_event_data(changes, ch.view(wo), _WORK_ORDER_STEPS))
+    changes = _recount(wf, ch, case, _CASE_STEPS)
     if changes:
         for column, (old, new, still) in changes.items():
             moves.append(DeadlineMove(case.number, None, column, old, new, still))
-        wf._log(actor, "deadline_corrected", case, **_event_data(changes, case, _CASE_STEPS))
+        wf._log(ch, actor, "deadline_corrected", case, **_event_data(changes, ch.view(case), _CASE_STEPS))
     if moves:
-        wf._touch(case)
+        wf._touch(ch, case)
+        wf._apply(ch)
     return moves
 
 
-def _recount(wf: Any, row: Any, steps: dict[str, tuple[str | None, str | None]]) -> dict[str, tuple]:
+def _recount(wf: Any, ch: Changes, row: Any, steps: dict[str, tuple[str | None, str | None]]) -> dict[str, tuple]:
     """column -> (old, new, still provisional) for each marked deadline whose count changed."""
     changes: dict[str, tuple] = {}
     for column in sorted(row.provisional_deadlines or ()):
@@ -124,11 +130,11 @@ def _recount(wf: Any, row: Any, steps: dict[str, tuple[str | None, str | None]])
         new = wf.deadlines.recount(old)
         if new.provisional and new.at == old.at:
             continue
-        write_due(row, column, new)
+        wf._due(ch, row, column, new)
         changes[column] = (old.at, new.at, new.provisional)
         done_at, met = steps.get(column, (None, None))
         if met is not None and _judged(row, column) and getattr(row, done_at) is not None:
-            setattr(row, met, kept(getattr(row, done_at), new.at))
+            ch.set(row, **{met: kept(getattr(row, done_at), new.at)})
     return changes
 
 
@@ -143,7 +149,7 @@ def _open(wo: WorkOrder, column: str) -> bool:
     return done_at is None or getattr(wo, done_at) is None
 
 
-def _follow_extension(wo: WorkOrder, changes: dict[str, tuple]) -> None:
+def _follow_extension(ch: Changes, wo: WorkOrder, changes: dict[str, tuple]) -> None:
     """The approved extension that set the old report limit shows the new one."""
     if "report_due_at" not in changes:
         return
@@ -151,7 +157,7 @@ def _follow_extension(wo: WorkOrder, changes: dict[str, tuple]) -> None:
     for ext in reversed(wo.extensions):
         if ext.state == RequestState.APPROVED:
             if ext.new_due_at == old:
-                ext.new_due_at = new
+                ch.set(ext, new_due_at=new)
             return
 
 

@@ -62,15 +62,21 @@ def read_due(row: Any, column: str) -> Due | None:
     return Due(at=at, start=datetime.fromisoformat(basis["from"]), steps=steps, provisional=True)
 
 
-def write_due(row: Any, column: str, due: Due | None) -> None:
-    """Set `row.<column>` and keep its provisional marker in step (a new dict, so it is written)."""
-    setattr(row, column, None if due is None else due.at)
-    marks = dict(row.provisional_deadlines or {})
+def due_values(marks: dict[str, Any] | None, column: str, due: Due | None) -> dict[str, Any]:
+    """The column values that set `column` to `due` on a row whose provisional markers are
+    `marks`: the deadline and the markers kept in step (a new dict, so it is written)."""
+    marks = dict(marks or {})
     if due is not None and due.provisional:
         marks[column] = due.basis()
     else:
         marks.pop(column, None)
-    row.provisional_deadlines = marks or None
+    return {column: None if due is None else due.at, "provisional_deadlines": marks or None}
+
+
+def write_due(row: Any, column: str, due: Due | None) -> None:
+    """Set `row.<column>` and keep its provisional marker in step."""
+    for key, value in due_values(row.provisional_deadlines, column, due).items():
+        setattr(row, key, value)
 
 
 class Deadlines:

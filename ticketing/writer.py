@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Table, bindparam, event, insert, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, make_transient, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import ClauseElement, Insert
 
@@ -204,20 +204,22 @@ def _update_plan(cls: type) -> tuple:
         mapper = inspect(cls)
         table = mapper.local_table
         (pk,) = table.primary_key.columns
-        version = mapper.version_id_col
-        if version is None:
-            raise TypeError(f"{cls.__name__} has no version column to check an update against")
+        version = mapper.version_id_col  # None: a row written under its case's version (a work order)
         keys = {prop.key: prop.columns[0].key for prop in mapper.column_attrs
                 if prop.columns[0] is not pk and prop.columns[0] is not version}
-        stmt = table.update().where(pk == bindparam("_pk"), version == bindparam("_seen"))
+        stmt = table.update().where(pk == bindparam("_pk"))
+        if version is not None:
+            stmt = stmt.where(version == bindparam("_seen"))
         plan = _UPDATES[cls] = (stmt, keys, frozenset(mapper.attrs.keys()), mapper.get_property_by_column(pk).key,
-                                mapper.get_property_by_column(version).key, version.key)
+                                None if version is None else mapper.get_property_by_column(version).key,
+                                None if version is None else version.key)
     return plan
 
 
 def update_now(session: Session, obj: Any) -> None:
     """Write the columns of `obj` changed since it was loaded with one `UPDATE … WHERE id = :id
-    AND version = :seen` — the ORM's optimistic check, the same way — and step its version.
+    AND version = :seen` — the ORM's optimistic check, the same way — and step its version (a row
+    without a version column: `WHERE id = :id`, as the ORM's flush writes it).
 
     Another writer's change in between: `StaleDataError`, as the ORM's flush raises it.
     """
@@ -227,15 +229,19 @@ def update_now(session: Session, obj: Any) -> None:
     changed = [key for key in keys if key in pending]
     if not changed:
         return
-    seen = getattr(obj, version_key)
     values = state.dict
     params = {keys[key]: values[key] for key in changed}
-    params.update({version_col: seen + 1, "_pk": getattr(obj, pk_key), "_seen": seen})
+    params["_pk"] = getattr(obj, pk_key)
+    seen = None
+    if version_key is not None:
+        seen = getattr(obj, version_key)
+        params.update({version_col: seen + 1, "_seen": seen})
     result = session.connection().execute(stmt, params)
     if result.rowcount != 1:
         raise StaleDataError(f"UPDATE of {type(obj).__name__} {params['_pk']} at version {seen} matched "
                              f"{result.rowcount} rows: changed by someone else")
-    values[version_key] = seen + 1
+    if version_key is not None:
+        values[version_key] = seen + 1
     if len(changed) == len(pending):
         # Nothing else pending on it: the object as written is its loaded state, clean, as a
         # flush leaves it (a dirty one would make the next flush plan a unit of work for it,
@@ -245,7 +251,7 @@ def update_now(session: Session, obj: Any) -> None:
         make_transient_to_detached(obj)
         session.add(obj)
     else:
-        for key in (*changed, version_key):  # a relationship change is left to the ORM's flush
+        for key in (*changed, *([version_key] if version_key else [])):  # a relationship change: the ORM's flush
             set_committed_value(obj, key, values[key])
     _written(session, obj, inserted=False)
 
@@ -261,6 +267,108 @@ def attached(session: Session, cls: type[T], row: Any) -> T:
         make_transient_to_detached(obj)
         session.add(obj)
     return obj
+
+
+# ---- a decision, then its application --------------------------------------------------------
+
+class IdOf:
+    """The id of a row a `Changes` inserts, in an audit event decided before it was written."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: Any):
+        self.row = row
+
+
+class Changes:
+    """What one operation decided, in the order decided: new rows (`add`), column values for rows
+    it read (`set`) and audit events (`event`: `ticketing.audit.record`'s keywords). Nothing is
+    written, nor set on the objects, before `apply`; `value` and `view` read a row as decided."""
+
+    __slots__ = ("events", "rows")
+
+    def __init__(self) -> None:
+        # id(obj) -> (obj, values to write, None) for a row read; (obj, None, parents) for a new one
+        self.rows: dict[int, tuple[Any, dict[str, Any] | None, dict[str, Any] | None]] = {}
+        self.events: list[tuple[Any, str, dict[str, Any]]] = []
+
+    def add(self, obj: T, **parents: Any) -> T:
+        """A new row (a transient object with its foreign keys set); tied to `parents` (relationship
+        name -> object) as loaded state once written."""
+        self.rows[id(obj)] = (obj, None, parents)
+        return obj
+
+    def set(self, obj: Any, **values: Any) -> None:
+        entry = self.rows.get(id(obj))
+        if entry is None:
+            self.rows[id(obj)] = (obj, dict(values), None)
+        elif entry[1] is None:  # a new row: not in the session, its object is the decision
+            for key, value in values.items():
+                setattr(obj, key, value)
+        else:
+            entry[1].update(values)
+
+    def value(self, obj: Any, key: str) -> Any:
+        entry = self.rows.get(id(obj))
+        if entry is not None and entry[1] is not None and key in entry[1]:
+            return entry[1][key]
+        return getattr(obj, key)
+
+    def view(self, obj: Any) -> _Decided:
+        return _Decided(self, obj)
+
+    def event(self, actor: Any, action: str, fields: dict[str, Any]) -> None:
+        self.events.append((actor, action, fields))
+
+
+class _Decided:
+    """A row's attributes as a `Changes` decided them (read-only)."""
+
+    __slots__ = ("_changes", "_row")
+
+    def __init__(self, changes: Changes, row: Any):
+        self._changes, self._row = changes, row
+
+    def __getattr__(self, key: str) -> Any:
+        return self._changes.value(self._row, key)
+
+
+def apply(session: Session, changes: Changes) -> None:
+    """Write `changes` in the session's transaction, in the order decided: each new row with one
+    INSERT (`insert_now`), each row read with one UPDATE of its decided columns (`update_now`,
+    checked at the version read), then the audit events (`ticketing.audit.record`); the objects
+    are left as if loaded with those values."""
+    # Imported here: the audit chain is itself written with this module's statements.
+    from ticketing import audit
+
+    for obj, values, parents in changes.rows.values():
+        if values is None:
+            insert_now(session, obj)
+            for name, parent in parents.items():
+                _tie(obj, name, parent)
+        else:
+            for key, value in values.items():
+                setattr(obj, key, value)
+                flag_modified(obj, key)  # written even when unchanged: the decision says it
+            update_now(session, obj)
+    for actor, action, fields in changes.events:
+        audit.record(session, actor, action, **{key: _resolved(value) for key, value in fields.items()})
+
+
+def _resolved(value: Any) -> Any:
+    if isinstance(value, IdOf):
+        return value.row.id
+    if isinstance(value, dict):  # an event's data
+        return {key: _resolved(v) for key, v in value.items()}
+    return value
+
+
+def _tie(obj: Any, name: str, parent: Any) -> None:
+    """`obj.<name>` is `parent`, and `obj` in the parent's collection if that is loaded: loaded state."""
+    set_committed_value(obj, name, parent)
+    back = inspect(type(obj)).relationships[name].back_populates
+    if parent is not None and back and back in inspect(parent).dict:
+        set_committed_value(parent, back, [*getattr(parent, back), obj])
 
 
 # ---- rollback: what the ORM does for the rows its flush wrote ---------------------------------

@@ -16,6 +16,7 @@ from ticketing.enums import ApprovalState, Satisfaction, WorkOrderStatus
 from ticketing.errors import DomainError, InvalidInput
 from ticketing.models import WorkOrder
 from ticketing.workflow.base import WorkflowBase
+from ticketing.writer import Changes, IdOf
 
 # The unit's leader (R5.3) approving its reports (Article 5 (二) 6 has no R-number of its own).
 RULE = "R5.3"
@@ -38,14 +39,15 @@ class ApprovalSteps(WorkflowBase):
         through `report`, which has checked the clerk, the case's version and the report itself)."""
         if pending_submission(wo) is not None:
             raise DomainError(RULE, f"the report on work order {wo.id} is already waiting for the unit's leader")
-        sub = ReportSubmission(work_order=wo, answer=answer.strip(),
-                               satisfaction=Satisfaction(satisfaction) if satisfaction else None,
-                               state=ApprovalState.PENDING, submitted_at=self.now(), submitted_by_id=actor.user_id)
-        self.session.add(sub)
-        self.session.flush()
-        self._touch(wo.case)
-        self._log(actor, "submit_report", wo.case, wo, submission_id=sub.id, answer=sub.answer,
+        ch = Changes()
+        sub = ch.add(ReportSubmission(work_order_id=wo.id, answer=answer.strip(),
+                                      satisfaction=Satisfaction(satisfaction) if satisfaction else None,
+                                      state=ApprovalState.PENDING, submitted_at=self.now(),
+                                      submitted_by_id=actor.user_id), work_order=wo)
+        self._touch(ch, wo.case)
+        self._log(ch, actor, "submit_report", wo.case, wo, submission_id=IdOf(sub), answer=sub.answer,
                   satisfaction=sub.satisfaction.value if sub.satisfaction else None)
+        self._apply(ch)
         return wo
 
     def _pending(self, actor: Actor, wo: WorkOrder, what: str) -> ReportSubmission:
@@ -62,12 +64,13 @@ class ApprovalSteps(WorkflowBase):
         self._check_version(wo.case, expected_version, required_for="an approval" if version_required else None)
         sub = self._pending(actor, wo, "approve")
         self._check_reportable(wo, sub.answer)
-        sub.state = ApprovalState.APPROVED
-        sub.decided_at = self.now()
-        sub.decided_by_id = actor.user_id
-        self._log(actor, "approve_report", wo.case, wo, submission_id=sub.id, submitted_by_id=sub.submitted_by_id)
-        return self._apply_report(actor, wo, answer=sub.answer, satisfaction=sub.satisfaction,
-                                  submission_id=sub.id, submitted_by_id=sub.submitted_by_id)
+        ch = Changes()
+        ch.set(sub, state=ApprovalState.APPROVED, decided_at=self.now(), decided_by_id=actor.user_id)
+        self._log(ch, actor, "approve_report", wo.case, wo, submission_id=sub.id, submitted_by_id=sub.submitted_by_id)
+        self._report(ch, actor, wo, answer=sub.answer, satisfaction=sub.satisfaction,
+                     submission_id=sub.id, submitted_by_id=sub.submitted_by_id)
+        self._apply(ch)
+        return wo
 
     def send_back_report(self, actor: Actor, wo: WorkOrder, *, note: str,
                          expected_version: int | None = None) -> WorkOrder:
@@ -77,10 +80,10 @@ class ApprovalSteps(WorkflowBase):
         sub = self._pending(actor, wo, "send back")
         if not note or not note.strip():
             raise InvalidInput(RULE, "say what the report needs (the note goes back to the clerk)")
-        sub.state = ApprovalState.SENT_BACK
-        sub.decided_at = self.now()
-        sub.decided_by_id = actor.user_id
-        sub.note = note.strip()
-        self._touch(wo.case)
-        self._log(actor, "send_back_report", wo.case, wo, submission_id=sub.id, note=sub.note)
+        ch = Changes()
+        ch.set(sub, state=ApprovalState.SENT_BACK, decided_at=self.now(), decided_by_id=actor.user_id,
+               note=note.strip())
+        self._touch(ch, wo.case)
+        self._log(ch, actor, "send_back_report", wo.case, wo, submission_id=sub.id, note=note.strip())
+        self._apply(ch)
         return wo

@@ -10,11 +10,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
-from sqlalchemy.orm.attributes import flag_modified
 
 from ticketing import audit
 from ticketing.audit import Actor
-from ticketing.deadlines import Deadlines, read_due, write_due
+from ticketing.deadlines import Deadlines, Due, due_values, read_due
 from ticketing.enums import (
     CaseStatus,
     Role,
@@ -25,7 +24,7 @@ from ticketing.enums import (
 from ticketing.errors import DomainError, Forbidden, InvalidInput, NotFound
 from ticketing.models import Case, MemberUnit, UnitNotification, WorkOrder
 from ticketing.roster import on_duty
-from ticketing.writer import attached
+from ticketing.writer import Changes, IdOf, apply, attached
 
 Clock = Callable[[], datetime]
 
@@ -39,6 +38,9 @@ DISCIPLINE_MESSAGE = "您反映的问题已转交纪委监察局办理，您也�
 # R7.3f: the disclaimer that must be read before a convenience-service transfer.
 CONVENIENCE_DISCLAIMER = "便民服务中心提供的生活服务可能收费，服务质量由提供方负责，12345热线不承担责任。是否同意为您转接？"
 
+
+# R7.3c: the free text of an action on a confidential case, kept out of the shared log (`event_on`).
+CONFIDENTIAL_TEXT = frozenset({"answer", "description", "title", "note", "reason", "explanation", "findings"})
 
 _UNITS = MemberUnit.__table__
 _UNIT_BY_CODE = select(*_UNITS.c).where(_UNITS.c.code == bindparam("code"))
@@ -87,9 +89,19 @@ class WorkflowBase:
             raise ValueError("the clock must return aware datetimes")
         return now
 
-    def _log(self, actor: Actor, action: str, case: Case | None = None, wo: WorkOrder | None = None,
+    # ---- decide, then apply: an operation checks, decides its `Changes`, and `_apply`s them ----
+    def _log(self, ch: Changes, actor: Actor, action: str, case: Case | None = None, wo: WorkOrder | None = None,
              *, channel: str | None = None, call_id: int | None = None, **data: Any) -> None:
-        audit.record(self.session, actor, action, **self.event(case, wo, channel=channel, call_id=call_id, **data))
+        """The audit event (A1) of an action on `case` or `wo`, decided now, appended by `_apply`."""
+        fields = self.event(case, wo, channel=channel, call_id=call_id, **data)
+        if case is not None and case.id is None:  # rows this decision creates: their ids once written
+            fields["case_id"] = IdOf(case)
+        if wo is not None and wo.id is None:
+            fields["work_order_id"] = IdOf(wo)
+        ch.event(actor, action, fields)
+
+    def _apply(self, ch: Changes) -> None:
+        apply(self.session, ch)
 
     def event(self, case: Case | None = None, wo: WorkOrder | None = None, *, channel: str | None = None,
               call_id: int | None = None, **data: Any) -> dict[str, Any]:
@@ -105,15 +117,19 @@ class WorkflowBase:
         data = data or {}
         if confidential:
             # R7.3c: content stays out of the shared log; only the fact of the action is kept.
-            data = {k: v for k, v in data.items() if k not in {"answer", "description", "title", "note", "reason"}}
+            data = {k: v for k, v in data.items() if k not in CONFIDENTIAL_TEXT}
         return {"at": self.now(), "case_id": case_id, "work_order_id": work_order_id,
                 "data": data, "channel": channel, "call_id": call_id}
 
-    def _touch(self, case: Case) -> None:
-        # Every operation bumps the case's version, so two concurrent writers cannot both win.
-        case.updated_at = self.now()
-        # Forced: an unchanged value (same clock reading) would otherwise emit no UPDATE and no version bump.
-        flag_modified(case, "updated_at")
+    def _touch(self, ch: Changes, case: Case) -> None:
+        # Every operation bumps the case's version, so two concurrent writers cannot both win
+        # (written even when the clock reads the same: `apply` writes every decided column).
+        ch.set(case, updated_at=self.now())
+
+    @staticmethod
+    def _due(ch: Changes, row: Any, column: str, due: Due | None) -> None:
+        """`row.<column>` is `due`, its provisional marker kept in step (ticketing.deadlines)."""
+        ch.set(row, **due_values(ch.value(row, "provisional_deadlines"), column, due))
 
     def _check_version(self, case: Case, expected_version: int | None, *, required_for: str | None = None) -> None:
         """A1: the client acted on `expected_version`; a case that moved on since is a Conflict (409).
@@ -178,24 +194,30 @@ class WorkflowBase:
             raise InvalidInput("R2.1", f"unknown case category '{code}'")
         return cat
 
-    def _answering(self, case: Case, *, include_reported: bool = True) -> list[WorkOrder]:
-        current = [wo for wo in case.work_orders if wo.status != WorkOrderStatus.CANCELLED and wo.status != WorkOrderStatus.RETURNED]
+    def _answering(self, case: Case, *, include_reported: bool = True, ch: Changes | None = None,
+                   work_orders: list[WorkOrder] | None = None) -> list[WorkOrder]:
+        """The case's answering work orders (statuses as `ch` decided them; `work_orders`: the
+        case's as decided, when it adds some)."""
+        status = (lambda wo: ch.value(wo, "status")) if ch is not None else (lambda wo: wo.status)
+        current = [wo for wo in (case.work_orders if work_orders is None else work_orders)
+                   if status(wo) != WorkOrderStatus.CANCELLED and status(wo) != WorkOrderStatus.RETURNED]
         out = [wo for wo in current if wo.role in ANSWERING_ROLES]
         if not include_reported:
-            out = [wo for wo in out if wo.status != WorkOrderStatus.REPORTED]
+            out = [wo for wo in out if status(wo) != WorkOrderStatus.REPORTED]
         return out
 
-    def _recompute_case_deadlines(self, case: Case) -> None:
-        answering = self._answering(case)
+    def _recompute_case_deadlines(self, ch: Changes, case: Case, work_orders: list[WorkOrder] | None = None) -> None:
+        answering = self._answering(case, ch=ch, work_orders=work_orders)
         if not answering:
             return
         # Only the current round counts: an earlier round's (reported) orders keep their old limits.
         latest = max(wo.round for wo in answering)
-        deadline = max((read_due(wo, "report_due_at") for wo in answering if wo.round == latest), key=lambda d: d.at)
-        write_due(case, "deadline_at", deadline)
-        if case.callback_required:
-            write_due(case, "callback_due_at", self.deadlines.callback_due(deadline))
-        write_due(case, "close_due_at", self.deadlines.close_due(deadline))
+        deadline = max((read_due(ch.view(wo), "report_due_at") for wo in answering if wo.round == latest),
+                       key=lambda d: d.at)
+        self._due(ch, case, "deadline_at", deadline)
+        if ch.value(case, "callback_required"):
+            self._due(ch, case, "callback_due_at", self.deadlines.callback_due(deadline))
+        self._due(ch, case, "close_due_at", self.deadlines.close_due(deadline))
 
     # ---- the member unit (Article 8) -----------------------------------------------------
     def _check_unit_actor(self, actor: Actor, wo: WorkOrder, what: str) -> None:
@@ -214,13 +236,18 @@ class WorkflowBase:
     def notify_unit_staff(self, unit_id: int, kind: str, message: str, *, work_order_id: int | None = None,
                           case_id: int | None = None) -> UnitNotification:
         """A notice to a unit's current duty staff (R5.3): A, else the leader."""
+        notice = self._notice(unit_id, kind, message, work_order_id=work_order_id, case_id=case_id)
+        self.session.add(notice)
+        return notice
+
+    def _notice(self, unit_id: int, kind: str, message: str, *, work_order_id: int | None = None,
+                case_id: int | None = None) -> UnitNotification:
+        """The notice to a unit's current duty staff (R5.3), not yet stored: A, else the leader."""
         now = self.now()
         duty = on_duty(self.session, unit_id, now)
         recipient = duty.get("A") or duty.get("leader")
-        notice = UnitNotification(
+        return UnitNotification(
             unit_id=unit_id, work_order_id=work_order_id, case_id=case_id, at=now, kind=kind,
             recipient_name=recipient.name if recipient else "", recipient_phone=recipient.phone if recipient else "",
             message=message,
         )
-        self.session.add(notice)
-        return notice

@@ -7,13 +7,13 @@ from sqlalchemy import bindparam, inspect, select, true, tuple_
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.enums import CaseStatus, Role, Satisfaction
 from ticketing.errors import DomainError, Forbidden, InvalidInput, NotFound
 from ticketing.models import Case
 from ticketing.privacy import LABELS, find_personal_data, scrub
 from ticketing.workflow.base import RATED, WorkflowBase, _require_role
+from ticketing.writer import Changes
 
 _CASES = Case.__table__
 # mark_callback_manual_many: one read and one UPDATE for the whole batch, each row checked at the
@@ -36,9 +36,11 @@ class ClosingSteps(WorkflowBase):
         """R7.4: the center called the citizen back and asked whether they are satisfied."""
         _require_role(actor, {Role.FRONT_DESK, Role.BACK_OFFICE, Role.SYSTEM}, "R7.4", "record callbacks")
         self._check_version(case, expected_version)
-        self._rated(case, satisfaction, source="callback")
-        self._log(actor, "callback", case, call_id=call_id, satisfaction=case.satisfaction.value,
-                  met=case.callback_met, note=note)
+        ch = Changes()
+        self._rated(ch, case, satisfaction, source="callback")
+        self._log(ch, actor, "callback", case, call_id=call_id, satisfaction=ch.value(case, "satisfaction").value,
+                  met=ch.value(case, "callback_met"), note=note)
+        self._apply(ch)
         return case
 
     def record_web_rating(self, actor: Actor, case: Case, *, satisfaction: Satisfaction | str,
@@ -48,11 +50,14 @@ class ClosingSteps(WorkflowBase):
         and goes on as after a callback (R7.5)."""
         _require_role(actor, {Role.SYSTEM}, "R7.4", "record a citizen's own rating")
         self._check_version(case, expected_version)
-        self._rated(case, satisfaction, source="web")
-        self._log(actor, "web_rating", case, satisfaction=case.satisfaction.value, met=case.callback_met)
+        ch = Changes()
+        self._rated(ch, case, satisfaction, source="web")
+        self._log(ch, actor, "web_rating", case, satisfaction=ch.value(case, "satisfaction").value,
+                  met=ch.value(case, "callback_met"))
+        self._apply(ch)
         return case
 
-    def _rated(self, case: Case, satisfaction: Satisfaction | str, *, source: str) -> None:
+    def _rated(self, ch: Changes, case: Case, satisfaction: Satisfaction | str, *, source: str) -> None:
         """R7.4: a reported case's satisfaction, asked once (the case then leaves REPORTED)."""
         self._status(case, {CaseStatus.REPORTED}, "R7.4", "record a callback")
         if not case.callback_required:
@@ -62,20 +67,19 @@ class ClosingSteps(WorkflowBase):
         if satisfaction not in RATED:
             raise InvalidInput("R7.4", "a callback result is satisfied, basically satisfied or unsatisfied")
         now = self.now()
-        case.satisfaction = satisfaction
-        case.satisfaction_source = source
-        case.callback_done_at = now
-        case.callback_met = case.callback_due_at is None or now <= case.callback_due_at
-        case.callback_manual = False
-        case.status = CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE
-        self._touch(case)
+        ch.set(case, satisfaction=satisfaction, satisfaction_source=source, callback_done_at=now,
+               callback_met=case.callback_due_at is None or now <= case.callback_due_at, callback_manual=False,
+               status=CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE)
+        self._touch(ch, case)
 
     def mark_callback_manual(self, actor: Actor, case: Case, *, reason: str) -> Case:
         """Automatic callbacks failed: the case goes on the front desk's manual-callback list."""
         self._status(case, {CaseStatus.REPORTED}, "R7.4", "queue a manual callback")
-        case.callback_manual = True
-        self._touch(case)
-        self._log(actor, "callback_manual", case, reason=reason)
+        ch = Changes()
+        ch.set(case, callback_manual=True)
+        self._touch(ch, case)
+        self._log(ch, actor, "callback_manual", case, reason=reason)
+        self._apply(ch)
         return case
 
     def mark_callback_manual_many(self, actor: Actor, reasons: Mapping[int, str]) -> list[int]:
@@ -103,6 +107,7 @@ class ClosingSteps(WorkflowBase):
             raise StaleDataError(f"manual callback for {len(ids)} cases matched {res.rowcount} rows: "
                                  "changed by someone else")
         identity, mapper = self.session.identity_map, inspect(Case)
+        ch = Changes()
         for case_id in ids:
             _id, _number, _status, confidential, seen = rows[case_id]
             case = identity.get(mapper.identity_key_from_primary_key((case_id,)))
@@ -110,9 +115,10 @@ class ClosingSteps(WorkflowBase):
                 set_committed_value(case, "callback_manual", True)
                 set_committed_value(case, "updated_at", now)
                 set_committed_value(case, "version", seen + 1)
-            # R7.3c: as in _log, a confidential case's reason stays out of the shared log
-            audit.record(self.session, actor, "callback_manual", at=now, case_id=case_id,
-                         data={} if confidential else {"reason": reasons[case_id]})
+            # R7.3c: event_on keeps a confidential case's reason out of the shared log
+            event = self.event_on(case_id, confidential=confidential, data={"reason": reasons[case_id]})
+            ch.event(actor, "callback_manual", {**event, "at": now})  # the time written on the case
+        self._apply(ch)
         return ids
 
     def close(self, actor: Actor, case: Case, *, provisional: bool = False, note: str = "",
@@ -144,12 +150,12 @@ class ClosingSteps(WorkflowBase):
         else:
             raise DomainError("R7.5", f"cannot close case {case.number}: it is {case.status}")
         now = self.now()
-        case.status = CaseStatus.CLOSED
-        case.closed_at = now
-        case.closed_provisionally = provisional
-        case.close_met = case.close_due_at is None or now <= case.close_due_at
-        self._touch(case)
-        self._log(actor, "close", case, provisional=provisional, met=case.close_met, note=note)
+        close_met = case.close_due_at is None or now <= case.close_due_at
+        ch = Changes()
+        ch.set(case, status=CaseStatus.CLOSED, closed_at=now, closed_provisionally=provisional, close_met=close_met)
+        self._touch(ch, case)
+        self._log(ch, actor, "close", case, provisional=provisional, met=close_met, note=note)
+        self._apply(ch)
         return case
 
     # ---- publishing (R7.6) ---------------------------------------------------------------
@@ -186,9 +192,9 @@ class ClosingSteps(WorkflowBase):
         if left:
             raise InvalidInput("R7.6", "the text to publish still holds personal data (" + "、".join(left)
                                + "); remove or rewrite it, or publish the suggested redacted text")
-        case.public_summary = texts["summary"]
-        case.public_answer = texts["answer"]
-        case.published_at = self.now()
-        self._touch(case)
-        self._log(actor, "publish", case)
+        ch = Changes()
+        ch.set(case, public_summary=texts["summary"], public_answer=texts["answer"], published_at=self.now())
+        self._touch(ch, case)
+        self._log(ch, actor, "publish", case)
+        self._apply(ch)
         return case

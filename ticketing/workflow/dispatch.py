@@ -3,8 +3,6 @@ convenience transfer, dispatch to member units by work order, transfer or three-
 outcome of a live call."""
 from __future__ import annotations
 
-from sqlalchemy.orm.attributes import set_committed_value
-
 from ticketing.audit import Actor
 from ticketing.deadlines import write_due
 from ticketing.enums import (
@@ -27,7 +25,7 @@ from ticketing.workflow.base import (
     _provisional_note,
     _require_role,
 )
-from ticketing.writer import insert_now, update_now
+from ticketing.writer import Changes
 
 
 class DispatchSteps(WorkflowBase):
@@ -40,10 +38,12 @@ class DispatchSteps(WorkflowBase):
         self._check_version(case, expected_version)
         self._check_owner(actor, case, "escalate it")
         self._status(case, {CaseStatus.NEW}, "R7.3", "escalate")
-        case.status = CaseStatus.PENDING_BACK_OFFICE
-        write_due(case, "dispatch_due_at", self.deadlines.back_office_dispatch_due(case.accepted_at))
-        self._touch(case)
-        self._log(actor, "escalate", case, note=note)
+        ch = Changes()
+        ch.set(case, status=CaseStatus.PENDING_BACK_OFFICE)
+        self._due(ch, case, "dispatch_due_at", self.deadlines.back_office_dispatch_due(case.accepted_at))
+        self._touch(ch, case)
+        self._log(ch, actor, "escalate", case, note=note)
+        self._apply(ch)
         return case
 
     def record_convenience_consent(self, actor: Actor, case: Case, *, disclaimer_read: bool, consent: bool,
@@ -52,10 +52,12 @@ class DispatchSteps(WorkflowBase):
         _require_role(actor, CENTER_ROLES, "R7.3f", "record consent")
         if not disclaimer_read:
             raise DomainError("R7.3f", "read the disclaimer to the citizen before asking for consent")
-        self._log(actor, "convenience_consent", case, call_id=call_id, consent=bool(consent),
+        ch = Changes()
+        self._log(ch, actor, "convenience_consent", case, call_id=call_id, consent=bool(consent),
                   disclaimer=CONVENIENCE_DISCLAIMER)
-        case.convenience_consent_at = self.now() if consent else None
-        self._touch(case)
+        ch.set(case, convenience_consent_at=self.now() if consent else None)
+        self._touch(ch, case)
+        self._apply(ch)
         return case
 
     def dispatch(
@@ -116,13 +118,14 @@ class DispatchSteps(WorkflowBase):
         if mode != DispatchMode.WORK_ORDER and len(resolved) > 1:
             raise InvalidInput("R7.3", f"a {mode} brings in one unit at a time")
 
+        ch = Changes()
         round_no = 1
         if redispatch or case.work_orders:
             round_no = max((wo.round for wo in case.work_orders), default=0) + 1
             for wo in case.work_orders:
                 if wo.status in ACTIVE_WORK_ORDER_STATUSES:
-                    wo.status = WorkOrderStatus.CANCELLED
-                    self._log(actor, "cancel_work_order", case, wo, reason="re-dispatched")
+                    ch.set(wo, status=WorkOrderStatus.CANCELLED)
+                    self._log(ch, actor, "cancel_work_order", case, wo, reason="re-dispatched")
         if len(resolved) == 1:
             roles = {resolved[0].code: WorkOrderRole.SOLE}
         elif lead is not None:
@@ -155,31 +158,23 @@ class DispatchSteps(WorkflowBase):
             )
             for column, due in dues.items():
                 write_due(wo, column, due)
-            # Written at once (its id goes into the audit event), then tied to its case and unit
-            # as loaded state: the ORM has nothing left to write for it.
-            insert_now(self.session, wo)
-            set_committed_value(wo, "case", case)
-            set_committed_value(wo, "unit", unit)
-            created.append(wo)
-        set_committed_value(case, "work_orders", [*case.work_orders, *created])
+            # A new row: written with its id, then tied to its case and unit as loaded state.
+            created.append(ch.add(wo, case=case, unit=unit))
         if case.status == CaseStatus.PENDING_BACK_OFFICE and case.dispatch_due_at is not None:
-            case.dispatch_met = now <= case.dispatch_due_at
-        case.dispatched_at = now
-        case.status = CaseStatus.DISPATCHED
-        case.reported_at = None
-        case.satisfaction = None
-        case.satisfaction_source = None
+            ch.set(case, dispatch_met=now <= case.dispatch_due_at)
+        ch.set(case, dispatched_at=now, status=CaseStatus.DISPATCHED, reported_at=None, satisfaction=None,
+               satisfaction_source=None)
         if live and any(u.type == UnitType.CONVENIENCE for u in resolved):
-            case.callback_required = False  # R7.4: convenience services get no callback
-        # Deadlines from the new work orders, now in case.work_orders: one UPDATE of the case
-        # (one version step, checked against the version read).
-        self._recompute_case_deadlines(case)
-        self._touch(case)
-        update_now(self.session, case)
-        for wo in created:
-            self._log(actor, "dispatch", case, wo, call_id=call_id, unit=wo.unit.code, mode=mode.value,
+            ch.set(case, callback_required=False)  # R7.4: convenience services get no callback
+        # Deadlines from the new work orders: one UPDATE of the case (one version step, checked
+        # against the version read).
+        self._recompute_case_deadlines(ch, case, [*case.work_orders, *created])
+        self._touch(ch, case)
+        for wo, unit in zip(created, resolved):
+            self._log(ch, actor, "dispatch", case, wo, call_id=call_id, unit=unit.code, mode=mode.value,
                       role=wo.role.value, round=round_no, report_due_at=wo.report_due_at,
                       **_provisional_note(wo))
+        self._apply(ch)
         return created
 
     def record_live_outcome(self, actor: Actor, case: Case, *, answer: str, satisfaction: Satisfaction | str,
@@ -194,24 +189,20 @@ class DispatchSteps(WorkflowBase):
             raise DomainError("R7.4", f"case {case.number} has no three-way call or transfer in progress")
         satisfaction = Satisfaction(satisfaction)
         now = self.now()
+        ch = Changes()
         for wo in live:
-            wo.status = WorkOrderStatus.REPORTED
-            wo.reported_at = now
-            wo.report_met = True
-            wo.answer = answer
-            wo.reported_satisfaction = satisfaction
-        case.answer = answer
-        case.reported_at = now
-        case.callback_required = False
-        write_due(case, "callback_due_at", None)
-        case.satisfaction = satisfaction if satisfaction in RATED else None
-        case.satisfaction_source = "live_call"
+            ch.set(wo, status=WorkOrderStatus.REPORTED, reported_at=now, report_met=True, answer=answer,
+                   reported_satisfaction=satisfaction)
+        ch.set(case, answer=answer, reported_at=now, callback_required=False)
+        self._due(ch, case, "callback_due_at", None)
+        ch.set(case, satisfaction=satisfaction if satisfaction in RATED else None, satisfaction_source="live_call")
         if satisfaction == Satisfaction.UNSATISFIED:
-            case.status = CaseStatus.UNSATISFIED
+            ch.set(case, status=CaseStatus.UNSATISFIED)
         elif satisfaction in RATED:
-            case.status = CaseStatus.AWAITING_CLOSE
+            ch.set(case, status=CaseStatus.AWAITING_CLOSE)
         else:
-            case.status = CaseStatus.REPORTED  # convenience transfer: nothing to rate, close next
-        self._touch(case)
-        self._log(actor, "live_outcome", case, call_id=call_id, answer=answer, satisfaction=satisfaction.value)
+            ch.set(case, status=CaseStatus.REPORTED)  # convenience transfer: nothing to rate, close next
+        self._touch(ch, case)
+        self._log(ch, actor, "live_outcome", case, call_id=call_id, answer=answer, satisfaction=satisfaction.value)
+        self._apply(ch)
         return case

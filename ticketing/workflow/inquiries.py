@@ -22,7 +22,6 @@ from sqlalchemy import case as when
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ticketing import audit
 from ticketing.audit import Actor
 from ticketing.deadlines import write_due
 from ticketing.enums import AccountabilityDecision, InquiryReason, InquiryStatus, Role
@@ -30,14 +29,13 @@ from ticketing.errors import DomainError, Forbidden, InvalidInput, NotFound
 from ticketing.inquiry_model import Inquiry
 from ticketing.models import Case, MemberUnit, UnitNotification, WorkOrder
 from ticketing.workflow.base import UNIT_ROLES, WorkflowBase, _require_role
+from ticketing.writer import Changes
 
 SUPERVISION = frozenset({Role.SUPERVISOR})
 # The scheduler urges like it urges work orders (callback.deadlines); supervision may urge by hand.
 URGERS = frozenset({Role.SUPERVISOR, Role.SYSTEM})
 DEFAULT_EXPLANATION_WORKING_DAYS = 3
 MAX_EXPLANATION_WORKING_DAYS = 30
-# Free text kept out of the shared log for an R7.3c case (WorkflowBase.event_on drops the case's own).
-_TEXT_FIELDS = ("description", "explanation", "findings", "note")
 
 
 class InquirySteps(WorkflowBase):
@@ -75,18 +73,23 @@ class InquirySteps(WorkflowBase):
         if case is not None and work_order is None and not any(wo.unit_id == unit.id for wo in case.work_orders):
             raise InvalidInput("R6.1", f"{unit.name} never held a work order of case {case.number}")
         now = self.now()
-        inquiry = Inquiry(unit=unit, case=case, work_order=work_order, reason=reason,
+        inquiry = Inquiry(unit_id=unit.id, case_id=case.id if case is not None else None,
+                          work_order_id=work_order.id if work_order is not None else None, reason=reason,
                           description=description.strip(), status=InquiryStatus.ASKED, opened_at=now,
                           opened_by_id=actor.user_id, urge_count=0, urged_thresholds=[])
         write_due(inquiry, "explanation_due_at", self.deadlines.explanation_due(now, working_days))
-        self.session.add(inquiry)
-        self.session.flush()
-        self._log_inquiry(actor, "inquiry_open", inquiry, reason=reason.value, unit=unit.code,
+        # Written first: the notice names the inquiry by its id.
+        ch = Changes()
+        ch.add(inquiry, unit=unit, case=case, work_order=work_order)
+        self._apply(ch)
+        ch = Changes()
+        self._log_inquiry(ch, actor, "inquiry_open", inquiry, reason=reason.value, unit=unit.code,
                           description=inquiry.description, working_days=working_days,
                           explanation_due_at=inquiry.explanation_due_at,
                           **({"provisional": ["explanation_due_at"]} if inquiry.provisional_deadlines else {}))
-        self.notify_unit_staff(unit.id, "inquiry", f"【12345监察】请就问责调查#{inquiry.id}在时限内作出说明",
-                               work_order_id=inquiry.work_order_id, case_id=inquiry.case_id)
+        ch.add(self._notice(unit.id, "inquiry", f"【12345监察】请就问责调查#{inquiry.id}在时限内作出说明",
+                            work_order_id=inquiry.work_order_id, case_id=inquiry.case_id))
+        self._apply(ch)
         return inquiry
 
     def explain_inquiry(self, actor: Actor, inquiry: Inquiry, *, explanation: str) -> Inquiry:
@@ -98,13 +101,12 @@ class InquirySteps(WorkflowBase):
         if not explanation or not explanation.strip():
             raise InvalidInput("R6.1", "the explanation is empty")
         now = self.now()
-        inquiry.status = InquiryStatus.EXPLAINED
-        inquiry.explanation = explanation.strip()
-        inquiry.explained_at = now
-        inquiry.explained_by_id = actor.user_id
-        inquiry.explanation_met = now <= inquiry.explanation_due_at
-        self._log_inquiry(actor, "inquiry_explain", inquiry, explanation=inquiry.explanation,
-                          met=inquiry.explanation_met)
+        met = now <= inquiry.explanation_due_at
+        ch = Changes()
+        ch.set(inquiry, status=InquiryStatus.EXPLAINED, explanation=explanation.strip(), explained_at=now,
+               explained_by_id=actor.user_id, explanation_met=met)
+        self._log_inquiry(ch, actor, "inquiry_explain", inquiry, explanation=explanation.strip(), met=met)
+        self._apply(ch)
         return inquiry
 
     def decide_inquiry(self, actor: Actor, inquiry: Inquiry, *, findings: str,
@@ -123,13 +125,12 @@ class InquirySteps(WorkflowBase):
         if inquiry.status == InquiryStatus.ASKED and now <= inquiry.explanation_due_at:
             raise DomainError("R6.1", f"the unit may explain until {inquiry.explanation_due_at.isoformat()}; "
                                       "decide after its explanation or after that limit")
-        inquiry.status = InquiryStatus.CLOSED
-        inquiry.findings = findings.strip()
-        inquiry.decision = decision
-        inquiry.decided_at = now
-        inquiry.decided_by_id = actor.user_id
-        self._log_inquiry(actor, "inquiry_decide", inquiry, findings=inquiry.findings, decision=decision.value,
+        ch = Changes()
+        ch.set(inquiry, status=InquiryStatus.CLOSED, findings=findings.strip(), decision=decision, decided_at=now,
+               decided_by_id=actor.user_id)
+        self._log_inquiry(ch, actor, "inquiry_decide", inquiry, findings=findings.strip(), decision=decision.value,
                           explained=inquiry.explained_at is not None)
+        self._apply(ch)
         return inquiry
 
     def urge_inquiry(self, actor: Actor, inquiry: Inquiry, *, note: str = "",
@@ -137,16 +138,16 @@ class InquirySteps(WorkflowBase):
         """R7.7 as for a work order: remind the unit's duty staff that its explanation is due."""
         _require_role(actor, URGERS, "R7.7", "urge an explanation")
         self._inquiry_status(inquiry, {InquiryStatus.ASKED}, "urge")
-        now = self.now()
-        inquiry.urge_count += 1
-        inquiry.last_urged_at = now
+        ch = Changes()
+        urge_count = inquiry.urge_count + 1
+        ch.set(inquiry, urge_count=urge_count, last_urged_at=self.now())
         if threshold is not None:
-            inquiry.urged_thresholds = [*inquiry.urged_thresholds, threshold]
-        notice = self.notify_unit_staff(
+            ch.set(inquiry, urged_thresholds=[*inquiry.urged_thresholds, threshold])
+        notice = ch.add(self._notice(
             inquiry.unit_id, "inquiry_urge", f"【12345监察催办】问责调查#{inquiry.id}：{note or '请按时作出说明'}",
-            work_order_id=inquiry.work_order_id, case_id=inquiry.case_id)
-        self._log_inquiry(actor, "inquiry_urge", inquiry, note=note, threshold=threshold,
-                          urge_count=inquiry.urge_count)
+            work_order_id=inquiry.work_order_id, case_id=inquiry.case_id))
+        self._log_inquiry(ch, actor, "inquiry_urge", inquiry, note=note, threshold=threshold, urge_count=urge_count)
+        self._apply(ch)
         return notice
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -154,13 +155,10 @@ class InquirySteps(WorkflowBase):
         if inquiry.status not in allowed:
             raise DomainError("R6.1", f"cannot {what}: inquiry {inquiry.id} is {inquiry.status}")
 
-    def _log_inquiry(self, actor: Actor, action: str, inquiry: Inquiry, **data: Any) -> None:
-        confidential = inquiry.case is not None and inquiry.case.confidential
-        if confidential:
-            # R7.3c: the fact of each step is kept, not what was written about the case.
-            data = {k: v for k, v in data.items() if k not in _TEXT_FIELDS}
-        audit.record(self.session, actor, action, **self.event_on(
-            inquiry.case_id, inquiry.work_order_id, confidential=confidential,
+    def _log_inquiry(self, ch: Changes, actor: Actor, action: str, inquiry: Inquiry, **data: Any) -> None:
+        # R7.3c: on a confidential case event_on keeps the fact of each step, not what was written.
+        ch.event(actor, action, self.event_on(
+            inquiry.case_id, inquiry.work_order_id, confidential=inquiry.case is not None and inquiry.case.confidential,
             data={"inquiry_id": inquiry.id, **data}))
 
 

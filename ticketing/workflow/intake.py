@@ -6,7 +6,7 @@ from typing import Any
 
 from ticketing import audit
 from ticketing.audit import Actor
-from ticketing.deadlines import Due, write_due
+from ticketing.deadlines import Due
 from ticketing.enums import (
     CaseKind,
     CaseStatus,
@@ -20,7 +20,7 @@ from ticketing.knowledge import record_use
 from ticketing.models import Case
 from ticketing.numbering import next_case_number
 from ticketing.workflow.base import CENTER_ROLES, RATED, WorkflowBase, _require_role
-from ticketing.writer import Run, insert_now, insert_row
+from ticketing.writer import Changes, Run, insert_row
 
 
 class IntakeSteps(WorkflowBase):
@@ -35,8 +35,10 @@ class IntakeSteps(WorkflowBase):
         # work_orders known empty: answering with the case needs no query for them
         case = Case(**values, work_orders=[])
         case.number = next_case_number(self.session, case.accepted_at.astimezone(self.calendar.tz))
-        insert_now(self.session, case)  # one INSERT now: the audit event needs the case's id
-        self._log(actor, "accept", case, call_id=case.created_by_call_id, **event)
+        ch = Changes()
+        ch.add(case)
+        self._log(ch, actor, "accept", case, call_id=case.created_by_call_id, **event)
+        self._apply(ch)
         return case
 
     def accept_on(self, run: Run, actor: Actor, **request: Any) -> tuple[int, str]:
@@ -48,7 +50,7 @@ class IntakeSteps(WorkflowBase):
         case, event = self.new_case(actor, **request)
         case["number"] = next_case_number(run, case["accepted_at"].astimezone(self.calendar.tz))
         case_id = insert_row(run, Case, case)
-        audit.record_now(run, actor, "accept", **self.event_on(
+        audit.record(run, actor, "accept", **self.event_on(
             case_id, confidential=case["confidential"], channel=event.pop("channel"),
             call_id=case["created_by_call_id"], data=event))
         return case_id, case["number"]
@@ -119,11 +121,11 @@ class IntakeSteps(WorkflowBase):
         values = {"kind": kind, "category_code": category_code, "title": title, "description": description,
                   "citizen_name": citizen_name, "citizen_phone": citizen_phone, "location": location}
         changed = sorted(k for k, v in values.items() if getattr(case, k) != v)
-        for k, v in values.items():
-            setattr(case, k, v)
-        case.confidential, case.callback_required, case.assessed = discipline, not discipline, not discipline
-        self._touch(case)
-        self._log(actor, "complete_intake", case, changed=changed, kind=kind.value, category=category_code)
+        ch = Changes()
+        ch.set(case, **values, confidential=discipline, callback_required=not discipline, assessed=not discipline)
+        self._touch(ch, case)
+        self._log(ch, actor, "complete_intake", case, changed=changed, kind=kind.value, category=category_code)
+        self._apply(ch)
         return case
 
     def take_ownership(self, actor: Actor, case: Case, *, call_id: int | None = None) -> Case:
@@ -132,9 +134,11 @@ class IntakeSteps(WorkflowBase):
         if case.owner_id is not None and case.owner_id != actor.user_id:
             raise DomainError("R4.1", f"case {case.number} already has its first-contact operator")
         if case.owner_id is None:
-            case.owner_id = actor.user_id
-            self._touch(case)
-            self._log(actor, "take_ownership", case, call_id=call_id)
+            ch = Changes()
+            ch.set(case, owner_id=actor.user_id)
+            self._touch(ch, case)
+            self._log(ch, actor, "take_ownership", case, call_id=call_id)
+            self._apply(ch)
         return case
 
     def reject(self, actor: Actor, case: Case, *, reason: RejectReason | str, referral: str,
@@ -147,15 +151,12 @@ class IntakeSteps(WorkflowBase):
         reason = RejectReason(reason)
         if not referral or not referral.strip():
             raise InvalidInput("R3.2", "record where the citizen was referred (the competent body and its contact)")
-        now = self.now()
-        case.status = CaseStatus.REJECTED
-        case.reject_reason = reason
-        case.referral = referral.strip()
-        case.callback_required = False
-        case.assessed = False
-        case.closed_at = now
-        self._touch(case)
-        self._log(actor, "reject", case, reason=reason.value, referral=case.referral)
+        ch = Changes()
+        ch.set(case, status=CaseStatus.REJECTED, reject_reason=reason, referral=referral.strip(),
+               callback_required=False, assessed=False, closed_at=self.now())
+        self._touch(ch, case)
+        self._log(ch, actor, "reject", case, reason=reason.value, referral=referral.strip())
+        self._apply(ch)
         return case
 
     # ---- direct answer (R7.2, R7.4) ------------------------------------------------------
@@ -175,19 +176,17 @@ class IntakeSteps(WorkflowBase):
         if not answer.strip():
             raise InvalidInput("R7.2", "the answer given must be recorded")
         now = self.now()
-        case.answer = answer
-        case.answered_directly = True
-        case.satisfaction = satisfaction
-        case.satisfaction_source = "direct"
-        case.callback_required = False
-        case.reported_at = now
-        write_due(case, "deadline_at", Due.fixed(now))
-        write_due(case, "close_due_at", self.deadlines.close_due(Due.fixed(now)))
-        case.status = CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE
-        self._touch(case)
+        ch = Changes()
+        ch.set(case, answer=answer, answered_directly=True, satisfaction=satisfaction, satisfaction_source="direct",
+               callback_required=False, reported_at=now)
+        self._due(ch, case, "deadline_at", Due.fixed(now))
+        self._due(ch, case, "close_due_at", self.deadlines.close_due(Due.fixed(now)))
+        ch.set(case, status=CaseStatus.UNSATISFIED if satisfaction == Satisfaction.UNSATISFIED else CaseStatus.AWAITING_CLOSE)
+        self._touch(ch, case)
         read = {}
         if knowledge_entry_id is not None:  # which entry, and which version of it, the operator read
             read = {"knowledge_version": record_use(self.session, actor, knowledge_entry_id, case, now=now).version}
-        self._log(actor, "answer_directly", case, call_id=call_id, answer=answer,
+        self._log(ch, actor, "answer_directly", case, call_id=call_id, answer=answer,
                   satisfaction=satisfaction.value, knowledge_entry_id=knowledge_entry_id, **read)
+        self._apply(ch)
         return case

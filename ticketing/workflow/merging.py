@@ -26,6 +26,7 @@ from ticketing.merge_model import CaseMerge
 from ticketing.models import Case
 from ticketing.repeats import open_repeats
 from ticketing.workflow.base import ANSWERING_ROLES, RATED, WorkflowBase, _require_role
+from ticketing.writer import Changes
 
 RULE = "repeat_merge"
 JUDGED = "judged"  # merged on the back office's judgement, not on a ground of ticketing.repeats
@@ -56,21 +57,20 @@ class MergeSteps(WorkflowBase):
         ground = next((r.ground for r in open_repeats(self.session, duplicate, self.policy.repeats.within_days)
                        if r.case_id == survivor.id), JUDGED)
         now = self.now()
-        duplicate.status = CaseStatus.CLOSED
-        duplicate.closed_at = now
-        duplicate.answer = merged_answer(survivor.number)
-        duplicate.callback_required = False
-        duplicate.assessed = False
-        self._touch(duplicate)
-        link = CaseMerge(duplicate_case_id=duplicate.id, surviving_case_id=survivor.id, ground=ground,
-                         merged_at=now, merged_by_id=actor.user_id)
-        self.session.add(link)
-        self._log(actor, "merge", duplicate, into=survivor.number, ground=ground)
-        self._log(actor, "merged_in", survivor, duplicate=duplicate.number, ground=ground)
+        ch = Changes()
+        ch.set(duplicate, status=CaseStatus.CLOSED, closed_at=now, answer=merged_answer(survivor.number),
+               callback_required=False, assessed=False)
+        self._touch(ch, duplicate)
+        link = ch.add(CaseMerge(duplicate_case_id=duplicate.id, surviving_case_id=survivor.id, ground=ground,
+                                merged_at=now, merged_by_id=actor.user_id))
+        self._log(ch, actor, "merge", duplicate, into=survivor.number, ground=ground)
+        self._log(ch, actor, "merged_in", survivor, duplicate=duplicate.number, ground=ground)
         for wo in survivor.work_orders:
             if wo.role in ANSWERING_ROLES and wo.status in ACTIVE_WORK_ORDER_STATUSES:
-                self.notify_unit(wo, "repeat_merged", f"案件{duplicate.number}为同一诉求，已并入{survivor.number}；"
-                                                      f"答复时请一并告知该市民。")
+                ch.add(self._notice(wo.unit_id, "repeat_merged",
+                                    f"案件{duplicate.number}为同一诉求，已并入{survivor.number}；答复时请一并告知该市民。",
+                                    work_order_id=wo.id, case_id=wo.case_id))
+        self._apply(ch)
         return link
 
     def surviving_case(self, case: Case) -> Case | None:
@@ -92,12 +92,12 @@ class MergeSteps(WorkflowBase):
         satisfaction = Satisfaction(satisfaction)
         if satisfaction not in RATED:
             raise InvalidInput("R7.4", "a callback result is satisfied, basically satisfied or unsatisfied")
-        duplicate.satisfaction = satisfaction
-        duplicate.satisfaction_source = "callback"
-        duplicate.callback_done_at = self.now()
-        self._touch(duplicate)
-        self._log(actor, "callback", duplicate, call_id=call_id, satisfaction=satisfaction.value,
+        ch = Changes()
+        ch.set(duplicate, satisfaction=satisfaction, satisfaction_source="callback", callback_done_at=self.now())
+        self._touch(ch, duplicate)
+        self._log(ch, actor, "callback", duplicate, call_id=call_id, satisfaction=satisfaction.value,
                   survivor=survivor.number, note=note)
-        self._log(actor, "merged_callback", survivor, call_id=call_id, satisfaction=satisfaction.value,
+        self._log(ch, actor, "merged_callback", survivor, call_id=call_id, satisfaction=satisfaction.value,
                   duplicate=duplicate.number)
+        self._apply(ch)
         return duplicate
