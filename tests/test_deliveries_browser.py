@@ -43,3 +43,23 @@ def test_r8_2_back_office_sees_a_failed_citizen_notice_masked_and_retries_it(con
     with session_scope(sessions) as s:
         assert s.get(NotificationDelivery, delivery_id).state == N.SCHEDULED
     assert not console.errors, console.errors
+
+
+def test_r8_2_a_units_clerk_sees_their_own_units_deliveries_masked_and_no_other_units(console, sessions, domain, clock):
+    """R5.3: the water company's clerk sees its R8.2 notice on the unit page, masked; the city
+    management clerk's page lists nothing of it."""
+    number = _notified(sessions, domain, clock)
+    with session_scope(sessions) as s:
+        N.plan(s, domain)
+        d = s.execute(select(NotificationDelivery)).scalar_one()
+        d.phone, delivery_id = CITIZEN, d.id  # the number a try dials
+    unit = console.login("water1", expect="/app/unit")
+    box = unit.locator("#notice-deliveries")
+    row = box.locator(f"tr[data-delivery='{delivery_id}']")
+    row.wait_for()
+    assert number in row.inner_text() and "138****0001" in row.inner_text()
+    assert CITIZEN not in box.inner_text()
+    other = console.login("urban1", expect="/app/unit")
+    other.locator("#notice-deliveries td.empty").wait_for()
+    assert number not in other.locator("#notice-deliveries").inner_text()
+    assert not console.errors, console.errors

@@ -1127,7 +1127,7 @@ async function initUnit(me) {
     $(".refresh", $("#approvals")).addEventListener("click", () => { loadApprovals(); loadInbox(); });
     await loadApprovals();
   }
-  await loadInbox();
+  await Promise.all([loadInbox(), ...pageSections.unit.map((init) => init(me))]);
   setInterval(() => {  // R8.1: new orders show up by themselves
     if (document.hidden) return;
     loadInbox();
@@ -1332,9 +1332,10 @@ async function calendarPanel(me) {
   }));
 }
 
-// Sections of the back-office page with a script of their own (hot.js) register here.
-const backSections = [];
-const onBack = (init) => { backSections.push(init); };
+// Sections of a page with a script of their own (hot.js, deliveries.js) register here.
+const pageSections = { back: [], unit: [] };
+const onPage = (page, init) => { pageSections[page].push(init); };
+const onBack = (init) => onPage("back", init);
 
 async function initBack(me) {
   back.canAct = me.role === "back_office";
@@ -1350,7 +1351,7 @@ async function initBack(me) {
   } catch (err) { showError($(".error", $("#lookup")), err); }
   exportPanel(back.units);
   loadBack();
-  await Promise.all(backSections.map((init) => init(me)));
+  await Promise.all(pageSections.back.map((init) => init(me)));
 }
 
 // ---- exports (issue 12 item 7) ----------------------------------------------------------------
@@ -1430,4 +1431,4 @@ if (PAGE === "login") {
 document.documentElement.dataset.ready = "1";
 // What the pages with a script of their own (stats.js, knowledge.js) share with this one.
 export { ApiError, CATEGORIES, L, ROLE_HOME, $, $$, actionForm, api, caseCard, categoryName, clearError, explain, fmt, get, guard,
-  h, label, onBack, post, readEvents, showError };
+  h, label, onBack, onPage, post, readEvents, showError };

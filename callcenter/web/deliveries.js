@@ -1,7 +1,8 @@
-// Notice deliveries on the back-office page (issue 14): urges to a unit's duty phone (R7.7), R8.2
-// notices and portal confirmations to citizens, with their state, tries and last outcome; numbers
-// come masked from the API (callback/deliveries.py); a failed one can be tried again.
-import { $, clearError, fmt, get, h, onBack, post, showError } from "./console.js";
+// Notice deliveries on the back-office page and a unit's page (issue 14): urges to a unit's duty
+// phone (R7.7), R8.2 notices and portal confirmations to citizens, with their state, tries and last
+// outcome; numbers come masked from the API (callback/deliveries.py), a unit's staff get their own
+// unit's only; the back office can try a failed one again.
+import { $, clearError, fmt, get, h, onPage, post, showError } from "./console.js";
 
 const KIND = { urge: "催办（单位值班电话）", unit_notice: "告知诉求人（R8.2）", portal_confirmation: "网上受理确认" };
 const STATE = { scheduled: "待拨打", dialing: "拨打中", answered: "已接通", acknowledged: "已送达", failed: "失败" };
@@ -31,10 +32,15 @@ async function loadDeliveries() {
   } catch (err) { showError(error, err); }
 }
 
-onBack(async (me) => {
-  view.canRetry = ["back_office", "supervisor", "admin"].includes(me.role);
-  const only = $("#notice-deliveries input[name=failed]");
+async function initDeliveries(me) {
+  view.canRetry = ["back_office", "supervisor", "admin", "unit_staff", "discipline"].includes(me.role);  // the API's RETRIERS
+  const box = $("#notice-deliveries");
+  const only = $("input[name=failed]", box);
   only.addEventListener("change", () => { view.failedOnly = only.checked; loadDeliveries(); });
-  $(".refresh-all").addEventListener("click", loadDeliveries);
+  $(".refresh", box)?.addEventListener("click", loadDeliveries);
+  $(".refresh-all")?.addEventListener("click", loadDeliveries);
   await loadDeliveries();
-});
+}
+
+onPage("back", initDeliveries);
+onPage("unit", initDeliveries);
