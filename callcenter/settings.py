@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     ami_permit: str = "127.0.0.1"  # addresses AMI logins are taken from (comma-separated)
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
+    # Asterisk's systemname: the prefix of every uniqueid ("node1-1772430000.7"); each node of a
+    # cluster has its own, so two nodes' calls never share a uniqueid in the one store (empty: none)
+    system_name: str = ""
     # SIP over TLS for operators' secure phones (phone: secure in config/operators.yaml)
     sip_tls_port: int = 5061
     # The carrier's trunk (asterisk/pjsip.conf [trunk]): calls from these addresses (comma-separated IPs

@@ -97,5 +97,10 @@ def test_a_node_reaches_operators_through_the_front_and_takes_calls_only_from_it
     assert "match = 10.77.0.10" in pjsip  # the trunk: citizens' calls come from the front only
     manager = configs["manager.conf"]
     assert "permit = 10.77.0.1/255.255.255.255" in manager and "permit = 10.77.0.12/255.255.255.255" in manager
+    # the node names its uniqueids (node2-...): one store holds the calls of every node
+    assert "\nsystemname = node2\n" in configs["asterisk.conf"]
+    single = render_configs(settings, "secret-0123456789", {op.endpoint: "pw-abcdefgh-0123" for op in operators},
+                            operators)
+    assert "\nsystemname = \n" in single["asterisk.conf"]
     with pytest.raises(ProvisionError, match="no node"):
         front.node_settings(settings, cluster, "node3")

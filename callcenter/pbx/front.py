@@ -112,7 +112,7 @@ def node_settings(settings: Settings, cluster: Cluster, name: str) -> Settings:
         "sip_host": node.address, "sip_port": node.sip_port, "ami_host": node.address,
         "ami_permit": f"{cluster.app},{node.address}",
         "sip_front": f"{cluster.front}:{cluster.front_port}", "sip_trunk_match": cluster.front,
-        "agi_host": cluster.app,
+        "agi_host": cluster.app, "system_name": name,
     })
 
 

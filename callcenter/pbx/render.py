@@ -191,7 +191,10 @@ def _template_values(settings: Settings, secret: str) -> dict[str, str]:
                         ("agi_host", settings.agi_host), ("wss_host", settings.wss_host)):
         if not _SAFE_WORD.match(value):
             raise ProvisionError(f"setting {what}={value!r} is not a plain name/address")
+    if settings.system_name and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", settings.system_name):
+        raise ProvisionError(f"setting system_name={settings.system_name!r}: letters, digits, '-' and '_' only")
     return {
+        "SYSTEM_NAME": settings.system_name,
         "AMI_HOST": settings.ami_host,
         "AMI_PORT": str(int(settings.ami_port)),
         "AMI_USERNAME": settings.ami_username,

@@ -132,6 +132,8 @@ async def test_r7_1_operator_registered_at_the_front_answers_queued_callers_of_b
                 except TimeoutError:
                     continue
                 assert event["Interface"] == "PJSIP/op8001" and event["CallerIDNum"] == "13900001"
+                # each node names its calls: two nodes' uniqueids never meet in the one store
+                assert event["Uniqueid"].startswith(f"{name}-"), event["Uniqueid"]
                 answered_on.append(name)
         assert sorted(answered_on) == ["node1", "node2"]
 
