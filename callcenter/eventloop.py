@@ -7,6 +7,7 @@ throughput"). `CALLCENTER_EVENT_LOOP=asyncio` turns it off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -36,3 +37,13 @@ def run(main: Coroutine[Any, Any, T], name: str = "uvloop") -> T:
     """asyncio.run(main) on the named event loop."""
     with asyncio.Runner(loop_factory=loop_factory(name)) as runner:
         return runner.run(main)
+
+
+async def cancel(task: asyncio.Task | None) -> None:
+    """Stop a background task of a long-running service and wait until it is over (its
+    CancelledError is the expected end, not an error)."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -8,8 +8,9 @@ transaction (ticketing.figures.rollup.refresh_stale)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+
+from callcenter.eventloop import cancel
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,5 @@ class RollupRefresher:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None

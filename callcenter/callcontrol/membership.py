@@ -11,7 +11,6 @@ The table is operational state, not the domain's: created on first use like call
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy import (
@@ -25,6 +24,8 @@ from sqlalchemy import (
     select,
     update,
 )
+
+from callcenter.eventloop import cancel
 
 log = logging.getLogger("callcenter.callcontrol.membership")
 
@@ -80,11 +81,8 @@ class MembershipSync:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-membership-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -8,7 +8,6 @@ failing ones; `/metrics` exports the same results as `callcenter_ready_check{che
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
@@ -19,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 
 from callback.leader import leader_present
+from callcenter.eventloop import cancel
 from ticketing.calendar import calendar_status
 
 log = logging.getLogger("callcenter.ops")
@@ -184,10 +184,8 @@ class DiskWatch:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
+        self._task = None
 
 
 CHECKS = (check_store, check_ami, check_fastagi, check_scheduler, check_calendar, check_disk)

@@ -27,14 +27,17 @@ async function loadDeliveries() {
     const rows = await get(`/notifications${view.failedOnly ? "?state=failed" : ""}`);
     $(".count", box).textContent = `（${rows.length}）`;
     $("tbody", box).replaceChildren(...(rows.length ? rows.map(row)
-      : [h("tr", {}, h("td", { colspan: 10, class: "empty" }, "暂无。"))]));
+      : [h("tr", {}, h("td", { colspan: COLUMNS.length, class: "empty" }, "暂无。"))]));
     box.dataset.loads = String(Number(box.dataset.loads || 0) + 1);
   } catch (err) { showError(error, err); }
 }
 
+const COLUMNS = ["类型", "诉求件", "单位", "方式", "号码", "状态", "未接次数", "最近结果", "送达时间", ""];
+
 async function initDeliveries(me) {
   view.canRetry = ["back_office", "supervisor", "admin", "unit_staff", "discipline"].includes(me.role);  // the API's RETRIERS
   const box = $("#notice-deliveries");
+  $("table", box).replaceChildren(h("thead", {}, h("tr", {}, COLUMNS.map((c) => h("th", {}, c)))), h("tbody"));
   const only = $("input[name=failed]", box);
   only.addEventListener("change", () => { view.failedOnly = only.checked; loadDeliveries(); });
   $(".refresh", box)?.addEventListener("click", loadDeliveries);
