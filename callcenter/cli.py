@@ -222,13 +222,27 @@ def serve(host: str | None, port: int | None, no_telephony: bool) -> None:
 
 @main.command()
 @click.option("--no-asterisk", is_flag=True, help="Do not install or start Asterisk (API and FastAGI only).")
-def run(no_asterisk: bool) -> None:
+@click.option("--node", help="Run as this node of config/cluster.yaml (docs/scaling.md): its Asterisk, AMI, "
+                             "systemname and FastAGI address from there; the database is shared.")
+def run(no_asterisk: bool, node: str | None) -> None:
     """Run the hotline: migrate and seed the store, start Asterisk, then serve the API and FastAGI."""
     from callcenter import eventloop
     from callcenter.runtime import prepare, run_hotline
 
     settings = get_settings()
+    if node:
+        from callcenter.pbx import front
+        from callcenter.pbx.root import ProvisionError
+
+        try:
+            settings = front.node_settings(settings, front.load_cluster(front.cluster_path(settings)), node)
+        except ProvisionError as exc:
+            _fail(str(exc))
     prepare(settings, asterisk=not no_asterisk)
+    if not settings.ami_secret:  # generated at install into <state_dir>/secrets.env (any state dir)
+        from callcenter.pbx.credentials import ami_secret
+
+        settings = settings.model_copy(update={"ami_secret": ami_secret(settings)})
     eventloop.run(run_hotline(settings), settings.event_loop)
 
 

@@ -2,6 +2,7 @@
 background services that hook in here (call control over AMI, the callback scheduler)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -24,16 +25,17 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
     )
 
     install_audit_vault(settings.state_dir)
-    upgrade(settings.effective_database_url)
     domain = Domain.load(settings.config_dir)
     engine = make_engine(settings.effective_database_url)
-    with session_scope(make_session_factory(engine)) as session:
-        seed_units(session, domain.city, domain.clock())
-    with session_scope(make_session_factory(engine)) as session:
-        from ticketing.knowledge_seed import seed_knowledge
-        from ticketing.knowledge_text import segmenter_for
+    with _one_at_a_time(engine):  # the nodes of a cluster may start together on one database
+        upgrade(settings.effective_database_url)
+        with session_scope(make_session_factory(engine)) as session:
+            seed_units(session, domain.city, domain.clock())
+        with session_scope(make_session_factory(engine)) as session:
+            from ticketing.knowledge_seed import seed_knowledge
+            from ticketing.knowledge_text import segmenter_for
 
-        seed_knowledge(session, domain.config_dir, segmenter_for(domain.config_dir), domain.clock())
+            seed_knowledge(session, domain.config_dir, segmenter_for(domain.config_dir), domain.clock())
     engine.dispose()
     if asterisk:
         from callcenter.pbx.install import install
@@ -41,6 +43,24 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
 
         install(settings)
         start(settings)
+
+
+@contextlib.contextmanager
+def _one_at_a_time(engine):
+    """On PostgreSQL, a session advisory lock held while the store is migrated and seeded."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        conn.execute(text("select pg_advisory_lock(hashtext('callcenter-prepare'))"))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("select pg_advisory_unlock(hashtext('callcenter-prepare'))"))
+            conn.commit()
 
 
 def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool = True):
@@ -61,6 +81,10 @@ def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool =
 
         callcontrol = _callcontrol(settings, domain, engine)
         background.append(callback_service(settings, domain=domain, engine=engine))
+        if settings.system_name:  # a node of a cluster (docs/scaling.md): its liveness, lost nodes' calls
+            from callcenter.liveness import NodeLiveness
+
+            background.append(NodeLiveness.from_settings(settings, callcontrol.ami, engine))
     return create_app(settings, domain=domain, engine=engine, callcontrol=callcontrol, background=background)
 
 

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # one application process per Asterisk node (docs/scaling.md): the queue's members are kept in the
     # shared database and every node's queue follows them (callcenter/callcontrol/membership.py)
     queue_shared: bool = False
+    # a cluster node's process heartbeats its node (system_name) every node_heartbeat_s while linked to
+    # its Asterisk; a node silent for node_lost_after_s is lost: its open call records are closed as
+    # node_lost (ticketing/nodes.py, callcenter/liveness.py)
+    node_heartbeat_s: float = 5.0
+    node_lost_after_s: float = 60.0
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
     # after-call work (callcenter/callcontrol/wrapup.py): seconds an operator is held out of the queue

@@ -104,3 +104,30 @@ def test_a_node_reaches_operators_through_the_front_and_takes_calls_only_from_it
     assert "\nsystemname = \n" in single["asterisk.conf"]
     with pytest.raises(ProvisionError, match="no node"):
         front.node_settings(settings, cluster, "node3")
+
+
+def test_callcenter_run_for_a_node_takes_its_settings_from_the_cluster_file(setup, monkeypatch):
+    """Issue 16 item 4: `callcenter run --node NAME` is the node's application process as production
+    runs it: its AMI, its uniqueids' name, its FastAGI address and the shared queue from cluster.yaml."""
+    from click.testing import CliRunner
+
+    from callcenter import cli, eventloop, runtime
+    from callcenter.settings import get_settings
+
+    settings, _ = setup
+    monkeypatch.setenv("CALLCENTER_CONFIG_DIR", str(settings.config_dir))
+    monkeypatch.setenv("CALLCENTER_AMI_SECRET", "secret-0123456789")
+    get_settings.cache_clear()
+    ran = []
+    monkeypatch.setattr(runtime, "prepare", lambda s, asterisk: ran.append(("prepare", s, asterisk)))
+    monkeypatch.setattr(runtime, "run_hotline", lambda s: ("hotline", s))
+    monkeypatch.setattr(eventloop, "run", lambda what, loop: ran.append(what))
+    result = CliRunner().invoke(cli.main, ["run", "--node", "node2", "--no-asterisk"])
+    assert result.exit_code == 0, result.output
+    (_, prepared, asterisk), (_, node) = ran
+    assert asterisk is False and prepared == node
+    assert (node.ami_host, node.system_name, node.agi_host, node.queue_shared) == (
+        "10.77.0.12", "node2", "10.77.0.1", True)
+    result = CliRunner().invoke(cli.main, ["run", "--node", "node3"])
+    assert result.exit_code == 1 and "no node 'node3'" in result.output
+    get_settings.cache_clear()

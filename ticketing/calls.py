@@ -12,6 +12,7 @@ never logs anything twice.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,9 @@ OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "fai
                       "busy", "completed"})
 # Outcomes a later event may still change (an operator answering, the caller giving up in the queue).
 _OPEN_OUTCOMES = (None, "queued")
+# The reason of a call closed because its node stopped (ticketing/nodes.py): a guess from silence,
+# so a fact logged later (the node was only cut off) still changes the outcome.
+NODE_LOST = "node_lost"
 
 _CALLS = Call.__table__
 _OPEN_COLUMNS = ("uniqueid", "linkedid", "direction", "purpose", "caller_number", "callee_number", "started_at",
@@ -114,6 +118,37 @@ def open_call(where: Session | Run, *, uniqueid: str, linkedid: str = "", direct
     return row[0]
 
 
+def node_prefix(node: str) -> str:
+    """What every uniqueid made by cluster node `node` starts with: Asterisk's systemname and a dash
+    (asterisk/asterisk.conf). The one place a call is attributed to its node."""
+    return f"{node}-"
+
+
+def of_node(node: str):
+    """SQL condition: the call was made by node `node` (its uniqueid carries the node's name)."""
+    return _CALLS.c.uniqueid.startswith(node_prefix(node), autoescape=True)
+
+
+def node_of(uniqueid: str, nodes: Iterable[str]) -> str | None:
+    """Which of `nodes` made the call with this uniqueid (None: none of them)."""
+    return next((n for n in nodes if uniqueid.startswith(node_prefix(n))), None)
+
+
+def is_open(call: Call) -> bool:
+    """Not over as the log knows it: no final outcome yet, or no end time."""
+    return call.outcome in _OPEN_OUTCOMES or call.ended_at is None
+
+
+def open_condition():
+    """`is_open` as an SQL condition on calls."""
+    return _CALLS.c.outcome.is_(None) | (_CALLS.c.outcome == "queued") | _CALLS.c.ended_at.is_(None)
+
+
+def _still_open(call: Call) -> bool:
+    """Its outcome may still change: none yet, queued, or only guessed from its node's silence."""
+    return call.outcome in _OPEN_OUTCOMES or (call.outcome == "failed" and call.outcome_reason == NODE_LOST)
+
+
 def call_row(session: Session, **open_fields: Any) -> Call:
     """`open_call`, as the session's Call object (for callers that read it afterwards)."""
     return session.get(Call, open_call(session, **open_fields))
@@ -184,19 +219,31 @@ def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_
     CEL records stand in: an operator's leg entering the call's bridge answered an inbound call, and
     the call's end (LINKEDID_END) closes an inbound call still open -- nobody answered it, so the
     caller gave up: abandoned (in the queue if it was seen there, else `ended_unobserved`).
-    `operator_leg`: the event is of an operator's phone's channel."""
+    `operator_leg`: the event is of an operator's phone's channel.
+    `node_lost` (ticketing/nodes.py: the call's node stopped and never came back in time): a call not
+    yet answered failed, an answered one keeps its outcome; both end at `at` (the node's last sign
+    of life) if they had no end. A later fact of the call (the node was only cut off) still counts."""
     if kind == "operator_connected" or (kind == "bridge_enter" and operator_leg and call.direction == "inbound"):
         link_call(call, operator_id=operator_id)
-        if call.outcome in _OPEN_OUTCOMES:
+        if _still_open(call):
+            if call.outcome_reason == NODE_LOST:
+                call.outcome_reason = None
             call.outcome = "answered"
-    elif kind == "call_end" and call.direction == "inbound" and call.outcome in _OPEN_OUTCOMES:
+    elif kind == "call_end" and call.direction == "inbound" and _still_open(call):
         call.outcome_reason = "caller_hung_up_in_queue" if call.outcome == "queued" else "ended_unobserved"
         call.outcome = "abandoned"
         if call.ended_at is None:
             call.ended_at = at
-    elif kind == "queue_abandoned" and call.outcome in _OPEN_OUTCOMES:
+    elif kind == "queue_abandoned" and _still_open(call):
         call.outcome = "abandoned"
         call.outcome_reason = "caller_hung_up_in_queue"
+    elif kind == NODE_LOST and is_open(call):
+        if call.outcome in _OPEN_OUTCOMES:
+            call.outcome, call.outcome_reason = "failed", NODE_LOST
+        elif call.outcome_reason is None:  # answered: the talk happened; why it has no end of its own
+            call.outcome_reason = NODE_LOST
+        if call.ended_at is None:
+            call.ended_at = at
     elif kind == "leg_end" and uniqueid == call.uniqueid:
         ended = _aware(call.ended_at)
         if ended is None or at > ended:

@@ -479,5 +479,5 @@ class UnitNotification(Base):
 # always in Base.metadata whichever module is imported first. KnowledgeEntry was defined here before 0015.
 from ticketing import (  # noqa: E402,F401,I001
     approval_model, attachment_model, carrier_model, figure_days_model, hot_topic_model, inquiry_model,
-    merge_model, missed_call_model, notification_model, open311_model, queue_days_model, queue_entries)
+    merge_model, missed_call_model, node_model, notification_model, open311_model, queue_days_model, queue_entries)
 from ticketing.knowledge_model import KnowledgeEntry  # noqa: E402,F401

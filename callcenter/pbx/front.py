@@ -105,14 +105,16 @@ def cluster_path(settings: Settings) -> Path:
 
 
 def node_settings(settings: Settings, cluster: Cluster, name: str) -> Settings:
-    """The settings of node `name`: SIP and AMI on its own address, citizens' calls taken from the
-    front only, operators reached through the front, FastAGI at the application's address."""
+    """The settings of node `name`, for its Asterisk (`node-install`) and its application process
+    (`callcenter run --node`): SIP and AMI on its own address, citizens' calls taken from the front
+    only, operators reached through the front, FastAGI at the application's address, its calls named
+    by the node (systemname), the queue's members shared with the other nodes' processes."""
     node = cluster.node(name)
     return settings.model_copy(update={
         "sip_host": node.address, "sip_port": node.sip_port, "ami_host": node.address,
         "ami_permit": f"{cluster.app},{node.address}",
         "sip_front": f"{cluster.front}:{cluster.front_port}", "sip_trunk_match": cluster.front,
-        "agi_host": cluster.app, "system_name": name,
+        "agi_host": cluster.app, "system_name": name, "queue_shared": True,
     })
 
 
