@@ -239,10 +239,6 @@ def run(no_asterisk: bool, node: str | None) -> None:
         except ProvisionError as exc:
             _fail(str(exc))
     prepare(settings, asterisk=not no_asterisk)
-    if not settings.ami_secret:  # generated at install into <state_dir>/secrets.env (any state dir)
-        from callcenter.pbx.credentials import ami_secret
-
-        settings = settings.model_copy(update={"ami_secret": ami_secret(settings)})
     eventloop.run(run_hotline(settings), settings.event_loop)
 
 
@@ -292,7 +288,6 @@ def _register_groups() -> None:
     from callcenter.callbacks_cli import callbacks_group
     from callcenter.agi_cli import agi_group
     from callcenter.calendar_cli import calendar_group
-    from callcenter.stats_cli import stats_group
     from callcenter.calls_cli import call_group
     from callcenter.ivr_cli import ivr_group
     from callcenter.logs_cli import logs_group

@@ -268,6 +268,19 @@ def test_secrets_are_private_and_outside_git(scratch):
     assert len(set(passwords.values())) == 6
     manager = (host_path(scratch, "/etc/asterisk") / "manager.conf").read_text()
     assert f"secret = {secret}" in manager
+
+
+def test_the_ami_link_of_any_state_dir_logs_in_with_the_secret_installed_there(scratch):
+    """`callcenter run` / `serve` with CALLCENTER_STATE_DIR elsewhere than var/ (a cluster node, a second
+    PBX): the AMI client takes the secret the install wrote there, not an empty one."""
+    from callcenter.ami.client import AMIClient
+
+    install(scratch)
+    fresh = _settings(Path(scratch.state_dir).parent, asterisk_root=scratch.asterisk_root)
+    assert fresh.ami_secret == ""
+    client = AMIClient.from_settings(fresh)
+    installed = re.search(r"^CALLCENTER_AMI_SECRET=(\S+)$", (Path(fresh.state_dir) / "secrets.env").read_text(), re.M)
+    assert client._secret == installed.group(1)
     # the default state directory (where the real secrets live) is ignored by git
     for name in ("var/secrets.env", "var/sip-secrets.json"):
         ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=PROJECT_ROOT)

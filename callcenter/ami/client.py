@@ -48,12 +48,15 @@ class AMIClient(LinkKeeper):
 
     @classmethod
     def from_settings(cls, settings: Any = None, **kwargs: Any) -> AMIClient:
-        """Client for the install's Asterisk (``CALLCENTER_AMI_*`` settings / var/secrets.env)."""
+        """Client for the install's Asterisk (``CALLCENTER_AMI_*`` settings, else the secret the install
+        wrote into the state dir's secrets.env: any state dir, not only the default one)."""
+        from callcenter.pbx.credentials import ami_secret
+
         if settings is None:
             from callcenter.settings import get_settings
 
             settings = get_settings()
-        return cls(settings.ami_host, settings.ami_port, settings.ami_username, settings.ami_secret, **kwargs)
+        return cls(settings.ami_host, settings.ami_port, settings.ami_username, ami_secret(settings), **kwargs)
 
     def __repr__(self) -> str:  # no secret here, ever
         state = "connected" if self._connected else "down"
