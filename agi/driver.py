@@ -12,6 +12,12 @@ from .channel import AGIChannel, AGIError, AGIHangup
 log = logging.getLogger("agi.driver")
 
 ALL_DIGITS = "0123456789*#"
+# The key that ends every command the menu runs while Asterisk does not watch the AGI socket: Read()'s
+# terminator, the recording's escape key, and the one key a say callers cannot skip still stops on.
+# The watchdog (callcenter/agi_watchdog.py) sends it to the callers of a menu server that died, who
+# would otherwise hear the command out (a 14-digit case number: 4-5 s, the main menu: 20 s). A
+# caller's own '#' during such a say skips the rest of that number.
+RELEASE_KEY = "#"
 PROMPT_DIR = "hotline"  # sounds/zh/hotline/NAME.wav, rendered at install
 # A prompt directory is one plain path component under sounds/<lang>/: nothing that could climb
 # out of it ("..", "/") or reach Asterisk's other sound files by an odd name.
@@ -106,15 +112,15 @@ class AGIDriver:
         return "".join(ch for ch in digits if ch in ALL_DIGITS)
 
     async def say_number(self, n: int, interruptible: bool = False) -> str | None:
-        return await self._guard(self.channel.say_number(n, ALL_DIGITS if interruptible else ""))
+        return await self._guard(self.channel.say_number(n, ALL_DIGITS if interruptible else RELEASE_KEY))
 
     async def say_digits(self, s: str, interruptible: bool = False) -> str | None:
-        return await self._guard(self.channel.say_digits(s, ALL_DIGITS if interruptible else ""))
+        return await self._guard(self.channel.say_digits(s, ALL_DIGITS if interruptible else RELEASE_KEY))
 
     async def record(self, name: str, max_seconds: int) -> str | None:
         path = f"{self.recordings_dir}/{name}-{self.uniqueid.replace('.', '-').replace(';', '-')}"
         await self.notify("Recording", recording=name)  # lets a simulated caller know when to speak
-        result = await self._guard(self.channel.record_file(path, "wav", "#", max_seconds * 1000, True, 5))
+        result = await self._guard(self.channel.record_file(path, "wav", RELEASE_KEY, max_seconds * 1000, True, 5))
         if result.endpos <= 0:
             return None
         self.recorded.append(path + ".wav")

@@ -33,13 +33,20 @@ from benchmarks.sip_load_events import EVENT_FILTERS, TrunkCalls
 from tests.live import sipp
 
 ROOT = Path(__file__).resolve().parents[2]
+# Sessions drilling their own Asterisks at once on one machine share the trunk's address: each takes
+# its own SIPp ports (CALLCENTER_DRILL_SLOT=0..9; signalling 25200 + 20*slot.., media 32000 + 3000*slot..).
+SLOT = int(os.environ.get("CALLCENTER_DRILL_SLOT", "0"))
 
 # Citizens of a drill: a key early in the greeting (it carries into the menu) so each is in the menu's
 # AGI within seconds, then waits in the queue long enough for a failure and its recovery to pass.
 OPERATOR = sipp.Behaviour("d-operator", ((3.0, "0"),), 12.0, "operator")
 CONSULT = sipp.Behaviour("d-consult", ((3.0, "1"),), 17.5, "consultation")  # makes a case, reads its number
 HANGUP = sipp.Behaviour("d-hangup", (), 2.5, "")
-BEHAVIOURS = (OPERATOR, CONSULT, HANGUP)
+# No key in the greeting: in the main menu's Read() (its six prompts, ~20 s, one AGI command that does
+# not watch the AGI socket) when the failure comes; 0 during the fifth prompt, if nothing broke.
+_MENU_KEY = sipp.MENU_KEY_S + 4 * 3.3
+MENU = sipp.Behaviour("d-menu", ((_MENU_KEY, "0"),), _MENU_KEY + 8.0, "operator")
+BEHAVIOURS = (OPERATOR, CONSULT, HANGUP, MENU)
 
 
 class DrillCalls(TrunkCalls):
@@ -51,11 +58,18 @@ class DrillCalls(TrunkCalls):
     def __init__(self) -> None:
         super().__init__()
         self.answered_by_operator: dict[str, float] = {}
+        self.command: dict[str, str] = {}  # the AGI command each call's menu started last
 
     def on_event(self, msg: dict[str, str]) -> None:
         super().on_event(msg)
         if msg.get("Event") == "AgentConnect":
             self.answered_by_operator.setdefault(msg.get("Uniqueid", ""), time.time())
+        elif msg.get("Event") == "AGIExecStart" and msg.get("Uniqueid", "") in self.calls:
+            self.command[msg["Uniqueid"]] = " ".join(msg.get("Command", "").split()[:2])
+
+    def in_command(self, command: str) -> int:
+        """Calls in the menu whose last AGI command is `command` (e.g. "EXEC Read": still running it)."""
+        return sum(1 for uid, c in self.calls.items() if c.in_menu and self.command.get(uid) == command)
 
     def in_menu(self) -> int:
         """Calls the menu is serving now (answered, an AGI command seen, not queued, not over)."""
@@ -75,6 +89,7 @@ class DrillReport:
     operator_calls_dropped: list[str] = field(default_factory=list)  # ended before the caller hung up
     in_menu_at_failure: int = 0
     late: list[float] = field(default_factory=list)  # s from the failure to the queue, callers in the menu then
+    late_in: list[str] = field(default_factory=list)  # the same callers: "<s> s in <AGI command at the failure>"
     records_missing: list[str] = field(default_factory=list)
     records_open: list[str] = field(default_factory=list)
     records_duplicated: list[str] = field(default_factory=list)
@@ -84,10 +99,12 @@ class DrillReport:
     def line(self) -> str:
         return (f"drill {self.name}: {self.placed} calls placed, {self.seen} seen by Asterisk, {self.menu_callers} "
                 f"chose a branch; stranded {len(self.stranded)}; reached the queue {self.queued}, an operator "
-                f"{self.answered}; cut by the failure {self.cut}; {self.in_menu_at_failure} in the menu at the failure, "
-                f"{len(self.late)} of them queued within {max(self.late, default=0):.1f} s; call records missing "
+                f"{self.answered}; cut by the failure {self.cut}; {self.in_menu_at_failure} in the menu at the "
+                f"failure, {len(self.late)} of them queued within {max(self.late, default=0):.1f} s "
+                f"({', '.join(each for _, each in sorted(zip(self.late, self.late_in)))}); call records missing "
                 f"{len(self.records_missing)}, left open {len(self.records_open)}, duplicated "
-                f"{len(self.records_duplicated)}, wrong {len(self.records_wrong)}; operator calls dropped {len(self.operator_calls_dropped)}; queue reasons {dict(sorted(self.reasons.items()))}")
+                f"{len(self.records_duplicated)}, wrong {len(self.records_wrong)}; operator calls dropped "
+                f"{len(self.operator_calls_dropped)}; queue reasons {dict(sorted(self.reasons.items()))}")
 
     def assert_clean(self) -> None:
         assert self.seen >= self.placed - self.cut, self.line()
@@ -156,7 +173,7 @@ class Drill:
         self.sipp: list[tuple[sipp.Behaviour, str, asyncio.subprocess.Process]] = []
         self.placed = 0
         self.failed_at: float | None = None
-        self.in_menu_at_failure: set[str] = set()
+        self.in_menu_at_failure: dict[str, str] = {}  # uniqueid -> the AGI command it was in
         self.cut: set[str] = set()
 
     async def __aenter__(self) -> Self:
@@ -190,8 +207,8 @@ class Drill:
         for b, n in counts.items():
             i = len(self.sipp)  # a later batch of the same drill: its own ports and caller prefix
             caller = f"{self.prefix}{i}"
-            argv = sipp.sipp_argv(scenarios[b.name], target=target, local_ip=local_ip, local_port=25200 + i,
-                                  media_port=32000 + 600 * i, caller_prefix=caller, calls=n,
+            argv = sipp.sipp_argv(scenarios[b.name], target=target, local_ip=local_ip, local_port=25200 + 20 * SLOT + i,
+                                  media_port=32000 + 3000 * SLOT + 600 * i, caller_prefix=caller, calls=n,
                                   every_ms=max(1, round(over_s * 1000 / n)))
             proc = await asyncio.create_subprocess_exec(*argv, cwd=self.workdir, stdout=asyncio.subprocess.DEVNULL,
                                                         stderr=asyncio.subprocess.DEVNULL)
@@ -212,7 +229,8 @@ class Drill:
     def failure(self) -> None:
         """Mark the failure's moment (and who was in the menu then)."""
         self.failed_at = time.time()
-        self.in_menu_at_failure = {c.uniqueid for c in self.calls.calls.values() if c.in_menu}
+        self.in_menu_at_failure = {c.uniqueid: self.calls.command.get(c.uniqueid, "-")
+                                   for c in self.calls.calls.values() if c.in_menu}
 
     def cut_now(self) -> None:
         """Every call of ours up now ends with the failure about to happen (Asterisk going down):
@@ -242,7 +260,7 @@ class Drill:
         r = DrillReport(self.name, placed=self.placed)
         mine = {uid: c for uid, c in self.calls.calls.items() if self._behaviour(c.caller) is not None}
         r.seen, r.cut = len(mine), len(self.cut & mine.keys())
-        r.in_menu_at_failure = len(self.in_menu_at_failure & mine.keys())
+        r.in_menu_at_failure = len(self.in_menu_at_failure.keys() & mine.keys())
         for uid, c in mine.items():
             b = self._behaviour(c.caller)
             operator = uid in self.calls.answered_by_operator
@@ -260,6 +278,7 @@ class Drill:
                                                 f"after the answer, at {c.ended - (self.failed_at or 0):.1f} s")
             if uid in self.in_menu_at_failure and c.queued is not None and self.failed_at is not None:
                 r.late.append(max(0.0, c.queued - self.failed_at))
+                r.late_in.append(f"{r.late[-1]:.1f} s in {self.in_menu_at_failure[uid]}")
         return r
 
     async def check_records(self, report: DrillReport, timeout: float = 45.0) -> DrillReport:

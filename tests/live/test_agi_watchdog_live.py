@@ -1,7 +1,9 @@
-"""Drill (issue 16 items 2-3): the voice menu's FastAGI server frozen with SIGSTOP while callers are
-in the menu. Without the watchdog they wait in silence (what the issue found: the drill fails on the
-code before it); with it (callcenter/agi_watchdog.py, its own process in production) every one of
-them reaches the operator queue within 5 s, and the next caller too."""
+"""Drills (issue 16 items 2-3) on Local channels: the voice menu's FastAGI server frozen with SIGSTOP
+while callers are in the menu. Without the watchdog they wait in silence (what the issue found: the
+drill fails on the code before it); with it (callcenter/agi_watchdog.py, its own process in
+production) every one of them reaches the operator queue within 5 s, and the next caller too. And
+the server killed while a caller is in the main menu's Read(), which Asterisk plays to its end
+unless the watchdog ends it with the release key."""
 from __future__ import annotations
 
 import asyncio
@@ -93,5 +95,39 @@ async def test_a_frozen_menu_server_strands_no_caller(asterisk, agi_process, tmp
     finally:
         if watching is not None:
             watching.cancel()
+        ami.unsubscribe(sub)
+        await ami.stop()
+
+
+async def test_a_killed_menu_server_leaves_no_caller_in_the_menu_s_read(asterisk, agi_process, tmp_path):
+    """The server SIGKILLed while a caller (a Local channel) is in the main menu's Read(): Asterisk does
+    not watch the AGI socket during Read() and would play the whole menu (~20 s) first. The watchdog
+    sees the process gone and ends the Read() with the release key: queued (agi-incomplete, as any
+    caller of a server that died) within 5 s of the kill."""
+    ami = AMIClient.from_settings(asterisk)
+    await ami.start()
+    in_read = asyncio.Event()
+    queued_at: dict[str, float] = {}
+
+    def on_event(msg) -> None:
+        if msg.get_first("Event") == "AGIExecStart" and (msg.get_first("Command") or "").startswith("EXEC Read"):
+            in_read.set()
+        elif msg.get_first("UserEvent") == "CallcenterQueued":
+            queued_at.setdefault(msg.get_first("Uniqueid") or "", time.monotonic())
+    sub = ami.subscribe(on_event, ["AGIExecStart", "UserEvent"])
+    dog = AgiWatchdog(ami, asterisk.agi_host, asterisk.agi_port, probe_every=0.5, probe_timeout=0.5, tick=0.1,
+                      pid_file=tmp_path / FASTAGI_PID_FILE)
+    watching = asyncio.create_task(dog.run())
+    try:
+        call = asyncio.create_task(simulate_call(ami, ["", "", ""], caller="13800000070", timeout=60))
+        await asyncio.wait_for(in_read.wait(), 40)
+        os.kill(agi_process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        result = await asyncio.wait_for(call, 30)
+        assert (result.queued, result.queue_reason) == (True, "agi-incomplete")
+        assert queued_at[result.uniqueid] - killed <= BOUND_S, queued_at[result.uniqueid] - killed
+        assert dog.released == 1 and dog.kills == 0
+    finally:
+        watching.cancel()
         ami.unsubscribe(sub)
         await ami.stop()
