@@ -3,6 +3,8 @@
 SQLite (a file, WAL mode) is the embedded default; PostgreSQL is used when the URL says so.
 On SQLite every transaction starts with BEGIN IMMEDIATE: writers queue on the lock instead of
 failing later with a stale snapshot, which keeps "one wins, the other gets 409" exact.
+On PostgreSQL every connection runs with `jit = off`: our queries are short (a page, a month's
+report), and JIT compiling them cost more than it saved (docs/benchmarks.md, issue 12 item 3).
 """
 from __future__ import annotations
 
@@ -35,7 +37,19 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _configure_postgresql(engine)
+    return engine
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # the planner JIT-compiled the month's figure queries (20-45 ms each, more under load)
+        # for queries that run in tens of ms: a session setting, so the server's own stays as is
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET jit = off")
+        dbapi_conn.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -18,12 +18,13 @@ from sqlalchemy import Date, Index, cast, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from ticketing.errors import InvalidInput
 from ticketing.models import Case, MemberUnit, WorkOrder
 
-__all__ = ["DaysBefore", "Figures", "LocalDate", "Period", "Rate", "RateDefinition", "Thresholds", "case_scope",
-           "asked_period", "in_period", "not_confidential", "rate", "unit_id_of", "work_order_scope"]
+__all__ = ["DaysBefore", "Figures", "InSubquery", "LocalDate", "Period", "Rate", "RateDefinition", "Thresholds",
+           "case_scope", "asked_period", "in_period", "not_confidential", "rate", "unit_id_of", "work_order_scope"]
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,8 @@ class Figures:
 
     def _unit_codes(self) -> dict[int, str]:
         if self._codes is None:  # read once per reader (a report asks for every rate)
-            self._codes = dict(self.session.execute(select(MemberUnit.id, MemberUnit.code).order_by(MemberUnit.code)).all())
+            self._codes = dict(self.session.execute(
+                select(MemberUnit.id, MemberUnit.code).order_by(MemberUnit.code)).all())
         return self._codes
 
     def rows(self, name: str, period: Period, unit: str | None = None, *, part: str = "denominator",
@@ -301,10 +303,43 @@ def _days_before_sqlite(element: DaysBefore, compiler, **kw) -> str:
     return f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(element.column, **kw)}, '-{element.days} days')"
 
 
+class InSubquery(ColumnElement):
+    """`column IN (subquery)`, written on PostgreSQL as `column = ANY(ARRAY(subquery))`: the
+    subquery's values are read first and each is looked up by the column's index. For a few
+    thousand ids out of a large table (a month's callback attempts, then their cases by key) the
+    planner otherwise hashes a scan of the whole table (1 M cases: 0.4 s against 0.2 s)."""
+
+    inherit_cache = True
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("subquery", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column, subquery) -> None:
+        self.column = column
+        self.subquery = subquery
+        # no Boolean type: SQLite's compiler would write a Boolean element in WHERE as `(...) = 1`,
+        # which keeps its planner from reading the subquery first
+
+    @property
+    def _from_objects(self):
+        return self.column._from_objects
+
+
+@compiles(InSubquery)
+def _in_subquery(element: InSubquery, compiler, **kw) -> str:
+    return compiler.process(element.column.in_(element.subquery), **kw)
+
+
+@compiles(InSubquery, "postgresql")
+def _in_subquery_pg(element: InSubquery, compiler, **kw) -> str:
+    return (f"{compiler.process(element.column, **kw)} = ANY(ARRAY("
+            f"{compiler.process(element.subquery, asfrom=False, **kw)}))")
+
+
 # Covering indexes of two correlated look-ups (migration 0011): a case's earlier cases of the same
 # number and category (repeat callers) and a case's first dispatch (same-day dispatch), each read
 # for every case of the period, answered from the index alone.
-Index("ix_cases_caller_category", Case.citizen_phone, Case.category_code, Case.accepted_at)
+Index("ix_cases_caller_category", Case.citizen_phone, Case.category_code, Case.accepted_at,
+      postgresql_include=["id"])  # the look-up's `earlier.id < cases.id` from the index (0027; SQLite has the rowid)
 Index("ix_wo_case_dispatched", WorkOrder.case_id, WorkOrder.dispatched_at)
 # Covering indexes of the month's intake and closing counts and breakdowns (migration 0021): each
 # read from the index alone instead of a table look-up per case of the period.

@@ -22,6 +22,7 @@ from ticketing.enums import CaseStatus, Satisfaction, WorkOrderStatus
 from ticketing.figures.base import (
     DaysBefore,
     Figures,
+    InSubquery,
     LocalDate,
     Period,
     Rate,
@@ -108,7 +109,7 @@ def case_definitions(t: Thresholds) -> dict[str, RateDefinition]:
             "callback_reach",
             "cases whose callback reached the citizen (an attempt done or not rated) / cases with a callback "
             "attempt finished in the period (not the calls to the citizens of merged cases)",
-            Case.id, lambda p, u: [Case.id.in_(select(CallbackAttempt.case_id).where(
+            Case.id, lambda p, u: [InSubquery(Case.id, select(CallbackAttempt.case_id).where(
                 *in_period(CallbackAttempt.finished_at, p), CallbackAttempt.state.in_(CALLBACK_TRIED))),
                 ~_merged_away(), *case_scope(u)],
             lambda p: select(CallbackAttempt.id).where(CallbackAttempt.case_id == Case.id,
