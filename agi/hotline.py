@@ -7,7 +7,6 @@ logged (A2) from its first command to its outcome.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from ticketing.enums import OPEN_CASE_STATUSES, CaseKind, CaseStatus, Channel, R
 from ticketing.models import Case
 from ticketing.numbering import normalize_case_number
 from ticketing.privacy import mask_phone, mask_text
+from ticketing.store import deadline_of
 from ticketing.workflow import Workflow
 from ticketing.writer import Run, on_cursor, on_session
 
@@ -38,6 +38,7 @@ from .callrecord import caller_of, open_call_of
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
 from .loopdb import (
+    CallStoreWork,
     LockTaken,
     LoopConnection,
     ThreadConnections,
@@ -120,6 +121,11 @@ class Hotline:
         return self._loop_db
 
     @cached_property
+    def store_deadline_s(self) -> float | None:
+        """How long a call waits for one transaction (a network store: ticketing.store.StoreDeadlines)."""
+        return deadline_of(self.session_factory.kw.get("bind"))
+
+    @cached_property
     def intake(self) -> Workflow:
         """The rules and clock for cases created on the loop's connection (`Workflow.accept_on`)."""
         return self.domain.workflow(None)
@@ -135,7 +141,7 @@ class Hotline:
                    read_file=read_file)
 
 
-class CallContext:
+class CallContext(CallStoreWork):
     """One call's database session and the actions the flow may call."""
 
     def __init__(self, hotline: Hotline, caller: str, callback_key: str = ""):
@@ -168,7 +174,7 @@ class CallContext:
     def close(self) -> None:
         for session in (self._session, self._nowait_session):
             if session is not None:
-                session.close()
+                self.when_store_idle(session.close)
 
     def open_call_with_first_tx(self, **open_call: Any) -> None:
         """The call record (calls.open_call's arguments) is written by the next transaction."""
@@ -187,8 +193,8 @@ class CallContext:
             except LockTaken:
                 pass  # nothing done: someone else writes; wait for the lock off the event loop
         elif db is not None:
-            return await asyncio.to_thread(self._direct, db, fn)
-        return await asyncio.to_thread(self.run_tx, lambda s: fn(on_session(s)))
+            return await self.store_thread(self.hotline.store_deadline_s, self._direct, db, fn)
+        return await self.store_thread(self.hotline.store_deadline_s, self.run_tx, lambda s: fn(on_session(s)))
 
     def _direct(self, db: LoopConnection | ThreadConnections, fn: Callable[[Run], Any]) -> Any:
         opened = self.call_id is None and self._open_call is not None
@@ -221,7 +227,7 @@ class CallContext:
                 if not lock_taken(exc):
                     raise
                 # rolled back: someone else writes; wait for the lock off the event loop
-        return await asyncio.to_thread(self.run_tx, fn)
+        return await self.store_thread(self.hotline.store_deadline_s, self.run_tx, fn)
 
     def run_tx(self, fn: Callable[[Session], Any], session: Session | None = None) -> Any:
         """The transaction itself, on the calling thread."""
@@ -396,10 +402,10 @@ async def _finish(ctx: CallContext, now, *, outcome, reason, path, digits, recor
                   result=None, started=None, uniqueid="") -> None:
     if ctx.call_id is None and ctx._open_call is None:
         return
-
     ended = now()
-    await _write_finish(ctx, ended, outcome=outcome, reason=reason, path=path, digits=digits, recording=recording,
-                        on_finish=on_finish, result=result)
+    if not ctx.store_missed:  # else the call log closes the record from Asterisk's events once it is back
+        await _write_finish(ctx, ended, outcome=outcome, reason=reason, path=path, digits=digits,
+                            recording=recording, on_finish=on_finish, result=result)
     _log_call(ctx, uniqueid, outcome, reason, path, (ended - started).total_seconds() if started else None)
 
 

@@ -6,6 +6,8 @@ statements run there as prepared statements (ticketing.writer). See docs/benchma
 """
 from __future__ import annotations
 
+import asyncio
+import select
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -15,7 +17,68 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ticketing.store import StoreTimeout
 from ticketing.writer import Prepared
+
+
+class LateWork(StoreTimeout):
+    """The store missed its deadline; `work` is the worker thread's task, still running: a thread
+    cannot be stopped, the connection's own TCP deadline (StoreDeadlines.dead_after_s) ends it."""
+
+    def __init__(self, deadline: float, work: asyncio.Future) -> None:
+        super().__init__(f"no answer from the store within {deadline:g} s")
+        self.work = work
+
+
+async def within_deadline(deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a worker thread; past `deadline` seconds (None: no deadline) LateWork is raised,
+    so a caller waiting on a store that stopped answering goes on (to the operator queue)."""
+    if deadline is None:
+        return await asyncio.to_thread(fn, *args)
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        done, _ = await asyncio.wait((work,), timeout=deadline)
+    except asyncio.CancelledError:
+        work.add_done_callback(_consume)
+        raise
+    if not done:
+        work.add_done_callback(_consume)  # its late failure is expected, not "never retrieved"
+        raise LateWork(deadline, work)
+    return work.result()
+
+
+def _consume(work: asyncio.Future) -> None:
+    if not work.cancelled():
+        work.exception()
+
+
+class CallStoreWork:
+    """One call's store work in worker threads, each within the store's deadline. Once the store
+    missed it, the call's further store work fails at once (the caller is on the way to the queue;
+    each would wait the deadline again), and the call's sessions are closed only when the late work
+    ends (closing them earlier would wait, on the event loop, for the thread using their connection)."""
+
+    _late: asyncio.Future | None = None
+
+    @property
+    def store_missed(self) -> bool:
+        return self._late is not None
+
+    async def store_thread(self, deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._late is not None:
+            raise StoreTimeout("the store missed its deadline earlier in this call")
+        try:
+            return await within_deadline(deadline, fn, *args)
+        except LateWork as exc:
+            self._late = exc.work
+            raise
+
+    def when_store_idle(self, close: Callable[[], None]) -> None:
+        """close() now, or when the call's late store work ends."""
+        if self._late is None or self._late.done():
+            close()
+        else:
+            self._late.add_done_callback(lambda _work: close())
 
 
 def nowait_sessions_for(session_factory: sessionmaker[Session]) -> sessionmaker[Session] | None:
@@ -123,6 +186,9 @@ class ThreadConnections(_PreparedStatements):
 
     def _connection(self) -> Any:
         conn = getattr(self._held, "conn", None)
+        if conn is not None and _ended(conn):
+            self._drop(conn)  # the server ended it while it was held (a restart; a partition's keepalives)
+            conn = None
         if conn is None:
             conn = self._held.conn = self.engine.raw_connection()
             with self._lock:
@@ -159,3 +225,15 @@ class ThreadConnections(_PreparedStatements):
             held, self._all = self._all, []
         for conn in held:
             conn.close()
+
+
+def _ended(conn: Any) -> bool:
+    """An idle held connection with something to read or an error pending: the server closed it or the
+    kernel gave it up (StoreDeadlines' keepalives). One poll, no round trip: it is not used again."""
+    try:
+        fd = conn.driver_connection.fileno()
+    except Exception:  # noqa: BLE001 - closed already
+        return True
+    idle = select.poll()
+    idle.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(idle.poll(0))

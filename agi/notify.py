@@ -6,7 +6,6 @@ runs ivr_flows/notify.yaml, key 1 recorded by the flow's `acknowledge_notice`; a
 the facts read from the store, heard to its end recorded by the same action."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ivr_flows.actions import unit_prompt_name
@@ -14,6 +13,7 @@ from ticketing.store import session_scope
 
 from .channel import AGIChannel
 from .hotline import Hotline, run_flow
+from .loopdb import within_deadline
 
 log = logging.getLogger("agi.notify")
 
@@ -43,7 +43,7 @@ async def _citizen_facts(hotline: Hotline, key: str) -> dict[str, str] | None:
     def read():
         with session_scope(hotline.session_factory) as s:
             return hotline.notices.citizen_facts(s, hotline.domain, key)
-    facts = await asyncio.to_thread(read)
+    facts = await within_deadline(hotline.store_deadline_s, read)
     rendered = {unit_prompt_name(u.code) for u in hotline.domain.city.units}  # callcenter/pbx/prompts.py
     if facts is not None and facts.get("unit_prompt") not in rendered:
         facts["unit_prompt"] = ""  # a unit the prompts were not rendered for: the notice says "the unit"

@@ -21,6 +21,8 @@ from sqlalchemy import Boolean, Column, Engine, Float, MetaData, String, Table, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from ticketing.store import deadlines_of
+
 log = logging.getLogger("callback.leader")
 
 metadata = MetaData()
@@ -113,8 +115,11 @@ def leadership_for(engine: Engine, holder: str | None = None, *, lease_seconds: 
 class AdvisoryLockLeadership(Leadership):
     def __init__(self, engine: Engine, holder: str | None = None):
         self.holder = holder or default_holder()
-        # Own engine without a pool: the lock lives exactly as long as this one connection.
-        self._engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        # Own engine without a pool: the lock lives exactly as long as this one connection; with the
+        # store's deadlines, so a partition ends the lock's session on both ends instead of holding it.
+        deadlines = deadlines_of(engine)
+        self._engine = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                                     **({"connect_args": deadlines.connect_args_for(engine.url)} if deadlines else {}))
         self._conn = None
         self._key: int | None = None
         self._main = engine

@@ -256,10 +256,9 @@ def callback_service(settings: Any, *, domain=None, engine=None, pbx: AmiCallbac
     from callcenter.callcontrol.recording import purge_recordings
     from ticketing.domain import Domain
     from callcenter.audit_vault import install as install_audit_vault
-    from ticketing.store import make_engine
 
     install_audit_vault(settings.state_dir)
-    engine = engine or make_engine(settings.effective_database_url)
+    engine = engine or settings.store_engine()
     owns_pbx = pbx is None
     if pbx is None and settings.callback_driver == "twilio":  # the same runner, the carrier's port
         from callcenter.twilio.wiring import callback_port

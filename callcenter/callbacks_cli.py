@@ -33,12 +33,12 @@ def _clock(fake_now: str | None):
 def _context(fake_now: str | None = None):
     from ticketing.domain import Domain
     from callcenter.audit_vault import install as install_audit_vault
-    from ticketing.store import make_engine, make_session_factory
+    from ticketing.store import make_session_factory
 
     settings = get_settings()
     install_audit_vault(settings.state_dir)
     domain = Domain.load(settings.config_dir, clock=_clock(fake_now))
-    engine = make_engine(settings.effective_database_url)
+    engine = settings.store_engine()
     return settings, domain, engine, make_session_factory(engine)
 
 

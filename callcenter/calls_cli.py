@@ -53,10 +53,10 @@ def _describe(result) -> list[str]:
     """The call in words, from the record the hotline wrote (waiting briefly for it to close)."""
     from callcenter.simulate_report import describe, load_record
     from ticketing.domain import Domain
-    from ticketing.store import make_engine, make_session_factory, session_scope
+    from ticketing.store import make_session_factory, session_scope
 
     settings = get_settings()
-    engine = make_engine(settings.effective_database_url)
+    engine = settings.store_engine()
     try:
         sessions = make_session_factory(engine)
         record = None

@@ -18,7 +18,6 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
     from ticketing.domain import Domain
     from ticketing.seed import seed_units
     from ticketing.store import (
-        make_engine,
         make_session_factory,
         session_scope,
         upgrade,
@@ -26,7 +25,7 @@ def prepare(settings: Settings, *, asterisk: bool = True) -> None:
 
     install_audit_vault(settings.state_dir)
     domain = Domain.load(settings.config_dir)
-    engine = make_engine(settings.effective_database_url)
+    engine = settings.store_engine()
     with _one_at_a_time(engine):  # the nodes of a cluster may start together on one database
         upgrade(settings.effective_database_url)
         with session_scope(make_session_factory(engine)) as session:
@@ -68,10 +67,9 @@ def build_app(settings: Settings, *, domain=None, engine=None, telephony: bool =
     (leader-elected, so several processes may share one database) and the figures' rollup refresh."""
     from callcenter.api.app import create_app
     from ticketing.domain import Domain
-    from ticketing.store import make_engine
 
     domain = domain or Domain.load(settings.config_dir)
-    engine = engine or make_engine(settings.effective_database_url)
+    engine = engine or settings.store_engine()
     from callcenter.figures_refresh import RollupRefresher
     from callcenter.ops.health import DiskWatch
 
@@ -104,7 +102,7 @@ def agi_server(settings: Settings, *, domain=None, engine=None, port: int | None
 
     install_audit_vault(settings.state_dir)
     hotline = build_hotline(settings.config_dir, settings.effective_database_url, recordings_dir=RECORDINGS_DIR,
-                            survey=attempts, notices=notify, domain=domain, engine=engine,
+                            survey=attempts, notices=notify, domain=domain, engine=engine or settings.store_engine(),
                             read_file=lambda path: asterisk_file(settings, path))
     return build_server(hotline, host=settings.agi_host, port=settings.agi_port if port is None else port)
 
@@ -115,11 +113,11 @@ def domain_and_sessions(settings: Settings | None = None):
     from callcenter.audit_vault import install as install_audit_vault
     from callcenter.settings import get_settings
     from ticketing.domain import Domain
-    from ticketing.store import make_engine, make_session_factory
+    from ticketing.store import make_session_factory
 
     settings = settings or get_settings()
     install_audit_vault(settings.state_dir)
-    return Domain.load(settings.config_dir), make_session_factory(make_engine(settings.effective_database_url))
+    return Domain.load(settings.config_dir), make_session_factory(settings.store_engine())
 
 
 FASTAGI_PID_FILE = "fastagi.pid"  # in the state dir: which process serves FastAGI (callcenter/agi_watchdog.py)
@@ -135,10 +133,9 @@ async def run_hotline(settings: Settings, domain=None) -> None:
 
     from callcenter.logs import UVICORN
     from ticketing.domain import Domain
-    from ticketing.store import make_engine
 
     domain = domain or Domain.load(settings.config_dir)
-    engine = make_engine(settings.effective_database_url)
+    engine = settings.store_engine()
     agi = agi_server(settings, domain=domain, engine=engine)
     app = build_app(settings, domain=domain, engine=engine)
     app.state.agi_server = agi  # its counters go to /metrics (callcenter/ops/metrics.py)

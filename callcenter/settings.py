@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     state_dir: Path = PROJECT_ROOT / "var"
     config_dir: Path = PROJECT_ROOT / "config"
     database_url: str = ""  # empty: SQLite file in state_dir
+    # A PostgreSQL that stops answering without refusing (packets dropped, a partition) must cost a
+    # caller in the menu at most store_deadline_s before the operator queue, not TCP's minutes
+    # (ticketing/store.py StoreDeadlines, docs/failure-drills.md): connecting, one menu transaction,
+    # and how long unacknowledged data or keepalive probes (after store_keepalive_idle_s idle) mean
+    # the connection is dead, on both ends. Every engine of the install is made with them (store_engine).
+    store_connect_timeout_s: int = 2
+    store_deadline_s: float = 1.5
+    store_dead_after_s: float = 2.0
+    store_keepalive_idle_s: int = 5
     timezone: str = "Asia/Shanghai"
 
     api_host: str = "127.0.0.1"
@@ -110,6 +119,14 @@ class Settings(BaseSettings):
     @property
     def effective_asterisk_root(self) -> Path:
         return self.asterisk_root or (self.state_dir / "asterisk-root")
+
+    def store_engine(self, **kwargs):
+        """The engine on this install's store, with the store's deadlines (PostgreSQL)."""
+        from ticketing.store import StoreDeadlines, make_engine
+
+        deadlines = StoreDeadlines(connect_s=self.store_connect_timeout_s, transaction_s=self.store_deadline_s,
+                                   dead_after_s=self.store_dead_after_s, keepalive_idle_s=self.store_keepalive_idle_s)
+        return make_engine(self.effective_database_url, deadlines, **kwargs)
 
 
 @lru_cache

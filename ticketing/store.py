@@ -10,12 +10,64 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEADLINES_OPTION = "store_deadlines"  # the engine's execution option carrying its StoreDeadlines
+
+
+@dataclass(frozen=True)
+class StoreDeadlines:
+    """How long a use of a network store (PostgreSQL) may wait on it. A server that stops answering
+    without refusing (packets dropped, a partition) otherwise holds a connection for the kernel's
+    TCP retransmissions (~15 min) and whoever waits on it: a caller in the menu, the call log, an API
+    request. The install's values are in callcenter/settings.py; `make_engine` applies them."""
+
+    connect_s: int  # establishing a connection (libpq connect_timeout: whole seconds, at least 2)
+    transaction_s: float  # the call path's wait for one transaction (client side: agi/hotline.py)
+    dead_after_s: float  # data or keepalive probes unacknowledged this long: the connection is dropped
+    keepalive_idle_s: int  # an idle connection is probed after this long (both ends)
+
+    def connect_args(self) -> dict[str, int]:
+        """libpq's own options: the client drops a dead connection (the pool then discards it)."""
+        return {"connect_timeout": max(2, self.connect_s), "keepalives": 1,
+                "keepalives_idle": self.keepalive_idle_s, "keepalives_interval": 1,
+                "keepalives_count": max(1, round(self.dead_after_s)),
+                "tcp_user_timeout": round(self.dead_after_s * 1000)}
+
+    def connect_args_for(self, url) -> dict[str, int | str]:
+        """create_engine's connect_args for a store at `url`: libpq's options and the server's (after
+        the URL's own `options`, e.g. a search_path)."""
+        given = make_url(url).query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        return {**self.connect_args(), "options": f"{given} {self.server_options()}".strip()}
+
+    def server_options(self) -> str:
+        """The same on the server's side of each session: a backend whose client vanished in a
+        partition ends and releases its locks (an open transaction's row locks would otherwise stall
+        the writes that complete the call records once packets flow again)."""
+        return (f"-c tcp_keepalives_idle={self.keepalive_idle_s} -c tcp_keepalives_interval=1 "
+                f"-c tcp_keepalives_count={max(1, round(self.dead_after_s))} "
+                f"-c tcp_user_timeout={round(self.dead_after_s * 1000)}")
+
+
+class StoreTimeout(TimeoutError):
+    """The store did not answer within its deadline (StoreDeadlines.transaction_s)."""
+
+
+def deadlines_of(engine: Engine | None) -> StoreDeadlines | None:
+    """The deadlines an engine was made with; None: none (SQLite, or an engine made without)."""
+    return None if engine is None else engine.get_execution_options().get(DEADLINES_OPTION)
+
+
+def deadline_of(engine: Engine | None) -> float | None:
+    """The call path's deadline for one transaction on this engine's store (None: none)."""
+    deadlines = deadlines_of(engine)
+    return None if deadlines is None else deadlines.transaction_s
 
 
 def normalize_url(url: str) -> str:
@@ -25,7 +77,8 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs) -> Engine:
+def make_engine(url: str, deadlines: StoreDeadlines | None = None, **kwargs) -> Engine:
+    """`deadlines` (a network store only): bounds on every wait for the server (StoreDeadlines)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -37,6 +90,9 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    if deadlines is not None:
+        kwargs["connect_args"] = {**deadlines.connect_args_for(url), **kwargs.get("connect_args", {})}
+        kwargs["execution_options"] = {**kwargs.get("execution_options", {}), DEADLINES_OPTION: deadlines}
     engine = create_engine(url, **kwargs)
     _configure_postgresql(engine)
     return engine

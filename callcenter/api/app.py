@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from callcenter.api import errors
@@ -21,7 +21,7 @@ from callcenter.ops.metrics import install as install_metrics
 from callcenter.settings import Settings, get_settings
 from ticketing.calendar import CalendarError, CalendarUnknownYear
 from ticketing.domain import Domain
-from ticketing.store import make_engine, make_session_factory, session_scope
+from ticketing.store import make_session_factory, session_scope
 
 log = logging.getLogger("callcenter.api")
 MAX_BODY_BYTES = 256 * 1024
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
     settings = settings or get_settings()
     install_audit_vault(settings.state_dir)  # A1: the audit key and checkpoints of this install
     domain = domain or Domain.load(settings.config_dir)
-    engine = engine or make_engine(settings.effective_database_url)
+    engine = engine or settings.store_engine()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -189,6 +189,14 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
         log.warning("store refused a value: %s", exc.orig)
         return JSONResponse(status_code=422, content={"error": "invalid_input",
                                                       "detail": "a value in the request cannot be stored or searched for"})
+
+    @app.exception_handler(OperationalError)
+    async def store_unavailable(_request: Request, exc: OperationalError):
+        # The store refused or stopped answering (restart, partition: its deadlines end the wait,
+        # callcenter/settings.py): the request may be tried again, nothing half-done was kept.
+        log.warning("store unavailable: %s", type(exc.orig).__name__)
+        return JSONResponse(status_code=503, content={"error": "store_unavailable",
+                                                      "detail": "the database is not reachable; try again shortly"})
 
     @app.exception_handler(CalendarError)
     async def calendar_error(_request: Request, exc: CalendarError):

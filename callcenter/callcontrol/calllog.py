@@ -82,6 +82,8 @@ class CallLog:
         self._idle.set()
         self._unmatched: collections.OrderedDict[str, list[LogEntry]] = collections.OrderedDict()
         self._unmatched_limit = 5000
+        # linkedid -> the first leg of a citizen's call (from the carrier trunk), until the call ends
+        self._trunk_starts: collections.OrderedDict[str, LogEntry] = collections.OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -107,6 +109,9 @@ class CallLog:
             stamp = msg.get_first("Timestamp")
             entry = cel_entry(_cel_fields(msg), at_override=parse_ami_time(stamp) if stamp else None)
             if entry is not None:
+                if citizen_call_start(entry, msg.get_first("Channel")):
+                    self._trunk_start(replace(entry, data={**entry.data,
+                                                           "caller_number": msg.get_first("CallerIDnum") or ""}))
                 self.add(entry)
         elif name in _AMI_LOG_KINDS:
             self._log_ami(_AMI_LOG_KINDS[name], msg)
@@ -214,12 +219,22 @@ class CallLog:
         self.stats.log_duplicates += result.duplicates
         if reconciling:
             self.stats.reconciled += result.written
+        starts = {e.linkedid: self._trunk_starts.pop(e.linkedid, None) for e in todo if e.final}
         for entry in result.unmatched:
             if reconciling:
                 continue  # from the file: nothing more of it will come live
             if entry.final:
-                # the call ended and never got a call row (not a hotline call): forget it
                 dropped = self._unmatched.pop(entry.linkedid, [])
+                start = starts.get(entry.linkedid)
+                if start is not None:
+                    # a citizen's call that ended before anything recorded it (the menu could not reach
+                    # the store and the caller hung up before the queue): its record from Asterisk's
+                    # events, as `reconcile` makes one for a call the hotline never saw
+                    for again in (replace(start, create_call=True), *(e for e in dropped if e.kind != "leg_start"
+                                                                      or e.uniqueid != start.uniqueid), entry):
+                        self.add(again)
+                    continue
+                # the call ended and never got a call row (not a hotline call): forget it
                 self.stats.log_unmatched_dropped += len(dropped) + 1
                 continue
             self._unmatched.setdefault(entry.linkedid, []).append(entry)
@@ -228,6 +243,11 @@ class CallLog:
             _, dropped = self._unmatched.popitem(last=False)
             self.stats.log_unmatched_dropped += len(dropped)
         return result.written
+
+    def _trunk_start(self, entry: LogEntry) -> None:
+        self._trunk_starts[entry.linkedid] = entry
+        while len(self._trunk_starts) > self._unmatched_limit:  # calls whose end never came
+            self._trunk_starts.popitem(last=False)
 
     def queue_seen(self, callers: Iterable[QueueCaller]) -> None:
         """Callers found waiting in the queue at a resync: a call the log has no row of arrived while
@@ -246,7 +266,7 @@ class CallLog:
             entry = cel_entry(record)
             if entry is None:
                 continue
-            if entry.kind == "leg_start" and from_carrier_trunk(record.get("channame")):
+            if citizen_call_start(entry, record.get("channame")):
                 # a citizen's call that came and maybe went while nobody logged it (the hotline down):
                 # its row from Asterisk's record, no number (the CEL file holds none)
                 entry = replace(entry, create_call=True)
@@ -256,6 +276,12 @@ class CallLog:
         if written:
             log.info("CEL reconciliation added %d call-log entries missed while the link was down", written)
         return written
+
+
+def citizen_call_start(entry: LogEntry, channel: str | None) -> bool:
+    """The first leg of a citizen's call: a carrier trunk channel starting a call of its own (the trunk
+    leg of a call the hotline placed belongs to the call of the channel that dialled it)."""
+    return entry.kind == "leg_start" and entry.uniqueid == entry.linkedid and from_carrier_trunk(channel)
 
 
 def _cel_fields(msg: Message) -> dict[str, str]:

@@ -5,8 +5,8 @@ reconnects), and asserts: no caller stranded, every caller who chose a branch re
 operator, every call's record complete and written once. Each prints its report line (`pytest -s`).
 
 The hotline runs as `callcenter run` does, in its own process. Drills that restart Asterisk need a
-PBX of their own (the session must have started it); the PostgreSQL drill starts a throwaway
-cluster on port 5499, never the shared server.
+PBX of their own (the session must have started it); the PostgreSQL drills start a throwaway
+cluster on port CALLCENTER_DRILL_PG_PORT (5499), never the shared server.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ OUTAGE_S = 2.0  # systemd's RestartSec for the hotline (callcenter/ops/services.
 # CALLCENTER_DRILL_NO_WATCHDOG=1: the FastAGI drills without the watchdog (they fail: what it is for)
 NO_WATCHDOG = os.environ.get("CALLCENTER_DRILL_NO_WATCHDOG") == "1"
 PG_OUTAGE_S = float(os.environ.get("CALLCENTER_DRILL_PG_OUTAGE_S", "30"))  # the issue's 30 s
+PG_PORT = int(os.environ.get("CALLCENTER_DRILL_PG_PORT", "5499"))  # the throwaway cluster's port
 
 
 @pytest.fixture
@@ -246,6 +247,45 @@ async def test_a2_drill_postgres_unreachable(asterisk, drill_dir, pg_cluster):
     assert report.reasons.get("agi-incomplete", 0) >= 2, report.line()  # queued by the menu's safety path
 
 
+async def test_a2_drill_postgres_partitioned(asterisk, drill_dir, pg_cluster):
+    """The store stops answering without refusing for PG_OUTAGE_S (every packet to and from it dropped:
+    a network partition) while callers keep calling: the store's deadlines (callcenter/settings.py)
+    end every wait on it, so each caller who needs it reaches the queue within 5 s instead of waiting
+    on TCP retransmissions; the staff API answers 503; the call log keeps Asterisk's events and
+    completes every record, once, when packets flow again (the server dropped the sessions it lost)."""
+    import httpx
+
+    from tests.live.store_outage import PATIENT_OPERATOR, HeardCalls, partitioned, rules_left, unavailable
+
+    if why := unavailable():
+        pytest.skip(why)
+    url = pg_cluster.create_database(f"drill_{uuid.uuid4().hex[:8]}")
+    drill = Drill("postgres-partitioned", asterisk, drill_dir, url)
+    drill.calls = heard = HeardCalls()  # also when each prompt ended: the silence before the queue
+    async with drill as d, \
+            httpx.AsyncClient(base_url=f"http://{asterisk.api_host}:{asterisk.api_port}", timeout=20) as http:
+        await d.start_app()
+        await d.place_calls({PATIENT_OPERATOR: 3, CONSULT: 3}, over_s=4.0)
+        await d.menu_busy(1)
+        d.failure()
+        with partitioned(pg_cluster.port):
+            await d.place_calls({OPERATOR: 4, CONSULT: 2, HANGUP: 2}, over_s=max(1.0, PG_OUTAGE_S - 8))
+            asked = time.time()
+            api = (await http.get("/api/v1/public/cases")).status_code  # a store page: refused, not hung
+            asked = time.time() - asked
+            await asyncio.sleep(max(0.0, d.failed_at + PG_OUTAGE_S - time.time()))
+            healed = time.time()
+        await d.calls_over()
+        report = await d.check_records(d.report(), timeout=60)
+        waits = heard.silences(d.failed_at, healed)
+    print(f"drill postgres-partitioned: {len(waits)} callers waited on the cut store, each queued within "
+          f"{max(waits, default=0):.1f} s; staff API answered {api} after {asked:.1f} s", flush=True)
+    assert not rules_left(pg_cluster.port)
+    report.assert_clean()
+    assert api == 503, report.line()
+    assert len(waits) >= 4 and max(waits) <= 5.0, (waits, report.line())
+
+
 class PgCluster:
     """A throwaway PostgreSQL cluster (initdb) on its own port, run as the postgres user."""
 
@@ -286,7 +326,7 @@ def pg_cluster():
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="drill-pg-"))  # 0700: the cluster's owner must own it
-    cluster = PgCluster(root)
+    cluster = PgCluster(root, PG_PORT)
     try:
         cluster.init()
         yield cluster
