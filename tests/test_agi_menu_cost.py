@@ -214,12 +214,15 @@ async def test_transactions_run_on_the_event_loop_only_for_a_free_sqlite_lock(st
     assert (call.outcome, call.case_id) == ("queued", case.id)
 
 
+HOLD_S = 1.0
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # a lock held by another SQLite writer
 async def test_sqlite_lock_held_elsewhere_the_call_waits_off_the_loop_and_is_still_logged(store, domain):
     path = _sqlite_file(store)
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for 0.6 s
-    release = threading.Timer(0.6, holder.rollback)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock for HOLD_S
+    release = threading.Timer(HOLD_S, holder.rollback)
     threads, gaps = [], []
 
     def began(session, transaction, connection):
@@ -244,9 +247,11 @@ async def test_sqlite_lock_held_elsewhere_the_call_waits_off_the_loop_and_is_sti
         event.remove(Session, "after_begin", began)
         release.join()
         holder.close()
-    assert time.monotonic() - t0 >= 0.55  # it waited for the lock rather than failing
+    assert time.monotonic() - t0 >= HOLD_S - 0.05  # it waited for the lock rather than failing
     assert threading.get_ident() != threads[0]  # ... in a worker thread
-    assert max(gaps) < 0.3  # while the event loop (every other call) went on
+    # while the event loop (every other call) went on: a loop that waited for the lock would show one
+    # gap of the whole hold; a busy machine's scheduling shows shorter ones
+    assert max(gaps) < HOLD_S * 0.8
     call, case = the_call(store, "1732512345.91")
     assert (call.outcome, call.outcome_reason, call.case_id) == ("queued", "consultation", case.id)
 
