@@ -4,7 +4,9 @@
 ``throughput``: case create + dispatch through the HTTP API (real uvicorn server in its own
 process, httpx clients on a few threads) against the floor: a bare FastAPI endpoint that inserts
 one row into the same database, served the same way. Reports requests/s, p50/p95 latency and the
-cost ratio (goal: one create+dispatch <= 3x the floor's cost).
+cost ratio (goal: one create+dispatch <= 3x the floor's cost), and the server process's CPU per
+operation against the floor's (on a loaded machine requests/s mostly measure the waiting for a
+core; the CPU ratio hardly moves; PostgreSQL's own CPU is in neither).
 
 ``overdue``: ``ticketing.queries.overdue_reports`` (ordered, first 100, as the API pages it) and
 ``GET /api/v1/work-orders?due=overdue&limit=100`` at 10k, 100k and 1M cases bulk-inserted
@@ -185,6 +187,7 @@ def server(which: str, url: str, profile: str | None = None) -> Iterator[str]:
     cmd = [sys.executable, __file__, "_serve", which, url, str(port)] + (["--profile", profile] if profile else [])
     proc = subprocess.Popen(cmd, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[base] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -209,14 +212,24 @@ def server(which: str, url: str, profile: str | None = None) -> Iterator[str]:
 
 # ---- load ------------------------------------------------------------------------------------
 
+SERVER_PIDS: dict[str, int] = {}  # base URL -> the server process
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: unlike requests/s, hardly moved by other
+    processes on a loaded machine. The database server's own CPU (PostgreSQL) is not in it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def run_load(n: int, concurrency: int, make_client: Callable[[], httpx.Client],
-             op: Callable[[httpx.Client], dict[str, float]], warmup: int = 20) -> dict:
-    """n operations over `concurrency` threads, each with its own keep-alive client."""
+             op: Callable[[httpx.Client], dict[str, float]], warmup: int = 20, server_pid: int | None = None) -> dict:
+    """n operations over `concurrency` threads, each with its own keep-alive client; with
+    `server_pid`, also the server process's CPU per operation."""
     lock = threading.Lock()
     samples: dict[str, list[float]] = {}
     counter = iter(range(n + warmup))
@@ -239,12 +252,15 @@ def run_load(n: int, concurrency: int, make_client: Callable[[], httpx.Client],
         for _ in range(warmup):
             next(counter)
             op(client)
+    cpu_before = process_cpu(server_pid) if server_pid else 0.0
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for f in [pool.submit(worker) for _ in range(concurrency)]:
             f.result()
     elapsed = time.perf_counter() - started
     out = {"n": n, "seconds": elapsed, "ops_per_s": n / elapsed}
+    if server_pid:
+        out["server_cpu_ms"] = 1000 * (process_cpu(server_pid) - cpu_before) / n
     for key, values in samples.items():
         out[key] = {"p50_ms": 1000 * pct(values, 50), "p95_ms": 1000 * pct(values, 95),
                     "mean_ms": 1000 * statistics.fmean(values)}
@@ -271,7 +287,8 @@ def throughput(kind: str, ops: int, concurrency: int, profile: str | None) -> di
                                                                   "description": CASE_BODY["description"]})
                 return {"floor": t}
 
-            result["floor"] = run_load(ops, concurrency, lambda: httpx.Client(base_url=base, timeout=60), floor_op)
+            result["floor"] = run_load(ops, concurrency, lambda: httpx.Client(base_url=base, timeout=60), floor_op,
+                                       server_pid=SERVER_PIDS[base])
 
         with server("app", url, profile) as base:
             token = httpx.post(f"{base}/api/v1/auth/token",
@@ -286,14 +303,15 @@ def throughput(kind: str, ops: int, concurrency: int, profile: str | None) -> di
                 _, t2 = timed(c, "POST", f"/api/v1/cases/{number}/dispatch", 200, json={"units": ["water_supply"]})
                 return {"create": t1, "dispatch": t2, "create+dispatch": t1 + t2}
 
-            result["app"] = run_load(ops, concurrency, client, create_dispatch)
+            result["app"] = run_load(ops, concurrency, client, create_dispatch, server_pid=SERVER_PIDS[base])
 
             def create_dispatch_one_request(c):
                 _, t = timed(c, "POST", "/api/v1/cases", 201,
                              json={**CASE_BODY, "dispatch": {"units": ["water_supply"]}})
                 return {"create+dispatch in one request": t}
 
-            result["app_one"] = run_load(ops, concurrency, client, create_dispatch_one_request)
+            result["app_one"] = run_load(ops, concurrency, client, create_dispatch_one_request,
+                                         server_pid=SERVER_PIDS[base])
             bo_token = httpx.post(f"{base}/api/v1/auth/token",
                                   json={"username": "bo1", "password": PASSWORD}).json()["access_token"]
             verify = httpx.get(f"{base}/api/v1/audit/verify", headers={"Authorization": f"Bearer {bo_token}"},
@@ -307,6 +325,7 @@ def throughput(kind: str, ops: int, concurrency: int, profile: str | None) -> di
         result["ratio_one_throughput"] = (1 / result["app_one"]["ops_per_s"]) / floor_cost
         result["ratio_one_p50"] = (result["app_one"]["create+dispatch in one request"]["p50_ms"]
                                    / result["floor"]["floor"]["p50_ms"])
+        result["ratio_one_server_cpu"] = result["app_one"]["server_cpu_ms"] / result["floor"]["server_cpu_ms"]
         return result
 
 
@@ -568,7 +587,8 @@ def main() -> None:
                   f"p50 {a1['create+dispatch in one request']['p50_ms']:6.2f} ms   "
                   f"p95 {a1['create+dispatch in one request']['p95_ms']:6.2f} ms")
             print(f"  cost ratio (one request/floor): throughput {r['ratio_one_throughput']:.2f}x   "
-                  f"p50 {r['ratio_one_p50']:.2f}x", flush=True)
+                  f"p50 {r['ratio_one_p50']:.2f}x   server CPU {r['ratio_one_server_cpu']:.2f}x "
+                  f"({one['server_cpu_ms']:.2f} / {f['server_cpu_ms']:.2f} ms)", flush=True)
             print(json.dumps(r, default=str), file=sys.stderr)
         else:
             r = overdue(kind, [int(s) for s in args.sizes.split(",")], args.repeat, args.without_partial_index)

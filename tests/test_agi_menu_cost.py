@@ -304,3 +304,26 @@ def test_a_failed_loop_transaction_leaves_nothing_and_the_lock_free(sessions, cl
     loop_db.close()
     with session_scope(sessions) as s:  # BEGIN IMMEDIATE would wait (30 s) if the lock were still held
         assert s.execute(select(Call).where(Call.uniqueid == "u.fail")).first() is None
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_failed_thread_transaction_leaves_nothing_and_keeps_its_connection(sessions, clock):
+    """PostgreSQL (ThreadConnections): a statement's error rolls the whole transaction back, and
+    the thread's connection, which is fine, serves the next call's transaction (it is not dropped
+    as a broken link)."""
+    db = ThreadConnections(sessions.kw["bind"])
+
+    def fail(cur):
+        calls.open_call(on_cursor(db, cur), uniqueid="u.pgfail", started_at=clock())
+        cur.execute("SELECT 1 / 0")
+    try:
+        with pytest.raises(sessions.kw["bind"].dialect.loaded_dbapi.Error):
+            db.run(fail)
+        held = list(db._all)
+        call_id = db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.pgnext", started_at=clock()))
+        assert db._all == held and len(held) == 1
+    finally:
+        db.close()
+    with session_scope(sessions) as s:
+        assert s.execute(select(Call.uniqueid).where(Call.uniqueid.like("u.pg%"))).scalars().all() == ["u.pgnext"]
+        assert s.get(Call, call_id).uniqueid == "u.pgnext"

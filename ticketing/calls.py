@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ticketing.models import Call, CallEvent
 from ticketing.queue_entries import QUEUE_KINDS, refresh_call
-from ticketing.writer import Run, on_session, runner
+from ticketing.writer import Run, on_connection, runner
 
 OUTCOMES = frozenset({"self_served", "queued", "message_left", "abandoned", "failed", "answered", "no_answer",
                       "busy", "completed"})
@@ -176,7 +176,7 @@ def log_finished_calls(session: Session, rows: list[dict[str, Any]]) -> dict[str
     for r in rows:
         check_outcome(r["outcome"])
         r.setdefault("carrier", "asterisk")
-    run = on_session(session)
+    run = on_connection(session)  # an executemany with RETURNING: Core's, not a DBAPI cursor's
     ids = dict(run(_statement(_OPEN_CALLS, run), rows).all())
     for r in rows:
         if r["uniqueid"] not in ids:

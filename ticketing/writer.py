@@ -1,8 +1,8 @@
 """The store's one writer: Core statements built once, run on whatever connection the caller holds.
 
-A statement runner (`Run`) executes a statement with its parameters: `on_session` on an ORM
-Session's connection, in its transaction; `on_cursor` prepared on a DBAPI cursor (the voice menu's
-own SQLite connection on the event loop, a psycopg connection in a worker thread: agi/loopdb.py),
+A statement runner (`Run`) executes a statement with its parameters, prepared on a DBAPI cursor
+(`on_cursor`): the voice menu's own SQLite connection on the event loop, a psycopg connection in a
+worker thread (agi/loopdb.py), or an ORM Session's connection in its transaction (`on_session`) --
 the same SQL and the same stored values without SQLAlchemy's per-execution machinery, which cost
 several times the statements there (docs/benchmarks.md). The call log, the audit chain, case
 numbers and new rows (`insert_row`) are each written once, through a runner.
@@ -16,6 +16,7 @@ treats rows the ORM flushed: an inserted one leaves the session, an updated one 
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -103,8 +104,45 @@ def insert_by_name(table: Table, *, leave_out: tuple = ()) -> Insert:
 Run = Callable[[Any, Any], Any]
 
 
+class _DialectStatements:
+    """Prepared statements for one dialect (`Statements`), kept as long as the dialect (its
+    engine) lives. Each entry holds its statement, so an id is never taken for another one's."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self._prepared: dict[int, tuple[ClauseElement, Prepared]] = {}
+
+    def prepared(self, statement: ClauseElement) -> Prepared:
+        entry = self._prepared.get(id(statement))
+        if entry is None or entry[0] is not statement:  # from several threads: built twice, harmlessly
+            entry = self._prepared[id(statement)] = (statement, Prepared(statement, self.dialect))
+        return entry[1]
+
+
+_BY_DIALECT: weakref.WeakKeyDictionary[Dialect, _DialectStatements] = weakref.WeakKeyDictionary()
+
+
+def statements_for(dialect: Dialect) -> _DialectStatements:
+    statements = _BY_DIALECT.get(dialect)
+    if statements is None:
+        statements = _BY_DIALECT[dialect] = _DialectStatements(dialect)
+    return statements
+
+
 def on_session(session: Session) -> Run:
-    """Statements run on the session's connection, in its transaction."""
+    """Statements run on the session's connection, in its transaction: prepared on its DBAPI
+    cursor (`on_cursor`) like the voice menu's, not through Core's execution, whose per-statement
+    work (cache key, compiled-state setup, result wrapping) costs several times a one-row write
+    (docs/benchmarks.md). For the fixed statements the store's writers build once (this module's,
+    the audit chain's, the call log's, case numbers): results are DBAPI rows, read with
+    fetchone(); SQLAlchemy's engine events do not see these statements."""
+    conn = session.connection()
+    return on_cursor(statements_for(conn.dialect), conn.connection.dbapi_connection.cursor())
+
+
+def on_connection(session: Session) -> Run:
+    """Statements run through Core on the session's connection (results as Core's Result): for a
+    statement the DBAPI cursor cannot run as one (an executemany with RETURNING)."""
     conn = session.connection()
 
     def run(statement, params):
@@ -216,6 +254,20 @@ def _update_plan(cls: type) -> tuple:
     return plan
 
 
+_UPDATE_SETS: dict[tuple, Any] = {}
+
+
+def _update_of(cls: type, stmt: Any, columns: tuple[str, ...]) -> Any:
+    """The UPDATE setting exactly `columns` (column keys), each a named bind: built once per set
+    of columns an operation writes (a prepared statement has fixed parameters)."""
+    key = (cls, columns)
+    update = _UPDATE_SETS.get(key)
+    if update is None:
+        table = stmt.table
+        update = _UPDATE_SETS[key] = stmt.values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+    return update
+
+
 def update_now(session: Session, obj: Any) -> None:
     """Write the columns of `obj` changed since it was loaded with one `UPDATE … WHERE id = :id
     AND version = :seen` — the ORM's optimistic check, the same way — and step its version (a row
@@ -236,7 +288,8 @@ def update_now(session: Session, obj: Any) -> None:
     if version_key is not None:
         seen = getattr(obj, version_key)
         params.update({version_col: seen + 1, "_seen": seen})
-    result = session.connection().execute(stmt, params)
+    columns = tuple(key for key in params if key not in ("_pk", "_seen"))
+    result = on_session(session)(_update_of(type(obj), stmt, columns), params)
     if result.rowcount != 1:
         raise StaleDataError(f"UPDATE of {type(obj).__name__} {params['_pk']} at version {seen} matched "
                              f"{result.rowcount} rows: changed by someone else")

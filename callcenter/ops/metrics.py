@@ -45,7 +45,9 @@ _DB_TIMERS: weakref.WeakKeyDictionary[Engine, Histogram] = weakref.WeakKeyDictio
 
 
 def db_histogram(engine: Engine) -> Histogram:
-    """The statement-latency histogram of ``engine``, hooked once per engine (apps may share one)."""
+    """The statement-latency histogram of ``engine``, hooked once per engine (apps may share one).
+    It times what runs through SQLAlchemy's engine (queries, the ORM); the store writer's own
+    statements, prepared on the DBAPI cursor (ticketing.writer), are not in it."""
     histogram = _DB_TIMERS.get(engine)
     if histogram is not None:
         return histogram
