@@ -7,7 +7,9 @@ PostgreSQL schema `bench_fig_<key>` in $CALLCENTER_TEST_PG_URL's database; a hal
 never used: each is built under a temporary name and renamed when complete), then times "a month's
 report": every figure of ticketing.figures for one month — intake, closing, every case and
 work-order rate for the city and for every member unit (`rate_by_unit`), the work-order summary,
-the queue figures, per hour of day and per operator, and the voice menu's.
+the queue figures, per hour of day and per operator, and the voice menu's. On PostgreSQL its
+independent reads run side by side (ticketing.figures.concurrent: the wall time uses the server's
+cores), as `monthly_report`'s do.
 
 Baseline in the same run: the same report with every figure from the raw rows (no daily rollup) and
 the per-unit rates read one unit at a time (`rate(name, period, unit)` in a loop, what callers did
@@ -59,10 +61,18 @@ def month_report(session, period, *, per_unit: str = "grouped", use_rollup: bool
     queue per hour and per operator. per_unit="loop" reads each unit's rates one unit at a time;
     use_rollup=False reads every rate from the raw rows."""
     from ticketing.figures import CallFigures, CaseFigures, WorkOrderFigures
+    from ticketing.figures.concurrent import side_by_side
     cases, orders = CaseFigures(session, use_rollup=use_rollup), WorkOrderFigures(session, use_rollup=use_rollup)
     calls = CallFigures(session, use_rollup=use_rollup)
-    out: dict = {"intake": cases.intake(period), "closing": cases.closing(period),
-                 "work_orders": orders.summary(period), "rates": {}, "units": {}}
+    # the independent reads side by side on PostgreSQL (each on a pooled connection of its own)
+    first = side_by_side(session, {
+        **cases.pass_jobs(period), **orders.pass_jobs(period), "queue": calls.tally_job(period),
+        "intake": lambda s: CaseFigures(s, use_rollup=use_rollup).intake(period),
+        "closing": lambda s: CaseFigures(s, use_rollup=use_rollup).closing(period),
+        "work_orders": lambda s: WorkOrderFigures(s, use_rollup=use_rollup).summary(period),
+        "menu": lambda s: CallFigures(s, use_rollup=use_rollup).menu(period)})
+    out: dict = {"intake": first["intake"], "closing": first["closing"], "work_orders": first["work_orders"],
+                 "rates": {}, "units": {}}
     codes = list(session.execute(select(MemberUnit.code).order_by(MemberUnit.code)).scalars())
     for reader in (cases, orders):
         for name in reader.definitions:
@@ -74,7 +84,7 @@ def month_report(session, period, *, per_unit: str = "grouped", use_rollup: bool
     out["queue"] = calls.queue(period)
     out["by_hour"] = calls.by_hour(period)
     out["by_operator"] = calls.by_operator(period)
-    out["menu"] = calls.menu(period)
+    out["menu"] = first["menu"]
     return out
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, Index, cast, func, select
+from sqlalchemy import Date, Index, Integer, cast, func, literal, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -181,25 +181,36 @@ class Figures:
 
     def _case_pass(self, name: str, period: Period) -> tuple[Rate, dict[int, Rate]]:
         """A case rate that does not add up over days, for the city and every unit from one read
-        of the period's counted cases joined to their work orders' units, kept for the reader's
-        later calls: the rows `raw_rate` and `raw_rate_by_unit_ids` count (a case counts once for
-        the city and once for every unit it went to, R7.3c cases never for a unit)."""
+        of the period's counted cases, each case's hit evaluated once (a CTE read twice, which
+        both stores materialize), then counted for the city and, joined to its work orders'
+        units, for every unit it went to (R7.3c cases never for a unit): the rows `raw_rate` and
+        `raw_rate_by_unit_ids` count. Kept for the reader's later calls."""
         key = (name, period.since, period.until)
         if key not in self._passes:
             d = self.definitions[name]
+            counted = select(Case.id.label("id"), d.hit(period).label("hit"), Case.confidential.label("confidential")) \
+                .where(*d.base(period, None)).cte("counted")
             orders = WorkOrder.__table__.alias("unit_wo")
-            rows = self.session.execute(
-                select(Case.id, d.hit(period), Case.confidential, orders.c.unit_id).select_from(Case)
-                .outerjoin(orders, orders.c.case_id == Case.id).where(*d.base(period, None)))
-            hits: dict[int, bool] = {}
-            pairs: dict[int, dict[int, bool]] = {}
-            for cid, hit, confidential, uid in rows:
-                hits[cid] = bool(hit)
-                if uid is not None and not confidential:
-                    pairs.setdefault(uid, {})[cid] = bool(hit)
-            self._passes[key] = (rate(sum(hits.values()), len(hits)),
-                                 {uid: rate(sum(cases.values()), len(cases)) for uid, cases in pairs.items()})
+            hit = counted.c.hit.is_(True)
+            city = select(literal(None, Integer).label("unit_id"), func.count().filter(hit), func.count()) \
+                .select_from(counted)
+            units = (select(orders.c.unit_id, func.count(func.distinct(counted.c.id)).filter(hit),
+                            func.count(func.distinct(counted.c.id)))
+                     .select_from(counted).join(orders, orders.c.case_id == counted.c.id)
+                     .where(counted.c.confidential.is_(False)).group_by(orders.c.unit_id))
+            found = {uid: rate(h, n) for uid, h, n in self.session.execute(union_all(city, units))}
+            self._passes[key] = (found.pop(None, rate(0, 0)), found)
         return self._passes[key]
+
+    def pass_jobs(self, period: Period) -> dict[str, Callable[[Session], None]]:
+        """Jobs for `concurrent.side_by_side`: each one-pass rate's read of the period
+        (`_case_pass`, by a reader like this one on the job's own session), kept by this reader
+        for its later `rate` / `rate_by_unit`."""
+        def read(session: Session, name: str) -> None:
+            other = type(self)(session, self.thresholds, use_rollup=self.use_rollup)
+            self._passes[(name, period.since, period.until)] = other._case_pass(name, period)
+        return {f"pass {name}": lambda s, n=name: read(s, n)
+                for name in sorted(self.one_pass) if not self._rolled_up(name)}
 
     def _rolled_up(self, name: str) -> bool:
         from ticketing.figures.rollup import ROLLED_UP

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Index, String, and_, func, select, true, type_coerce
+from sqlalchemy.orm import Session
 
 from ticketing.figures.base import Figures, Period, Rate, rate
 from ticketing.models import Call, CallEvent
@@ -211,6 +212,15 @@ class CallFigures(Figures):
             out = self._count_compact(period)
         self._tally[key] = out
         return out
+
+    def tally_job(self, period: Period) -> Callable[[Session], None]:
+        """A job for `concurrent.side_by_side`: the period's queue tallies (`_tallies`, by a reader
+        like this one on the job's own session), kept by this reader for its later `queue`,
+        `by_hour`, `by_operator` and `by_day`."""
+        def read(session: Session) -> None:
+            other = type(self)(session, self.thresholds, use_rollup=self.use_rollup)
+            self._tally[(period.since, period.until)] = other._tallies(period)
+        return read
 
     def _count_compact(self, period: Period):
         """Every call of the period, counted: single-join calls from the daily rollup where it has
