@@ -72,12 +72,7 @@ async def test_r2_1_drill_fastagi_killed(asterisk, drill_dir, sqlite_store):
         await d.start_app()
         async with watchdog(d, off=NO_WATCHDOG):
             await callers_in_prompts_and_in_the_menu(d)
-            d.failure()
-            d.app.signal(signal.SIGKILL)
-            d.app.wait_dead()
-            await asyncio.sleep(OUTAGE_S)
-            await d.start_app()
-            await d.calls_over()
+            await kill_hotline_and_restart(d)
         report = await d.check_records(d.report())
     report.assert_clean()
     assert_queued_within_5_s(d, report)
@@ -113,6 +108,16 @@ async def test_r2_1_drill_fastagi_frozen(asterisk, drill_dir, sqlite_store):
         report = await d.check_records(d.report())
     report.assert_clean()
     assert_queued_within_5_s(d, report)
+
+
+async def kill_hotline_and_restart(d: Drill) -> None:
+    """The hotline's process killed, restarted as systemd does after OUTAGE_S, the calls let end."""
+    d.failure()
+    d.app.signal(signal.SIGKILL)
+    d.app.wait_dead()
+    await asyncio.sleep(OUTAGE_S)
+    await d.start_app()
+    await d.calls_over()
 
 
 async def callers_in_prompts_and_in_the_menu(d: Drill) -> None:
@@ -353,12 +358,7 @@ async def test_a2_drill_hotline_restarted_while_operators_are_on_calls(asterisk,
                 async with watchdog(d, off=NO_WATCHDOG):
                     await d.place_calls()
                     await d.until(lambda: len(d.calls.answered_by_operator) >= 2, timeout=40)
-                    d.failure()
-                    d.app.signal(signal.SIGKILL)
-                    d.app.wait_dead()
-                    await asyncio.sleep(OUTAGE_S)
-                    await d.start_app()
-                    await d.calls_over()
+                    await kill_hotline_and_restart(d)
                 report = await d.check_records(d.report())
             finally:
                 for ext in ("8001", "8002"):
