@@ -236,10 +236,12 @@ async def test_a2_drill_postgres_unreachable(asterisk, drill_dir, pg_cluster):
     """The store (PostgreSQL, a throwaway cluster) stopped for PG_OUTAGE_S while callers keep calling:
     the menu cannot open their records, so it queues them (agi-incomplete); the call log keeps
     Asterisk's events and writes them when the store is back: every record complete, none twice."""
+    from tests.live.store_outage import PATIENT_OPERATOR  # the transfer prompt, then the store's failure
+
     url = pg_cluster.create_database(f"drill_{uuid.uuid4().hex[:8]}")
     async with Drill("postgres-down", asterisk, drill_dir, url) as d:
         await d.start_app()
-        await d.place_calls({OPERATOR: 3, CONSULT: 3}, over_s=4.0)
+        await d.place_calls({PATIENT_OPERATOR: 3, CONSULT: 3}, over_s=4.0)
         await d.menu_busy(1)
         d.failure()
         await asyncio.to_thread(pg_cluster.stop)
