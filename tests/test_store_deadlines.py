@@ -99,10 +99,12 @@ def bounded(fn):
     return out["result"]
 
 
+ONLY_POSTGRESQL = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no link to lose
+
+
 @pytest.fixture
 def pg_url(db_url, engine):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("a network store's deadlines (SQLite has no connection to lose)")
+    """A network store's deadlines: the tests using it run on PostgreSQL only (ONLY_POSTGRESQL)."""
     return db_url
 
 
@@ -157,6 +159,7 @@ def test_the_deadlines_reach_both_ends_of_each_connection(db_url, engine):
         store.dispose()
 
 
+@ONLY_POSTGRESQL
 async def test_r2_1_a_caller_reaches_the_queue_when_the_store_stops_answering(pg_url, relay, domain, sessions):
     """The menu's first transaction (the call record, before the greeting) waits at most the deadline:
     the server sends the caller to the queue (the dialplan's agi-incomplete). Once the partition is
@@ -227,6 +230,7 @@ def test_the_api_answers_503_when_the_store_does_not_answer(domain, tmp_path):
     assert answer.json()["error"] == "store_unavailable"
 
 
+@ONLY_POSTGRESQL
 async def test_a2_the_call_log_keeps_entries_through_a_silent_store_and_writes_them_once(pg_url, relay, sessions,
                                                                                        monkeypatch):
     from callcenter.callcontrol import calllog as calllog_module

@@ -5,11 +5,10 @@ import pytest
 from sqlalchemy import text
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # a PostgreSQL setting
 def test_postgresql_connections_run_without_jit(engine_for):
     """Issue 12 item 3: the month's report answers in under 1 s on PostgreSQL only with JIT off
     (compiling each figure query cost more than running it); every pooled connection has it."""
-    if engine_for.dialect.name != "postgresql":
-        pytest.skip("a PostgreSQL setting")
     with engine_for.connect() as first, engine_for.connect() as second:  # two pooled connections
         assert first.execute(text("SHOW jit")).scalar() == "off"
         assert second.execute(text("SHOW jit")).scalar() == "off"
