@@ -10,6 +10,10 @@ from zoneinfo import ZoneInfo
 
 SH = ZoneInfo("Asia/Shanghai")
 
+# Tests outside tests/live run at nice 19 beside the live calls (scripts/test), which can hold both cores
+# of a small machine for tens of seconds: a page or a local server gets this long before it has failed.
+PATIENCE_S = 120
+
 
 def ok(r, status: int = 200):
     assert r.status_code == status, r.text
@@ -66,7 +70,7 @@ def serve(app) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE_S
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
@@ -76,6 +80,17 @@ def serve(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def browser_context(browser, **options):
+    """A Chromium context whose waits, navigations and expect() assertions last PATIENCE_S (see there)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=PATIENCE_S * 1000)
+    context = browser.new_context(**options)
+    context.set_default_timeout(PATIENCE_S * 1000)
+    context.set_default_navigation_timeout(PATIENCE_S * 1000)
+    return context
 
 
 def actor_named(session, username: str):

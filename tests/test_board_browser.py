@@ -19,7 +19,7 @@ from callcenter.api.app import create_app
 from callcenter.callcontrol import CallControl
 from callcenter.settings import Settings
 from tests.conftest import CONFIG_DIR, PASSWORD
-from tests.helpers import actor_named, serve
+from tests.helpers import actor_named, browser_context, serve
 from ticketing import calls
 from ticketing.enums import CaseKind, Channel
 from ticketing.store import session_scope
@@ -81,7 +81,8 @@ def browser_app(seeded, domain, engine, clock, tmp_path):
 
 
 def open_board(base, browser, username: str, errors: list):
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
+    context = browser_context(browser, viewport={"width": 1400, "height": 900}, locale="zh-CN",
+                              timezone_id="Asia/Shanghai")
     page = context.new_page()
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: "Content Security Policy" in msg.text and errors.append(msg.text))

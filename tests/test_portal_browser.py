@@ -15,7 +15,7 @@ import zlib
 import pytest
 
 from callcenter.web import vendor
-from tests.helpers import ok, report_back
+from tests.helpers import browser_context, ok, report_back
 from tests.test_staff_pages_browser import running
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -50,8 +50,8 @@ def citizen_and_desk(seeded, domain, engine, tmp_path):
         pytest.fail("axe-core is not installed: npm ci in callcenter/web/vendor (scripts/setup does it)")
     with running(domain, engine, tmp_path) as console:
         # the citizen's phone; CSP bypassed only so the test can inject axe-core into the page
-        context = console.browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN",
-                                              timezone_id="Asia/Shanghai", bypass_csp=True, has_touch=True)
+        context = browser_context(console.browser, viewport={"width": 390, "height": 844}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai", bypass_csp=True, has_touch=True)
         page = context.new_page()
         page.on("pageerror", lambda exc: console.errors.append(f"portal: {exc}"))
         page.goto(console.base + "/")

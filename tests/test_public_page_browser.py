@@ -14,7 +14,7 @@ from ticketing.models import Case
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR
-from tests.helpers import actor_named, serve
+from tests.helpers import actor_named, browser_context, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -82,7 +82,7 @@ def test_r7_6_public_page_in_chromium_shows_the_case_and_no_personal_data(publis
     with serve(app) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700}, locale="zh-CN")
+            page = browser_context(browser, viewport={"width": 1000, "height": 700}, locale="zh-CN").new_page()
             response = page.goto(f"{base}/public")
             assert response is not None and response.status == 200
             assert page.title() == "12345热线 办理结果公开"

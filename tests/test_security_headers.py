@@ -7,7 +7,7 @@ import re
 import pytest
 
 from .conftest import CONFIG_DIR
-from tests.helpers import serve
+from tests.helpers import browser_context, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -93,7 +93,7 @@ def test_docs_in_chromium_need_nothing_from_the_internet(seeded, domain, engine,
     with serve(app) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, offline])
         try:
-            context = browser.new_context()
+            context = browser_context(browser)
             requests: list[str] = []
             blocked: list[tuple[str, str]] = []
             problems: list[str] = []
@@ -105,15 +105,15 @@ def test_docs_in_chromium_need_nothing_from_the_internet(seeded, domain, engine,
                     and problems.append(msg.text))
 
             page.goto(f"{base}/docs")
-            page.wait_for_selector(".swagger-ui .info .title", timeout=20000)
+            page.wait_for_selector(".swagger-ui .info .title")
             assert "12345 hotline" in page.inner_text(".swagger-ui .info .title")
-            page.wait_for_selector(".swagger-ui .opblock-summary", timeout=20000)
+            page.wait_for_selector(".swagger-ui .opblock-summary")
             assert "Log in with username and password" in page.inner_text(".swagger-ui")
             assert not page.locator(".swagger-ui .errors-wrapper").count()
 
             page.goto(f"{base}/redoc")
-            page.wait_for_selector("h1:has-text('12345 hotline')", timeout=30000)
-            page.wait_for_selector("text=Log in with username and password", state="attached", timeout=30000)
+            page.wait_for_selector("h1:has-text('12345 hotline')")
+            page.wait_for_selector("text=Log in with username and password", state="attached")
             page.wait_for_load_state("networkidle")
         finally:
             browser.close()

@@ -19,7 +19,7 @@ from ticketing.models import Case, WorkOrder
 from ticketing.store import session_scope
 
 from .conftest import CONFIG_DIR, PASSWORD
-from tests.helpers import SH, actor_named, serve
+from tests.helpers import PATIENCE_S, SH, actor_named, browser_context, serve
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -44,8 +44,8 @@ class Console:
         self.errors: list[str] = []
 
     def open(self, path: str = "/app/login"):
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
-                                           timezone_id="Asia/Shanghai")
+        context = browser_context(self.browser, viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                  timezone_id="Asia/Shanghai")
         page = context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
         page.on("console", lambda msg: "Content Security Policy" in msg.text and self.errors.append(msg.text))
@@ -64,14 +64,14 @@ class Console:
         return page
 
     def token(self, username: str) -> str:
-        r = httpx.post(f"{self.base}/api/v1/auth/token", json={"username": username, "password": PASSWORD})
+        r = httpx.post(f"{self.base}/api/v1/auth/token", json={"username": username, "password": PASSWORD},
+                       timeout=PATIENCE_S)
         r.raise_for_status()
         return r.json()["access_token"]
 
     def api(self, method: str, path: str, username: str, **kw):
-        # a generous timeout: the first knowledge-base write loads jieba's dictionary (seconds on a busy machine)
         return httpx.request(method, f"{self.base}/api/v1{path}",
-                             headers={"Authorization": f"Bearer {self.token(username)}"}, timeout=60, **kw)
+                             headers={"Authorization": f"Bearer {self.token(username)}"}, timeout=PATIENCE_S, **kw)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from tests.live.test_operators_live import seed_ivr_call
 from tests.live.test_transfer_live import start_phones
-from tests.live.test_webphone_live import EXT, desk, queue_citizen, registered  # noqa: F401 - desk is the fixture
+from tests.live.test_webphone_live import EXT, desk, media, queue_citizen, registered  # noqa: F401 - desk is the fixture
 from ticketing.models import Call, CallEvent
 from ticketing.store import session_scope
 
@@ -40,7 +40,7 @@ async def answered_call(st, tmp_path, caller: str) -> tuple[str, str]:
         shown = [await page.text_content(sel) for sel in ("#webphone-reg", "#webphone-media", "#webphone-peer",
                                                           "#phone-status")]
         raise AssertionError(f"no call on the page: {shown}; queue {st.cc.link.queue_snapshot()}") from None
-    await page.wait_for_selector("#webphone-media[data-state='flowing']", timeout=15000)
+    await media(page, "flowing", timeout_s=30)
     await page.fill("#call-actions input[name=call-case]", r.json()["number"])
     return uniqueid, r.json()["number"]
 
@@ -66,7 +66,7 @@ async def test_r7_3_warm_transfer_from_the_page_unit_takes_the_citizen(desk, tmp
         assert await page.locator("[data-call='conference']").count() == 0
         await page.click("[data-call='transfer/complete']")
         await page.wait_for_selector("#call-actions[data-state='transferred']", timeout=10000)
-        await page.wait_for_selector("#webphone-media[data-state='idle']", timeout=10000)  # the operator is free
+        await media(page, "idle", timeout_s=10)  # the operator is free
     await desk.cc.link.flush_log()
     kinds = log_kinds(desk, uniqueid)
     assert [k for k in kinds if k in ("hold", "unit_dial", "unit_dial_result", "consult", "transfer_completed")] == \
@@ -82,13 +82,13 @@ async def test_r7_3g_three_way_from_the_page_operator_leaves_and_rejoins(desk, t
         await page.click("[data-call='conference']")
         await page.wait_for_selector("#call-actions[data-state='conference']", timeout=20000)
         phones["unit-a"].wait_event("CALL_ESTABLISHED", timeout=5)
-        await page.wait_for_selector("#webphone-media[data-state='flowing']", timeout=10000)
+        await media(page, "flowing", timeout_s=10)
         await page.click("[data-call='conference/leave']")
         await page.wait_for_selector("#call-actions[data-state='left']", timeout=10000)
-        await page.wait_for_selector("#webphone-media[data-state='idle']", timeout=10000)
+        await media(page, "idle", timeout_s=10)
         await page.click("[data-call='conference/rejoin']")  # the browser phone rings and answers itself
         await page.wait_for_selector("#call-actions[data-state='conference']", timeout=20000)
-        await page.wait_for_selector("#webphone-media[data-state='flowing']", timeout=10000)
+        await media(page, "flowing", timeout_s=10)
         legs = desk.cc.link.operator_channels(EXT)
         assert legs, "the operator's browser phone is in the room again"
     await desk.cc.link.flush_log()

@@ -136,7 +136,19 @@ async def registered(page, timeout_s: float = 15) -> None:
     await page.wait_for_selector("#webphone-reg[data-state='registered']", timeout=timeout_s * 1000)
 
 
-async def queue_citizen(st: Stack, caller: str, seconds: int = 40, base: str | None = None) -> str:
+async def media(page, state: str, timeout_s: float = 15) -> None:
+    """Wait until the phone's media line says ``state``; if it does not, fail with what it says instead
+    (the state and the RTP counts the page sampled)."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        await page.wait_for_selector(f"#webphone-media[data-state='{state}']", timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        shown = await page.text_content("#webphone-media")
+        raise AssertionError(f"media not {state!r} after {timeout_s} s; the page says {shown!r}") from None
+
+
+async def queue_citizen(st: Stack, caller: str, seconds: int = 90, base: str | None = None) -> str:
     """A citizen who talks all the time (hold music from the citizen's side): RTP towards the operator."""
     base = base or f"live-{uuid.uuid4().hex[:10]}"
     reply = await st.cc.link.ami.send_action({
@@ -188,7 +200,7 @@ async def test_r5_1_browser_phone_registers_answers_a_queued_citizen_and_rtp_flo
     await page.wait_for_selector("#webphone-answer:not([hidden])", timeout=15000)
     assert "13912340051" in await page.text_content("#webphone-peer")
     await page.click("#webphone-answer")
-    await page.wait_for_selector("#webphone-media[data-state='flowing']", timeout=15000)
+    await media(page, "flowing", timeout_s=30)  # ICE and DTLS first: seconds when the machine is busy
     channel = await op_channel(desk)
     assert "/op8005-" in channel
     first = await rtp_counts(desk, channel)
@@ -206,16 +218,16 @@ async def test_r5_1_browser_phone_registers_answers_a_queued_citizen_and_rtp_flo
     await page.wait_for_selector("#webphone-mute:text('取消静音')", timeout=5000)
     await page.click("#webphone-mute")
     await page.click("#webphone-hold")
-    await page.wait_for_selector("#webphone-media[data-state='held']", timeout=10000)
+    await media(page, "held", timeout_s=10)
     await page.click("#webphone-hold")
-    await page.wait_for_selector("#webphone-media[data-state='flowing']", timeout=10000)
+    await media(page, "flowing", timeout_s=10)
 
     gone = asyncio.ensure_future(desk.cc.link.wait_for(
         lambda m: m.name == "Hangup" and m.get_first("Channel") == channel, 10))
     await asyncio.sleep(0)
     await page.click("#webphone-hangup")
     await gone
-    await page.wait_for_selector("#webphone-media[data-state='idle']", timeout=5000)
+    await media(page, "idle", timeout_s=5)
     # the page's connection checks were answered all along: it never dropped a working connection
     drops, probes = await page.evaluate("[window.webphone.drops, window.webphone.probes]")
     assert drops == 0 and probes >= 1, (drops, probes)
