@@ -86,43 +86,50 @@ def _inline_script_hashes(html: str) -> str:
 def install_docs(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
     """Swagger UI and ReDoc from the package's files; the app must be built with docs_url=None
     and redoc_url=None (FastAPI's own pages load them from a CDN)."""
+    # The endpoints are module functions reading request.app, not closures over this app: FastAPI
+    # caches what it learns of each endpoint function (up to 4,096), and a closure per app kept
+    # every app ever built alive (gigabytes over the test suite).
     app.mount(DOCS_ASSETS, StaticFiles(directory=_ASSET_DIR), name="docs-assets")
-    licences = sorted(str(f.relative_to(LICENCE_DIR)) for f in LICENCE_DIR.rglob("*") if f.is_file())
-
-    @app.get(DOCS_LICENCES, include_in_schema=False)
-    def docs_licences(request: Request) -> PlainTextResponse:
-        root = request.scope.get("root_path", "")
-        return PlainTextResponse("Licences of the Swagger UI and ReDoc bundles of /docs and /redoc:\n"
-                                 + "".join(f"{root}{DOCS_LICENCES}/{name}\n" for name in licences))
-
+    app.add_api_route(DOCS_LICENCES, _docs_licences, methods=["GET"], include_in_schema=False)
     app.mount(DOCS_LICENCES, StaticFiles(directory=LICENCE_DIR), name="docs-licences")
-    favicon = f"{DOCS_ASSETS}/favicon.png"
+    app.add_api_route(docs_url, _swagger_ui, methods=["GET"], include_in_schema=False)
+    app.add_api_route(redoc_url, _redoc, methods=["GET"], include_in_schema=False)
 
-    @app.get(docs_url, include_in_schema=False)
-    def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        page = get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{root}{favicon}",
-            oauth2_redirect_url=None,
-            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
-        )
-        html = page.body.decode()
-        csp = (f"default-src 'none'; script-src 'self' {_inline_script_hashes(html)}; style-src 'self'; "
-               f"img-src 'self' data:; connect-src 'self'; {_COMMON}")
-        return HTMLResponse(html, headers={"Content-Security-Policy": csp})
 
-    @app.get(redoc_url, include_in_schema=False)
-    def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        page = get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
-                              redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{root}{favicon}", with_google_fonts=False)
-        # ReDoc writes its styles into <style> elements at run time, and searches in a blob: worker.
-        csp = (f"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-               f"font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; {_COMMON}")
-        return HTMLResponse(page.body.decode(), headers={"Content-Security-Policy": csp})
+_FAVICON = f"{DOCS_ASSETS}/favicon.png"
+
+
+def _docs_licences(request: Request) -> PlainTextResponse:
+    root = request.scope.get("root_path", "")
+    licences = sorted(str(f.relative_to(LICENCE_DIR)) for f in LICENCE_DIR.rglob("*") if f.is_file())
+    return PlainTextResponse("Licences of the Swagger UI and ReDoc bundles of /docs and /redoc:\n"
+                             + "".join(f"{root}{DOCS_LICENCES}/{name}\n" for name in licences))
+
+
+def _swagger_ui(request: Request) -> HTMLResponse:
+    root, app = request.scope.get("root_path", ""), request.app
+    page = get_swagger_ui_html(
+        openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+        swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css", swagger_favicon_url=f"{root}{_FAVICON}",
+        oauth2_redirect_url=None,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+    )
+    html = page.body.decode()
+    csp = (f"default-src 'none'; script-src 'self' {_inline_script_hashes(html)}; style-src 'self'; "
+           f"img-src 'self' data:; connect-src 'self'; {_COMMON}")
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp})
+
+
+def _redoc(request: Request) -> HTMLResponse:
+    root, app = request.scope.get("root_path", ""), request.app
+    page = get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                          redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+                          redoc_favicon_url=f"{root}{_FAVICON}", with_google_fonts=False)
+    # ReDoc writes its styles into <style> elements at run time, and searches in a blob: worker.
+    csp = (f"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+           f"font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; {_COMMON}")
+    return HTMLResponse(page.body.decode(), headers={"Content-Security-Policy": csp})
 
 
 __all__ = ["DEFAULT_CSP", "PUBLIC_CSP", "SecurityHeaders", "install_docs"]
