@@ -180,12 +180,13 @@ class CallContext(CallStoreWork):
         """The call record (calls.open_call's arguments) is written by the next transaction."""
         self._open_call = open_call
 
-    async def run(self, fn: Callable[[Run], Any]) -> Any:
+    async def run(self, fn: Callable[[Run], Any], *, writes: int | None = None) -> Any:
         """fn(run) in its own transaction, `run` a statement runner (ticketing.writer); the call
         record is opened in the same transaction if it is not yet (so fn sees ctx.call_id). Prepared
         statements on the hotline's direct connection (loopdb): on a SQLite file right here on the
         event loop while the write lock is free, on PostgreSQL in a worker thread; else, and when
-        another SQLite connection holds the lock, through a Session in a worker thread."""
+        another SQLite connection holds the lock, through a Session in a worker thread. `writes`: fn's
+        writing statements if 0 or 1 (one write in all, the call record's counted: ThreadConnections.run)."""
         db = self.hotline.direct_db
         if isinstance(db, LoopConnection):
             try:
@@ -193,11 +194,13 @@ class CallContext(CallStoreWork):
             except LockTaken:
                 pass  # nothing done: someone else writes; wait for the lock off the event loop
         elif db is not None:
-            return await self.store_thread(self.hotline.store_deadline_s, self._direct, db, fn)
+            return await self.store_thread(self.hotline.store_deadline_s, self._direct, db, fn, writes)
         return await self.store_thread(self.hotline.store_deadline_s, self.run_tx, lambda s: fn(on_session(s)))
 
-    def _direct(self, db: LoopConnection | ThreadConnections, fn: Callable[[Run], Any]) -> Any:
+    def _direct(self, db: LoopConnection | ThreadConnections, fn: Callable[[Run], Any],
+                writes: int | None = None) -> Any:
         opened = self.call_id is None and self._open_call is not None
+        one_write = writes is not None and writes + opened <= 1  # calls.open_call: one INSERT (+ a read)
 
         def body(cursor):
             run = on_cursor(db, cursor)
@@ -205,7 +208,7 @@ class CallContext(CallStoreWork):
                 self.call_id = calls.open_call(run, **self._open_call)
             return fn(run)
         try:
-            result = db.run(body)
+            result = db.run(body, one_write)
         except BaseException:
             audit.discard_uncommitted()
             if opened:
@@ -263,7 +266,7 @@ class CallContext(CallStoreWork):
         preloaded, self._open_cases = self._open_cases, None
         if preloaded is not None and caller == self.caller:
             return preloaded
-        return await self.run(lambda run: self._open_cases_from(run, caller))
+        return await self.run(lambda run: self._open_cases_from(run, caller), writes=0)
 
     def preload_open_cases(self, run: Run) -> None:
         """The main menu's open-cases lookup, run in the call's first transaction (the one that opens
@@ -345,7 +348,7 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
                    on_finish: Callable[[Session, CallContext, Any], Any] | None = None,
                    preload: Callable[[CallContext, Run], None] | None = None) -> Any:
     """Run one flow for one call and log the call (A2); the dialplan reads IVR_NEXT afterwards.
-    `preload(ctx, run)` runs in the call's first transaction, the one that opens the call record
+    `preload(ctx, run)` (it only reads) runs in the call's first transaction, the one that opens the call record
     (CallContext.run); `on_finish(session, ctx, result)` in its closing one. Returns the FlowResult (None if the flow
     broke)."""
     uniqueid, caller = channel.request.env.get("agi_uniqueid", ""), caller_of(channel)
@@ -355,7 +358,7 @@ async def run_flow(hotline: Hotline, channel: AGIChannel, flow_name: str, variab
         started = now()
         await open_call_of(ctx, channel, started, direction=direction, purpose=purpose)
         # A2: the call is on record from its first second, even if this server dies mid-greeting.
-        await ctx.run(lambda run: preload(ctx, run) if preload is not None else None)
+        await ctx.run(lambda run: preload(ctx, run) if preload is not None else None, writes=0)
         driver = AGIDriver(channel, recordings_dir=hotline.recordings_dir, uniqueid=uniqueid, prompt_dir=AGIDriver.prompt_dir_for(channel.request.query))
         try:
             runner = FlowRunner(hotline.flows[flow_name], driver, ctx.actions(),
@@ -430,7 +433,7 @@ async def _write_finish(ctx: CallContext, ended, *, outcome, reason, path, digit
                           digits=digits, case_id=ctx.case_id, recording_path=recording)
 
     if on_finish is None:
-        await ctx.run(finish)
+        await ctx.run(finish, writes=1)  # calls.finish_call: one UPDATE
         return
 
     def finish_and_settle(s: Session):  # the survey's settlement is ORM work (callback.attempts)

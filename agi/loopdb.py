@@ -32,10 +32,12 @@ class LateWork(StoreTimeout):
 
 async def within_deadline(deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) in a worker thread; past `deadline` seconds (None: no deadline) LateWork is raised,
-    so a caller waiting on a store that stopped answering goes on (to the operator queue)."""
+    so a caller waiting on a store that stopped answering goes on (to the operator queue). The
+    loop's default executor, as asyncio.to_thread, without its task and context copy (nothing here
+    reads a context variable): three hops a call on PostgreSQL."""
+    work = asyncio.get_running_loop().run_in_executor(None, fn, *args)
     if deadline is None:
-        return await asyncio.to_thread(fn, *args)
-    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        return await work
     try:
         done, _ = await asyncio.wait((work,), timeout=deadline)
     except asyncio.CancelledError:
@@ -142,8 +144,9 @@ class LoopConnection(_PreparedStatements):
         super().__init__(engine)
         self._fairy = None
 
-    def run(self, fn: Callable[[Any], Any]) -> Any:
-        """fn(cursor) in one transaction; LockTaken (nothing done) if another connection writes."""
+    def run(self, fn: Callable[[Any], Any], one_write: bool = False) -> Any:
+        """fn(cursor) in one transaction; LockTaken (nothing done) if another connection writes.
+        (`one_write`: see ThreadConnections.run; here the transaction takes the write lock, as always.)"""
         if self._fairy is None:
             self._fairy = self.engine.raw_connection()  # the engine's connect setup + busy_timeout=0
         cursor = self._fairy.driver_connection.cursor()
@@ -202,10 +205,16 @@ class ThreadConnections(_PreparedStatements):
                 self._all.remove(conn)
         conn.invalidate()  # not back into the pool: its state is unknown
 
-    def run(self, fn: Callable[[Any], Any]) -> Any:
-        """fn(cursor) in one transaction, on the calling (worker) thread."""
+    def run(self, fn: Callable[[Any], Any], one_write: bool = False) -> Any:
+        """fn(cursor) in one transaction, on the calling (worker) thread. `one_write`: fn writes
+        with one statement at most, and reads nothing that must agree with that write: each of its
+        statements runs in autocommit, a transaction of its own, without the BEGIN and COMMIT
+        round trips (two of a one-statement transaction's three)."""
         conn = self._connection()
+        driver = conn.driver_connection
         try:
+            if one_write:
+                driver.autocommit = True
             cursor = conn.cursor()
             try:
                 result = fn(cursor)
@@ -216,6 +225,8 @@ class ThreadConnections(_PreparedStatements):
                 raise
             finally:
                 cursor.close()
+                if one_write and not driver.closed:
+                    driver.autocommit = False
         except self.dialect.loaded_dbapi.OperationalError:
             self._drop(conn)  # the link to the server failed: a fresh connection next time
             raise

@@ -90,9 +90,9 @@ class _Transactions:
             monkeypatch.setattr(cls, "run", self._traced(cls.run))
 
     def _traced(self, run):
-        def traced(db, fn):
+        def traced(db, fn, *args):
             self.threads.append(threading.get_ident())
-            return run(db, fn)
+            return run(db, fn, *args)
         return traced
 
     def began(self, session, transaction, connection):
@@ -327,3 +327,26 @@ def test_a_failed_thread_transaction_leaves_nothing_and_keeps_its_connection(ses
     with session_scope(sessions) as s:
         assert s.execute(select(Call.uniqueid).where(Call.uniqueid.like("u.pg%"))).scalars().all() == ["u.pgnext"]
         assert s.get(Call, call_id).uniqueid == "u.pgnext"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_one_write_transaction_is_durable_alone_and_the_next_transaction_is_one_again(sessions, clock):
+    """PostgreSQL (ThreadConnections.run(one_write=True), the menu's first and last transactions):
+    the one write is committed by itself, and the same thread's next transaction is one transaction
+    again: its failure leaves none of its statements."""
+    db = ThreadConnections(sessions.kw["bind"])
+
+    def open_then_fail(cur):
+        calls.open_call(on_cursor(db, cur), uniqueid="u.pgsecond", started_at=clock())
+        cur.execute("SELECT 1 / 0")
+    try:
+        call_id = db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.pgone", started_at=clock()),
+                         one_write=True)
+        with pytest.raises(sessions.kw["bind"].dialect.loaded_dbapi.Error):
+            db.run(open_then_fail)
+        assert len(db._all) == 1
+    finally:
+        db.close()
+    with session_scope(sessions) as s:
+        assert s.execute(select(Call.uniqueid).where(Call.uniqueid.like("u.pg%"))).scalars().all() == ["u.pgone"]
+        assert s.get(Call, call_id).uniqueid == "u.pgone"

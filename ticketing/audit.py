@@ -98,6 +98,9 @@ _UPDATE_HEAD = (update(_HEADS).where(_HEADS.c.id == 1)
 # Every column a named bind: the same statement runs through a Session or prepared on a cursor.
 _INSERT_HEAD = insert_by_name(_HEADS)
 _INSERT_EVENT = insert_by_name(_EVENTS)
+# On PostgreSQL one event and the head after it in one statement, one round trip: the same INSERT
+# and UPDATE, the INSERT as a data-modifying WITH (always run to completion; SQLite has none).
+_APPEND_ONE = {"postgresql": _UPDATE_HEAD.add_cte(_INSERT_EVENT.cte("appended"))}
 
 
 def _locked_head(run: Run) -> list:
@@ -112,9 +115,14 @@ def _locked_head(run: Run) -> list:
 
 def _append(run: Run, events: list[dict[str, Any]], head: list) -> None:
     """Write `events` (rows that follow the stored head) and the head after them."""
-    run(_INSERT_EVENT, events)
     last_id, last_hash, count = head
-    run(_UPDATE_HEAD, {"new_last_id": last_id, "new_last_hash": last_hash, "new_count": count})
+    moved = {"new_last_id": last_id, "new_last_hash": last_hash, "new_count": count}
+    both = _APPEND_ONE.get(run.dialect.name) if len(events) == 1 else None
+    if both is not None:
+        run(both, {**events[0], **moved})
+        return
+    run(_INSERT_EVENT, events)
+    run(_UPDATE_HEAD, moved)
 
 _CHAIN = "audit_chain"          # session.info: the chain as this transaction sees it
 _SNAPSHOTS = "audit_snapshots"  # session.info: that state when each savepoint began

@@ -74,10 +74,15 @@ class Prepared:
         return tuple(out)
 
     def execute(self, cursor: Any, values: dict[str, Any] | list[dict[str, Any]]) -> Any:
-        """One execution, or one per row for a list of rows (executemany), as Connection.execute."""
+        """One execution, or one per row for a list of rows (executemany), as Connection.execute.
+        A list of one row is one execution (psycopg runs an executemany in pipeline mode: its
+        setup and closing sync cost more than the row)."""
         if isinstance(values, list):
-            cursor.executemany(self.sql, [self.params(v) for v in values])
-            return cursor
+            if len(values) == 1:
+                values = values[0]
+            else:
+                cursor.executemany(self.sql, [self.params(v) for v in values])
+                return cursor
         cursor.execute(self.sql, self.params(values))
         return cursor
 
