@@ -169,3 +169,30 @@ async def test_a2_the_menu_outcome_stays_when_the_call_end_comes_first(sessions)
     with session_scope(sessions) as s:
         call = s.execute(select(Call)).scalar_one()
         assert (call.outcome, call.caller_number) == ("self_served", "13800000009")
+
+
+async def test_a2_an_operator_answer_logged_after_the_call_end_still_answers_it(sessions):
+    """After an outage the live events of the restarted hotline may log a call's end before the CEL
+    backlog brings its earlier answer (an operator's leg entering the call's bridge while the hotline
+    was down): the answer, which came first, still makes the call answered, not abandoned; an
+    operator's leg entering after the end changes nothing."""
+    log = CallLog(sessions, "hotline-12345")
+    log.start()
+    try:
+        await log.reconcile(FileRecords([
+            _cel("CHAN_START", 1, "1700000003.1", "1700000003.1", "PJSIP/trunk-00000011"),
+            _cel("LINKEDID_END", 30, "1700000003.1", "1700000003.1", "PJSIP/trunk-00000011"),
+            _cel("CHAN_START", 1, "1700000003.7", "1700000003.7", "PJSIP/trunk-00000017"),
+            _cel("LINKEDID_END", 20, "1700000003.7", "1700000003.7", "PJSIP/trunk-00000017"),
+        ]))
+        await log.reconcile(FileRecords([
+            _cel("BRIDGE_ENTER", 5, "1700000003.2", "1700000003.1", "PJSIP/op8001-00000012",
+                 '{"bridge_id":"b3","bridge_technology":"simple_bridge"}'),
+            _cel("BRIDGE_ENTER", 25, "1700000003.8", "1700000003.7", "PJSIP/op8002-00000018",
+                 '{"bridge_id":"b4","bridge_technology":"simple_bridge"}'),
+        ]))
+    finally:
+        await log.stop()
+    with session_scope(sessions) as s:
+        got = {c.uniqueid: (c.outcome, c.outcome_reason) for c in s.execute(select(Call)).scalars()}
+    assert got == {"1700000003.1": ("answered", None), "1700000003.7": ("abandoned", "ended_unobserved")}

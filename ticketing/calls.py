@@ -225,8 +225,8 @@ def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_
     of life) if they had no end. A later fact of the call (the node was only cut off) still counts."""
     if kind == "operator_connected" or (kind == "bridge_enter" and operator_leg and call.direction == "inbound"):
         link_call(call, operator_id=operator_id)
-        if _still_open(call):
-            if call.outcome_reason == NODE_LOST:
+        if _still_open(call) or _abandoned_after(call, at):
+            if call.outcome_reason in (NODE_LOST, "ended_unobserved", "caller_hung_up_in_queue"):
                 call.outcome_reason = None
             call.outcome = "answered"
     elif kind == "call_end" and call.direction == "inbound" and _still_open(call):
@@ -248,6 +248,14 @@ def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_
         ended = _aware(call.ended_at)
         if ended is None or at > ended:
             call.ended_at = at
+
+
+def _abandoned_after(call: Call, answered_at: datetime) -> bool:
+    """Taken for abandoned, but the call ended after this answer: the end was logged first (after an
+    outage the restarted hotline's live events come before the CEL backlog of what it missed), and
+    the answer, which came first, decides. The log's facts count by their time, not their arrival."""
+    ended = _aware(call.ended_at)
+    return call.outcome == "abandoned" and ended is not None and _aware(answered_at) <= ended
 
 
 def _aware(moment: datetime | None) -> datetime | None:
