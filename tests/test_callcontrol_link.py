@@ -19,6 +19,7 @@ from callcenter.callcontrol import CallControl
 from callcenter.callcontrol.cel import CelFile, cel_entry, parse_cel_lines
 from callcenter.settings import Settings
 from tests.conftest import CONFIG_DIR, PASSWORD
+from tests.helpers import PATIENCE_S
 from ticketing import calls
 from ticketing.models import Call, CallEvent
 from ticketing.store import session_scope
@@ -80,7 +81,8 @@ async def fake():
         await f.server.close()
 
 
-async def until(predicate, timeout=3.0):
+async def until(predicate, timeout=PATIENCE_S):
+    """Wait for the predicate: as long as a starved nice-19 test process may need (tests/helpers.py)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

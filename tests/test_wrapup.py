@@ -68,7 +68,8 @@ async def test_after_each_queue_call_the_operator_wraps_up_then_is_offered_calls
                 break
         assert ops[0]["wrap_up_until"] == shown["wrap_up_until"] and ops[0]["paused_reason"] == "after_call_work"
         await until(lambda: pauses(fake) == [("true", "after_call_work"), ("false", "")], timeout=WRAP_S + 3)
-        assert cc.queue.state_of("8001")["member"]["wrap_up_until"] is None
+        # the wrap-up ends once the unpause is answered: a moment after the action went out
+        await until(lambda: cc.queue.state_of("8001")["member"]["wrap_up_until"] is None)
         # a call of another queue (none here) does not start a wrap-up
         call_ended(fake, queue="other-queue")
         await asyncio.sleep(0.2)
