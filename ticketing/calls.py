@@ -226,8 +226,8 @@ def apply_event(call: Call, kind: str, *, at: datetime, uniqueid: str, operator_
     if kind == "operator_connected" or (kind == "bridge_enter" and operator_leg and call.direction == "inbound"):
         link_call(call, operator_id=operator_id)
         if _still_open(call) or _abandoned_after(call, at):
-            if call.outcome_reason in (NODE_LOST, "ended_unobserved", "caller_hung_up_in_queue"):
-                call.outcome_reason = None
+            if call.outcome == "abandoned" or call.outcome_reason == NODE_LOST:
+                call.outcome_reason = None  # why it was taken for over: no longer so
             call.outcome = "answered"
     elif kind == "call_end" and call.direction == "inbound" and _still_open(call):
         call.outcome_reason = "caller_hung_up_in_queue" if call.outcome == "queued" else "ended_unobserved"

@@ -8,6 +8,7 @@ bundled, are in static_licences/ and served at /docs/licences.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -101,9 +102,14 @@ _FAVICON = f"{DOCS_ASSETS}/favicon.png"
 
 def _docs_licences(request: Request) -> PlainTextResponse:
     root = request.scope.get("root_path", "")
-    licences = sorted(str(f.relative_to(LICENCE_DIR)) for f in LICENCE_DIR.rglob("*") if f.is_file())
     return PlainTextResponse("Licences of the Swagger UI and ReDoc bundles of /docs and /redoc:\n"
-                             + "".join(f"{root}{DOCS_LICENCES}/{name}\n" for name in licences))
+                             + "".join(f"{root}{DOCS_LICENCES}/{name}\n" for name in _licence_files()))
+
+
+@functools.cache
+def _licence_files() -> list[str]:
+    """The licence files shipped with the package (read once, as install_docs did per app)."""
+    return sorted(str(f.relative_to(LICENCE_DIR)) for f in LICENCE_DIR.rglob("*") if f.is_file())
 
 
 def _swagger_ui(request: Request) -> HTMLResponse:
