@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from ticketing.domain import Domain
 from ticketing.store import make_engine, make_session_factory
 
-from .hotline import Hotline, NoticeLedger, SurveyLedger, router_for
+from .hotline import Hotline, router_for
+from .ledgers import NoticeLedger, SurveyLedger
 from .server import FastAGIServer
 
 
@@ -26,4 +27,4 @@ def build_hotline(config_dir: Path, database_url: str, *, recordings_dir: str, s
 
 
 def build_server(hotline: Hotline, *, host: str, port: int, **kwargs) -> FastAGIServer:
-    return FastAGIServer(router_for(hotline), host=host, port=port, **kwargs)
+    return FastAGIServer(router_for(hotline), host=host, port=port, on_stop=hotline.close, **kwargs)

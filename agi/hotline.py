@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import OperationalError
@@ -37,11 +37,12 @@ from ticketing.writer import Run, on_cursor, on_session
 from .callrecord import caller_of, open_call_of
 from .channel import AGIChannel, AGIHangup
 from .driver import AGIDriver
+from .ledgers import NoticeLedger, SurveyLedger
 from .loopdb import (
     CallStoreWork,
     LockTaken,
     LoopConnection,
-    ThreadConnections,
+    LoopConnections,
     lock_taken,
     nowait_sessions_for,
 )
@@ -59,24 +60,6 @@ _OPEN_CASES = (Case.citizen_phone == bindparam("caller"), Case.status.in_(OPEN_C
                Case.confidential.is_(False))
 _LATEST_OPEN_CASE = select(Case.number, Case.status).where(*_OPEN_CASES).order_by(Case.id.desc()).limit(1)
 _OPEN_CASE_COUNT = select(func.count()).select_from(Case).where(*_OPEN_CASES)
-
-
-class SurveyLedger(Protocol):
-    """The callback scheduler's side of the survey (callback/attempts.py), given by callcenter."""
-
-    def record_survey_answer(self, session: Session, domain: Domain, *, key: str, case_number: str, value: str,
-                             call_id: int | None = None) -> dict: ...
-
-    def finish_survey(self, session: Session, domain: Domain, *, key: str, satisfaction: str | None,
-                      call_id: int | None = None, reason: str = "") -> str | None: ...
-
-
-class NoticeLedger(Protocol):
-    """The notice deliverer's side of a voice notice (callback/notify.py), given by callcenter."""
-
-    def acknowledge(self, session: Session, domain: Domain, key: str, *, call_id: int | None = None) -> bool: ...
-
-    def citizen_facts(self, session: Session, domain: Domain, key: str) -> dict[str, str] | None: ...
 
 
 def channel_for_number(number: str) -> Channel:
@@ -99,18 +82,26 @@ class Hotline:
     # a file Asterisk wrote, by the path Asterisk knows it under (None if absent): fax/received
     read_file: Callable[[str], bytes | None] | None = None
     _loop_db: LoopConnection | None = None
-    _thread_db: ThreadConnections | None = None
+    _pg_db: LoopConnections | None = None
 
     @property
-    def direct_db(self) -> LoopConnection | ThreadConnections | None:
+    def direct_db(self) -> LoopConnection | LoopConnections | None:
         """Where the menu's prepared statements run: the event loop's own connection on a SQLite
-        file, pooled connections in worker threads on PostgreSQL; None (in-memory SQLite): a Session."""
+        file, asyncpg connections on the event loop on PostgreSQL (as many as the store's pool
+        size); None (in-memory SQLite): a Session."""
         if self.loop_db is not None:
             return self.loop_db
         engine = self.session_factory.kw.get("bind")
-        if self._thread_db is None and engine is not None and engine.dialect.name == "postgresql":
-            self._thread_db = ThreadConnections(engine)
-        return self._thread_db
+        if self._pg_db is None and engine is not None and engine.dialect.name == "postgresql":
+            self._pg_db = LoopConnections(engine, engine.pool.size())
+        return self._pg_db
+
+    async def close(self) -> None:
+        """Give back the menu's own connections."""
+        if self._loop_db is not None:
+            self._loop_db.close()
+        if self._pg_db is not None:
+            await self._pg_db.close()
 
     @property
     def loop_db(self) -> LoopConnection | None:
@@ -184,9 +175,10 @@ class CallContext(CallStoreWork):
         """fn(run) in its own transaction, `run` a statement runner (ticketing.writer); the call
         record is opened in the same transaction if it is not yet (so fn sees ctx.call_id). Prepared
         statements on the hotline's direct connection (loopdb): on a SQLite file right here on the
-        event loop while the write lock is free, on PostgreSQL in a worker thread; else, and when
-        another SQLite connection holds the lock, through a Session in a worker thread. `writes`: fn's
-        writing statements if 0 or 1 (one write in all, the call record's counted: ThreadConnections.run)."""
+        event loop while the write lock is free, on PostgreSQL on the event loop too (asyncpg); else,
+        and when another SQLite connection holds the lock, through a Session in a worker thread.
+        `writes`: fn's writing statements if 0 or 1 (one write in all, the call record's counted:
+        loopdb._Held.run)."""
         db = self.hotline.direct_db
         if isinstance(db, LoopConnection):
             try:
@@ -194,11 +186,12 @@ class CallContext(CallStoreWork):
             except LockTaken:
                 pass  # nothing done: someone else writes; wait for the lock off the event loop
         elif db is not None:
-            return await self.store_thread(self.hotline.store_deadline_s, self._direct, db, fn, writes)
+            return await self.store_work(lambda: db.enter(lambda held: self._direct(held, fn, writes),
+                                                          self.hotline.store_deadline_s))
         return await self.store_thread(self.hotline.store_deadline_s, self.run_tx, lambda s: fn(on_session(s)))
 
-    def _direct(self, db: LoopConnection | ThreadConnections, fn: Callable[[Run], Any],
-                writes: int | None = None) -> Any:
+    def _direct(self, db: Any, fn: Callable[[Run], Any], writes: int | None = None) -> Any:
+        """fn(run) in a transaction on `db` (a LoopConnection, or a LoopConnections connection)."""
         opened = self.call_id is None and self._open_call is not None
         one_write = writes is not None and writes + opened <= 1  # calls.open_call: one INSERT (+ a read)
 

@@ -1,16 +1,17 @@
-"""The voice menu's own database connection on SQLite (the event loop's, no thread hop).
+"""The voice menu's own database connections: on a SQLite file the event loop's own connection
+(`LoopConnection`, no thread hop), on PostgreSQL asyncpg connections on the event loop
+(`LoopConnections`). The call record's, the open-cases and the case's statements run there as
+prepared statements (ticketing.writer). See docs/benchmarks.md for why.
 
 On a SQLite file a transaction is tried right on the event loop when the write lock is free and only
-waits in a worker thread when another connection holds it; the call record's and the open-cases
-statements run there as prepared statements (ticketing.writer). See docs/benchmarks.md for why.
+waits in a worker thread when another connection holds it.
 """
 from __future__ import annotations
 
 import asyncio
-import select
 import sqlite3
-import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -67,10 +68,15 @@ class CallStoreWork:
         return self._late is not None
 
     async def store_thread(self, deadline: float | None, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) in a worker thread, within `deadline`."""
+        return await self.store_work(lambda: within_deadline(deadline, fn, *args))
+
+    async def store_work(self, start: Callable[[], Awaitable[Any]]) -> Any:
+        """await start(), which raises LateWork past its deadline."""
         if self._late is not None:
             raise StoreTimeout("the store missed its deadline earlier in this call")
         try:
-            return await within_deadline(deadline, fn, *args)
+            return await start()
         except LateWork as exc:
             self._late = exc.work
             raise
@@ -173,78 +179,152 @@ class LoopConnection(_PreparedStatements):
             self._fairy = None
 
 
-class ThreadConnections(_PreparedStatements):
-    """The voice menu's statements on other databases (PostgreSQL): in worker threads (a network
-    round trip must not stall the event loop), each thread holding one pooled DBAPI connection for
-    its transactions, with the same prepared statements as on SQLite's loop connection instead of an
-    ORM Session, whose machinery costs several times the statements (docs/benchmarks.md). Holding
-    the connection saves the pool's checkout and pre-ping round trip on every transaction; one that
-    fails at the connection level is dropped and the next transaction takes a fresh one."""
+STALE_AFTER_S = 5.0  # LoopConnections.stale_after_s for a store without StoreDeadlines
 
-    def __init__(self, engine):
-        super().__init__(engine)
-        self._held = threading.local()
-        self._all: list[Any] = []  # every held connection, to give back at close
-        self._lock = threading.Lock()
 
-    def _connection(self) -> Any:
-        conn = getattr(self._held, "conn", None)
-        if conn is not None and _ended(conn):
-            self._drop(conn)  # the server ended it while it was held (a restart; a partition's keepalives)
-            conn = None
-        if conn is None:
-            conn = self._held.conn = self.engine.raw_connection()
-            with self._lock:
-                self._all.append(conn)
-        return conn
+class LoopConnections(_PreparedStatements):
+    """The voice menu's statements on PostgreSQL, on the event loop: asyncpg through SQLAlchemy's
+    asyncio adaptation (ticketing.store.make_async_engine), so the transaction code that takes a
+    DBAPI cursor (fn(cursor), as on SQLite's LoopConnection) runs unchanged in a greenlet and each
+    round trip is an await. No worker thread (whose hop cost two wake-ups and GIL hand-offs, three
+    times a call), and asyncpg's per-statement work is a fraction of psycopg's (docs/benchmarks.md).
 
-    def _drop(self, conn: Any) -> None:
-        self._held.conn = None
-        with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
-        conn.invalidate()  # not back into the pool: its state is unknown
+    Up to `size` connections, each held between transactions (no pool checkout or pre-ping per
+    transaction). A transaction that misses its deadline has its connection closed at once (asyncpg
+    sets no TCP deadlines): it ends with an error, nothing of it committed unless its COMMIT had
+    reached the server. A connection that failed, or whose transaction was cut short, is dropped;
+    the next transaction takes a fresh one. One idle for `stale_after_s` (the server's keepalive idle:
+    past it the server may have dropped the session in a partition, and nothing tells this end) is
+    pinged before use."""
+
+    def __init__(self, engine, size: int):
+        from ticketing.store import deadlines_of, make_async_engine
+
+        self.async_engine = make_async_engine(engine, size)
+        super().__init__(self.async_engine.sync_engine)
+        deadlines = deadlines_of(engine)
+        self.stale_after_s = deadlines.keepalive_idle_s if deadlines is not None else STALE_AFTER_S
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[Any, float]] = []  # (AsyncConnection, when it was given back) between transactions
+
+    async def run(self, fn: Callable[[Any], Any], one_write: bool = False, deadline: float | None = None) -> Any:
+        """fn(cursor) in one transaction (`one_write`: see _Held.run), run by `enter`."""
+        return await self.enter(lambda held: held.run(fn, one_write), deadline)
+
+    async def enter(self, work: Callable[[Any], Any], deadline: float | None = None) -> Any:
+        """work(held) in a greenlet on one connection, `held.run(fn, one_write)` running a
+        transaction on it. Past `deadline` seconds (waiting for a free connection included) the
+        connection is closed and LateWork raised; its `work` ends soon after."""
+        holder: list[Any] = []
+        task = asyncio.ensure_future(self._enter(work, holder))
+        try:
+            done, _ = await asyncio.wait((task,), timeout=deadline)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.add_done_callback(_consume)  # its failure is expected, not "never retrieved"
+            if holder:
+                holder[0].sync_connection.connection.driver_connection.terminate()
+            else:
+                task.cancel()  # still waiting for a connection
+            raise LateWork(deadline, task)
+        return task.result()
+
+    async def _enter(self, work: Callable[[Any], Any], holder: list[Any]) -> Any:
+        async with self._slots:
+            aconn = await self._take() or await self.async_engine.connect()
+            holder.append(aconn)
+            ended = False
+            try:
+                result = await aconn.run_sync(lambda sync: work(_Held(self, sync.connection)))
+                ended = True
+                return result
+            except Exception:
+                ended = True  # a rule refused (rolled back), or the link failed (closed)
+                raise
+            finally:  # cancelled, closed, or left in a transaction: its state is unknown
+                if ended and not _in_use(aconn):
+                    self._idle.append((aconn, time.monotonic()))
+                else:
+                    _later(self._discard(aconn))
+
+    async def _take(self) -> Any:
+        """An idle connection that is still open (the last given back first), or None."""
+        while self._idle:
+            aconn, since = self._idle.pop()
+            driver = aconn.sync_connection.connection.driver_connection
+            if not driver.is_closed():
+                if time.monotonic() - since < self.stale_after_s:
+                    return aconn
+                try:
+                    await driver.execute("SELECT 1")  # outside any transaction (between ours)
+                    return aconn
+                except BaseException as exc:  # gone (a fresh one instead), or cut short by the deadline
+                    _later(self._discard(aconn))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+            _later(self._discard(aconn))  # the server ended it (a restart, a partition)
+        return None
+
+    @staticmethod
+    async def _discard(aconn: Any) -> None:
+        await aconn.invalidate()
+        await aconn.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for aconn, _since in idle:
+            await aconn.close()
+        await self.async_engine.dispose()
+
+
+def _in_use(aconn: Any) -> bool:
+    """A held connection that is not cleanly between transactions (closed, or one still open)."""
+    driver = aconn.sync_connection.connection.driver_connection
+    return driver.is_closed() or driver.is_in_transaction()
+
+
+class _Held:
+    """One LoopConnections connection inside its greenlet (a `Statements` for ticketing.writer)."""
+
+    __slots__ = ("owner", "conn", "dialect")
+
+    def __init__(self, owner: LoopConnections, conn: Any):
+        self.owner, self.conn, self.dialect = owner, conn, owner.dialect
+
+    def prepared(self, statement) -> Prepared:
+        return self.owner.prepared(statement)
 
     def run(self, fn: Callable[[Any], Any], one_write: bool = False) -> Any:
-        """fn(cursor) in one transaction, on the calling (worker) thread. `one_write`: fn writes
-        with one statement at most, and reads nothing that must agree with that write: each of its
-        statements runs in autocommit, a transaction of its own, without the BEGIN and COMMIT
-        round trips (two of a one-statement transaction's three)."""
-        conn = self._connection()
-        driver = conn.driver_connection
+        """fn(cursor) in one transaction. `one_write`: fn writes with one statement at most, and
+        reads nothing that must agree with that write: each of its statements runs in autocommit, a
+        transaction of its own, without the BEGIN and COMMIT round trips (two of a one-statement
+        transaction's three)."""
+        conn, driver = self.conn, self.conn.dbapi_connection
+        if one_write:
+            driver.autocommit = True
+        cursor = conn.cursor()
         try:
-            if one_write:
-                driver.autocommit = True
-            cursor = conn.cursor()
-            try:
-                result = fn(cursor)
-                conn.commit()
-                return result
-            except BaseException:
+            result = fn(cursor)
+            conn.commit()
+            return result
+        except Exception:
+            if not conn.driver_connection.is_closed():
                 conn.rollback()
-                raise
-            finally:
-                cursor.close()
-                if one_write and not driver.closed:
-                    driver.autocommit = False
-        except self.dialect.loaded_dbapi.OperationalError:
-            self._drop(conn)  # the link to the server failed: a fresh connection next time
-            raise
-
-    def close(self) -> None:
-        with self._lock:
-            held, self._all = self._all, []
-        for conn in held:
-            conn.close()
+            raise  # (cancelled: no more round trips; the connection is dropped)
+        finally:
+            cursor.close()
+            if one_write:
+                driver.autocommit = False
 
 
-def _ended(conn: Any) -> bool:
-    """An idle held connection with something to read or an error pending: the server closed it or the
-    kernel gave it up (StoreDeadlines' keepalives). One poll, no round trip: it is not used again."""
-    try:
-        fd = conn.driver_connection.fileno()
-    except Exception:  # noqa: BLE001 - closed already
-        return True
-    idle = select.poll()
-    idle.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(idle.poll(0))
+_LATER: set[asyncio.Task] = set()
+
+
+def _later(work: Awaitable[Any]) -> None:
+    """Clean-up that must not hold up the call that asked for it, nor be cancelled with it."""
+    task = asyncio.ensure_future(work)
+    _LATER.add(task)
+    task.add_done_callback(lambda t: (_LATER.discard(t), _consume(t)))

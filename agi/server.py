@@ -126,8 +126,10 @@ class FastAGIServer:
         safety_timeout: float = 5.0,
         stop_timeout: float = 10.0,
         backlog: int = 1024,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ):
         self.router = router
+        self.on_stop = on_stop  # after the last call: e.g. give back the handlers' database connections
         self.host = host
         self._requested_port = port
         self.header_timeout = header_timeout
@@ -194,6 +196,8 @@ class FastAGIServer:
             await asyncio.wait_for(server.wait_closed(), 2.0)
         if self._deadlines is not None:
             self._deadlines.close()
+        if self.on_stop is not None:
+            await self.on_stop()
         assert self._stopped is not None
         self._stopped.set()
         log.info("FastAGI server stopped (%s)", self.stats.snapshot())

@@ -36,6 +36,24 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu_seconds() -> float:
+    """User+system CPU seconds of every PostgreSQL process on this machine (its backends serve the
+    server's sessions): the store's side of a call's cost, which the server's own CPU leaves out."""
+    import os
+
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if "(postgres)" not in stat:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def drive(port: int, first: int, count: int, inflight: int) -> None:
     sem = asyncio.Semaphore(inflight)
 
@@ -115,9 +133,9 @@ def main() -> None:
             if "READY" not in line:
                 raise SystemExit(f"server did not start: {line!r}")
             asyncio.run(drive(args.port, 0, args.warmup, args.inflight))
-            cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            cpu0, db0, t0 = cpu_seconds(proc.pid), database_cpu_seconds(), time.monotonic()
             asyncio.run(drive(args.port, args.warmup, args.calls, args.inflight))
-            cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            cpu1, db1, t1 = cpu_seconds(proc.pid), database_cpu_seconds(), time.monotonic()
         finally:
             proc.terminate()
             proc.communicate(timeout=60)
@@ -125,6 +143,8 @@ def main() -> None:
         print(f"server CPU {user + system:.2f} ms/call (user {user:.2f}, system {system:.2f}), "
               f"{args.calls / (t1 - t0):.0f} calls/s "
               f"({args.calls} calls, {args.inflight} in flight)")
+        if args.postgres:  # ended backends (a dropped connection's) are missed: a lower bound
+            print(f"PostgreSQL processes' CPU {(db1 - db0) * 1000 / args.calls:.2f} ms/call")
         print(check(db_url, args.calls + args.warmup))
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from callcenter.pbx.root import RECORDINGS_DIR
 from agi.hotline import IVR_ACTOR, Hotline, ivr_result_value, router_for
-from agi.loopdb import LoopConnection, ThreadConnections, nowait_sessions_for
+from agi.loopdb import LoopConnection, LoopConnections, nowait_sessions_for
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing
 from ticketing import calls
@@ -54,6 +54,7 @@ async def call_menu(store, domain, responder, **header):
         return await fake.run(responder, timeout=20)
     finally:
         await server.stop()
+        await hotline.close()
 
 
 def the_call(store, uniqueid):
@@ -82,17 +83,23 @@ async def test_a2_key_1_logs_call_and_case_with_linkedid_from_the_agi_argument(s
 
 class _Transactions:
     """The thread of every transaction begun: ORM sessions, and the voice menu's direct connections
-    (agi.loopdb: SQLite's on the event loop, PostgreSQL's pooled ones in worker threads)."""
+    (agi.loopdb: SQLite's on the event loop, PostgreSQL's asyncpg ones on the event loop too)."""
 
     def __init__(self, monkeypatch):
         self.threads = []
-        for cls in (LoopConnection, ThreadConnections):
-            monkeypatch.setattr(cls, "run", self._traced(cls.run))
+        monkeypatch.setattr(LoopConnection, "run", self._traced(LoopConnection.run))
+        monkeypatch.setattr(LoopConnections, "enter", self._traced_async(LoopConnections.enter))
 
     def _traced(self, run):
         def traced(db, fn, *args):
             self.threads.append(threading.get_ident())
             return run(db, fn, *args)
+        return traced
+
+    def _traced_async(self, enter):
+        async def traced(db, work, *args):
+            self.threads.append(threading.get_ident())
+            return await enter(db, work, *args)
         return traced
 
     def began(self, session, transaction, connection):
@@ -199,17 +206,14 @@ def _sqlite_file(store) -> str:
     return store.kw["bind"].url.database
 
 
-async def test_transactions_run_on_the_event_loop_only_for_a_free_sqlite_lock(store, domain, monkeypatch):
-    """SQLite file: no thread hop while the write lock is free. PostgreSQL: every transaction in a
-    worker thread, so a network round trip never stalls the other calls' AGI traffic."""
+async def test_transactions_run_on_the_event_loop_without_a_thread_hop(store, domain, monkeypatch):
+    """SQLite file while the write lock is free, PostgreSQL always: the call's transactions run on
+    the event loop's thread (PostgreSQL's round trips are awaited, so they stall no other call)."""
     with _Transactions(monkeypatch) as tx:
         await call_menu(store, domain, answers(), uniqueid="1732512345.81", args=["1732512345.80"])
     threads = tx.threads
-    assert threads  # the call's transactions ran
-    if store.kw["bind"].dialect.name == "sqlite":
-        assert set(threads) == {threading.get_ident()}  # no thread hop
-    else:
-        assert threading.get_ident() not in set(threads)
+    assert len(threads) == 3  # the call's transactions ran: record + open cases, the case, the outcome
+    assert set(threads) == {threading.get_ident()}  # no thread hop
     call, case = the_call(store, "1732512345.81")
     assert (call.outcome, call.case_id) == ("queued", case.id)
 
@@ -307,46 +311,45 @@ def test_a_failed_loop_transaction_leaves_nothing_and_the_lock_free(sessions, cl
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_failed_thread_transaction_leaves_nothing_and_keeps_its_connection(sessions, clock):
-    """PostgreSQL (ThreadConnections): a statement's error rolls the whole transaction back, and
-    the thread's connection, which is fine, serves the next call's transaction (it is not dropped
-    as a broken link)."""
-    db = ThreadConnections(sessions.kw["bind"])
+async def test_a_failed_transaction_on_postgresql_leaves_nothing_and_keeps_its_connection(sessions, clock):
+    """PostgreSQL (LoopConnections): a statement's error rolls the whole transaction back, and the
+    connection, which is fine, serves the next call's transaction (it is not dropped as a broken link)."""
+    db = LoopConnections(sessions.kw["bind"], 2)
 
     def fail(cur):
         calls.open_call(on_cursor(db, cur), uniqueid="u.pgfail", started_at=clock())
         cur.execute("SELECT 1 / 0")
     try:
-        with pytest.raises(sessions.kw["bind"].dialect.loaded_dbapi.Error):
-            db.run(fail)
-        held = list(db._all)
-        call_id = db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.pgnext", started_at=clock()))
-        assert db._all == held and len(held) == 1
+        with pytest.raises(db.dialect.loaded_dbapi.Error):
+            await db.run(fail)
+        held = [aconn for aconn, _ in db._idle]
+        call_id = await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.pgnext", started_at=clock()))
+        assert [aconn for aconn, _ in db._idle] == held and len(held) == 1
     finally:
-        db.close()
+        await db.close()
     with session_scope(sessions) as s:
         assert s.execute(select(Call.uniqueid).where(Call.uniqueid.like("u.pg%"))).scalars().all() == ["u.pgnext"]
         assert s.get(Call, call_id).uniqueid == "u.pgnext"
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_one_write_transaction_is_durable_alone_and_the_next_transaction_is_one_again(sessions, clock):
-    """PostgreSQL (ThreadConnections.run(one_write=True), the menu's first and last transactions):
-    the one write is committed by itself, and the same thread's next transaction is one transaction
-    again: its failure leaves none of its statements."""
-    db = ThreadConnections(sessions.kw["bind"])
+async def test_a_one_write_transaction_is_durable_alone_and_the_next_transaction_is_one_again(sessions, clock):
+    """PostgreSQL (run(one_write=True), the menu's first and last transactions): the one write is
+    committed by itself, and the connection's next transaction is one transaction again: its
+    failure leaves none of its statements."""
+    db = LoopConnections(sessions.kw["bind"], 2)
 
     def open_then_fail(cur):
         calls.open_call(on_cursor(db, cur), uniqueid="u.pgsecond", started_at=clock())
         cur.execute("SELECT 1 / 0")
     try:
-        call_id = db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.pgone", started_at=clock()),
-                         one_write=True)
-        with pytest.raises(sessions.kw["bind"].dialect.loaded_dbapi.Error):
-            db.run(open_then_fail)
-        assert len(db._all) == 1
+        call_id = await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.pgone", started_at=clock()),
+                               one_write=True)
+        with pytest.raises(db.dialect.loaded_dbapi.Error):
+            await db.run(open_then_fail)
+        assert len(db._idle) == 1
     finally:
-        db.close()
+        await db.close()
     with session_scope(sessions) as s:
         assert s.execute(select(Call.uniqueid).where(Call.uniqueid.like("u.pg%"))).scalars().all() == ["u.pgone"]
         assert s.get(Call, call_id).uniqueid == "u.pgone"

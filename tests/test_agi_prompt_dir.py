@@ -42,6 +42,7 @@ async def test_a2_menu_key_1_over_fastagi_uses_the_asked_prompts_and_logs_call_a
         commands = await fake.run(pressing("1"), timeout=20)
     finally:
         await server.stop()
+        await hotline.close()
     prompts = [c.split()[2] for c in commands if c.startswith(("STREAM FILE", "GET DATA"))]
     # the menu's 6 prompts are one Read(): EXEC Read "IVR_DIGITS,<folder>/menu_consultation&...,1,,1,5"
     read = next(c for c in commands if c.startswith("EXEC Read"))

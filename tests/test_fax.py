@@ -86,6 +86,7 @@ async def fax_call(store, domain, *, status: str, error: str, file: bytes | None
         await fake.run(answer)
     finally:
         await server.stop()
+        await hotline.close()
     assert asked == [TIFF]
     with session_scope(store) as s:
         call = s.execute(select(Call).where(Call.uniqueid == uniqueid)).scalar_one()

@@ -1,8 +1,10 @@
 """R7.1 / A1: a case the voice menu creates with prepared statements on its direct connection
 (`Workflow.accept_on` through ticketing.writer; agi.loopdb: the event loop's own on SQLite, pooled
-ones on PostgreSQL) is stored exactly as `Workflow.accept` stores it: the same columns, the next
+asyncpg ones on PostgreSQL) is stored exactly as `Workflow.accept` stores it: the same columns, the next
 number of the day, one accept event in the same hash chain; the same rules refuse."""
 from __future__ import annotations
+
+from inspect import isawaitable
 
 import pytest
 from sqlalchemy import inspect, select
@@ -26,6 +28,18 @@ def _loop_db(sessions):
                    nowait_sessions=nowait_sessions_for(sessions)).direct_db
 
 
+async def _run(db, fn):
+    """fn(cursor) in a transaction on the direct connection (awaited on PostgreSQL's)."""
+    result = db.run(fn)
+    return await result if isawaitable(result) else result
+
+
+async def _close(db) -> None:
+    closed = db.close()
+    if isawaitable(closed):
+        await closed
+
+
 def _columns(case: Case) -> dict:
     return {attr.key: getattr(case, attr.key) for attr in inspect(Case).column_attrs
             if attr.key not in ("id", "number")}
@@ -36,14 +50,14 @@ def _event(ev: AuditEvent) -> dict:
                                         "call_id", "work_order_id")}
 
 
-def test_r7_1_a1_case_on_the_cursor_is_stored_as_accept_stores_it(sessions, domain, clock):
+async def test_r7_1_a1_case_on_the_cursor_is_stored_as_accept_stores_it(sessions, domain, clock):
     loop_db = _loop_db(sessions)
     with session_scope(sessions) as s:
         by_orm = domain.workflow(s).accept(IVR_ACTOR, **REQUEST)
         orm_id, orm_number = by_orm.id, by_orm.number
-    cursor_id, cursor_number = loop_db.run(
-        lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
-    loop_db.close()
+    cursor_id, cursor_number = await _run(
+        loop_db, lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
+    await _close(loop_db)
 
     day = orm_number.split("-")[0]
     assert cursor_number == f"{day}-{int(orm_number.split('-')[1]) + 1:06d}"  # the day's next number
@@ -61,10 +75,11 @@ def test_r7_1_a1_case_on_the_cursor_is_stored_as_accept_stores_it(sessions, doma
         assert report.ok and report.checked == 2, report.problems
 
 
-def test_a1_the_first_event_on_the_cursor_starts_the_chain_and_the_orm_continues_it(sessions, domain):
+async def test_a1_the_first_event_on_the_cursor_starts_the_chain_and_the_orm_continues_it(sessions, domain):
     loop_db = _loop_db(sessions)
-    first_id, _ = loop_db.run(lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
-    loop_db.close()
+    first_id, _ = await _run(
+        loop_db, lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR, **REQUEST))
+    await _close(loop_db)
     with session_scope(sessions) as s:
         domain.workflow(s).accept(IVR_ACTOR, **REQUEST)
     with session_scope(sessions) as s:
@@ -72,15 +87,15 @@ def test_a1_the_first_event_on_the_cursor_starts_the_chain_and_the_orm_continues
         assert report.ok and report.checked == 2, report.problems
 
 
-def test_r5_1_the_same_rules_refuse_and_nothing_is_written(sessions, domain):
+async def test_r5_1_the_same_rules_refuse_and_nothing_is_written(sessions, domain):
     loop_db = _loop_db(sessions)
     clerk = Actor(user_id=None, name="unit clerk", role="unit_staff")
     with pytest.raises(Forbidden):
-        loop_db.run(lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), clerk, **REQUEST))
+        await _run(loop_db, lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), clerk, **REQUEST))
     with pytest.raises(ValueError):  # not a case kind
-        loop_db.run(lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR,
-                                                 **{**REQUEST, "kind": "gossip"}))
-    loop_db.close()
+        await _run(loop_db, lambda cur: domain.workflow(None).accept_on(on_cursor(loop_db, cur), IVR_ACTOR,
+                                                            **{**REQUEST, "kind": "gossip"}))
+    await _close(loop_db)
     with session_scope(sessions) as s:
         assert s.execute(select(Case)).first() is None and s.execute(select(CaseCounter)).first() is None
         assert s.execute(select(AuditEvent)).first() is None

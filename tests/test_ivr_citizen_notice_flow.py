@@ -93,6 +93,7 @@ async def test_r8_2_ivr_notify_runs_the_citizens_flow_by_the_key_and_records_it_
         commands = await fake.run(timeout=20)
     finally:
         await server.stop()
+        await hotline.close()
     text = "\n".join(commands)
     assert "hotline/citizen_notice_greeting" in text and "hotline/unit_water_supply" in text
     assert "notify_urge_greeting" not in text  # not the duty phone's urge

@@ -111,7 +111,8 @@ async def test_ivr_error_is_logged_with_the_hotlines_masking(seeded, domain, mon
 
     monkeypatch.setattr(CallContext, "caller_open_cases", broken_lookup)
     caplog.set_level(logging.INFO)
-    server = FastAGIServer(router_for(Hotline.create(domain, seeded, RECORDINGS_DIR)), "127.0.0.1", 0)
+    hotline = Hotline.create(domain, seeded, RECORDINGS_DIR)
+    server = FastAGIServer(router_for(hotline), "127.0.0.1", 0)
     await server.start()
     try:
         fake = FakeAsterisk("127.0.0.1", server.port, "ivr/main", callerid=CALLER, uniqueid="1732512345.61")
@@ -119,6 +120,7 @@ async def test_ivr_error_is_logged_with_the_hotlines_masking(seeded, domain, mon
         await fake.run(pressing("1", "1732512345.60"), timeout=20)
     finally:
         await server.stop()
+        await hotline.close()
     failed = [r.getMessage() for r in caplog.records if r.name == "ivr_flows.engine" and r.levelno == logging.ERROR]
     assert len(failed) == 1 and f"no open cases for {mask_phone(CALLER)}" in failed[0]
     assert CALLER not in caplog.text

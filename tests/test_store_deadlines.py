@@ -21,13 +21,22 @@ from sqlalchemy import make_url, select, text
 from sqlalchemy.exc import OperationalError
 
 from agi.hotline import Hotline, router_for
-from agi.loopdb import CallStoreWork
+from agi.loopdb import CallStoreWork, LateWork, LoopConnections
 from agi.server import FastAGIServer
 from agi.testing import FakeAsterisk, pressing
 from callback.leader import AdvisoryLockLeadership
 from callcenter.pbx.root import RECORDINGS_DIR
+from ticketing import calls
 from ticketing.models import Call
-from ticketing.store import StoreDeadlines, StoreTimeout, deadline_of, make_engine, make_session_factory
+from ticketing.store import (
+    StoreDeadlines,
+    StoreTimeout,
+    deadline_of,
+    make_async_engine,
+    make_engine,
+    make_session_factory,
+)
+from ticketing.writer import on_cursor
 
 DEADLINES = StoreDeadlines(connect_s=2, transaction_s=2.0, dead_after_s=2.0, keepalive_idle_s=5)
 BOUND_S = 30  # a wait that ends at all: several times every deadline (no timing is asserted)
@@ -160,6 +169,51 @@ def test_the_deadlines_reach_both_ends_of_each_connection(db_url, engine):
 
 
 @ONLY_POSTGRESQL
+async def test_the_voice_menus_own_connections_get_the_servers_deadlines_and_the_same_session(pg_url):
+    """The menu's asyncpg engine (agi/loopdb.py): the server's side of the deadlines, the URL's search
+    path and the store's session settings (jit off). Its client side is the menu's own deadline."""
+    store = make_engine(pg_url, DEADLINES)
+    menu = make_async_engine(store, 1)
+    try:
+        async with menu.connect() as conn:
+            shown = {name: (await conn.execute(text(f"SHOW {name}"))).scalar_one()
+                     for name in ("tcp_user_timeout", "tcp_keepalives_idle", "search_path", "jit")}
+    finally:
+        await menu.dispose()
+        store.dispose()
+    assert shown["tcp_user_timeout"] in ("2000", "2s") and shown["tcp_keepalives_idle"] in ("5", "5s"), shown
+    assert shown["search_path"] == make_url(pg_url).query["options"].split("=", 1)[1] and shown["jit"] == "off"
+
+
+@ONLY_POSTGRESQL
+async def test_r2_1_a_menu_transaction_past_its_deadline_gives_its_connection_up_at_once(pg_url, relay, clock):
+    """The relay goes silent and stays so (its kernel acknowledges every byte: no TCP deadline would
+    ever fire). The transaction gives up at its deadline, its connection is closed at once, so the
+    late work ends and frees its place; nothing of it is stored; the next transaction, once the
+    store answers again, runs on a fresh connection."""
+    store = make_engine(through(relay, pg_url), DEADLINES)
+    db = LoopConnections(store, 1)  # one place: a late transaction holding it would block the next
+    try:
+        await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.before", started_at=clock()))
+        relay.silent = True
+        with pytest.raises(LateWork) as missed:
+            await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.lost", started_at=clock()),
+                         deadline=0.5)
+        await asyncio.wait((missed.value.work,), timeout=BOUND_S)
+        assert missed.value.work.done() and not db._idle  # ended, and its connection not kept
+        relay.silent = False  # the old link is still open on the relay's side: only ours was closed
+        call_id = await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.after", started_at=clock()),
+                               deadline=BOUND_S)
+    finally:
+        relay.cut()
+        await db.close()
+        store.dispose()
+    with make_session_factory(make_engine(pg_url))() as s:
+        stored = dict(s.execute(select(Call.uniqueid, Call.id)).all())
+    assert stored == {"u.before": stored["u.before"], "u.after": call_id}
+
+
+@ONLY_POSTGRESQL
 async def test_r2_1_a_caller_reaches_the_queue_when_the_store_stops_answering(pg_url, relay, domain, sessions):
     """The menu's first transaction (the call record, before the greeting) waits at most the deadline:
     the server sends the caller to the queue (the dialplan's agi-incomplete). Once the partition is
@@ -184,6 +238,7 @@ async def test_r2_1_a_caller_reaches_the_queue_when_the_store_stops_answering(pg
     finally:
         relay.cut()
         await server.stop()
+        await hotline.close()
         store.dispose()
     with sessions() as s:
         recorded = dict(s.execute(select(Call.uniqueid, Call.outcome)).all())
@@ -287,3 +342,31 @@ async def test_a2_a_citizen_call_that_ended_before_the_menu_recorded_it_gets_its
     with sessions() as s:
         rows = s.execute(select(Call.uniqueid, Call.caller_number, Call.outcome, Call.outcome_reason)).all()
     assert rows == [("1700000010.1", "13800000007", "abandoned", "ended_unobserved")]
+
+
+@ONLY_POSTGRESQL
+async def test_a_held_connection_idle_past_the_keepalive_is_pinged_and_replaced_if_gone(pg_url, clock, monkeypatch):
+    """A partition long enough for the server to drop an idle session leaves this end's socket open
+    (asyncpg sets no keepalives): nothing says it is gone until it is used. A connection idle past
+    the server's keepalive idle is pinged first, and a dead one replaced, so the next call does not
+    fail on it. (The server ending the session stands in for the partition; the socket is made to
+    look open, as a half-open one would.)"""
+    store = make_engine(pg_url, DEADLINES)
+    db = LoopConnections(store, 1)
+    try:
+        await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.one", started_at=clock()))
+        ((aconn, _),) = db._idle
+        driver = aconn.sync_connection.connection.driver_connection
+        gone = driver.get_server_pid()
+        with store.begin() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": gone})
+        monkeypatch.setattr(type(driver), "is_closed", lambda _self: False)  # half-open: this end saw no end
+        db.stale_after_s = 0.0  # idle past the keepalive
+        call_id = await db.run(lambda cur: calls.open_call(on_cursor(db, cur), uniqueid="u.two", started_at=clock()))
+        ((fresh, _),) = db._idle
+        assert fresh.sync_connection.connection.driver_connection.get_server_pid() != gone
+    finally:
+        await db.close()
+        store.dispose()
+    with make_session_factory(make_engine(pg_url))() as s:
+        assert s.get(Call, call_id).uniqueid == "u.two"

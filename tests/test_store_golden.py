@@ -82,6 +82,7 @@ async def _menu_call(domain, sessions) -> str:
         commands = await fake.run(pressing("1", "1772413200.10", "OK"), timeout=20)
     finally:
         await server.stop()
+        await hotline.close()
     said = next(c for c in commands if c.startswith("SAY DIGITS")).split()[2]
     return f"{said[:8]}-{said[8:]}"
 

@@ -89,8 +89,7 @@ async def asterisk(store, domain):
     await server.start()
     yield server
     await server.stop()
-    if hotline.direct_db is not None:
-        hotline.direct_db.close()  # the worker threads' connections (PostgreSQL): back to the shared pool
+    await hotline.close()  # the menu's own connections
 
 
 def _keyed(keys: list[str], linkedid: str):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -194,7 +194,7 @@ def _checkpoint_after_commit(session: Session) -> None:
     # the head this transaction moved: through the Session's chain, or by `record` on its connection
     chain = session.info.get(_CHAIN)
     moved = chain.head if chain is not None and chain.head[0] != chain.start_id else None
-    by_runner = _uncommitted.__dict__.pop("head", None)
+    by_runner = _take_uncommitted()
     if by_runner is not None and (moved is None or by_runner[0] > moved[0]):
         moved = by_runner
     if moved is not None:
@@ -206,19 +206,28 @@ def _forget_uncommitted(session: Session) -> None:
     discard_uncommitted()
 
 
-# The head `record` wrote on a statement runner, until its caller's transaction commits (announce_committed) or not.
-_uncommitted = threading.local()
+# The head `record` wrote on a statement runner, until its caller's transaction commits
+# (announce_committed) or not. A context variable, not a thread's: on PostgreSQL the voice menu's
+# transactions take turns on the event loop's thread (agi/loopdb.py), each in its call's own task.
+_uncommitted: ContextVar[tuple | None] = ContextVar("audit_uncommitted_head", default=None)
+
+
+def _take_uncommitted() -> tuple | None:
+    head = _uncommitted.get()
+    if head is not None:
+        _uncommitted.set(None)
+    return head
 
 
 def announce_committed() -> None:
     """For callers of `record` on a DBAPI cursor: their transaction committed, checkpoint it."""
-    head = _uncommitted.__dict__.pop("head", None)
+    head = _take_uncommitted()
     if head is not None:
         audit_seal.announce(head)
 
 
 def discard_uncommitted() -> None:
-    _uncommitted.__dict__.pop("head", None)
+    _uncommitted.set(None)
 
 
 @event.listens_for(Session, "after_transaction_create")
@@ -273,7 +282,7 @@ def record(
         locked = _locked_head(where)
         row, head = _next_event(locked, _keys_after(locked), actor, action, **fields)
         _append(where, [row], head)
-        _uncommitted.head = head  # checkpointed when the caller's transaction commits
+        _uncommitted.set(head)  # checkpointed when the caller's transaction commits
         return row["id"]
     chain = where.info.get(_CHAIN)
     if chain is None:

@@ -8,12 +8,14 @@ report), and JIT compiling them cost more than it saved (docs/benchmarks.md, iss
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -46,13 +48,17 @@ class StoreDeadlines:
         given = " ".join(given) if isinstance(given, tuple) else given
         return {**self.connect_args(), "options": f"{given} {self.server_options()}".strip()}
 
-    def server_options(self) -> str:
+    def server_settings(self) -> dict[str, str]:
         """The same on the server's side of each session: a backend whose client vanished in a
         partition ends and releases its locks (an open transaction's row locks would otherwise stall
         the writes that complete the call records once packets flow again)."""
-        return (f"-c tcp_keepalives_idle={self.keepalive_idle_s} -c tcp_keepalives_interval=1 "
-                f"-c tcp_keepalives_count={max(1, round(self.dead_after_s))} "
-                f"-c tcp_user_timeout={round(self.dead_after_s * 1000)}")
+        return {"tcp_keepalives_idle": str(self.keepalive_idle_s), "tcp_keepalives_interval": "1",
+                "tcp_keepalives_count": str(max(1, round(self.dead_after_s))),
+                "tcp_user_timeout": str(round(self.dead_after_s * 1000))}
+
+    def server_options(self) -> str:
+        """server_settings() as libpq's `options`."""
+        return " ".join(f"-c {name}={value}" for name, value in self.server_settings().items())
 
 
 class StoreTimeout(TimeoutError):
@@ -98,14 +104,44 @@ def make_engine(url: str, deadlines: StoreDeadlines | None = None, **kwargs) -> 
     return engine
 
 
+# Every PostgreSQL session's own settings (the server's stay as they are). jit: the planner
+# JIT-compiled the month's figure queries (20-45 ms each, more under load) for queries that run in
+# tens of ms.
+SESSION_SETTINGS = {"jit": "off"}
+
+
 def _configure_postgresql(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
-        # the planner JIT-compiled the month's figure queries (20-45 ms each, more under load)
-        # for queries that run in tens of ms: a session setting, so the server's own stays as is
         with dbapi_conn.cursor() as cur:
-            cur.execute("SET jit = off")
+            for name, value in SESSION_SETTINGS.items():
+                cur.execute(f"SET {name} = {value}")
         dbapi_conn.commit()
+
+
+def make_async_engine(engine: Engine, pool_size: int) -> AsyncEngine:
+    """The PostgreSQL store of `engine` for asyncio code: asyncpg through SQLAlchemy's asyncio
+    adaptation (the voice menu's statements, agi/loopdb.py: asyncpg's per-statement work is a
+    fraction of psycopg's, docs/benchmarks.md). Same server, database, search path and session
+    settings; the connect deadline and the server's side of StoreDeadlines. asyncpg sets no TCP
+    deadlines of its own: its users bound each wait themselves and drop a connection that missed."""
+    url = engine.url.set(drivername="postgresql+asyncpg")
+    settings = dict(SESSION_SETTINGS)
+    options = url.query.get("options")
+    if options:  # libpq's `options` (-c name=value ...), e.g. a search path: asyncpg's server_settings
+        given = " ".join(options) if isinstance(options, tuple) else options
+        pairs = re.findall(r"-c\s*([A-Za-z_.]+)=(\S+)", given)
+        if re.sub(r"-c\s*[A-Za-z_.]+=\S+", "", given).strip():
+            raise ValueError(f"database URL options other than -c name=value: {given!r}")
+        settings.update(pairs)
+        url = url.difference_update_query(["options"])
+    connect_args: dict = {"server_settings": settings}
+    deadlines = deadlines_of(engine)
+    if deadlines is not None:
+        settings.update(deadlines.server_settings())
+        connect_args["timeout"] = max(2, deadlines.connect_s)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
+                               connect_args=connect_args)
 
 
 def _configure_sqlite(engine: Engine) -> None:

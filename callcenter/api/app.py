@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, *, domain: Domain | None = None
                 await callcontrol.stop()
             from callcenter.twilio.wiring import close as close_twilio
 
-            close_twilio(_app)  # the Twilio voice menu's database connections, if it ran
+            await close_twilio(_app)  # the Twilio voice menu's database connections, if it ran
 
     app = FastAPI(
         lifespan=lifespan,

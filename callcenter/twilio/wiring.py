@@ -161,8 +161,8 @@ def recordings_for(app):
     return recordings
 
 
-def close(app) -> None:
-    """Give back the connections the voice menu's worker threads hold (agi.loopdb, on PostgreSQL)."""
+async def close(app) -> None:
+    """Give back the voice menu's own database connections (agi.loopdb), if it ran."""
     voice = getattr(app.state, "twilio_voice", None)
-    if voice is not None and voice.hotline.direct_db is not None:
-        voice.hotline.direct_db.close()
+    if voice is not None:
+        await voice.hotline.close()
