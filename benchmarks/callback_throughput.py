@@ -96,6 +96,10 @@ async def run_one(size: int, concurrency: int, workdir: Path, *, answered: bool 
     settings = get_settings()
     url = f"sqlite:///{workdir / f'bench-{size}-{concurrency}-{int(answered)}.db'}"
     upgrade(url)
+    # A1: the throwaway store's audit chain sealed with a throwaway key (callcenter.audit_vault)
+    from callcenter.audit_vault import install as install_audit_vault
+
+    install_audit_vault(str(workdir / f"audit-{size}-{concurrency}"))
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     base = Domain.load(settings.config_dir)
