@@ -74,7 +74,7 @@ async def hotline(asterisk, tmp_path):
     hot = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=attempts, notices=notify,
                          read_file=lambda path: asterisk_file(asterisk, path))
     with agi_port_lock(asterisk):
-        server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port)
+        server = FastAGIServer(router_for(hot), host=asterisk.agi_host, port=asterisk.agi_port, on_stop=hot.close)
         for attempt in range(180):  # a server of another session that skipped the lock: wait for it
             try:
                 await server.start()

@@ -49,7 +49,8 @@ async def env(asterisk, tmp_path):
     engine, sessions = make_store(f"sqlite:///{tmp_path / 'cb.db'}", domain)
     with agi_port_lock(asterisk):
         hotline = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=A)
-        server = FastAGIServer(router_for(hotline), host=asterisk.agi_host, port=asterisk.agi_port)
+        server = FastAGIServer(router_for(hotline), host=asterisk.agi_host, port=asterisk.agi_port,
+                               on_stop=hotline.close)
         await server.start()
         ami = AMIClient.from_settings(asterisk)
         await ami.start()
@@ -223,8 +224,9 @@ async def agi_and_observer(asterisk, tmp_path):
         servers = []
 
         async def serve(domain, sessions):
-            server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR, survey=A)),
-                                   host=asterisk.agi_host, port=asterisk.agi_port)
+            hotline = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=A)
+            server = FastAGIServer(router_for(hotline), host=asterisk.agi_host, port=asterisk.agi_port,
+                                   on_stop=hotline.close)
             await server.start()
             servers.append(server)
         try:

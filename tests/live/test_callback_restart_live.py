@@ -126,8 +126,9 @@ async def test_issue19_sigkill_mid_batch_restart_keeps_the_cap_and_leaves_no_set
         keys = {f"cb-{n}-1" for n in numbers}
         with agi_port_lock(asterisk):
             signal = RatingSignal()
-            server = FastAGIServer(router_for(Hotline.create(domain, sessions, RECORDINGS_DIR, survey=signal)),
-                                   host=asterisk.agi_host, port=asterisk.agi_port)
+            hotline = Hotline.create(domain, sessions, RECORDINGS_DIR, survey=signal)
+            server = FastAGIServer(router_for(hotline), host=asterisk.agi_host, port=asterisk.agi_port,
+                                   on_stop=hotline.close)
             await server.start()
             ami = AMIClient.from_settings(asterisk)
             await ami.start()
