@@ -225,7 +225,7 @@ class LoopConnections(_PreparedStatements):
         if not done:
             task.add_done_callback(_consume)  # its failure is expected, not "never retrieved"
             if holder:
-                holder[0].sync_connection.connection.driver_connection.terminate()
+                _driver(holder[0]).terminate()
             else:
                 task.cancel()  # still waiting for a connection
             raise LateWork(deadline, task)
@@ -253,7 +253,7 @@ class LoopConnections(_PreparedStatements):
         """An idle connection that is still open (the last given back first), or None."""
         while self._idle:
             aconn, since = self._idle.pop()
-            driver = aconn.sync_connection.connection.driver_connection
+            driver = _driver(aconn)
             if not driver.is_closed():
                 if time.monotonic() - since < self.stale_after_s:
                     return aconn
@@ -280,9 +280,14 @@ class LoopConnections(_PreparedStatements):
         await self.async_engine.dispose()
 
 
+def _driver(aconn: Any) -> Any:
+    """A held AsyncConnection's asyncpg connection."""
+    return aconn.sync_connection.connection.driver_connection
+
+
 def _in_use(aconn: Any) -> bool:
     """A held connection that is not cleanly between transactions (closed, or one still open)."""
-    driver = aconn.sync_connection.connection.driver_connection
+    driver = _driver(aconn)
     return driver.is_closed() or driver.is_in_transaction()
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,9 +34,14 @@ class StoreDeadlines:
     dead_after_s: float  # data or keepalive probes unacknowledged this long: the connection is dropped
     keepalive_idle_s: int  # an idle connection is probed after this long (both ends)
 
+    @property
+    def connect_timeout_s(self) -> int:
+        """connect_s as the drivers take it (libpq: whole seconds, under 2 means 2)."""
+        return max(2, self.connect_s)
+
     def connect_args(self) -> dict[str, int]:
         """libpq's own options: the client drops a dead connection (the pool then discards it)."""
-        return {"connect_timeout": max(2, self.connect_s), "keepalives": 1,
+        return {"connect_timeout": self.connect_timeout_s, "keepalives": 1,
                 "keepalives_idle": self.keepalive_idle_s, "keepalives_interval": 1,
                 "keepalives_count": max(1, round(self.dead_after_s)),
                 "tcp_user_timeout": round(self.dead_after_s * 1000)}
@@ -44,8 +49,7 @@ class StoreDeadlines:
     def connect_args_for(self, url) -> dict[str, int | str]:
         """create_engine's connect_args for a store at `url`: libpq's options and the server's (after
         the URL's own `options`, e.g. a search_path)."""
-        given = make_url(url).query.get("options", "")
-        given = " ".join(given) if isinstance(given, tuple) else given
+        given = url_options(make_url(url))
         return {**self.connect_args(), "options": f"{given} {self.server_options()}".strip()}
 
     def server_settings(self) -> dict[str, str]:
@@ -59,6 +63,12 @@ class StoreDeadlines:
     def server_options(self) -> str:
         """server_settings() as libpq's `options`."""
         return " ".join(f"-c {name}={value}" for name, value in self.server_settings().items())
+
+
+def url_options(url: URL) -> str:
+    """The database URL's own libpq `options` (e.g. -c search_path=...), "" if none."""
+    given = url.query.get("options", "")
+    return " ".join(given) if isinstance(given, tuple) else given
 
 
 class StoreTimeout(TimeoutError):
@@ -127,9 +137,8 @@ def make_async_engine(engine: Engine, pool_size: int) -> AsyncEngine:
     deadlines of its own: its users bound each wait themselves and drop a connection that missed."""
     url = engine.url.set(drivername="postgresql+asyncpg")
     settings = dict(SESSION_SETTINGS)
-    options = url.query.get("options")
-    if options:  # libpq's `options` (-c name=value ...), e.g. a search path: asyncpg's server_settings
-        given = " ".join(options) if isinstance(options, tuple) else options
+    given = url_options(url)
+    if given:  # libpq's `options` (-c name=value ...), e.g. a search path: asyncpg's server_settings
         pairs = re.findall(r"-c\s*([A-Za-z_.]+)=(\S+)", given)
         if re.sub(r"-c\s*[A-Za-z_.]+=\S+", "", given).strip():
             raise ValueError(f"database URL options other than -c name=value: {given!r}")
@@ -139,7 +148,7 @@ def make_async_engine(engine: Engine, pool_size: int) -> AsyncEngine:
     deadlines = deadlines_of(engine)
     if deadlines is not None:
         settings.update(deadlines.server_settings())
-        connect_args["timeout"] = max(2, deadlines.connect_s)
+        connect_args["timeout"] = deadlines.connect_timeout_s
     return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
                                connect_args=connect_args)
 
